@@ -1,0 +1,1 @@
+"""Candles in, model inputs out: sources, the Parquet store, and pure feature and label functions."""

@@ -1,0 +1,1 @@
+"""Domain pieces shared by every layer: settings, errors, and the `signals` command line."""

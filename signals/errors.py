@@ -1,0 +1,53 @@
+"""Domain errors, each carrying the HTTP status it maps to.
+
+They subclass BentoML's exception classes so that an API method can simply let them propagate:
+BentoML answers with ``error_code`` and, for 4xx, the message. Messages say what to fix.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from bentoml.exceptions import BentoMLException
+
+
+class SignalsError(BentoMLException):
+    """Base of every error this project raises on purpose."""
+
+    error_code = HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+class InvalidInput(SignalsError, ValueError):
+    """The caller sent something malformed (400)."""
+
+    error_code = HTTPStatus.BAD_REQUEST
+
+
+class InvalidSymbol(InvalidInput):
+    """A symbol that does not match the accepted spellings."""
+
+
+class InvalidTimeframe(InvalidInput):
+    """A timeframe outside the supported set."""
+
+
+class CandleDataError(SignalsError, ValueError):
+    """Candles that break the candle-frame contract (NaN, unsorted, off-grid, ...): 422."""
+
+    error_code = HTTPStatus.UNPROCESSABLE_ENTITY
+
+
+class NotEnoughCandles(CandleDataError):
+    """Fewer closed candles than a window needs: 422, saying how many were found and needed."""
+
+
+class DataNotFound(SignalsError, LookupError):
+    """The store holds no candles for a (symbol, timeframe): 404."""
+
+    error_code = HTTPStatus.NOT_FOUND
+
+
+class ExchangeUnavailable(SignalsError):
+    """The exchange timed out, rate-limited us past our retries, or answered 5xx: 503."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE

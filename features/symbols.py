@@ -23,7 +23,9 @@ def normalize_symbol(raw: str) -> str:
     if not isinstance(raw, str) or not raw:
         raise InvalidSymbol(f"empty symbol; expected e.g. {_EXAMPLES}")
     if len(raw) > MAX_SYMBOL_LENGTH:
-        raise InvalidSymbol(f"symbol is {len(raw)} characters long (max {MAX_SYMBOL_LENGTH}); expected e.g. {_EXAMPLES}")
+        raise InvalidSymbol(
+            f"symbol is {len(raw)} characters long (max {MAX_SYMBOL_LENGTH}); expected e.g. {_EXAMPLES}"
+        )
     # Reject non-ASCII before upper-casing: str.upper() maps some look-alikes onto ASCII letters.
     if not raw.isascii():
         raise InvalidSymbol(f"symbol {raw!r} has non-ASCII characters; expected e.g. {_EXAMPLES}")

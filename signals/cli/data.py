@@ -79,12 +79,27 @@ def import_candles(
             try:
                 candle_file = read_candle_file(path, symbol, timeframe)
                 result = store.write(exchange_id, candle_file.symbol, candle_file.timeframe, candle_file.candles)
-                rows.append({"file": path.name, "symbol": candle_file.symbol, "timeframe": candle_file.timeframe,
-                             "added": result.added, "total": result.total})
+                rows.append(
+                    {
+                        "file": path.name,
+                        "symbol": candle_file.symbol,
+                        "timeframe": candle_file.timeframe,
+                        "added": result.added,
+                        "total": result.total,
+                    }
+                )
             except (SignalsError, FileNotFoundError) as error:
                 failures += 1
-                rows.append({"file": path.name, "symbol": None, "timeframe": None, "added": 0, "total": None,
-                             "error": str(error)})
+                rows.append(
+                    {
+                        "file": path.name,
+                        "symbol": None,
+                        "timeframe": None,
+                        "added": 0,
+                        "total": None,
+                        "error": str(error),
+                    }
+                )
             progress.advance(task)
     emit_table(rows, as_json=as_json, title=f"Imported into {store.root / exchange_id}")
     if failures:

@@ -51,3 +51,15 @@ class ExchangeUnavailable(SignalsError):
     """The exchange timed out, rate-limited us past our retries, or answered 5xx: 503."""
 
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class ModelNotFound(SignalsError, LookupError):
+    """No stored model for the asked (family, symbol, timeframe): 404, listing what exists."""
+
+    error_code = HTTPStatus.NOT_FOUND
+
+
+class ModelIntegrityError(SignalsError):
+    """A stored model file is missing, fails its SHA-256, or was built for other features: 503 for that model."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE

@@ -1,0 +1,1 @@
+"""Networks, training, evaluation, and import into / load from the BentoML model store."""

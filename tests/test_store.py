@@ -1,0 +1,195 @@
+"""The Parquet candle store: layout, merge + dedupe, atomic writes, gap report, and the store commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features import store as store_module
+from features.importer import read_candle_file
+from features.store import CandleStore, atomic_write, find_gaps
+from signals.cli import app
+from signals.errors import CandleDataError, DataNotFound, InvalidInput, InvalidSymbol
+from tests.conftest import SHARED_OHLCV
+from tests.factories import random_walk_candles
+
+runner = CliRunner()
+
+
+def test_files_are_laid_out_by_exchange_symbol_and_timeframe(tmp_path: Path) -> None:
+    store = CandleStore(tmp_path)
+    assert store.path_for("binance", "btc-usdt", "1h") == tmp_path / "binance" / "BTC_USDT-1h.parquet"
+
+
+@pytest.mark.parametrize(("exchange", "symbol"), [("../x", "BTC/USDT"), ("binance", "../../etc/passwd")])
+def test_path_components_never_come_from_raw_text(tmp_path: Path, exchange: str, symbol: str) -> None:
+    with pytest.raises(InvalidInput):
+        CandleStore(tmp_path).path_for(exchange, symbol, "1h")
+
+
+def test_write_merges_and_dedupes_with_the_newer_fetch_winning(tmp_path: Path) -> None:
+    store = CandleStore(tmp_path)
+    candles = random_walk_candles(100)
+    first = store.write("binance", "BTC/USDT", "15m", candles.iloc[:60])
+    revised = candles.iloc[50:].copy()
+    revised.loc[revised.index[0], ["close", "high"]] = [1e6, 1e6]  # the exchange corrected bar 50
+    second = store.write("binance", "BTC/USDT", "15m", revised)
+    stored = store.read("binance", "BTC/USDT", "15m")
+    assert (first.added, first.total) == (60, 60)
+    assert (second.added, second.total) == (40, 100)
+    assert stored["timestamp"].is_monotonic_increasing and stored["timestamp"].is_unique
+    assert stored.loc[50, "close"] == 1e6
+    pd.testing.assert_frame_equal(stored.drop(index=50), candles.drop(index=50), check_exact=True)
+
+
+def test_rewriting_the_same_candles_adds_nothing(tmp_path: Path) -> None:
+    store = CandleStore(tmp_path)
+    candles = random_walk_candles(30)
+    store.write("binance", "ETH/USDT", "15m", candles)
+    assert store.write("binance", "ETH/USDT", "15m", candles).added == 0
+
+
+def test_invalid_candles_are_refused_before_touching_the_file(tmp_path: Path) -> None:
+    store = CandleStore(tmp_path)
+    store.write("binance", "BTC/USDT", "15m", random_walk_candles(10))
+    bad = random_walk_candles(10, start="2024-02-01")
+    bad.loc[3, "close"] = float("nan")
+    with pytest.raises(CandleDataError, match="NaN"):
+        store.write("binance", "BTC/USDT", "15m", bad)
+    assert len(store.read("binance", "BTC/USDT", "15m")) == 10
+
+
+def test_a_write_that_fails_halfway_leaves_the_old_file_intact(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    store = CandleStore(tmp_path)
+    original = random_walk_candles(40)
+    store.write("binance", "BTC/USDT", "15m", original)
+    path = store.path_for("binance", "BTC/USDT", "15m")
+    before = path.read_bytes()
+
+    def crash_halfway(frame: pd.DataFrame, target: Path) -> None:
+        def write(handle) -> None:  # type: ignore[no-untyped-def]
+            handle.write(before[: len(before) // 2])
+            raise OSError("disk full")
+
+        atomic_write(target, write)
+
+    monkeypatch.setattr(store_module, "write_parquet_atomic", crash_halfway)
+    with pytest.raises(OSError, match="disk full"):
+        store.write("binance", "BTC/USDT", "15m", random_walk_candles(80))
+    assert path.read_bytes() == before
+    pd.testing.assert_frame_equal(store.read("binance", "BTC/USDT", "15m"), original)
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_missing_file_reads_as_not_found_with_a_hint(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFound, match="signals sync"):
+        CandleStore(tmp_path).read("binance", "BTC/USDT", "1h")
+
+
+def test_gap_report_counts_missing_bars() -> None:
+    candles = random_walk_candles(20).drop(index=[5, 6, 7, 12]).reset_index(drop=True)
+    gaps = find_gaps(candles["timestamp"], "15m")
+    assert [(g.last_before.minute, g.missing_bars) for g in gaps] == [(0, 3), (45, 1)]
+    assert find_gaps(random_walk_candles(20)["timestamp"], "15m") == []
+
+
+def test_entries_describe_every_file(tmp_path: Path) -> None:
+    store = CandleStore(tmp_path)
+    store.write("binance", "BTC/USDT", "15m", random_walk_candles(20).drop(index=[4]))
+    store.write("synthetic", "ETH/USDT", "15m", random_walk_candles(10))
+    (tmp_path / "binance" / "notes.parquet").write_text("not a candle file")
+    entries = list(store.entries())
+    assert [(e.exchange, e.symbol, e.bars, len(e.gaps)) for e in entries] == [
+        ("binance", "BTC/USDT", 19, 1),
+        ("synthetic", "ETH/USDT", 10, 0),
+    ]
+
+
+def test_import_reads_csv_with_iso_or_epoch_millisecond_times(tmp_path: Path) -> None:
+    candles = random_walk_candles(12, timeframe="1h")
+    iso = tmp_path / "SOL_USDT-1h.csv"
+    candles.assign(timestamp=candles["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(iso, index=False)
+    epoch = tmp_path / "whatever.csv"
+    candles.assign(timestamp=candles["timestamp"].astype("int64") // 1_000_000).to_csv(epoch, index=False)
+    from_iso = read_candle_file(iso)
+    from_epoch = read_candle_file(epoch, symbol="SOLUSDT", timeframe="1h")
+    assert (from_iso.symbol, from_iso.timeframe) == ("SOL/USDT", "1h")
+    pd.testing.assert_frame_equal(from_iso.candles, candles, check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(from_epoch.candles, from_iso.candles)
+
+
+def test_import_names_the_file_when_it_cannot_tell_or_read_it(tmp_path: Path) -> None:
+    odd = tmp_path / "candles.csv"
+    odd.write_text("timestamp,open\n")
+    with pytest.raises(InvalidInput, match="candles.csv.*--symbol and --timeframe"):
+        read_candle_file(odd)
+    with pytest.raises(InvalidSymbol):
+        read_candle_file(tmp_path / "BTC_XXX-1h.csv")
+    corrupt = tmp_path / "BTC_USDT-1h.parquet"
+    corrupt.write_bytes(b"PAR1 garbage")
+    with pytest.raises(CandleDataError, match="BTC_USDT-1h.parquet: unreadable"):
+        read_candle_file(corrupt)
+
+
+def test_cli_imports_files_and_lists_the_store(tmp_path: Path) -> None:
+    candles = random_walk_candles(48, timeframe="1h").drop(index=[10])
+    source = tmp_path / "in" / "BTC_USDT-1h.parquet"
+    source.parent.mkdir()
+    candles.to_parquet(source)
+    store_dir = tmp_path / "store"
+    imported = runner.invoke(app, ["import-candles", str(source), "--data-dir", str(store_dir), "--json"])
+    assert imported.exit_code == 0, imported.output
+    listed = runner.invoke(app, ["candles", "--data-dir", str(store_dir), "--json"])
+    rows = json.loads(listed.stdout)
+    assert rows == [
+        {
+            "exchange": "binance",
+            "symbol": "BTC/USDT",
+            "timeframe": "1h",
+            "first": "2024-01-01T00:00:00Z",
+            "last": "2024-01-02T23:00:00Z",
+            "bars": 47,
+            "gaps": 1,
+            "missing_bars": 1,
+        }
+    ]
+    table = runner.invoke(app, ["candles", "--data-dir", str(store_dir)])
+    assert "BTC/USDT" in table.stdout and "47" in table.stdout
+
+
+def test_cli_import_reports_a_bad_file_and_exits_non_zero(tmp_path: Path) -> None:
+    bad = tmp_path / "ETH_USDT-1h.csv"
+    bad.write_text("timestamp,open,high,low,close,volume\n2024-01-01T00:00:00Z,1,2,0.5,1,nan\n")
+    result = runner.invoke(app, ["import-candles", str(bad), "--data-dir", str(tmp_path / "s"), "--json"])
+    assert result.exit_code == 2
+    assert "NaN" in result.stdout
+
+
+def test_cli_data_dir_defaults_to_the_environment(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from signals.settings import get_settings
+
+    CandleStore(tmp_path).write("binance", "BTC/USDT", "15m", random_walk_candles(5))
+    monkeypatch.setenv("SIGNALS_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        rows = json.loads(runner.invoke(app, ["candles", "--json"]).stdout)
+    finally:
+        get_settings.cache_clear()
+    assert [row["bars"] for row in rows] == [5]
+
+
+@pytest.mark.realdata
+def test_real_files_import_with_their_documented_gaps(tmp_path: Path) -> None:
+    source = SHARED_OHLCV.parent / "ohlcv_2023" / "BTC_USDT-15m.parquet"
+    if not source.is_file():
+        pytest.skip(f"real data not available: {source} is absent")
+    candle_file = read_candle_file(source)
+    store = CandleStore(tmp_path)
+    store.write("binance", candle_file.symbol, candle_file.timeframe, candle_file.candles)
+    (entry,) = list(store.entries())
+    assert entry.bars == 34994
+    assert [(g.last_before.isoformat(), g.missing_bars) for g in entry.gaps] == [("2023-03-24T12:30:00+00:00", 5)]

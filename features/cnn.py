@@ -92,7 +92,7 @@ def training_windows(candles: pd.DataFrame) -> tuple[np.ndarray, pd.DatetimeInde
     if len(valid) < LOOKBACK:
         return np.empty((0, LOOKBACK, N_FEATURES), np.float32), pd.DatetimeIndex([], tz="UTC")
     windows = sliding_window_view(valid, (LOOKBACK, N_FEATURES))[:, 0]
-    ends = features.index[FIRST_VALID_ROW + LOOKBACK - 1 :]
+    ends = pd.DatetimeIndex(features.index[FIRST_VALID_ROW + LOOKBACK - 1 :])
     return np.ascontiguousarray(windows), ends
 
 

@@ -16,13 +16,19 @@ FloatArray = np.ndarray
 
 
 def rolling_mean_std(values: FloatArray, period: int) -> tuple[FloatArray, FloatArray]:
-    """Mean and population std of the last `period` values at each bar (NaN before the first full window)."""
+    """Mean and population std of the last `period` values at each bar (NaN before the first full window).
+
+    A window of identical values gets exactly that value as its mean and exactly 0 as its std. Summing rounds
+    (20 x 0.1 / 20 != 0.1), and the tiny nonzero std that rounding leaves would turn a flat market's z-score or %B
+    into noise (1.0, 0.25 / 0.75) instead of the neutral value `safe_ratio` gives for a zero std.
+    """
     mean = np.full(values.shape, np.nan)
     std = np.full(values.shape, np.nan)
     if len(values) >= period:
         windows = sliding_window_view(values, period)
-        mean[period - 1 :] = windows.mean(axis=1)
-        std[period - 1 :] = windows.std(axis=1)
+        flat = windows.min(axis=1) == windows.max(axis=1)
+        mean[period - 1 :] = np.where(flat, windows[:, 0], windows.mean(axis=1))
+        std[period - 1 :] = np.where(flat, 0.0, windows.std(axis=1))
     return mean, std
 
 

@@ -157,6 +157,14 @@ class CandleStore:
             write_parquet_atomic(merged, path)
         return WriteResult(added=len(merged) - len(old), total=len(merged), path=path)
 
+    def replace(self, exchange: str, symbol: str, timeframe: str, candles: pd.DataFrame) -> WriteResult:
+        """Replace the stored file with exactly `candles` (no merge), atomically: for regenerated data sets."""
+        path = self.path_for(exchange, symbol, timeframe)
+        new = validate_candles(candles, timeframe)
+        with self._locked(path):
+            write_parquet_atomic(new, path)
+        return WriteResult(added=len(new), total=len(new), path=path)
+
     def entries(self, exchange: str | None = None) -> Iterator[StoreEntry]:
         """Describe every well-named file of the store (others are ignored), sorted by path."""
         exchanges = [parse_exchange(exchange)] if exchange else self._exchanges()

@@ -69,13 +69,14 @@ def save_model(
     `metadata` must hold only JSON-like values (BentoML stores it as YAML). Library versions are added.
     """
     with bentoml.models.create(name, labels=labels, metadata=dict(metadata)) as model:
-        hashes = {}
+        hashes: dict[str, Any] = {}
         for filename, write in files.items():
             target = Path(model.path_of(filename))
             write(target)
             hashes[filename] = sha256_of(target)
         model.info.metadata[SHA256_KEY] = hashes
-        model.info.metadata.setdefault("library_versions", library_versions())
+        versions: dict[str, Any] = dict(library_versions())
+        model.info.metadata.setdefault("library_versions", versions)
     logger.info("saved %s with files %s", model.tag, sorted(hashes))
     return load_model(str(model.tag))
 
@@ -92,6 +93,7 @@ def load_model(tag: str) -> StoredModel:
         raise ModelIntegrityError(f"model {model.tag} records no SHA-256 for its files; re-import it")
     root = Path(model.path)
     for filename, expected in hashes.items():
+        expected = str(expected)
         path = root / filename
         if not path.is_file():
             raise ModelIntegrityError(f"model {model.tag}: file {filename!r} is missing from {root}")

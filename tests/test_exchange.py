@@ -97,13 +97,18 @@ def test_rate_limited_then_success(exchange: LocalExchange, source_frames: dict[
 def test_server_error_burst_then_success(
     exchange: LocalExchange, source_frames: dict[tuple[str, str], pd.DataFrame], status: int
 ) -> None:
-    candles = fetch(exchange, "ETH/USDT", "1h", limit=100)  # markets loaded; the burst hits klines pages
-    exchange.clear_log()
-    exchange.fail_next(3, status)
-    candles = fetch(exchange, "ETH/USDT", "1h", limit=100)
+    async def run() -> pd.DataFrame:
+        async with ExchangeSource(ExchangeConfig(EXCHANGE, exchange.url, **{**FAST, "limit": 100})) as source:
+            await source.exchange.load_markets()
+            exchange.fail_next(3, status)  # the burst hits the klines pages, mid-fetch
+            return await source.fetch("ETH/USDT", "1h", pd.Timestamp("2024-01-01", tz="UTC"))
+
+    candles = asyncio.run(run())
 
     pd.testing.assert_frame_equal(candles, source_frames[("ETH/USDT", "1h")])
-    assert len(exchange.requests) == 3 + 1 + 4  # 3 failures, exchangeInfo, 4 pages (100, 100, 100, 0)
+    klines = exchange.klines_requests()
+    assert len(klines) == 3 + 4  # 3 failures, then pages of 100, 100, 100 and an empty one
+    assert len({r.params["startTime"] for r in klines[:4]}) == 1  # the failed page was retried as is
 
 
 def test_delay_past_timeout_gives_up_with_a_clear_error(exchange: LocalExchange) -> None:
@@ -124,7 +129,7 @@ def test_truncated_body_is_retried(exchange: LocalExchange, source_frames: dict[
     candles = fetch(exchange, "BTC/USDT", "1h")
 
     pd.testing.assert_frame_equal(candles, source_frames[("BTC/USDT", "1h")])
-    assert len(exchange.requests) == 2 + 1 + 1  # two cut-off answers, exchangeInfo, one short klines page
+    assert len(exchange.requests) == 2 + 1 + 2  # two cut-off answers, exchangeInfo, a full page, an empty page
 
 
 def test_still_forming_candle_is_dropped(

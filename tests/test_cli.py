@@ -1,0 +1,49 @@
+"""The `signals` command: every subcommand documents itself, and the entry point is installed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from signals.cli import app
+
+runner = CliRunner()
+
+
+def _command_paths(command: click.Command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths = [prefix]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            paths += _command_paths(sub, (*prefix, name))
+    return paths
+
+
+COMMAND_PATHS = _command_paths(typer.main.get_command(app))
+
+
+def test_the_foundation_commands_exist() -> None:
+    names = {" ".join(path) for path in COMMAND_PATHS}
+    assert {"candles", "import-candles", "sync", "exchange-server", "demo-data"} <= names
+
+
+@pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "signals")
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    if path:  # every leaf documents --data-dir or is a group listing its commands
+        assert "--data-dir" in result.output or "Commands" in result.output or "--port" in result.output
+
+
+def test_console_script_is_installed() -> None:
+    executable = Path(sys.executable).parent / "signals"
+    assert executable.is_file(), f"no console script at {executable}: is the project installed (make install)?"
+    completed = subprocess.run([str(executable), "--help"], capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode == 0
+    assert "candles" in completed.stdout

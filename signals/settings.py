@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     universe: list[str] = Field(default_factory=lambda: list(DEFAULT_UNIVERSE))
     timeframes: list[str] = Field(default_factory=lambda: ["15m", "1h", "4h", "1d"])
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    source: Literal["store", "live"] = Field(
+        "store", description="Serve candles from the Parquet store, or live from the exchange through ccxt."
+    )
+    stale_grace_s: float = Field(120.0, ge=0, description="A signal is stale when its candle is older than tf + this.")
+    stop_atr: float = Field(1.5, gt=0, description="Stop-loss distance in ATRs.")
+    take_profit_r: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.0], description="Take-profit R multiples.")
+    ppo_timeframe: str = Field("1h", description="Timeframe of the PPO policy used when /action names none.")
+    signal_cache_size: int = Field(4096, ge=0, description="Signals kept per (model version, last closed candle).")
+    max_batch_size: int = Field(64, ge=1, description="Adaptive batching: most windows per runner call.")
+    max_latency_ms: int = Field(1000, ge=1, description="Adaptive batching deadline (generous: it sheds load).")
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,118 @@
+"""Closed candles for serving: from the Parquet store (default) or live from the exchange through ccxt.
+
+Store: the tail of a file is cached until the file changes (mtime and size). Live: the tail is cached until
+the next candle closes; then only the candles missing since the last stored one are fetched, merged into the
+store (atomic write) and the cache. One lock per (symbol, timeframe) so concurrent requests fetch once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from features.cnn import SERVING_TAIL
+from features.exchange import ExchangeConfig, ExchangeSource, utc_now
+from features.store import CandleStore
+from features.timeframes import timeframe_delta
+from signals.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC_EXCHANGE = "synthetic"
+
+
+@dataclass(frozen=True)
+class MarketSnapshot:
+    """The last SERVING_TAIL closed candles of one (symbol, timeframe), and where they came from."""
+
+    candles: pd.DataFrame
+    data_source: str
+    tick: float | None
+
+    @property
+    def candle_time(self) -> pd.Timestamp:
+        return self.candles["timestamp"].iloc[-1]
+
+
+class MarketData:
+    def __init__(self, settings: Settings, *, clock: Callable[[], pd.Timestamp] = utc_now) -> None:
+        self.settings = settings
+        self.store = CandleStore(settings.data_dir)
+        self.exchange_id = settings.exchange
+        self.live = settings.source == "live"
+        self.clock = clock
+        self._cache: dict[tuple[str, str], tuple[Any, MarketSnapshot]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._source: ExchangeSource | None = None
+
+    @property
+    def data_source(self) -> str:
+        if self.live:
+            return f"ccxt:{self.exchange_id}"
+        return SYNTHETIC_EXCHANGE if self.exchange_id == SYNTHETIC_EXCHANGE else f"store:{self.exchange_id}"
+
+    async def snapshot(self, symbol: str, timeframe: str) -> MarketSnapshot:
+        key = (symbol, timeframe)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if self.live:
+                return await self._live_snapshot(symbol, timeframe)
+            return await self._store_snapshot(symbol, timeframe)
+
+    async def _store_snapshot(self, symbol: str, timeframe: str) -> MarketSnapshot:
+        path = self.store.path_for(self.exchange_id, symbol, timeframe)
+        try:
+            stat = path.stat()
+            version: Any = (stat.st_mtime_ns, stat.st_size)
+        except FileNotFoundError:
+            version = None
+        cached = self._cache.get((symbol, timeframe))
+        if cached is not None and version is not None and cached[0] == version:
+            return cached[1]
+        candles = await asyncio.to_thread(self.store.read, self.exchange_id, symbol, timeframe)
+        snapshot = MarketSnapshot(candles.iloc[-SERVING_TAIL:].reset_index(drop=True), self.data_source, None)
+        self._cache[(symbol, timeframe)] = (version, snapshot)
+        return snapshot
+
+    async def _live_snapshot(self, symbol: str, timeframe: str) -> MarketSnapshot:
+        step = timeframe_delta(timeframe)
+        cached = self._cache.get((symbol, timeframe))
+        now = self.clock()
+        if cached is not None and now < cached[1].candle_time + 2 * step:  # the next candle has not closed yet
+            return cached[1]
+        if cached is not None:
+            known = cached[1].candles
+        else:
+            known = await asyncio.to_thread(self.store.read_or_empty, self.exchange_id, symbol, timeframe)
+        since = known["timestamp"].iloc[-1] + step if len(known) else now - step * (SERVING_TAIL + 2)
+        source = self._exchange_source()
+        fresh = await source.fetch(symbol, timeframe, since)
+        if len(fresh):
+            await asyncio.to_thread(self.store.write, self.exchange_id, symbol, timeframe, fresh)
+        merged = pd.concat([known, fresh], ignore_index=True).drop_duplicates("timestamp", keep="last")
+        tail = merged.sort_values("timestamp").iloc[-SERVING_TAIL:].reset_index(drop=True)
+        snapshot = MarketSnapshot(tail, self.data_source, _tick_size(source, symbol))
+        self._cache[(symbol, timeframe)] = (None, snapshot)
+        return snapshot
+
+    def _exchange_source(self) -> ExchangeSource:
+        if self._source is None:
+            self._source = ExchangeSource(ExchangeConfig.from_settings(self.settings), now=self.clock)
+        return self._source
+
+    async def aclose(self) -> None:
+        if self._source is not None:
+            await self._source.aclose()
+            self._source = None
+
+
+def _tick_size(source: ExchangeSource, symbol: str) -> float | None:
+    """ccxt's price precision; binance reports it as a tick size (precision mode TICK_SIZE)."""
+    market = source.exchange.markets.get(symbol) if source.exchange.markets else None
+    precision = (market or {}).get("precision", {}).get("price")
+    return float(precision) if precision else None

@@ -12,6 +12,7 @@ import gc
 import bentoml
 
 from runners.cnn_lstm import CnnLstmRunner
+from runners.common import RunnerStatus
 from runners.ppo import PpoRunner
 from signals import schemas
 from signals.compat import compat_app
@@ -76,6 +77,11 @@ class SignalService:
             include_explanation=include_explanation,
         )
         return await self.engine.action(request)
+
+    @bentoml.api(route="/status", input_spec=schemas.EmptyRequest)
+    async def status(self) -> dict[str, RunnerStatus]:
+        """What each runner loaded or refused, its device, and how it has batched (the batching proof)."""
+        return {"cnn_lstm": await self.cnn_lstm.to_async.status(), "ppo": await self.ppo.to_async.status()}
 
     @bentoml.api(route="/models", input_spec=schemas.EmptyRequest)
     def models(self) -> list[schemas.ModelInfo]:

@@ -1,0 +1,155 @@
+"""`signals models` and `signals evaluate`: what the model store holds, and how it scores on other data.
+
+`models` reads labels and metadata generically (labels `family`, `symbol`, `timeframe`; `metadata.metrics`;
+any `first`/`last` bar found under a `*range*` key) so every family shows, not only the CNN-LSTM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import typer
+
+from signals.cli.app import (
+    DataDirOption,
+    ExchangeOption,
+    JsonOption,
+    app,
+    data_dir_or_default,
+    emit_table,
+    exchange_or_default,
+    fail,
+    split_csv,
+    stderr,
+)
+from signals.errors import SignalsError
+
+_FIRST_KEYS = ("first", "first_bar", "start")
+_LAST_KEYS = ("last", "last_bar", "end")
+
+
+def _round(value: Any, digits: int = 4) -> Any:
+    return round(value, digits) if isinstance(value, float) else value
+
+
+def _range_bounds(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """("first" | "last", ISO time) for every bound under a key whose name mentions a range."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            inside = key or (name if "range" in str(name) else "")
+            if inside and name in _FIRST_KEYS and isinstance(item, str):
+                yield "first", item
+            elif inside and name in _LAST_KEYS and isinstance(item, str):
+                yield "last", item
+            else:
+                yield from _range_bounds(item, inside)
+
+
+def model_row(tag: str, labels: dict[str, str], metadata: dict[str, Any]) -> dict[str, Any]:
+    """One `signals models` row, read generically from a model's labels and metadata."""
+    found = metadata.get("metrics")
+    metrics: dict[str, Any] = found if isinstance(found, dict) else {}
+    bounds = list(_range_bounds(metadata))
+    firsts = [stamp for kind, stamp in bounds if kind == "first"]
+    lasts = [stamp for kind, stamp in bounds if kind == "last"]
+    name, _, version = tag.partition(":")
+    return {
+        "model": name,
+        "family": labels.get("family", metadata.get("family")),
+        "symbol": labels.get("symbol", metadata.get("symbol")),
+        "timeframe": labels.get("timeframe", metadata.get("timeframe")),
+        "version": version,
+        "accuracy": _round(metrics.get("accuracy")),
+        "baseline": _round(metrics.get("baseline_accuracy")),
+        "ece": _round(metrics.get("ece")),
+        "data_first": min(firsts) if firsts else None,
+        "data_last": max(lasts) if lasts else None,
+    }
+
+
+@app.command("models")
+def list_stored_models(
+    all_versions: Annotated[bool, typer.Option("--all-versions", help="Every version, not only the latest.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Every model in the model store (all families): family, symbol, timeframe, version, test metrics, data range."""
+    from models.registry import list_models
+
+    rows, seen = [], set()
+    for model in list_models():  # newest first per name
+        if not all_versions and model.tag.name in seen:
+            continue
+        seen.add(model.tag.name)
+        rows.append(model_row(str(model.tag), dict(model.info.labels), dict(model.info.metadata)))
+    emit_table(rows, as_json=as_json, title="Model store (accuracy / baseline / ECE on each model's test split)")
+
+
+def _overlaps(candles_first: str, candles_last: str, metadata: dict[str, Any]) -> bool:
+    """Whether the evaluation candles reach into the bars the model was trained or calibrated on."""
+    ranges = metadata.get("data_range", {})
+    try:
+        fitted_first, fitted_last = ranges["train"]["first"], ranges["val"]["last"]
+    except (KeyError, TypeError):
+        return False
+    return bool(candles_first <= fitted_last and candles_last >= fitted_first)
+
+
+@app.command("evaluate")
+def evaluate_models(
+    data_dir: DataDirOption = None,
+    exchange: ExchangeOption = None,
+    symbols: Annotated[list[str] | None, typer.Option("--symbols", help="Only these symbols.")] = None,
+    timeframes: Annotated[list[str] | None, typer.Option("--timeframes", help="Only these timeframes.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-score the latest CNN-LSTM models on another candle store: accuracy vs baseline, calibrated ECE."""
+    import torch
+
+    from features.store import CandleStore
+    from features.symbols import normalize_symbol
+    from features.timeframes import parse_timeframe
+    from models.cnn_store import latest_cnn_lstm_tags, load_cnn_lstm, score_on_candles
+
+    torch.set_num_threads(1)
+    try:
+        wanted_symbols = {normalize_symbol(s) for s in split_csv(symbols)}
+        wanted_timeframes = {parse_timeframe(t) for t in split_csv(timeframes)}
+    except SignalsError as error:
+        raise fail(error) from error
+    store, exchange_id = CandleStore(data_dir_or_default(data_dir)), exchange_or_default(exchange)
+    rows: list[dict[str, Any]] = []
+    for (symbol, timeframe), tag in sorted(latest_cnn_lstm_tags().items()):
+        if (wanted_symbols and symbol not in wanted_symbols) or (
+            wanted_timeframes and timeframe not in wanted_timeframes
+        ):
+            continue
+        if not store.exists(exchange_id, symbol, timeframe):
+            stderr.print(f"note: no {timeframe} candles for {symbol} on {exchange_id} in {store.root}; skipped")
+            continue
+        try:
+            predictor = load_cnn_lstm(tag)
+            candles = store.read(exchange_id, symbol, timeframe)
+            scores = score_on_candles(predictor, candles)
+        except (SignalsError, ValueError) as error:
+            stderr.print(f"[yellow]skipped[/yellow] {tag}: {error}", highlight=False)
+            continue
+        first = candles["timestamp"].iloc[0].isoformat().replace("+00:00", "Z")
+        last = candles["timestamp"].iloc[-1].isoformat().replace("+00:00", "Z")
+        rows.append(
+            {
+                "model": tag,
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "samples": scores["samples"],
+                "accuracy": _round(scores.get("accuracy")),
+                "baseline": _round(scores.get("baseline_accuracy")),
+                "majority_share": _round(scores.get("own_majority_share")),
+                "balanced_accuracy": _round(scores.get("balanced_accuracy")),
+                "ece": _round(scores.get("ece")),
+                "data_first": first,
+                "data_last": last,
+                "overlaps_training": _overlaps(first, last, predictor.stored.metadata),
+            }
+        )
+    emit_table(rows, as_json=as_json, title=f"CNN-LSTM on {store.root} ({exchange_id})")

@@ -1,0 +1,165 @@
+"""End to end: a real `bentoml serve` on 127.0.0.1 with models trained into the test store.
+
+One server for the module (start-up costs seconds), stopped by PID at the end. The signal cache is off so
+that every request is cold and reaches the runner: that is what the batching proof needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import bentoml
+import httpx
+import numpy as np
+import pytest
+
+from features.cnn import training_windows
+from features.store import CandleStore
+from models.cnn_store import load_cnn_lstm, model_name
+from tests.conftest import REPO_ROOT
+from tests.world import EXCHANGE, World, build_world
+
+pytestmark = pytest.mark.slow
+START_TIMEOUT_S = 180
+CONCURRENT = 32
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(tmp_path_factory.mktemp("e2e-data"))
+
+
+@pytest.fixture(scope="module")
+def server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    env = {**os.environ, **world.env(), "SIGNALS_SIGNAL_CACHE_SIZE": "0", "BENTOML_DO_NOT_TRACK": "true"}
+    log = tmp_path_factory.mktemp("e2e-log") / "serve.log"
+    command = [str(Path(sys.executable).parent / "bentoml"), "serve", "service:SignalService"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the stop below reaches every worker
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process, log)
+        yield url
+    finally:
+        _stop(process)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"bentoml serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"server not ready after {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def test_generated_client_serves_every_api(server: str) -> None:
+    with bentoml.SyncHTTPClient(server, timeout=60) as client:
+        signal_ = client.predict(symbol="BTCUSDT", timeframe="1h")
+        batch = client.batch(timeframe="1h")
+        summary = client.summary(symbol="BTC-USDT")
+        action = client.action(
+            symbol="ETH/USDT", position={"side": "long", "entry_price": 2000.0}, include_explanation=True
+        )
+        models = client.models()
+    assert signal_["symbol"] == "BTC/USDT" and signal_["timeframe"] == "1h"
+    assert signal_["direction"] in ("LONG", "SHORT", "NO_TRADE")
+    assert signal_["candle_time"].endswith("Z") and signal_["data_source"] == EXCHANGE
+    assert {s["symbol"] for s in batch["signals"]} == {"BTC/USDT", "ETH/USDT"}
+    assert set(summary["signals"]) == {"15m", "1h"}
+    assert {e["timeframe"] for e in summary["errors"]} == {"4h", "1d"}
+    assert action["action_name"] in ("HOLD", "BUY", "SELL") and action["explanation"]["position"] == "long"
+    assert {m["name"] for m in models} >= {"cnn-lstm-btc-usdt-1h", "cnn-lstm-eth-usdt-1h", "ppo-1h"}
+
+
+def test_compatibility_routes_and_health_answer_over_http(server: str) -> None:
+    with httpx.Client(base_url=server, timeout=30) as http:
+        assert http.get("/api/predictions/BTCUSDT", params={"timeframe": "15m"}).json()["timeframe"] == "15m"
+        assert len(http.get("/api/predictions", params={"timeframe": "1h"}).json()["signals"]) == 2
+        assert http.get("/api/predictions/BTCUSDT/summary").json()["symbol"] == "BTC/USDT"
+        assert http.get("/api/v1/prediction/predict/BTCUSDT").json()["action_name"] in ("HOLD", "BUY", "SELL")
+        assert http.get("/api/v1/prediction/model/info").json()[0]["family"] == "ppo"
+        assert http.get("/api/v1/prediction/model/health").json()["status"] == "healthy"
+        assert http.get("/livez").status_code == 200
+        assert "bentoml" in http.get("/metrics").text
+        refused = http.post("/predict", json={"symbol": "BTC/XYZ", "timeframe": "1h"})
+        assert refused.status_code == 400 and "unknown quote currency" in refused.text
+
+
+def test_concurrent_cold_requests_form_batches_and_match_one_at_a_time_answers(server: str) -> None:
+    pairs = [("BTC/USDT", "15m"), ("BTC/USDT", "1h"), ("ETH/USDT", "1h")]
+    bodies = [{"symbol": s, "timeframe": tf} for s, tf in pairs] * (CONCURRENT // len(pairs) + 1)
+    bodies = bodies[:CONCURRENT]
+
+    async def fire() -> list[dict]:
+        async with httpx.AsyncClient(base_url=server, timeout=60) as http:
+            responses = await asyncio.gather(*(http.post("/predict", json=body) for body in bodies))
+        assert [r.status_code for r in responses] == [200] * CONCURRENT
+        return [r.json() for r in responses]
+
+    with httpx.Client(base_url=server, timeout=30) as http:
+        before = http.post("/status", json={}).json()["cnn_lstm"]["batching"]
+        concurrent = asyncio.run(fire())
+        after = http.post("/status", json={}).json()["cnn_lstm"]["batching"]
+        alone = {(b["symbol"], b["timeframe"]): http.post("/predict", json=b).json() for b in bodies[:3]}
+
+    new_calls = after["calls"] - before["calls"]
+    new_items = after["items"] - before["items"]
+    assert new_items == CONCURRENT
+    assert new_calls < CONCURRENT, f"no batch larger than 1 formed: {after['histogram']}"
+    assert after["max_batch_size"] > 1
+    for answer in concurrent:
+        reference = alone[(answer["symbol"], answer["timeframe"])]
+        got, want = answer["probabilities"], reference["probabilities"]
+        assert got == pytest.approx(want, abs=1e-5)
+        assert answer["candle_time"] == reference["candle_time"]
+
+
+def test_served_window_equals_the_training_window(server: str, world: World) -> None:
+    """Predict over HTTP, and call the stored model directly on the training-path window for the same candle."""
+    candles = CandleStore(world.data_dir).read(EXCHANGE, "BTC/USDT", "1h")
+    windows, ends = training_windows(candles)
+    assert ends[-1] == candles["timestamp"].iloc[-1]
+    direct = load_cnn_lstm(f"{model_name('BTC/USDT', '1h')}:latest").predict_proba(windows[-1:])[0]
+    with httpx.Client(base_url=server, timeout=30) as http:
+        served = http.post("/predict", json={"symbol": "BTC/USDT", "timeframe": "1h"}).json()
+    probabilities = [served["probabilities"][name] for name in ("SHORT", "NO_TRADE", "LONG")]
+    np.testing.assert_allclose(probabilities, direct, atol=1e-6)

@@ -1,0 +1,483 @@
+"""CNN-LSTM features, direction labels and the PPO observation, specified on tiny synthetic candle frames.
+
+Every frame here is built in this file from a seed, so each test documents the exact input it reasons
+about. The real-data counterpart (serving vs training parity on every pair) is `test_features_parity.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.candles import PRICE_COLUMNS, empty_candles, validate_candles
+from features.cnn import (
+    FEATURE_HASH,
+    FEATURE_NAMES,
+    FIRST_VALID_ROW,
+    LOOKBACK,
+    MIN_CANDLES,
+    N_FEATURES,
+    SERVING_TAIL,
+    compute_features,
+    serving_window,
+    training_windows,
+)
+from features.indicators import atr
+from features.labels import LONG, NO_TRADE, SHORT, make_labels
+from features.ppo import (
+    CLIP,
+    FLAT,
+    LONG_POSITION,
+    PPO_FEATURE_NAMES,
+    PPO_LOOKBACK,
+    PPO_MARKET_FEATURES,
+    PPO_MIN_CANDLES,
+    PPO_OBS_SHAPE,
+    market_features,
+    market_windows,
+    observation,
+    serving_observation,
+)
+from signals.errors import NotEnoughCandles
+
+# Columns computed over a finite window of bars (no recursion): a serving tail reproduces them bit for bit.
+FINITE_MEMORY_FEATURES = (
+    "log_return_1",
+    "log_return_4",
+    "log_return_16",
+    "range_hl",
+    "body",
+    "upper_wick",
+    "lower_wick",
+    "bb_percent_b",
+    "bb_width",
+    "volume_z_20",
+)
+FINITE_MEMORY_PPO = tuple(name for name in PPO_MARKET_FEATURES if name in FINITE_MEMORY_FEATURES)
+PARITY_TOLERANCE = 1e-6
+FIRST_WINDOW_END = MIN_CANDLES - 1  # the first bar a (60, 15) window can end at
+FIRST_PPO_WINDOW_END = PPO_MIN_CANDLES - 1
+ATR_PERIOD = 14  # TA-Lib's ATR(14) has its first value at row 14
+
+
+def random_walk(n: int, seed: int, start_price: float = 100.0, start: str = "2024-01-01") -> pd.DataFrame:
+    """A valid 15m candle frame: geometric random-walk closes, open = previous close, wicks, log-normal volume."""
+    rng = np.random.default_rng(seed)
+    close = start_price * np.exp(np.cumsum(rng.normal(0.0, 0.005, n)))
+    open_ = np.concatenate([[start_price], close[:-1]])
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0.0, 0.002, n)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0.0, 0.002, n)))
+    volume = rng.lognormal(5.0, 1.0, n)
+    timestamps = pd.date_range(pd.Timestamp(start, tz="UTC"), periods=n, freq="15min")
+    frame = pd.DataFrame(
+        {"timestamp": timestamps, "open": open_, "high": high, "low": low, "close": close, "volume": volume}
+    )
+    return validate_candles(frame, "15m")
+
+
+def with_garbage_after(candles: pd.DataFrame, t: int, seed: int) -> pd.DataFrame:
+    """`candles` with every bar after row t replaced by an unrelated (but valid) market at another price level."""
+    garbage = random_walk(len(candles), seed=seed, start_price=3 * candles["close"].iloc[t])
+    garbage["volume"] *= 50.0
+    out = candles.copy()
+    columns = [*PRICE_COLUMNS, "volume"]
+    out.loc[t + 1 :, columns] = garbage.loc[t + 1 :, columns].to_numpy()
+    return validate_candles(out, "15m")
+
+
+def feature_array(candles: pd.DataFrame) -> np.ndarray:
+    return compute_features(candles).to_numpy()
+
+
+def window_index(end_row: int) -> int:
+    """Index into `training_windows(...)` of the window that ends at candle row `end_row`."""
+    return end_row - FIRST_WINDOW_END
+
+
+def assert_serving_matches_training(served: np.ndarray, trained: np.ndarray, *, exact: bool) -> None:
+    """Parity contract: within 1e-6 everywhere, bit-identical on the finite-memory columns (and all if `exact`)."""
+    columns = FEATURE_NAMES if exact else FINITE_MEMORY_FEATURES
+    for name in columns:
+        j = FEATURE_NAMES.index(name)
+        np.testing.assert_array_equal(served[:, j], trained[:, j], err_msg=f"column {name}")
+    np.testing.assert_allclose(served, trained, rtol=0, atol=PARITY_TOLERANCE)
+
+
+# --- names, hash, shapes ---------------------------------------------------------------------------------
+
+
+def test_feature_names_are_the_15_documented_columns_in_training_order() -> None:
+    """The order is the tensor layout a stored model was trained on: reordering silently scrambles its inputs."""
+    assert FEATURE_NAMES == (
+        "log_return_1",
+        "log_return_4",
+        "log_return_16",
+        "range_hl",
+        "body",
+        "upper_wick",
+        "lower_wick",
+        "rsi_14",
+        "macd",
+        "macd_signal",
+        "macd_hist",
+        "bb_percent_b",
+        "bb_width",
+        "natr_14",
+        "volume_z_20",
+    )
+    assert N_FEATURES == len(set(FEATURE_NAMES)) == 15
+    assert LOOKBACK == 60
+
+
+def _names_hash(names: tuple[str, ...]) -> str:
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
+
+
+def test_feature_hash_is_stable_across_runs_and_versions() -> None:
+    """Models store this hash and are checked against it at load; it must never drift on its own."""
+    assert FEATURE_HASH == _names_hash(FEATURE_NAMES)
+    assert FEATURE_HASH == "aa8c573d4165714d90d8b55a14c2fd5bc0f34290885f1a137ff64aa7d1dc6217"
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        pytest.param(FEATURE_NAMES[1:] + FEATURE_NAMES[:1], id="reordered"),
+        pytest.param(("log_return_2", *FEATURE_NAMES[1:]), id="renamed"),
+        pytest.param(FEATURE_NAMES[:-1], id="dropped"),
+        pytest.param((*FEATURE_NAMES, "obv"), id="appended"),
+        pytest.param(("log_return_1log_return_4", *FEATURE_NAMES[2:]), id="two-names-merged"),
+    ],
+)
+def test_feature_hash_changes_when_the_names_change(changed: tuple[str, ...]) -> None:
+    assert _names_hash(changed) != FEATURE_HASH
+
+
+def test_compute_features_is_aligned_with_the_candles() -> None:
+    candles = random_walk(150, seed=1)
+    features = compute_features(candles)
+    assert list(features.columns) == list(FEATURE_NAMES)
+    assert len(features) == len(candles)
+    assert (features.index == pd.DatetimeIndex(candles["timestamp"])).all()
+
+
+def test_first_valid_row_is_the_first_row_where_every_column_is_defined() -> None:
+    """MACD(12, 26, 9) is the last column to start; a row earlier would feed NaN into the first window."""
+    values = feature_array(random_walk(150, seed=2))
+    assert np.isfinite(values[FIRST_VALID_ROW:]).all()
+    assert np.isnan(values[FIRST_VALID_ROW - 1]).any()
+    assert MIN_CANDLES == FIRST_VALID_ROW + LOOKBACK
+
+
+def test_training_windows_are_every_complete_60_by_15_float32_window() -> None:
+    candles = random_walk(200, seed=3)
+    windows, ends = training_windows(candles)
+    values = feature_array(candles)
+
+    assert windows.shape == (len(candles) - MIN_CANDLES + 1, LOOKBACK, N_FEATURES)
+    assert windows.dtype == np.float32
+    assert len(ends) == len(windows)
+    for i in (0, 57, len(windows) - 1):
+        end = FIRST_WINDOW_END + i
+        assert ends[i] == candles["timestamp"].iloc[end]
+        np.testing.assert_array_equal(windows[i], values[end - LOOKBACK + 1 : end + 1].astype(np.float32))
+
+
+def test_training_windows_of_a_too_short_history_are_empty() -> None:
+    windows, ends = training_windows(random_walk(MIN_CANDLES - 1, seed=4))
+    assert windows.shape == (0, LOOKBACK, N_FEATURES)
+    assert windows.dtype == np.float32
+    assert len(ends) == 0
+
+
+def test_serving_window_is_60_by_15_float32_ending_at_the_last_candle() -> None:
+    candles = random_walk(MIN_CANDLES, seed=5)
+    window = serving_window(candles)
+    assert window.shape == (LOOKBACK, N_FEATURES)
+    assert window.dtype == np.float32
+    np.testing.assert_array_equal(window[-1], feature_array(candles)[-1].astype(np.float32))
+
+
+@pytest.mark.parametrize("n", [0, 1, MIN_CANDLES - 1])
+def test_serving_window_with_too_few_candles_says_how_many_were_found_and_needed(n: int) -> None:
+    candles = empty_candles() if n == 0 else random_walk(n, seed=6)
+    with pytest.raises(NotEnoughCandles, match=rf"found {n} closed candles, need at least {MIN_CANDLES}\b"):
+        serving_window(candles)
+
+
+@pytest.mark.parametrize("t", [FIRST_WINDOW_END, 250, SERVING_TAIL - 1, SERVING_TAIL, 699])
+def test_serving_window_equals_the_training_window_ending_at_the_same_bar(t: int) -> None:
+    """Serving sees only the last SERVING_TAIL candles; training saw the whole history. While the history is
+    shorter than the tail both compute the very same thing; past it the recursive indicators (RSI, MACD, ATR)
+    may differ in their last bits, never by more than 1e-6."""
+    candles = random_walk(700, seed=7)
+    windows, _ = training_windows(candles)
+    served = serving_window(candles.iloc[: t + 1])
+    assert_serving_matches_training(served, windows[window_index(t)], exact=t < SERVING_TAIL)
+
+
+# --- scale-free --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("factor", [1e-6, 1e6])
+@pytest.mark.parametrize("start_price", [60_000.0, 1e-5], ids=["btc-level", "pepe-level"])
+def test_features_do_not_depend_on_the_price_level(factor: float, start_price: float) -> None:
+    """PEPE trades at 1e-5 and BTC at 6e4: one network must see the same inputs for the same relative moves.
+    Every price quantity is divided by the close or is a ratio of prices; RSI is a ratio of price changes."""
+    candles = random_walk(300, seed=8, start_price=start_price)
+    rescaled = candles.copy()
+    rescaled[list(PRICE_COLUMNS)] *= factor
+
+    original, scaled = feature_array(candles), feature_array(rescaled)
+    np.testing.assert_array_equal(np.isnan(original), np.isnan(scaled))
+    np.testing.assert_allclose(scaled[FIRST_VALID_ROW:], original[FIRST_VALID_ROW:], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(serving_window(rescaled), serving_window(candles), rtol=1e-6, atol=1e-9)
+
+
+# --- flat market ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("price", [0.1, 1 / 3, 61_234.57, 1.234e-5, 7.0])
+def test_flat_market_gives_finite_neutral_features(price: float) -> None:
+    """Constant prices and volume make every std, range and ATR zero. No column may divide by that zero, and the
+    ones with a declared flat-market value must give it exactly, whatever rounding the price level brings
+    (20 x 0.1 / 20 is not 0.1 in floating point): %B 0.5, widths and z-score 0.
+
+    RSI is only required to be finite: TA-Lib defines the RSI of a market that does not move as 0."""
+    n = 150
+    candles = validate_candles(
+        pd.DataFrame(
+            {
+                "timestamp": pd.date_range(pd.Timestamp("2024-01-01", tz="UTC"), periods=n, freq="15min"),
+                **{column: np.full(n, price) for column in PRICE_COLUMNS},
+                "volume": np.full(n, 1000 / 3),
+            }
+        ),
+        "15m",
+    )
+    features = compute_features(candles).iloc[FIRST_VALID_ROW:]
+
+    assert np.isfinite(features.to_numpy()).all()
+    for name in ("log_return_1", "log_return_4", "log_return_16", "range_hl", "body", "upper_wick", "lower_wick"):
+        assert (features[name] == 0.0).all(), name
+    for name in ("macd", "macd_signal", "macd_hist"):
+        assert (features[name].abs() <= 1e-12).all(), name
+    assert (features["natr_14"] == 0.0).all()
+    assert (features["bb_width"] == 0.0).all()
+    assert (features["bb_percent_b"] == 0.5).all()
+    assert (features["volume_z_20"] == 0.0).all()
+    assert np.isfinite(serving_window(candles)).all()
+    assert np.isfinite(serving_observation(candles, FLAT)).all()
+
+
+# --- no look-ahead -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("t", [FIRST_VALID_ROW, FIRST_WINDOW_END, 150, 298])
+def test_features_at_t_do_not_change_when_every_later_candle_is_garbage(t: int) -> None:
+    """Row t may only use candles <= t: the future is unknown when the bar at t closes. The garbage is an
+    unrelated valid market at 3x the price and 50x the volume, so any peek ahead shows."""
+    candles = random_walk(300, seed=9)
+    garbled = with_garbage_after(candles, t, seed=99)
+
+    original, changed = feature_array(candles), feature_array(garbled)
+    np.testing.assert_array_equal(changed[: t + 1], original[: t + 1])
+    if t + 1 < len(candles):  # the garbage really is different, so the check above could have failed
+        assert not np.allclose(changed[t + 1 :], original[t + 1 :], equal_nan=True)
+
+
+@pytest.mark.parametrize("t", [FIRST_WINDOW_END, 150, 298])
+def test_windows_ending_at_t_do_not_change_when_every_later_candle_is_garbage(t: int) -> None:
+    """The training window, the PPO market window and the serving window that end at t are all blind to the
+    future; and the serving window a server computes at t is the window training used for that bar."""
+    candles = random_walk(300, seed=10)
+    garbled = with_garbage_after(candles, t, seed=98)
+
+    windows, _ = training_windows(candles)
+    garbled_windows, _ = training_windows(garbled)
+    np.testing.assert_array_equal(garbled_windows[window_index(t)], windows[window_index(t)])
+
+    ppo_windows, _ = market_windows(candles)
+    garbled_ppo_windows, _ = market_windows(garbled)
+    ppo_index = t - FIRST_PPO_WINDOW_END
+    np.testing.assert_array_equal(garbled_ppo_windows[ppo_index], ppo_windows[ppo_index])
+
+    np.testing.assert_array_equal(serving_window(garbled.iloc[: t + 1]), garbled_windows[window_index(t)])
+
+
+# --- labels ----------------------------------------------------------------------------------------------------
+
+
+def quiet_market(n: int = 60) -> pd.DataFrame:
+    """Close 100 on every bar, high 101, low 99: the true range is 2 on every bar, so ATR(14) is exactly 2."""
+    return validate_candles(
+        pd.DataFrame(
+            {
+                "timestamp": pd.date_range(pd.Timestamp("2024-01-01", tz="UTC"), periods=n, freq="15min"),
+                "open": 100.0,
+                "high": 101.0,
+                "low": 99.0,
+                "close": 100.0,
+                "volume": 10.0,
+            }
+        ),
+        "15m",
+    )
+
+
+def with_close(candles: pd.DataFrame, row: int, close: float) -> pd.DataFrame:
+    """`candles` with bar `row` closing at `close`, its high/low widened to contain it."""
+    out = candles.copy()
+    out.loc[row, "close"] = close
+    out.loc[row, "high"] = max(out.loc[row, "high"], close)
+    out.loc[row, "low"] = min(out.loc[row, "low"], close)
+    return validate_candles(out, "15m")
+
+
+@pytest.mark.parametrize(
+    ("move", "expected"),
+    [
+        pytest.param(+4.0, LONG, id="+2 ATR is LONG"),
+        pytest.param(-4.0, SHORT, id="-2 ATR is SHORT"),
+        pytest.param(0.0, NO_TRADE, id="no move is NO_TRADE"),
+        pytest.param(+2.0, NO_TRADE, id="exactly +1 ATR is not beyond the threshold"),
+        pytest.param(-2.0, NO_TRADE, id="exactly -1 ATR is not beyond the threshold"),
+        pytest.param(+2.5, LONG, id="+1.25 ATR is LONG"),
+    ],
+)
+def test_label_is_the_move_to_t_plus_horizon_in_atrs_of_bar_t(move: float, expected: int) -> None:
+    t, horizon = 30, 4
+    candles = with_close(quiet_market(), t + horizon, 100.0 + move)
+    assert atr(*(candles[c].to_numpy() for c in ("high", "low", "close")))[t] == 2.0  # precondition
+
+    labels = make_labels(candles, horizon=horizon, threshold_atr=1.0)
+    assert labels.iloc[t] == expected
+
+
+def test_class_codes_are_short_no_trade_long() -> None:
+    assert (SHORT, NO_TRADE, LONG) == (0, 1, 2)
+
+
+@pytest.mark.parametrize("horizon", [1, 5, 12])
+def test_last_horizon_labels_and_the_atr_warm_up_are_nan(horizon: int) -> None:
+    candles = random_walk(200, seed=11)
+    labels = make_labels(candles, horizon=horizon, threshold_atr=0.5)
+
+    assert len(labels) == len(candles)
+    assert (labels.index == pd.DatetimeIndex(candles["timestamp"])).all()
+    assert labels.iloc[-horizon:].isna().all()
+    assert labels.iloc[:ATR_PERIOD].isna().all()
+    defined = labels.iloc[ATR_PERIOD:-horizon]
+    assert defined.notna().all()
+    assert set(defined.unique()) <= {SHORT, NO_TRADE, LONG}
+    assert len(set(defined.unique())) == 3  # a random walk with a half-ATR threshold visits every class
+
+
+def test_labels_up_to_t_ignore_candles_after_t_plus_horizon() -> None:
+    t, horizon = 100, 6
+    candles = random_walk(200, seed=12)
+    garbled = with_garbage_after(candles, t + horizon, seed=97)
+
+    original = make_labels(candles, horizon, 0.5)
+    changed = make_labels(garbled, horizon, 0.5)
+    pd.testing.assert_series_equal(changed.iloc[: t + 1], original.iloc[: t + 1])
+
+
+def test_label_at_t_ignores_the_path_between_t_and_t_plus_horizon() -> None:
+    """The label compares two closes, with a band from ATR[t], which uses candles <= t only: wild bars in
+    between (a 50% spike, a 40% crash) neither count as the move nor widen the band."""
+    t, horizon = 30, 4
+    candles = with_close(quiet_market(), t + horizon, 104.0)  # +2 ATR at t + horizon
+    wild = candles
+    for row, close in zip(range(t + 1, t + horizon), (150.0, 60.0, 130.0), strict=True):
+        wild = with_close(wild, row, close)
+
+    assert make_labels(candles, horizon, threshold_atr=1.0).iloc[t] == LONG
+    assert make_labels(wild, horizon, threshold_atr=1.0).iloc[t] == LONG
+
+
+@pytest.mark.parametrize(("atrs", "expected"), [(+10.0, LONG), (-10.0, SHORT), (0.0, NO_TRADE)])
+def test_the_close_at_t_plus_horizon_decides_the_label(atrs: float, expected: int) -> None:
+    t, horizon = 100, 6
+    candles = random_walk(200, seed=14)
+    close_t = candles["close"].iloc[t]
+    atr_t = atr(*(candles[c].to_numpy() for c in ("high", "low", "close")))[t]
+    moved = with_close(candles, t + horizon, close_t + atrs * atr_t)
+
+    assert make_labels(moved, horizon, threshold_atr=1.0).iloc[t] == expected
+
+
+@pytest.mark.parametrize(("horizon", "threshold_atr"), [(0, 1.0), (-1, 1.0), (4, -0.5)])
+def test_labels_reject_a_non_positive_horizon_or_negative_threshold(horizon: int, threshold_atr: float) -> None:
+    with pytest.raises(ValueError, match="horizon >= 1 and threshold_atr >= 0"):
+        make_labels(random_walk(50, seed=15), horizon, threshold_atr)
+
+
+# --- PPO observation --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("position", [FLAT, LONG_POSITION])
+def test_ppo_observation_is_50_by_10_float32_with_the_position_last(position: float) -> None:
+    obs = serving_observation(random_walk(200, seed=16), position)
+
+    assert PPO_OBS_SHAPE == (PPO_LOOKBACK, 10) == (50, 10)
+    assert PPO_FEATURE_NAMES[-1] == "position"
+    assert obs.shape == PPO_OBS_SHAPE
+    assert obs.dtype == np.float32
+    assert (obs[:, -1] == position).all()
+    assert (FLAT, LONG_POSITION) == (0.0, 1.0)
+
+
+def test_ppo_market_columns_are_the_named_cnn_features_times_fixed_constants() -> None:
+    candles = random_walk(200, seed=17)
+    features = compute_features(candles)
+    market = market_features(candles)
+
+    assert market.shape == (len(candles), len(PPO_MARKET_FEATURES)) == (200, 9)
+    for j, (name, multiplier) in enumerate(PPO_MARKET_FEATURES.items()):
+        expected = np.clip(features[name].to_numpy() * multiplier, -CLIP, CLIP).astype(np.float32)
+        np.testing.assert_array_equal(market[:, j], expected, err_msg=name)
+
+
+def test_ppo_market_columns_are_finite_and_clipped_to_plus_minus_10() -> None:
+    """A 40% crash bar pushes 100 x log return far past 10: the policy, which has no scaler, still sees 10."""
+    candles = random_walk(200, seed=18)
+    crash = len(candles) - 5
+    candles.loc[crash:, list(PRICE_COLUMNS)] *= 0.6
+    candles.loc[crash, "open"] = candles.loc[crash - 1, "close"]
+    candles.loc[crash, "high"] = candles.loc[crash, "open"]
+    candles = validate_candles(candles, "15m")
+
+    windows, _ = market_windows(candles)
+    obs = serving_observation(candles, LONG_POSITION)
+    for market in (windows, obs[:, :-1]):
+        assert np.isfinite(market).all()
+        assert (np.abs(market) <= CLIP).all()
+    assert obs[:, :-1].min() == -CLIP  # the clip was exercised, not just never reached
+
+
+@pytest.mark.parametrize("n", [PPO_MIN_CANDLES, 300, SERVING_TAIL + 240])
+@pytest.mark.parametrize("position", [FLAT, LONG_POSITION])
+def test_serving_observation_is_the_last_market_window_plus_the_position(n: int, position: float) -> None:
+    candles = random_walk(n, seed=19)
+    windows, ends = market_windows(candles)
+    assert ends[-1] == candles["timestamp"].iloc[-1]
+
+    served = serving_observation(candles, position)
+    expected = observation(windows[-1], position)
+    if n <= SERVING_TAIL:
+        np.testing.assert_array_equal(served, expected)
+    else:
+        np.testing.assert_allclose(served, expected, rtol=0, atol=PARITY_TOLERANCE)
+        for name in FINITE_MEMORY_PPO:
+            j = PPO_FEATURE_NAMES.index(name)
+            np.testing.assert_array_equal(served[:, j], expected[:, j], err_msg=name)
+
+
+def test_serving_observation_with_too_few_candles_says_how_many_were_found_and_needed() -> None:
+    n = PPO_MIN_CANDLES - 1
+    with pytest.raises(NotEnoughCandles, match=rf"found {n} closed candles, need at least {PPO_MIN_CANDLES}\b"):
+        serving_observation(random_walk(n, seed=20), FLAT)

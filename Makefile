@@ -29,3 +29,17 @@ test: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# `make serve`: demo data and models when the stores lack them (idempotent), then the server on 127.0.0.1.
+# The demo candles live under exchange id `synthetic`; point SIGNALS_EXCHANGE elsewhere for real data.
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 3000
+SERVE_URL := http://$(SERVE_HOST):$(SERVE_PORT)
+
+.PHONY: serve
+serve: export SIGNALS_EXCHANGE ?= synthetic
+serve: install
+	$(BIN)/signals bootstrap
+	@echo "Serving on $(SERVE_URL) (OpenAPI at $(SERVE_URL)/docs; exchange: $(SIGNALS_EXCHANGE)). Try:"
+	@echo "  curl -s -X POST $(SERVE_URL)/predict -H 'Content-Type: application/json' -d '{\"symbol\": \"BTC/USDT\", \"timeframe\": \"1h\"}'"
+	$(BIN)/bentoml serve service:SignalService --host $(SERVE_HOST) --port $(SERVE_PORT)

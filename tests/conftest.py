@@ -10,6 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+# Tests state their own configuration: a developer's SIGNALS_* environment must not leak into them.
+for _name in [n for n in os.environ if n.startswith("SIGNALS_") and n != "SIGNALS_SHARED_DATA"]:
+    del os.environ[_name]
 _SESSION_HOME = tempfile.mkdtemp(prefix="signals-bentoml-home-")
 os.environ["BENTOML_HOME"] = _SESSION_HOME
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"

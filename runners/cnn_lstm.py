@@ -1,0 +1,147 @@
+"""The CNN-LSTM runner: every (symbol, timeframe) model of the configured universe, behind one batchable API.
+
+A batch mixes models; it is grouped by model and each group runs as one forward pass. A request for a model
+that is not loaded (absent, or refused at load) gets a row of NaN instead of failing its neighbours; the
+caller turns that row into a 503 (failed, see `status()`) or 404 (absent) for that model only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+import torch
+from bentoml.validators import TensorSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict
+
+from features.cnn import LOOKBACK, N_FEATURES
+from features.labels import CLASS_NAMES
+from features.symbols import normalize_symbol
+from features.timeframes import parse_timeframe
+from models.cnn_store import FAMILY, CnnLstmPredictor, load_cnn_lstm, model_name
+from runners.common import (
+    BatchCounters,
+    RunnerStatus,
+    declare_models,
+    declared_tag,
+    freeze_heap,
+    group_by_model,
+    load_each,
+    stored_names,
+)
+from runners.device import configure_torch, resolve_device
+from signals.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+WINDOW_SHAPE = (LOOKBACK, N_FEATURES)
+N_CLASSES = len(CLASS_NAMES)
+
+
+def _as_window(value: Any) -> np.ndarray:
+    """Accept nested lists or an array; insist on exactly (60, 15) (a flat 900 list is refused, not reshaped)."""
+    array = np.asarray(value, dtype=np.float32)
+    if array.shape != WINDOW_SHAPE:
+        raise ValueError(f"window must have shape {WINDOW_SHAPE} (lookback x features), got {array.shape}")
+    return array
+
+
+Window = Annotated[np.ndarray, TensorSchema("numpy-array", "float32", WINDOW_SHAPE), BeforeValidator(_as_window)]
+
+
+class WindowRequest(BaseModel):
+    """One unscaled feature window for one stored model (`cnn-lstm-btc-usdt-1h`); the runner applies the scaler."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    model: str
+    window: Window
+
+
+def served_names(settings: Settings) -> set[str]:
+    """Store names of the CNN-LSTMs the settings ask for: universe x timeframes."""
+    names = set()
+    for symbol in settings.universe:
+        for timeframe in settings.timeframes:
+            try:
+                names.add(model_name(symbol, timeframe))
+            except ValueError as error:  # a bad entry in the settings must not stop the others
+                logger.warning("universe entry %r / %r ignored: %s", symbol, timeframe, error)
+    return names
+
+
+def _wanted(settings: Settings) -> Any:
+    names = served_names(settings)
+
+    def wanted(labels: Mapping[str, str]) -> str | None:
+        try:
+            name = model_name(normalize_symbol(labels.get("symbol", "")), parse_timeframe(labels.get("timeframe", "")))
+        except ValueError:
+            return None
+        return name if name in names else None
+
+    return wanted
+
+
+class _CnnLstmRunner:
+    """Loads the latest version of each configured CNN-LSTM present in the store, verified, once at start."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        settings = settings or get_settings()
+        self.device = resolve_device(settings.device)
+        configure_torch(self.device)
+        self.counters = BatchCounters()
+        names = sorted(set(stored_names(FAMILY, _wanted(settings))) | set(getattr(type(self), "_declared", ())))
+        self.models: dict[str, CnnLstmPredictor]
+        self.models, self.failed = load_each(names, lambda name: load_cnn_lstm(declared_tag(self, name), self.device))
+        logger.info("cnn-lstm runner on %s: %d loaded, %d failed", self.device, len(self.models), len(self.failed))
+        freeze_heap()
+
+    # Read at import: BentoML fixes an API's batching limits when the class is defined.
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=get_settings().max_batch_size,
+        max_latency_ms=get_settings().max_latency_ms,
+    )
+    def predict(self, requests: list[WindowRequest]) -> list[list[float]]:
+        """(SHORT, NO_TRADE, LONG) probabilities per request, in request order; NaN row = model not loaded."""
+        self.counters.record(len(requests))
+        out = np.full((len(requests), N_CLASSES), np.nan, dtype=np.float32)
+        with torch.inference_mode():
+            for name, positions in group_by_model(request.model for request in requests).items():
+                predictor = self.models.get(name)
+                if predictor is None:
+                    continue
+                try:
+                    out[positions] = predictor.predict_proba(np.stack([requests[i].window for i in positions]))
+                except Exception:  # one model's failure answers NaN for its requests only
+                    logger.exception("cnn-lstm %s failed on a batch of %d", name, len(positions))
+        return out.tolist()
+
+    @bentoml.api
+    def status(self) -> RunnerStatus:
+        """Loaded models (name -> tag), refused ones (name -> reason), device, and batching counters."""
+        return RunnerStatus(
+            loaded={name: predictor.tag for name, predictor in self.models.items()},
+            failed=dict(self.failed),
+            device=str(self.device),
+            batching=self.counters.snapshot(),
+        )
+
+
+def _declare(cls: type) -> type:
+    names = stored_names(FAMILY, _wanted(get_settings()))
+    declare_models(cls, names)
+    cls._declared = tuple(names)  # type: ignore[attr-defined]
+    return cls
+
+
+CnnLstmRunner = bentoml.service(
+    name="cnn_lstm_runner",
+    traffic={"timeout": 10},
+    runner_connection={"max_requests": 10**9, "max_age": 1e9},
+    workers=1,
+)(_declare(_CnnLstmRunner))

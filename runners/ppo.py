@@ -1,0 +1,172 @@
+"""The PPO runner: the latest `ppo-<tf>` policy of each configured timeframe, behind one batchable API.
+
+Same pattern as the CNN-LSTM runner: a batch is grouped by model, each group is one forward pass, and a
+request for a policy that is not loaded gets a NaN row (action -1) instead of failing its neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+import torch
+from bentoml.validators import TensorSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from features.ppo import PPO_OBS_SHAPE
+from features.timeframes import parse_timeframe
+from models.ppo_store import FAMILY, PpoPolicy, load_ppo, model_name
+from models.trading_env import ACTION_NAMES
+from runners.common import (
+    BatchCounters,
+    RunnerStatus,
+    declare_models,
+    declared_tag,
+    freeze_heap,
+    group_by_model,
+    load_each,
+    stored_names,
+)
+from runners.device import configure_torch, resolve_device
+from signals.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+NO_ACTION = -1
+
+
+def _as_observation(value: Any) -> np.ndarray:
+    """Accept nested lists or an array; insist on exactly (50, 10): 9 market features + the position."""
+    array = np.asarray(value, dtype=np.float32)
+    if array.shape != PPO_OBS_SHAPE:
+        raise ValueError(f"observation must have shape {PPO_OBS_SHAPE} (bars x features), got {array.shape}")
+    return array
+
+
+Observation = Annotated[
+    np.ndarray, TensorSchema("numpy-array", "float32", PPO_OBS_SHAPE), BeforeValidator(_as_observation)
+]
+
+
+class ObservationRequest(BaseModel):
+    """One observation for one stored policy (`ppo-1h`)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    model: str
+    observation: Observation
+
+
+class ActionRow(BaseModel):
+    """The policy's answer to one observation. `action == -1` and NaN numbers: that policy is not loaded.
+
+    NaN is written to JSON as the `NaN` literal (`ser_json_inf_nan="constants"`), which Python's and
+    BentoML's JSON readers accept, so the row survives the HTTP hop between services.
+    """
+
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
+
+    action: int = Field(description=f"index into {list(ACTION_NAMES)}; -1 when the policy is not loaded")
+    probabilities: list[float] = Field(description=f"probability of each action, {list(ACTION_NAMES)} order")
+    value: float = Field(description="the critic's state value")
+
+    @property
+    def missing(self) -> bool:
+        return self.action == NO_ACTION or any(math.isnan(p) for p in self.probabilities)
+
+
+def served_names(settings: Settings) -> set[str]:
+    """Store names of the policies the settings ask for: one `ppo-<tf>` per timeframe."""
+    names = set()
+    for timeframe in settings.timeframes:
+        try:
+            names.add(model_name(parse_timeframe(timeframe)))
+        except ValueError as error:
+            logger.warning("timeframe %r ignored: %s", timeframe, error)
+    return names
+
+
+def _wanted(settings: Settings) -> Any:
+    names = served_names(settings)
+
+    def wanted(labels: Mapping[str, str]) -> str | None:
+        name = model_name(labels.get("timeframe", ""))
+        return name if name in names else None
+
+    return wanted
+
+
+def _missing_row() -> ActionRow:
+    return ActionRow(action=NO_ACTION, probabilities=[math.nan] * len(ACTION_NAMES), value=math.nan)
+
+
+class _PpoRunner:
+    """Loads the latest version of each configured PPO policy present in the store, verified, once at start."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        settings = settings or get_settings()
+        self.device = resolve_device(settings.device)
+        configure_torch(self.device)
+        self.counters = BatchCounters()
+        names = sorted(set(stored_names(FAMILY, _wanted(settings))) | set(getattr(type(self), "_declared", ())))
+        self.models: dict[str, PpoPolicy]
+        self.models, self.failed = load_each(names, lambda name: load_ppo(declared_tag(self, name), str(self.device)))
+        logger.info("ppo runner on %s: %d loaded, %d failed", self.device, len(self.models), len(self.failed))
+        freeze_heap()
+
+    # Read at import: BentoML fixes an API's batching limits when the class is defined.
+    @bentoml.api(
+        batchable=True,
+        max_batch_size=get_settings().max_batch_size,
+        max_latency_ms=get_settings().max_latency_ms,
+    )
+    def act(self, requests: list[ObservationRequest]) -> list[ActionRow]:
+        """Deterministic action, action probabilities and state value per request, in request order."""
+        self.counters.record(len(requests))
+        rows = [_missing_row() for _ in requests]
+        with torch.inference_mode():
+            for name, positions in group_by_model(request.model for request in requests).items():
+                policy = self.models.get(name)
+                if policy is None:
+                    continue
+                try:
+                    actions, probs, values = policy.act(np.stack([requests[i].observation for i in positions]))
+                except Exception:  # one policy's failure answers NaN for its requests only
+                    logger.exception("ppo %s failed on a batch of %d", name, len(positions))
+                    continue
+                for row, position in enumerate(positions):
+                    rows[position] = ActionRow(
+                        action=int(actions[row]),
+                        probabilities=[float(p) for p in probs[row]],
+                        value=float(values[row]),
+                    )
+        return rows
+
+    @bentoml.api
+    def status(self) -> RunnerStatus:
+        """Loaded policies (name -> tag), refused ones (name -> reason), device, and batching counters."""
+        return RunnerStatus(
+            loaded={name: policy.tag for name, policy in self.models.items()},
+            failed=dict(self.failed),
+            device=str(self.device),
+            batching=self.counters.snapshot(),
+        )
+
+
+def _declare(cls: type) -> type:
+    names = stored_names(FAMILY, _wanted(get_settings()))
+    declare_models(cls, names)
+    cls._declared = tuple(names)  # type: ignore[attr-defined]
+    return cls
+
+
+PpoRunner = bentoml.service(
+    name="ppo_runner",
+    traffic={"timeout": 10},
+    runner_connection={"max_requests": 10**9, "max_age": 1e9},
+    workers=1,
+)(_declare(_PpoRunner))

@@ -25,6 +25,7 @@ lint: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 clean:
@@ -43,3 +44,10 @@ serve: install
 	@echo "Serving on $(SERVE_URL) (OpenAPI at $(SERVE_URL)/docs; exchange: $(SIGNALS_EXCHANGE)). Try:"
 	@echo "  curl -s -X POST $(SERVE_URL)/predict -H 'Content-Type: application/json' -d '{\"symbol\": \"BTC/USDT\", \"timeframe\": \"1h\"}'"
 	$(BIN)/bentoml serve service:SignalService --host $(SERVE_HOST) --port $(SERVE_PORT)
+
+# The benchmark (issue 5): its own world under bench/.work, results in bench/results/ and BENCHMARKS.md.
+# BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS="--duration 5 --clients 1,16"`.
+.PHONY: bench
+bench: install
+	$(PIP) -e '.[dev,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

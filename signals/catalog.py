@@ -82,7 +82,7 @@ class ModelCatalog:
         entry = self._ppo.get(timeframe)
         if entry is None:
             raise ModelNotFound(
-                f"no PPO policy for timeframe {timeframe}; available: {', '.join(sorted(self._ppo)) or 'none'}"
+                f"no PPO policy for timeframe {timeframe}; available: {', '.join(sorted(tf for tf in self._ppo if tf)) or 'none'}"
             )
         return _usable(entry)
 

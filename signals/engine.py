@@ -145,7 +145,7 @@ class SignalEngine:
         return schemas.Signal(
             symbol=symbol,
             timeframe=timeframe,
-            direction=direction,  # type: ignore[arg-type]
+            direction=direction,
             confidence=float(probabilities.max()),
             probabilities=schemas.Probabilities(**dict(zip(CLASS_NAMES, map(float, probabilities), strict=True))),
             model_version=entry.version,
@@ -218,7 +218,7 @@ class SignalEngine:
             symbol=symbol,
             timeframe=timeframe,
             action_id=action_id,
-            action_name=ACTION_NAMES[action_id],  # type: ignore[arg-type]
+            action_name=ACTION_NAMES[action_id],
             probabilities=schemas.ActionProbabilities(**names),
             confidence=float(probabilities[action_id]),
             current_price=close,
@@ -246,7 +246,7 @@ def consensus(signals: Sequence[schemas.Signal] | Any) -> schemas.Consensus | No
     score = float(np.mean([s.probabilities.LONG - s.probabilities.SHORT for s in answered]))
     direction = "LONG" if score > CONSENSUS_THRESHOLD else "SHORT" if score < -CONSENSUS_THRESHOLD else "NO_TRADE"
     agreeing = sum(s.direction == direction for s in answered)
-    return schemas.Consensus(direction=direction, score=round(score, 6), agreeing=agreeing, answered=len(answered))  # type: ignore[arg-type]
+    return schemas.Consensus(direction=direction, score=round(score, 6), agreeing=agreeing, answered=len(answered))
 
 
 def explain(

@@ -81,9 +81,8 @@ class ModelCatalog:
     def ppo(self, timeframe: str) -> ModelEntry:
         entry = self._ppo.get(timeframe)
         if entry is None:
-            raise ModelNotFound(
-                f"no PPO policy for timeframe {timeframe}; available: {', '.join(sorted(tf for tf in self._ppo if tf)) or 'none'}"
-            )
+            available = ", ".join(sorted(tf for tf in self._ppo if tf)) or "none"
+            raise ModelNotFound(f"no PPO policy for timeframe {timeframe}; available: {available}")
         return _usable(entry)
 
     def cnn_symbols(self, timeframe: str) -> list[str]:

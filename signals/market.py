@@ -15,10 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from features.cnn import SERVING_TAIL
+from features.cnn import MIN_CANDLES, SERVING_TAIL
 from features.exchange import ExchangeConfig, ExchangeSource, utc_now
+from features.ppo import PPO_MIN_CANDLES
 from features.store import CandleStore
 from features.timeframes import timeframe_delta
+from signals.errors import NotEnoughCandles
 from signals.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,8 +63,15 @@ class MarketData:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             if self.live:
-                return await self._live_snapshot(symbol, timeframe)
-            return await self._store_snapshot(symbol, timeframe)
+                snapshot = await self._live_snapshot(symbol, timeframe)
+            else:
+                snapshot = await self._store_snapshot(symbol, timeframe)
+        if snapshot.candles.empty:  # it has no candle_time: say so instead of failing on it (500)
+            raise NotEnoughCandles(
+                f"found 0 closed {timeframe} candles for {symbol} ({self.data_source}); need at least "
+                f"{MIN_CANDLES} for a signal, {PPO_MIN_CANDLES} for an action"
+            )
+        return snapshot
 
     async def _store_snapshot(self, symbol: str, timeframe: str) -> MarketSnapshot:
         path = self.store.path_for(self.exchange_id, symbol, timeframe)
@@ -97,7 +106,8 @@ class MarketData:
         merged = pd.concat([known, fresh], ignore_index=True).drop_duplicates("timestamp", keep="last")
         tail = merged.sort_values("timestamp").iloc[-SERVING_TAIL:].reset_index(drop=True)
         snapshot = MarketSnapshot(tail, self.data_source, _tick_size(source, symbol))
-        self._cache[(symbol, timeframe)] = (None, snapshot)
+        if len(tail):  # an empty tail has no candle_time to expire by: fetch again next time
+            self._cache[(symbol, timeframe)] = (None, snapshot)
         return snapshot
 
     def _exchange_source(self) -> ExchangeSource:

@@ -1,0 +1,788 @@
+"""SignalService over HTTP, in process: the contract of ../shared/DESIGN.md ("HTTP contract", "Errors").
+
+One tiny world (tests/world.py: synthetic candles for BTC/ETH/SOL x 15m/1h/4h/1d ending 2026-11-20,
+CNN-LSTMs for BTC 15m, BTC 1h and ETH 1h, a PPO for 1h) is built once into the session's BENTOML_HOME,
+and one `TestClient(SignalService.to_asgi())` serves the module: the real HTTP, validation and batching
+stack, with `bentoml.depends` resolving to in-process runners. Expected values come from the candle
+store and the model store, never from another response.
+
+Where the tiny models cannot show a behaviour (they may only ever say one direction), the engine is run
+directly with a stand-in runner and an injected clock. Tests that change a candle file restore it.
+Tests that need another server (live candles through real ccxt against the local exchange, a tampered
+weights file) start a second TestClient, then give BentoML's process-wide "current service" (which the
+mounted compat app looks up per request) back to the module's server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+import pandas as pd
+import pytest
+from _bentoml_impl.server.app import ServiceAppFactory
+from _bentoml_sdk.service import set_current_service
+from bentoml.exceptions import BentoMLException
+from starlette.testclient import TestClient
+
+from features.candles import empty_candles
+from features.cnn import MIN_CANDLES, SERVING_TAIL
+from features.indicators import atr as average_true_range
+from features.local_exchange import LocalExchange
+from features.ppo import FLAT, LONG_POSITION, PPO_FEATURE_NAMES, PPO_MIN_CANDLES, serving_observation
+from features.store import CandleStore
+from features.timeframes import TIMEFRAME_SECONDS, timeframe_delta, timeframe_seconds
+from models.cnn_store import WEIGHTS_FILE, model_name
+from models.ppo_store import load_ppo
+from models.registry import StoredModel, load_model
+from runners.cnn_lstm import WindowRequest
+from runners.ppo import ObservationRequest
+from service import SignalService
+from signals import schemas
+from signals.catalog import ModelCatalog
+from signals.engine import SignalEngine
+from signals.market import MarketData
+from signals.settings import get_settings
+from tests.world import EXCHANGE, World, build_world
+
+BTC, ETH, SOL = "BTC/USDT", "ETH/USDT", "SOL/USDT"
+WORLD_MODELS = ((BTC, "15m"), (BTC, "1h"), (ETH, "1h"))
+CLASSES = ("SHORT", "NO_TRADE", "LONG")
+STOP_ATR = 1.5  # Settings' defaults: stop 1.5 ATR, take-profits at 1R, 2R, 3R
+R_MULTIPLES = (1.0, 2.0, 3.0)
+SYMBOL_HELP = "BTC/USDT, BTCUSDT, BTC-USDT"
+
+
+# --- fixtures ------------------------------------------------------------------------------------------
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables (and re-read settings); restore both on exit."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    built = build_world(tmp_path_factory.mktemp("world"))
+    with environment(built.env()):
+        yield built
+
+
+@pytest.fixture(scope="module")
+def client(world: World) -> Iterator[TestClient]:
+    with TestClient(app=SignalService.to_asgi()) as test_client:
+        yield test_client
+
+
+@contextmanager
+def another_server() -> Iterator[TestClient]:
+    """A second SignalService instance (its own catalog and market data) from the current environment.
+
+    BentoML keeps one "current service" per process and clears it when a server stops; the module's
+    server gets it back afterwards so that its compat routes keep answering. Prometheus metrics can be
+    registered once per process, so this server has none.
+    """
+    try:
+        previous = bentoml.get_current_service()
+    except BentoMLException:  # no module server running (a test selected alone)
+        previous = None
+    SignalService.inject_config()  # what `to_asgi()` does, minus the Prometheus middleware: its metrics
+    app = ServiceAppFactory(SignalService, is_main=True, enable_metrics=False)()  # are process-wide, once only
+    try:
+        with TestClient(app=app) as test_client:
+            yield test_client
+    finally:
+        set_current_service(previous)
+
+
+@pytest.fixture(scope="module")
+def catalog(world: World) -> ModelCatalog:
+    settings = get_settings()
+    return ModelCatalog.from_store(settings.universe, settings.timeframes)
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+def store(world: World) -> CandleStore:
+    return CandleStore(world.data_dir)
+
+
+def serving_tail(world: World, symbol: str, timeframe: str) -> pd.DataFrame:
+    """The closed candles a signal is computed from: the last SERVING_TAIL stored bars."""
+    candles = store(world).read(EXCHANGE, symbol, timeframe)
+    return candles.iloc[-SERVING_TAIL:].reset_index(drop=True)
+
+
+def last_atr(candles: pd.DataFrame) -> float:
+    values = average_true_range(
+        candles["high"].to_numpy(np.float64), candles["low"].to_numpy(np.float64), candles["close"].to_numpy(np.float64)
+    )
+    return float(values[-1])
+
+
+def stored_model(symbol: str, timeframe: str) -> StoredModel:
+    return load_model(f"{model_name(symbol, timeframe)}:latest")
+
+
+@contextmanager
+def restored_file(path: Path) -> Iterator[Path]:
+    """Whatever a test does to `path` (rewrite, delete), its original bytes are back afterwards."""
+    original = path.read_bytes()
+    try:
+        yield path
+    finally:
+        path.write_bytes(original)
+
+
+def bento_error(response: Any) -> str:
+    """The message of a BentoML route's error: a list-wrapped body `[{"error": ...}]`."""
+    body = response.json()
+    assert isinstance(body, list) and set(body[0]) == {"error"}, body
+    message = body[0]["error"]
+    assert isinstance(message, str) and message
+    return message
+
+
+def validation_errors(response: Any) -> list[tuple[str, list[Any]]]:
+    """A request that failed pydantic validation: `{"error": ..., "detail": [{type, loc, msg}, ...]}`."""
+    body = response.json()
+    assert isinstance(body, dict) and body["error"], body
+    assert all(item["msg"] for item in body["detail"])
+    return [(item["type"], item["loc"]) for item in body["detail"]]
+
+
+def compat_error(response: Any) -> str:
+    """The message of a compat (FastAPI) route's error: `{"detail": ...}`."""
+    body = response.json()
+    assert isinstance(body, dict) and isinstance(body.get("detail"), str), body
+    return body["detail"]
+
+
+def post(client: TestClient, route: str, body: dict[str, Any]) -> Any:
+    return client.post(route, json=body)
+
+
+def predict(client: TestClient, symbol: str, timeframe: str) -> Any:
+    return post(client, "/predict", {"symbol": symbol, "timeframe": timeframe})
+
+
+def stamp(text: str) -> pd.Timestamp:
+    assert isinstance(text, str) and text.endswith("Z"), f"not ISO-8601 UTC with Z: {text!r}"
+    return pd.Timestamp(text)
+
+
+def assert_levels(levels: dict[str, Any] | None, direction: str, close: float, atr: float, timeframe: str) -> None:
+    """DESIGN's levels: entry = last close, stop = entry -/+ 1.5 ATR, take-profit r = entry +/- r x risk,
+    eta = ceil((distance / ATR)^2) bars (signals/risk.py); no levels for NO_TRADE."""
+    if direction == "NO_TRADE":
+        assert levels is None
+        return
+    assert levels is not None and set(levels) == set(schemas.Levels.model_fields)
+    sign = 1.0 if direction == "LONG" else -1.0
+    risk = STOP_ATR * atr
+    minutes_per_bar = timeframe_seconds(timeframe) // 60
+    assert levels["entry"] == float(f"{close:.10g}")  # no tick size in the store: 10 significant digits
+    assert levels["atr"] == pytest.approx(atr, rel=1e-9)
+    assert levels["stop_loss"] == pytest.approx(close - sign * risk, rel=1e-9)
+    assert levels["risk_reward"] == max(R_MULTIPLES)
+    assert [tp["level"] for tp in levels["take_profits"]] == [1, 2, 3]
+    for tp, r in zip(levels["take_profits"], R_MULTIPLES, strict=True):
+        assert set(tp) == set(schemas.TakeProfitLevel.model_fields)
+        assert tp["r_multiple"] == r
+        assert tp["price"] == pytest.approx(close + sign * r * risk, rel=1e-9)
+        assert tp["eta_minutes"] == math.ceil((r * risk / atr) ** 2) * minutes_per_bar
+    if direction == "LONG":
+        assert levels["stop_loss"] < levels["entry"] < levels["take_profits"][0]["price"]
+    else:
+        assert levels["stop_loss"] > levels["entry"] > levels["take_profits"][0]["price"]
+
+
+def assert_signal(signal: dict[str, Any], world: World, symbol: str, timeframe: str) -> None:
+    """Every Signal field present and typed, and each one what the store and the model store say."""
+    assert set(signal) == set(schemas.Signal.model_fields)
+    candles = serving_tail(world, symbol, timeframe)
+    candle_time = candles["timestamp"].iloc[-1]
+    close = float(candles["close"].iloc[-1])
+    assert signal["symbol"] == symbol and signal["timeframe"] == timeframe
+    assert stamp(signal["candle_time"]) == candle_time  # open time of the last stored (closed) bar
+    assert stamp(signal["valid_until"]) == candle_time + 2 * timeframe_delta(timeframe)  # close of the next bar
+    assert stamp(signal["prediction_time"]) > candle_time
+    probabilities = signal["probabilities"]
+    assert tuple(probabilities) == CLASSES
+    assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in probabilities.values())
+    assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert signal["confidence"] == max(probabilities.values())
+    assert signal["direction"] == max(CLASSES, key=probabilities.__getitem__)
+    model = stored_model(symbol, timeframe)
+    assert signal["model_version"] == model.version
+    assert signal["model_accuracy"] == pytest.approx(model.metadata["metrics"]["accuracy"], rel=1e-12)
+    assert signal["baseline_accuracy"] == pytest.approx(model.metadata["metrics"]["baseline_accuracy"], rel=1e-12)
+    assert signal["current_price"] == close
+    assert signal["data_source"] == "synthetic"
+    assert signal["stale"] is True  # the world ends 2026-11-20; the clock is later
+    assert_levels(signal["levels"], signal["direction"], close, last_atr(candles), timeframe)
+
+
+def next_bar(candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """A plausible candle right after the last one."""
+    last = candles.iloc[-1]
+    open_, close = float(last["close"]), float(last["close"]) * 1.001
+    return pd.DataFrame(
+        {
+            "timestamp": [last["timestamp"] + timeframe_delta(timeframe)],
+            "open": [open_],
+            "high": [close * 1.0005],
+            "low": [open_ * 0.9995],
+            "close": [close],
+            "volume": [float(last["volume"])],
+        }
+    )
+
+
+def engine_answering(
+    catalog: ModelCatalog, probabilities: Sequence[float], clock: Any = None
+) -> tuple[SignalEngine, list[WindowRequest]]:
+    """An engine whose CNN-LSTM runner answers `probabilities` to every window (and records the requests)."""
+    seen: list[WindowRequest] = []
+
+    async def predict_windows(requests: list[WindowRequest]) -> list[list[float]]:
+        seen.extend(requests)
+        return [list(probabilities) for _ in requests]
+
+    async def act(requests: list[ObservationRequest]) -> list[Any]:
+        raise AssertionError("the PPO runner is not part of /predict")
+
+    settings = get_settings()
+    extra = {} if clock is None else {"clock": clock}
+    return SignalEngine(settings, catalog, MarketData(settings), predict_windows, act, **extra), seen
+
+
+# --- health --------------------------------------------------------------------------------------------
+def test_livez_and_readyz_answer_200_once_started(client: TestClient) -> None:
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+# --- /predict ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("symbol", "timeframe"), WORLD_MODELS)
+def test_predict_answers_a_complete_signal_from_the_stored_candles_and_model(
+    client: TestClient, world: World, symbol: str, timeframe: str
+) -> None:
+    response = predict(client, symbol, timeframe)
+    assert response.status_code == 200, response.text
+    assert_signal(response.json(), world, symbol, timeframe)
+
+
+def test_predict_accepts_every_symbol_spelling_and_answers_in_ccxt_form(client: TestClient) -> None:
+    answers = [predict(client, spelling, "1h") for spelling in ("BTC/USDT", "BTCUSDT", "BTC-USDT", "btc_usdt")]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert {a.json()["symbol"] for a in answers} == {BTC}
+    assert all(a.json() == answers[0].json() for a in answers)  # the same (cached) signal
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "direction"),
+    [((0.1, 0.2, 0.7), "LONG"), ((0.6, 0.3, 0.1), "SHORT"), ((0.25, 0.5, 0.25), "NO_TRADE")],
+)
+def test_direction_is_the_argmax_and_levels_follow_it(
+    world: World, catalog: ModelCatalog, probabilities: tuple[float, ...], direction: str
+) -> None:
+    engine, seen = engine_answering(catalog, probabilities)
+    signal = asyncio.run(engine.predict(BTC, "1h")).model_dump(mode="json")
+    assert [r.model for r in seen] == [model_name(BTC, "1h")]
+    assert signal["direction"] == direction
+    assert signal["confidence"] == max(probabilities)
+    assert tuple(signal["probabilities"].values()) == pytest.approx(probabilities)
+    candles = serving_tail(world, BTC, "1h")
+    assert_levels(signal["levels"], direction, float(candles["close"].iloc[-1]), last_atr(candles), "1h")
+    if direction != "NO_TRADE":  # 1h bars: 1R, 2R, 3R are 1.5, 3 and 4.5 ATR away -> 3, 9 and 21 bars
+        assert [tp["eta_minutes"] for tp in signal["levels"]["take_profits"]] == [180, 540, 1260]
+
+
+def test_a_signal_is_stale_only_once_its_successor_should_have_closed(world: World, catalog: ModelCatalog) -> None:
+    candle_time = serving_tail(world, BTC, "1h")["timestamp"].iloc[-1]
+    grace = pd.Timedelta(seconds=get_settings().stale_grace_s)
+    just_closed = candle_time + timeframe_delta("1h") + pd.Timedelta(seconds=5)
+    engine, _ = engine_answering(catalog, (0.2, 0.3, 0.5), clock=lambda: just_closed)
+    signal = asyncio.run(engine.predict(BTC, "1h"))
+    assert signal.stale is False
+    assert pd.Timestamp(signal.prediction_time) == just_closed
+    successor_closed = candle_time + 2 * timeframe_delta("1h")
+    assert engine._is_stale(candle_time, "1h") is False
+    engine.clock = lambda: successor_closed + grace
+    assert engine._is_stale(candle_time, "1h") is False
+    engine.clock = lambda: successor_closed + grace + pd.Timedelta(seconds=1)
+    assert engine._is_stale(candle_time, "1h") is True
+
+
+# --- the signal cache ----------------------------------------------------------------------------------
+def test_a_signal_is_cached_until_a_new_candle_is_stored(client: TestClient, world: World) -> None:
+    path = store(world).path_for(EXCHANGE, BTC, "15m")
+    first = predict(client, BTC, "15m").json()
+    again = predict(client, BTC, "15m").json()
+    assert again["prediction_time"] == first["prediction_time"]
+    with restored_file(path):
+        bar = next_bar(store(world).read(EXCHANGE, BTC, "15m"), "15m")
+        store(world).write(EXCHANGE, BTC, "15m", bar)
+        fresh = predict(client, BTC, "15m").json()
+        assert stamp(fresh["candle_time"]) == bar["timestamp"].iloc[0]
+        assert stamp(fresh["prediction_time"]) > stamp(first["prediction_time"])
+        assert fresh["current_price"] == bar["close"].iloc[0]
+    back = predict(client, BTC, "15m").json()  # the file is back: its candle's signal is still cached
+    assert back == first
+
+
+# --- /batch --------------------------------------------------------------------------------------------
+def test_batch_defaults_to_every_symbol_with_a_model_on_the_timeframe(
+    client: TestClient, world: World, catalog: ModelCatalog
+) -> None:
+    for timeframe in ("15m", "1h"):
+        response = post(client, "/batch", {"timeframe": timeframe})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["timeframe"] == timeframe and body["errors"] == []
+        symbols = [s["symbol"] for s in body["signals"]]
+        assert symbols == catalog.cnn_symbols(timeframe)
+        assert set(symbols) >= {s for s, tf in WORLD_MODELS if tf == timeframe}
+        for signal in body["signals"]:
+            assert_signal(signal, world, signal["symbol"], timeframe)
+
+
+def test_batch_answers_what_it_can_and_lists_each_failure(client: TestClient, world: World) -> None:
+    body = post(client, "/batch", {"timeframe": "1h", "symbols": ["BTCUSDT", "NOT A SYMBOL", "SOL/USDT", "eth-usdt"]})
+    assert body.status_code == 200, body.text
+    body = body.json()
+    assert [s["symbol"] for s in body["signals"]] == [BTC, ETH]
+    for signal in body["signals"]:
+        assert_signal(signal, world, signal["symbol"], "1h")
+    errors = {e["symbol"]: e for e in body["errors"]}
+    assert set(errors) == {"NOT A SYMBOL", "SOL/USDT"}
+    assert errors["NOT A SYMBOL"]["status"] == 400 and SYMBOL_HELP in errors["NOT A SYMBOL"]["message"]
+    assert errors["SOL/USDT"]["status"] == 404
+    assert "no CNN-LSTM model for SOL/USDT 1h" in errors["SOL/USDT"]["message"]
+    assert "BTC/USDT 1h" in errors["SOL/USDT"]["message"]  # it lists what exists
+    assert all(e["timeframe"] == "1h" for e in body["errors"])
+
+
+# --- /summary ------------------------------------------------------------------------------------------
+def test_summary_covers_the_four_timeframes_and_their_consensus(client: TestClient, world: World) -> None:
+    response = post(client, "/summary", {"symbol": "btcusdt"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["symbol"] == BTC
+    assert set(body["signals"]) == {"15m", "1h"}
+    for timeframe, signal in body["signals"].items():
+        assert_signal(signal, world, BTC, timeframe)
+    assert {e["timeframe"]: e["status"] for e in body["errors"]} == {"4h": 404, "1d": 404}
+    assert all("no CNN-LSTM model for BTC/USDT" in e["message"] for e in body["errors"])
+
+    answered = list(body["signals"].values())
+    score = float(np.mean([s["probabilities"]["LONG"] - s["probabilities"]["SHORT"] for s in answered]))
+    direction = "LONG" if score > 0.15 else "SHORT" if score < -0.15 else "NO_TRADE"
+    assert body["consensus"] == {
+        "direction": direction,
+        "score": pytest.approx(score, abs=1e-6),
+        "agreeing": sum(s["direction"] == direction for s in answered),
+        "answered": len(answered),
+    }
+
+
+def test_summary_with_explicit_timeframes_and_no_model_has_no_consensus(client: TestClient) -> None:
+    body = post(client, "/summary", {"symbol": "SOL-USDT", "timeframes": ["1h", "1d"]}).json()
+    assert body["signals"] == {} and body["consensus"] is None
+    assert [(e["timeframe"], e["status"]) for e in body["errors"]] == [("1h", 404), ("1d", 404)]
+    response = post(client, "/summary", {"symbol": BTC, "timeframes": ["1h", "3h"]})
+    assert response.status_code == 400 and "accepted: " in bento_error(response)
+
+
+# --- /action -------------------------------------------------------------------------------------------
+def _policy_answer(world: World, symbol: str, position: float) -> tuple[int, np.ndarray, float, np.ndarray]:
+    observation = serving_observation(serving_tail(world, symbol, "1h"), position)
+    actions, probabilities, values = load_ppo("ppo-1h:latest").act(observation[None])
+    return int(actions[0]), probabilities[0], float(values[0]), observation
+
+
+def test_action_for_a_flat_caller_is_the_policy_answer_without_explanation(client: TestClient, world: World) -> None:
+    response = post(client, "/action", {"symbol": "BTCUSDT"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == set(schemas.Action.model_fields)
+    action_id, probabilities, _, _ = _policy_answer(world, BTC, FLAT)
+    candles = serving_tail(world, BTC, "1h")
+    candle_time = candles["timestamp"].iloc[-1]
+    assert body["symbol"] == BTC and body["timeframe"] == "1h"  # the configured PPO timeframe
+    assert body["action_id"] == action_id
+    assert body["action_name"] == ("HOLD", "BUY", "SELL")[action_id]
+    assert tuple(body["probabilities"]) == ("HOLD", "BUY", "SELL")
+    assert list(body["probabilities"].values()) == pytest.approx(probabilities.tolist(), abs=1e-6)
+    assert body["confidence"] == pytest.approx(float(probabilities[action_id]), abs=1e-6)
+    assert body["current_price"] == float(candles["close"].iloc[-1])
+    assert stamp(body["candle_time"]) == candle_time
+    assert stamp(body["valid_until"]) == candle_time + 2 * timeframe_delta("1h")
+    assert body["model_version"] == load_model("ppo-1h:latest").version
+    assert body["data_source"] == "synthetic" and body["stale"] is True
+    assert body["explanation"] is None
+
+
+def test_action_position_reaches_the_policy_as_the_last_observation_column(client: TestClient, world: World) -> None:
+    flat = post(client, "/action", {"symbol": ETH, "position": {"side": "flat"}}).json()
+    held = post(client, "/action", {"symbol": ETH, "position": {"side": "long", "entry_price": 3000}}).json()
+    expected_flat, expected_long = _policy_answer(world, ETH, FLAT), _policy_answer(world, ETH, LONG_POSITION)
+    assert np.all(expected_long[3][:, -1] == LONG_POSITION) and np.all(expected_flat[3][:, -1] == FLAT)
+    assert not np.allclose(expected_flat[1], expected_long[1], atol=1e-7, rtol=0)  # the column matters to it
+    assert list(flat["probabilities"].values()) == pytest.approx(expected_flat[1].tolist(), abs=1e-6)
+    assert list(held["probabilities"].values()) == pytest.approx(expected_long[1].tolist(), abs=1e-6)
+
+
+def test_action_explanation_names_the_moves_and_the_open_return(client: TestClient, world: World) -> None:
+    entry_price = 3000.0
+    request = {"symbol": ETH, "position": {"side": "long", "entry_price": entry_price}, "include_explanation": True}
+    response = post(client, "/action", request)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    explanation = body["explanation"]
+    assert set(explanation) == set(schemas.Explanation.model_fields)
+    action_id, _, value, observation = _policy_answer(world, ETH, LONG_POSITION)
+    close = float(serving_tail(world, ETH, "1h")["close"].iloc[-1])
+    assert explanation["position"] == "long"
+    assert explanation["unrealized_return"] == pytest.approx(close / entry_price - 1.0, abs=1e-6)
+    assert explanation["value_estimate"] == pytest.approx(value, abs=1e-5)
+    assert explanation["summary"].startswith(f"{body['action_name']} while long")
+    assert "since entry" in explanation["summary"]
+    # the three market features whose last bar stands out most (|z|) against the 50-bar window
+    market = observation[:, :-1].astype(np.float64)
+    z = (market[-1] - market.mean(axis=0)) / market.std(axis=0)
+    top = np.argsort(-np.abs(z))[:3]
+    moves = explanation["top_features"]
+    assert [m["name"] for m in moves] == [PPO_FEATURE_NAMES[i] for i in top]
+    assert "position" not in [m["name"] for m in moves]
+    for move, i in zip(moves, top, strict=True):
+        assert move["zscore"] == pytest.approx(z[i], abs=1e-3)
+        assert move["value"] == pytest.approx(float(market[-1, i]), abs=1e-6)
+        assert move["name"] in explanation["summary"]
+    assert body["action_id"] == action_id
+
+    flat = post(client, "/action", {"symbol": ETH, "include_explanation": True}).json()["explanation"]
+    assert flat["position"] == "flat" and flat["unrealized_return"] is None
+    assert " while flat:" in flat["summary"]
+
+
+@pytest.mark.parametrize(
+    ("position", "error_type", "where", "says"),
+    [
+        ({"side": "short"}, "literal_error", ["position", "side"], "'flat' or 'long'"),
+        ({"side": "long", "entry_price": -5}, "greater_than", ["position", "entry_price"], "greater than 0"),
+        ({"side": "flat", "entry_price": 100}, "value_error", ["position"], "entry_price applies only to side 'long'"),
+        ({"side": "long", "size": 1}, "extra_forbidden", ["position", "size"], "not permitted"),
+    ],
+)
+def test_action_refuses_a_bad_position_with_400(
+    client: TestClient, position: dict[str, Any], error_type: str, where: list[str], says: str
+) -> None:
+    response = post(client, "/action", {"symbol": BTC, "position": position})
+    assert response.status_code == 400, response.text
+    assert validation_errors(response) == [(error_type, where)]
+    assert says in response.json()["detail"][0]["msg"]
+
+
+def test_action_for_a_timeframe_without_policy_is_404_listing_the_policies(client: TestClient) -> None:
+    response = post(client, "/action", {"symbol": BTC, "timeframe": "1d"})
+    assert response.status_code == 404
+    message = bento_error(response)
+    assert "no PPO policy for timeframe 1d" in message and "available: " in message and "1h" in message
+
+
+# --- /models -------------------------------------------------------------------------------------------
+def test_models_lists_every_model_with_its_metadata(client: TestClient, catalog: ModelCatalog) -> None:
+    response = post(client, "/models", {})
+    assert response.status_code == 200, response.text
+    listed = response.json()
+    assert [m["name"] for m in listed] == [e.name for e in catalog.entries]
+    for info in listed:
+        assert set(info) == set(schemas.ModelInfo.model_fields)
+        assert info["status"] == "ok" and info["error"] is None
+    by_name = {m["name"]: m for m in listed}
+    for symbol, timeframe in WORLD_MODELS:
+        info, model = by_name[model_name(symbol, timeframe)], stored_model(symbol, timeframe)
+        assert (info["family"], info["symbol"], info["timeframe"]) == ("cnn-lstm", symbol, timeframe)
+        assert info["version"] == model.version
+        for key in ("accuracy", "baseline_accuracy", "balanced_accuracy", "ece", "log_loss", "samples"):
+            assert info["metrics"][key] == pytest.approx(model.metadata["metrics"][key])
+        assert info["data_range"] == model.metadata["data_range"] and info["data_range"]
+    ppo, policy = by_name["ppo-1h"], load_model("ppo-1h:latest")
+    assert (ppo["family"], ppo["symbol"], ppo["timeframe"], ppo["version"]) == ("ppo", None, "1h", policy.version)
+    assert ppo["metrics"] == {"evaluation": policy.metadata["evaluation"]}
+    assert ppo["data_range"]["training_range"] == policy.metadata["training_range"]
+
+
+# --- errors --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "error_type", "where"),
+    [
+        (b'{"symbol": "BTC/USDT", "timeframe": ', "json_invalid", []),
+        (b'["BTC/USDT", "1h"]', "model_type", []),
+        (b'{"symbol": "BTC/USDT", "timeframe": "1h", "model": "x"}', "extra_forbidden", ["model"]),
+        (b'{"symbol": "BTC/USDT"}', "missing", ["timeframe"]),
+        (b'{"symbol": 5, "timeframe": "1h"}', "string_type", ["symbol"]),
+    ],
+    ids=["malformed-json", "not-an-object", "unknown-field", "missing-field", "wrong-type"],
+)
+def test_a_bad_request_body_is_400_saying_what_and_where(
+    client: TestClient, body: bytes, error_type: str, where: list[str]
+) -> None:
+    response = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert validation_errors(response) == [(error_type, where)]
+
+
+@pytest.mark.parametrize("symbol", ["../etc/passwd", "BTC/XYZ", "BTC", "", "BTC USDT", "Ｂtc/USDT"])
+def test_an_unknown_symbol_format_is_400_saying_what_is_accepted(client: TestClient, symbol: str) -> None:
+    response = predict(client, symbol, "1h")
+    assert response.status_code == 400
+    message = bento_error(response)
+    assert SYMBOL_HELP in message or ("unknown quote currency" in message and "accepted: " in message)
+
+
+def test_an_unknown_timeframe_is_400_listing_the_accepted_ones(client: TestClient) -> None:
+    response = predict(client, BTC, "3h")
+    assert response.status_code == 400
+    assert bento_error(response).endswith("accepted: " + ", ".join(TIMEFRAME_SECONDS))
+
+
+def test_no_model_is_404_listing_the_models(client: TestClient) -> None:
+    response = predict(client, SOL, "1h")
+    assert response.status_code == 404
+    message = bento_error(response)
+    assert "no CNN-LSTM model for SOL/USDT 1h" in message
+    assert all(f"{s} {tf}" in message for s, tf in WORLD_MODELS)
+
+
+def test_too_few_candles_is_422_saying_found_and_needed_and_others_still_serve(
+    client: TestClient, world: World
+) -> None:
+    path = store(world).path_for(EXCHANGE, BTC, "15m")
+    with restored_file(path):
+        # 50 bars ending one bar earlier: a candle whose signal is not cached yet
+        store(world).replace(EXCHANGE, BTC, "15m", store(world).read(EXCHANGE, BTC, "15m").iloc[-51:-1])
+        response = predict(client, BTC, "15m")
+        assert response.status_code == 422
+        assert f"found 50 closed candles, need at least {MIN_CANDLES}" in bento_error(response)
+        assert predict(client, BTC, "1h").status_code == 200
+        assert predict(client, ETH, "1h").status_code == 200
+    assert predict(client, BTC, "15m").status_code == 200
+
+
+def test_too_few_candles_for_the_policy_is_422(client: TestClient, world: World) -> None:
+    path = store(world).path_for(EXCHANGE, SOL, "1h")
+    with restored_file(path):
+        store(world).replace(EXCHANGE, SOL, "1h", store(world).read(EXCHANGE, SOL, "1h").iloc[-40:])
+        response = post(client, "/action", {"symbol": SOL})
+        assert response.status_code == 422
+        assert "found 40 closed candles, need at least" in bento_error(response)
+    assert post(client, "/action", {"symbol": SOL}).status_code == 200
+
+
+def test_an_empty_candle_file_is_422_not_a_server_error(client: TestClient, world: World) -> None:
+    needed = f"need at least {MIN_CANDLES} for a signal, {PPO_MIN_CANDLES} for an action"
+    for symbol, timeframe, route, body in ((BTC, "15m", "/predict", {"timeframe": "15m"}), (SOL, "1h", "/action", {})):
+        path = store(world).path_for(EXCHANGE, symbol, timeframe)
+        with restored_file(path):
+            store(world).replace(EXCHANGE, symbol, timeframe, empty_candles())
+            response = post(client, route, {"symbol": symbol, **body})
+            assert response.status_code == 422
+            assert bento_error(response) == f"found 0 closed {timeframe} candles for {symbol} (synthetic); {needed}"
+        assert post(client, route, {"symbol": symbol, **body}).status_code == 200
+
+
+def test_nan_in_stored_candles_is_422_naming_the_bar(client: TestClient, world: World) -> None:
+    path = store(world).path_for(EXCHANGE, BTC, "15m")
+    with restored_file(path):
+        candles = store(world).read(EXCHANGE, BTC, "15m")
+        row = len(candles) - 3
+        candles.loc[row, "close"] = np.nan
+        candles.to_parquet(path, index=False)  # straight to the file: the store would refuse it
+        response = predict(client, BTC, "15m")
+        assert response.status_code == 422
+        message = bento_error(response)
+        assert "NaN in ['close']" in message and f"row {row}" in message
+        assert candles["timestamp"].iloc[row].isoformat() in message
+        assert predict(client, BTC, "1h").status_code == 200
+
+
+def test_a_missing_candle_file_is_404_naming_what_is_missing(client: TestClient, world: World) -> None:
+    path = store(world).path_for(EXCHANGE, BTC, "15m")
+    with restored_file(path):
+        path.unlink()
+        response = predict(client, BTC, "15m")
+        assert response.status_code == 404
+        message = bento_error(response)
+        assert "no 15m candles for BTC/USDT on synthetic" in message and "signals sync" in message
+        assert predict(client, BTC, "1h").status_code == 200
+    assert predict(client, BTC, "15m").status_code == 200
+
+
+# --- compatibility GET routes --------------------------------------------------------------------------
+def test_compat_predictions_for_many_symbols(client: TestClient, world: World) -> None:
+    response = client.get("/api/predictions", params={"timeframe": "1h", "symbols": "BTCUSDT,ETHUSDT"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [s["symbol"] for s in body["signals"]] == [BTC, ETH] and body["errors"] == []
+    for signal in body["signals"]:
+        assert_signal(signal, world, signal["symbol"], "1h")
+
+
+def test_compat_prediction_is_the_signal_of_predict(client: TestClient, world: World) -> None:
+    response = client.get("/api/predictions/BTCUSDT", params={"timeframe": "15m"})
+    assert response.status_code == 200, response.text
+    assert_signal(response.json(), world, BTC, "15m")
+    assert response.json() == predict(client, BTC, "15m").json()
+
+
+def test_compat_summary(client: TestClient) -> None:
+    response = client.get("/api/predictions/BTC-USDT/summary")
+    assert response.status_code == 200, response.text
+    assert response.json() == post(client, "/summary", {"symbol": BTC}).json()
+
+
+def test_compat_ppo_prediction_with_position_and_explanation(client: TestClient, world: World) -> None:
+    response = client.get(
+        "/api/v1/prediction/predict/BTCUSDT",
+        params={"include_explanation": "true", "position": "long", "entry_price": "60000"},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    action_id, probabilities, _, _ = _policy_answer(world, BTC, LONG_POSITION)
+    close = float(serving_tail(world, BTC, "1h")["close"].iloc[-1])
+    assert body["symbol"] == BTC and body["action_id"] == action_id
+    assert list(body["probabilities"].values()) == pytest.approx(probabilities.tolist(), abs=1e-6)
+    assert body["explanation"]["unrealized_return"] == pytest.approx(close / 60000 - 1, abs=1e-6)
+
+
+def test_compat_model_info_and_health(client: TestClient, catalog: ModelCatalog) -> None:
+    info = client.get("/api/v1/prediction/model/info")
+    assert info.status_code == 200
+    policies = {m["name"]: m for m in info.json()}
+    assert list(policies) == [e.name for e in catalog.entries if e.family == "ppo"]
+    assert policies["ppo-1h"]["version"] == load_model("ppo-1h:latest").version
+    health = client.get("/api/v1/prediction/model/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "healthy", "models": len(post(client, "/models", {}).json()), "unavailable": []}
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "says"),
+    [
+        ("/api/predictions/XXX", 400, SYMBOL_HELP),
+        ("/api/predictions/BTCUSDT?timeframe=3h", 400, "accepted: "),
+        ("/api/predictions/SOLUSDT?timeframe=1h", 404, "available: BTC/USDT 15m"),
+        ("/api/predictions?timeframe=3h", 400, "accepted: "),
+        ("/api/predictions/XXX/summary", 400, SYMBOL_HELP),
+        ("/api/v1/prediction/predict/XXX", 400, SYMBOL_HELP),
+        ("/api/v1/prediction/predict/BTCUSDT?timeframe=1d", 404, "no PPO policy"),
+        ("/api/v1/prediction/predict/BTCUSDT?position=flat&entry_price=5", 400, "bad position"),
+    ],
+)
+def test_compat_errors_have_a_status_and_a_json_detail(client: TestClient, path: str, status: int, says: str) -> None:
+    response = client.get(path)
+    assert response.status_code == status, response.text
+    assert says in compat_error(response)
+
+
+# --- other servers: live candles through ccxt, a tampered model ------------------------------------------
+def _live_frames(world: World, symbols: Sequence[str], now: pd.Timestamp) -> dict[tuple[str, str], pd.DataFrame]:
+    """The world's 1h candles moved in time so that the last one is the bar forming now."""
+    frames = {}
+    for symbol in symbols:
+        candles = store(world).read(EXCHANGE, symbol, "1h")
+        candles["timestamp"] += now.floor("1h") - candles["timestamp"].iloc[-1]
+        frames[(symbol, "1h")] = candles
+    return frames
+
+
+def test_exchange_down_is_503_with_retry_after_while_the_rest_serves(world: World, tmp_path: Path) -> None:
+    now = pd.Timestamp.now(tz="UTC")
+    if now.ceil("1h") - now < pd.Timedelta(seconds=30):  # keep the live cache's candle current during the test
+        pytest.skip("too close to the hour boundary; the cached candle would be replaced mid-test")
+    frames = _live_frames(world, (BTC, ETH, SOL), now)
+    sol = frames[(SOL, "1h")]
+    frames[(SOL, "1h")] = sol.assign(timestamp=sol["timestamp"] - pd.Timedelta(days=60))  # delisted long ago
+    with LocalExchange(frames=frames) as exchange:
+        live = {
+            "SIGNALS_SOURCE": "live",
+            "SIGNALS_EXCHANGE": "binance",
+            "SIGNALS_EXCHANGE_URL": exchange.url,
+            "SIGNALS_DATA_DIR": str(tmp_path / "live"),
+            "SIGNALS_EXCHANGE_RETRIES": "1",
+            "SIGNALS_EXCHANGE_BACKOFF_S": "0.01",
+            "SIGNALS_EXCHANGE_TIMEOUT_MS": "500",
+        }
+        with environment(live), another_server() as server:
+            healthy = predict(server, "BTCUSDT", "1h")
+            assert healthy.status_code == 200, healthy.text
+            signal = healthy.json()
+            last_closed = now.floor("1h") - timeframe_delta("1h")
+            assert signal["data_source"] == "ccxt:binance" and signal["stale"] is False
+            assert stamp(signal["candle_time"]) == last_closed
+            btc = frames[(BTC, "1h")]
+            assert signal["current_price"] == float(btc.loc[btc["timestamp"] == last_closed, "close"].iloc[0])
+            assert CandleStore(tmp_path / "live").last_timestamp("binance", BTC, "1h") == last_closed
+
+            for _ in range(2):  # nothing recent on the exchange: 422 each time (nothing cached), never a 500
+                empty = post(server, "/action", {"symbol": SOL})
+                assert empty.status_code == 422
+                assert bento_error(empty).startswith("found 0 closed 1h candles for SOL/USDT (ccxt:binance)")
+
+            exchange.fail_next(100, 503)
+            down = predict(server, ETH, "1h")  # not cached yet: it needs the exchange
+            assert down.status_code == 503
+            assert down.headers["Retry-After"].isdigit()
+            message = bento_error(down)
+            assert "binance unavailable for ETH/USDT 1h after 2 attempt(s)" in message and "retry later" in message
+            assert server.post("/models", json={}).status_code == 200
+            assert predict(server, BTC, "1h").json() == signal  # its candle is cached until the next one closes
+            exchange.fail_next(0)
+            assert predict(server, ETH, "1h").status_code == 200
+
+
+def test_a_tampered_weights_file_makes_that_model_503_and_the_others_serve(world: World) -> None:
+    weights = stored_model(ETH, "1h").file(WEIGHTS_FILE)
+    original, mode = weights.read_bytes(), weights.stat().st_mode
+    weights.chmod(0o644)
+    try:
+        weights.write_bytes(original[:-16] + bytes(b ^ 0xFF for b in original[-16:]))
+        with another_server() as server:  # a new service instance verifies its models again
+            response = predict(server, ETH, "1h")
+            assert response.status_code == 503
+            assert "Retry-After" in response.headers
+            message = bento_error(response)
+            assert f"model {model_name(ETH, '1h')}" in message and "'weights.safetensors' fails its SHA-256" in message
+            assert predict(server, BTC, "1h").status_code == 200
+            eth = {m["name"]: m for m in server.post("/models", json={}).json()}[model_name(ETH, "1h")]
+            assert eth["status"] == "unavailable" and WEIGHTS_FILE in eth["error"]
+            compat = server.get("/api/predictions/ETH-USDT", params={"timeframe": "1h"})
+            assert compat.status_code == 503 and "Retry-After" in compat.headers
+            assert "'weights.safetensors' fails its SHA-256" in compat_error(compat)
+            health = server.get("/api/v1/prediction/model/health").json()
+            assert health["status"] == "degraded" and health["unavailable"] == [model_name(ETH, "1h")]
+            batch = post(server, "/batch", {"timeframe": "1h"}).json()
+            assert [s["symbol"] for s in batch["signals"]] == [BTC]
+            assert [(e["symbol"], e["status"]) for e in batch["errors"]] == [(ETH, 503)]
+    finally:
+        weights.write_bytes(original)
+        weights.chmod(mode)

@@ -37,6 +37,19 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
     "natr_14",
     "volume_z_20",
 )
+# Columns computed over a finite window of bars (no recursion): a serving tail reproduces them bit for bit.
+FINITE_MEMORY_FEATURES: Final[tuple[str, ...]] = (
+    "log_return_1",
+    "log_return_4",
+    "log_return_16",
+    "range_hl",
+    "body",
+    "upper_wick",
+    "lower_wick",
+    "bb_percent_b",
+    "bb_width",
+    "volume_z_20",
+)
 FEATURE_HASH: Final[str] = hashlib.sha256("\n".join(FEATURE_NAMES).encode()).hexdigest()
 N_FEATURES: Final = len(FEATURE_NAMES)
 LOOKBACK: Final = 60
@@ -45,8 +58,9 @@ VOLUME_PERIOD: Final = 20
 # First row where every column is defined: MACD(12, 26, 9) needs 26 + 9 - 1 bars.
 FIRST_VALID_ROW: Final = 33
 MIN_CANDLES: Final = FIRST_VALID_ROW + LOOKBACK
-# Candles a serving window is computed from. 400 bars of warm-up shrink the slowest indicator's start-up
-# error (MACD's 26-bar EMA, decay 25/27 a bar) by a factor of ~1e13; the parity test measures the rest.
+# Candles a serving window is computed from. 400 bars of warm-up shrink the start-up error of the slowest
+# indicators (RSI and ATR: Wilder smoothing, decay 13/14 a bar) below float32 resolution; measured on all 34
+# pairs at 15m and 1h, the worst difference is 3e-11 (tests/test_features_parity.py), ~1e5 below tolerance.
 SERVING_TAIL: Final = LOOKBACK + 400
 
 

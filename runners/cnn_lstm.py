@@ -23,9 +23,10 @@ from features.symbols import normalize_symbol
 from features.timeframes import parse_timeframe
 from models.cnn_store import FAMILY, CnnLstmPredictor, load_cnn_lstm, model_name
 from runners.common import (
+    RUNNER_SERVICE_CONFIG,
     BatchCounters,
     RunnerStatus,
-    declare_models,
+    declare_stored,
     declared_tag,
     freeze_heap,
     group_by_model,
@@ -132,16 +133,6 @@ class _CnnLstmRunner:
         )
 
 
-def _declare(cls: type) -> type:
-    names = stored_names(FAMILY, _wanted(get_settings()))
-    declare_models(cls, names)
-    cls._declared = tuple(names)  # type: ignore[attr-defined]
-    return cls
-
-
-CnnLstmRunner = bentoml.service(
-    name="cnn_lstm_runner",
-    traffic={"timeout": 10},
-    runner_connection={"max_requests": 10**9, "max_age": 1e9},
-    workers=1,
-)(_declare(_CnnLstmRunner))
+CnnLstmRunner = bentoml.service(name="cnn_lstm_runner", **RUNNER_SERVICE_CONFIG)(
+    declare_stored(FAMILY, _wanted(get_settings()))(_CnnLstmRunner)
+)

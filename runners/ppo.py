@@ -22,9 +22,10 @@ from features.timeframes import parse_timeframe
 from models.ppo_store import FAMILY, PpoPolicy, load_ppo, model_name
 from models.trading_env import ACTION_NAMES
 from runners.common import (
+    RUNNER_SERVICE_CONFIG,
     BatchCounters,
     RunnerStatus,
-    declare_models,
+    declare_stored,
     declared_tag,
     freeze_heap,
     group_by_model,
@@ -157,16 +158,6 @@ class _PpoRunner:
         )
 
 
-def _declare(cls: type) -> type:
-    names = stored_names(FAMILY, _wanted(get_settings()))
-    declare_models(cls, names)
-    cls._declared = tuple(names)  # type: ignore[attr-defined]
-    return cls
-
-
-PpoRunner = bentoml.service(
-    name="ppo_runner",
-    traffic={"timeout": 10},
-    runner_connection={"max_requests": 10**9, "max_age": 1e9},
-    workers=1,
-)(_declare(_PpoRunner))
+PpoRunner = bentoml.service(name="ppo_runner", **RUNNER_SERVICE_CONFIG)(
+    declare_stored(FAMILY, _wanted(get_settings()))(_PpoRunner)
+)

@@ -16,6 +16,7 @@ from features.candles import PRICE_COLUMNS, empty_candles, validate_candles
 from features.cnn import (
     FEATURE_HASH,
     FEATURE_NAMES,
+    FINITE_MEMORY_FEATURES,
     FIRST_VALID_ROW,
     LOOKBACK,
     MIN_CANDLES,
@@ -43,19 +44,6 @@ from features.ppo import (
 )
 from signals.errors import NotEnoughCandles
 
-# Columns computed over a finite window of bars (no recursion): a serving tail reproduces them bit for bit.
-FINITE_MEMORY_FEATURES = (
-    "log_return_1",
-    "log_return_4",
-    "log_return_16",
-    "range_hl",
-    "body",
-    "upper_wick",
-    "lower_wick",
-    "bb_percent_b",
-    "bb_width",
-    "volume_z_20",
-)
 FINITE_MEMORY_PPO = tuple(name for name in PPO_MARKET_FEATURES if name in FINITE_MEMORY_FEATURES)
 PARITY_TOLERANCE = 1e-6
 FIRST_WINDOW_END = MIN_CANDLES - 1  # the first bar a (60, 15) window can end at

@@ -18,6 +18,7 @@ import pytest
 
 from features.cnn import (
     FEATURE_NAMES,
+    FINITE_MEMORY_FEATURES,
     FIRST_VALID_ROW,
     LOOKBACK,
     MIN_CANDLES,
@@ -42,19 +43,6 @@ pytestmark = pytest.mark.realdata
 TIMEFRAMES = ("15m", "1h")
 EXPECTED_PAIRS = 34
 PARITY_TOLERANCE = 1e-6
-# Columns computed over a finite window of bars (no recursion): a serving tail reproduces them bit for bit.
-FINITE_MEMORY_FEATURES = (
-    "log_return_1",
-    "log_return_4",
-    "log_return_16",
-    "range_hl",
-    "body",
-    "upper_wick",
-    "lower_wick",
-    "bb_percent_b",
-    "bb_width",
-    "volume_z_20",
-)
 NON_NEGATIVE_FEATURES = ("range_hl", "upper_wick", "lower_wick", "bb_width", "natr_14")
 SPREAD_ENDS = 25  # windows checked per history past the serving tail (fewer for PPO: same feature code path)
 PPO_SPREAD_ENDS = 6

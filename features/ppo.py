@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
-from features.cnn import FIRST_VALID_ROW, SERVING_TAIL, compute_features
+from features.cnn import FEATURE_NAMES, FIRST_VALID_ROW, SERVING_TAIL, feature_matrix
 from signals.errors import NotEnoughCandles
 
 PPO_LOOKBACK: Final = 50
@@ -32,14 +32,16 @@ PPO_FEATURE_NAMES: Final[tuple[str, ...]] = (*PPO_MARKET_FEATURES, "position")
 PPO_OBS_SHAPE: Final = (PPO_LOOKBACK, len(PPO_FEATURE_NAMES))
 PPO_MIN_CANDLES: Final = FIRST_VALID_ROW + PPO_LOOKBACK
 CLIP: Final = 10.0
+_MARKET_COLUMNS: Final = [FEATURE_NAMES.index(name) for name in PPO_MARKET_FEATURES]
+_MARKET_SCALES: Final = np.array(list(PPO_MARKET_FEATURES.values()))
 FLAT: Final = 0.0
 LONG_POSITION: Final = 1.0
 
 
 def market_features(candles: pd.DataFrame) -> np.ndarray:
     """(n_bars, 9) float32 scaled market features (NaN in warm-up rows)."""
-    features = compute_features(candles).loc[:, list(PPO_MARKET_FEATURES)].to_numpy(dtype=np.float64)
-    scaled = features * np.array(list(PPO_MARKET_FEATURES.values()))
+    features = feature_matrix(candles)[:, _MARKET_COLUMNS]
+    scaled = features * _MARKET_SCALES
     return np.clip(scaled, -CLIP, CLIP).astype(np.float32)
 
 
@@ -60,11 +62,16 @@ def market_windows(candles: pd.DataFrame) -> tuple[np.ndarray, pd.DatetimeIndex]
     return np.ascontiguousarray(windows), pd.DatetimeIndex(ends)
 
 
-def serving_observation(candles: pd.DataFrame, position: float) -> np.ndarray:
-    """The (50, 10) observation ending at the last candle, for a caller holding `position`."""
+def serving_market_window(candles: pd.DataFrame) -> np.ndarray:
+    """The (50, 9) market part of the observation ending at the last candle, from its last SERVING_TAIL bars."""
     if len(candles) < PPO_MIN_CANDLES:
         raise NotEnoughCandles(f"found {len(candles)} closed candles, need at least {PPO_MIN_CANDLES}")
     window = market_features(candles.iloc[-SERVING_TAIL:])[-PPO_LOOKBACK:]
     if not np.isfinite(window).all():
         raise NotEnoughCandles("the observation holds non-finite values; the candles contain NaN or zeros")
-    return observation(window, position)
+    return window
+
+
+def serving_observation(candles: pd.DataFrame, position: float) -> np.ndarray:
+    """The (50, 10) observation ending at the last candle, for a caller holding `position`."""
+    return observation(serving_market_window(candles), position)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -17,11 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.cnn import serving_window
 from features.exchange import utc_now
-from features.indicators import atr as average_true_range
 from features.labels import CLASS_NAMES
-from features.ppo import LONG_POSITION, PPO_FEATURE_NAMES, serving_observation
+from features.ppo import LONG_POSITION, PPO_FEATURE_NAMES
+from features.ppo import observation as observation_with_position
 from features.symbols import normalize_symbol
 from features.timeframes import parse_timeframe, timeframe_delta
 from runners.cnn_lstm import WindowRequest
@@ -115,7 +113,7 @@ class SignalEngine:
         if cached is not None:
             self._cache.move_to_end(key)
             return cached.model_copy(update={"stale": self._is_stale(snapshot.candle_time, timeframe)})
-        return _Pending(entry, snapshot, serving_window(snapshot.candles))
+        return _Pending(entry, snapshot, snapshot.cnn_window)
 
     def _signal_or_error(self, item: _Pending, row: Sequence[float]) -> schemas.Signal | SignalsError:
         # A runner writes NaN for a model it did not load; JSON may carry that as null.
@@ -127,11 +125,10 @@ class SignalEngine:
         return signal
 
     def _build_signal(self, item: _Pending, probabilities: np.ndarray) -> schemas.Signal:
-        entry, candles = item.entry, item.snapshot.candles
+        entry, snapshot = item.entry, item.snapshot
         symbol, timeframe = entry.symbol or "", entry.timeframe or ""
         direction = CLASS_NAMES[int(np.argmax(probabilities))]
-        close = float(candles["close"].iloc[-1])
-        atr = _last_atr(candles)
+        close, atr = snapshot.close, snapshot.atr
         levels = risk_levels(
             direction,
             close=close,
@@ -139,9 +136,9 @@ class SignalEngine:
             timeframe=timeframe,
             stop_atr=self.settings.stop_atr,
             r_multiples=tuple(self.settings.take_profit_r),
-            tick=item.snapshot.tick,
+            tick=snapshot.tick,
         )
-        candle_time = item.snapshot.candle_time
+        candle_time = snapshot.candle_time
         return schemas.Signal(
             symbol=symbol,
             timeframe=timeframe,
@@ -156,7 +153,7 @@ class SignalEngine:
             valid_until=(candle_time + 2 * timeframe_delta(timeframe)).to_pydatetime(),
             current_price=close,
             levels=None if levels is None else schemas.Levels.model_validate(levels, from_attributes=True),
-            data_source=item.snapshot.data_source,
+            data_source=snapshot.data_source,
             stale=self._is_stale(candle_time, timeframe),
         )
 
@@ -202,14 +199,13 @@ class SignalEngine:
         entry = self.catalog.ppo(timeframe)
         snapshot = await self.market.snapshot(symbol, timeframe)
         position = LONG_POSITION if request.position.side == "long" else 0.0
-        observation = serving_observation(snapshot.candles, position)
+        observation = observation_with_position(snapshot.ppo_market_window, position)
         (row,) = await self.act([ObservationRequest(model=entry.name, observation=observation)])
         row = ActionRow.model_validate(row, from_attributes=True)
         if row.missing:
             raise ModelIntegrityError(f"model {entry.name} is not loaded by the PPO runner; see /models")
         action_id, probabilities, value = row.action, np.asarray(row.probabilities, dtype=np.float64), row.value
-        close = float(snapshot.candles["close"].iloc[-1])
-        candle_time = snapshot.candle_time
+        close, candle_time = snapshot.close, snapshot.candle_time
         names = dict(zip(ACTION_NAMES, map(float, probabilities), strict=True))
         explanation = None
         if request.include_explanation:
@@ -281,15 +277,6 @@ def explain(
     return schemas.Explanation(
         summary=summary, position=position.side, unrealized_return=unrealized, value_estimate=value, top_features=moves
     )
-
-
-def _last_atr(candles: pd.DataFrame) -> float:
-    """ATR(14) at the last closed candle, over the same tail the window was computed from."""
-    values = average_true_range(
-        candles["high"].to_numpy(np.float64), candles["low"].to_numpy(np.float64), candles["close"].to_numpy(np.float64)
-    )
-    last = float(values[-1])
-    return last if math.isfinite(last) else float("nan")
 
 
 def _request_error(symbol: str, timeframe: str, error: SignalsError) -> schemas.RequestError:

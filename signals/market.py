@@ -11,13 +11,16 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from features.cnn import MIN_CANDLES, SERVING_TAIL
+from features.cnn import MIN_CANDLES, SERVING_TAIL, serving_window
 from features.exchange import ExchangeConfig, ExchangeSource, utc_now
-from features.ppo import PPO_MIN_CANDLES
+from features.indicators import atr as average_true_range
+from features.ppo import PPO_MIN_CANDLES, serving_market_window
 from features.store import CandleStore
 from features.timeframes import timeframe_delta
 from signals.errors import NotEnoughCandles
@@ -30,15 +33,43 @@ SYNTHETIC_EXCHANGE = "synthetic"
 
 @dataclass(frozen=True)
 class MarketSnapshot:
-    """The last SERVING_TAIL closed candles of one (symbol, timeframe), and where they came from."""
+    """The last SERVING_TAIL closed candles of one (symbol, timeframe), and where they came from.
+
+    Immutable: a new candle makes a new snapshot. So everything derived from the candles (the model
+    windows, the ATR) is computed once per candle, on first use, and shared by every request until then.
+    """
 
     candles: pd.DataFrame
     data_source: str
     tick: float | None
 
-    @property
+    @cached_property
     def candle_time(self) -> pd.Timestamp:
         return self.candles["timestamp"].iloc[-1]
+
+    @cached_property
+    def close(self) -> float:
+        return float(self.candles["close"].iloc[-1])
+
+    @cached_property
+    def cnn_window(self) -> np.ndarray:
+        """The CNN-LSTM's (60, 15) float32 window (raises NotEnoughCandles; the error is not cached)."""
+        return serving_window(self.candles)
+
+    @cached_property
+    def ppo_market_window(self) -> np.ndarray:
+        return serving_market_window(self.candles)
+
+    @cached_property
+    def atr(self) -> float:
+        """ATR(14) at the last closed candle, over the same tail the windows come from."""
+        candles = self.candles
+        values = average_true_range(
+            candles["high"].to_numpy(np.float64),
+            candles["low"].to_numpy(np.float64),
+            candles["close"].to_numpy(np.float64),
+        )
+        return float(values[-1])
 
 
 class MarketData:

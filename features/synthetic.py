@@ -27,6 +27,8 @@ from features.symbols import normalize_symbol
 from features.timeframes import TIMEFRAME_SECONDS, parse_timeframe, timeframe_seconds
 from signals.errors import InvalidInput
 
+# Exchange id of the synthetic market in the candle store; answers built from it say data_source "synthetic".
+SYNTHETIC_EXCHANGE: Final = "synthetic"
 logger = logging.getLogger(__name__)
 
 DAY_SECONDS: Final = 86_400

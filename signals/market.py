@@ -22,13 +22,12 @@ from features.exchange import ExchangeConfig, ExchangeSource, utc_now
 from features.indicators import atr as average_true_range
 from features.ppo import PPO_MIN_CANDLES, serving_market_window
 from features.store import CandleStore
+from features.synthetic import SYNTHETIC_EXCHANGE
 from features.timeframes import timeframe_delta
 from signals.errors import NotEnoughCandles
 from signals.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-SYNTHETIC_EXCHANGE = "synthetic"
 
 
 @dataclass(frozen=True)

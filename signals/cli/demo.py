@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from features.store import CandleStore, parse_exchange
-from features.synthetic import default_end, synthetic_universe
+from features.synthetic import SYNTHETIC_EXCHANGE, default_end, synthetic_universe
 from features.timeframes import MODEL_TIMEFRAMES, parse_timeframe
 from signals.cli.app import (
     DataDirOption,
@@ -27,7 +27,6 @@ from signals.settings import DEFAULT_UNIVERSE
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC_EXCHANGE = "synthetic"
 DEFAULT_DAYS = 120
 DEFAULT_SEED = 7
 

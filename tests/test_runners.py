@@ -181,9 +181,11 @@ def test_runner_auto_device_loads_models_on_cuda_when_available(
     """The GPU path on a CPU box: 'auto' with CUDA reported available hands `cuda` to the loader."""
     seen: list[torch.device] = []
 
+    real_load = cnn_runner_module.load_cnn_lstm
+
     def fake_load(tag: str, device: torch.device) -> object:
         seen.append(device)
-        return object()
+        return real_load(tag, "cpu")  # what was asked for is recorded; the box has no GPU to load onto
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(cnn_runner_module, "load_cnn_lstm", fake_load)

@@ -21,7 +21,7 @@ from features.labels import CLASS_NAMES
 from features.ppo import LONG_POSITION, PPO_FEATURE_NAMES
 from features.ppo import observation as observation_with_position
 from features.symbols import normalize_symbol
-from features.timeframes import parse_timeframe, timeframe_delta
+from features.timeframes import parse_timeframe, timeframe_delta, timeframe_seconds
 from runners.cnn_lstm import WindowRequest
 from runners.ppo import ActionRow, ObservationRequest
 from signals import schemas
@@ -76,7 +76,11 @@ class SignalEngine:
 
     # --- CNN-LSTM signals -------------------------------------------------------------------------------
     async def predict(self, symbol: str, timeframe: str) -> schemas.Signal:
-        (result,) = await self.predict_many([(symbol, timeframe)])
+        prepared = await self._prepare(symbol, timeframe)  # one pair: no gather, errors raise directly
+        if isinstance(prepared, schemas.Signal):
+            return prepared
+        (row,) = await self.predict_windows([WindowRequest(model=prepared.entry.name, window=prepared.window)])
+        result = self._signal_or_error(prepared, row)
         if isinstance(result, SignalsError):
             raise result
         return result
@@ -166,9 +170,8 @@ class SignalEngine:
 
     def _is_stale(self, candle_time: pd.Timestamp, timeframe: str) -> bool:
         """Stale when a newer candle should have closed: now > close of the last candle + tf + grace."""
-        step = timeframe_delta(timeframe)
-        grace = pd.Timedelta(seconds=self.settings.stale_grace_s)
-        return bool(self.clock() > candle_time + 2 * step + grace)
+        allowed_ns = int((2 * timeframe_seconds(timeframe) + self.settings.stale_grace_s) * 1e9)
+        return bool(self.clock().value > candle_time.value + allowed_ns)  # integer ns: on every warm request
 
     async def batch(self, symbols: list[str] | None, timeframe: str) -> schemas.BatchResponse:
         timeframe = parse_timeframe(timeframe)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -80,6 +81,7 @@ class MarketData:
         self.clock = clock
         self._cache: dict[tuple[str, str], tuple[Any, MarketSnapshot]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._paths: dict[tuple[str, str], str] = {}
         self._source: ExchangeSource | None = None
 
     @property
@@ -90,32 +92,47 @@ class MarketData:
 
     async def snapshot(self, symbol: str, timeframe: str) -> MarketSnapshot:
         key = (symbol, timeframe)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        if not self.live:  # hot path: a cached tail whose file has not changed needs no lock and no await
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] == self._file_version(key):
+                return cached[1]
+        async with self._locks.setdefault(key, asyncio.Lock()):
             if self.live:
-                snapshot = await self._live_snapshot(symbol, timeframe)
-            else:
-                snapshot = await self._store_snapshot(symbol, timeframe)
+                return await self._live_snapshot(symbol, timeframe)
+            return await self._store_snapshot(symbol, timeframe)
+
+    def _file_version(self, key: tuple[str, str]) -> tuple[int, int] | None:
+        """(mtime, size) of the store file: the writer replaces it atomically, so a change shows here."""
+        path = self._paths.get(key)
+        if path is None:
+            path = self._paths[key] = str(self.store.path_for(self.exchange_id, *key))
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
+    async def _store_snapshot(self, symbol: str, timeframe: str) -> MarketSnapshot:
+        key = (symbol, timeframe)
+        version = self._file_version(key)
+        cached = self._cache.get(key)
+        if cached is not None and version is not None and cached[0] == version:
+            return cached[1]
+        candles = await asyncio.to_thread(self.store.read, self.exchange_id, symbol, timeframe)
+        snapshot = self._checked(
+            MarketSnapshot(candles.iloc[-SERVING_TAIL:].reset_index(drop=True), self.data_source, None),
+            symbol,
+            timeframe,
+        )
+        self._cache[key] = (version, snapshot)
+        return snapshot
+
+    def _checked(self, snapshot: MarketSnapshot, symbol: str, timeframe: str) -> MarketSnapshot:
         if snapshot.candles.empty:  # it has no candle_time: say so instead of failing on it (500)
             raise NotEnoughCandles(
                 f"found 0 closed {timeframe} candles for {symbol} ({self.data_source}); need at least "
                 f"{MIN_CANDLES} for a signal, {PPO_MIN_CANDLES} for an action"
             )
-        return snapshot
-
-    async def _store_snapshot(self, symbol: str, timeframe: str) -> MarketSnapshot:
-        path = self.store.path_for(self.exchange_id, symbol, timeframe)
-        try:
-            stat = path.stat()
-            version: Any = (stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            version = None
-        cached = self._cache.get((symbol, timeframe))
-        if cached is not None and version is not None and cached[0] == version:
-            return cached[1]
-        candles = await asyncio.to_thread(self.store.read, self.exchange_id, symbol, timeframe)
-        snapshot = MarketSnapshot(candles.iloc[-SERVING_TAIL:].reset_index(drop=True), self.data_source, None)
-        self._cache[(symbol, timeframe)] = (version, snapshot)
         return snapshot
 
     async def _live_snapshot(self, symbol: str, timeframe: str) -> MarketSnapshot:
@@ -135,9 +152,8 @@ class MarketData:
             await asyncio.to_thread(self.store.write, self.exchange_id, symbol, timeframe, fresh)
         merged = pd.concat([known, fresh], ignore_index=True).drop_duplicates("timestamp", keep="last")
         tail = merged.sort_values("timestamp").iloc[-SERVING_TAIL:].reset_index(drop=True)
-        snapshot = MarketSnapshot(tail, self.data_source, _tick_size(source, symbol))
-        if len(tail):  # an empty tail has no candle_time to expire by: fetch again next time
-            self._cache[(symbol, timeframe)] = (None, snapshot)
+        snapshot = self._checked(MarketSnapshot(tail, self.data_source, _tick_size(source, symbol)), symbol, timeframe)
+        self._cache[(symbol, timeframe)] = (None, snapshot)  # an empty tail raised above: fetched again next time
         return snapshot
 
     def _exchange_source(self) -> ExchangeSource:

@@ -32,6 +32,7 @@ class SignalService:
             get_settings(),
             predict_windows=lambda requests: self.cnn_lstm.to_async.predict(requests),
             act=lambda requests: self.ppo.to_async.act(requests),
+            predict_direct=lambda requests: self.cnn_lstm.to_async.predict_many(requests),
         )
         gc.freeze()  # what is loaded now lives as long as the process: keep it out of gen-2 collections
 

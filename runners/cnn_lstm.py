@@ -27,6 +27,7 @@ from runners.common import (
     RUNNER_SERVICE_CONFIG,
     BatchCounters,
     RunnerStatus,
+    batching_options,
     declare_stored,
     declared_tag,
     freeze_heap,
@@ -104,15 +105,22 @@ class _CnnLstmRunner:
         logger.info("cnn-lstm runner on %s: %d loaded, %d failed", self.device, len(self.models), len(self.failed))
         freeze_heap()
 
-    # Read at import: BentoML fixes an API's batching limits when the class is defined.
-    @bentoml.api(
-        batchable=True,
-        max_batch_size=get_settings().max_batch_size,
-        max_latency_ms=get_settings().max_latency_ms,
-    )
+    @bentoml.api(**batching_options(get_settings()))
     def predict(self, requests: list[WindowRequest]) -> list[list[float]]:
         """(SHORT, NO_TRADE, LONG) probabilities per request, in request order; NaN row = model not loaded."""
         self.counters.record(len(requests))
+        return self._forward(requests)
+
+    @bentoml.api
+    def predict_many(self, requests: list[WindowRequest]) -> list[list[float]]:
+        """The same answers, without the batching queue: for a caller that already holds a batch (`/batch`).
+
+        Queued behind single requests, a 34-window call would wait for the dispatcher and fill its batches alone;
+        BentoML's dispatcher also learns its wait from such queueing, which slows later lone requests.
+        """
+        return self._forward(requests)
+
+    def _forward(self, requests: list[WindowRequest]) -> list[list[float]]:
         out = np.full((len(requests), N_CLASSES), np.nan, dtype=np.float32)
         with torch.inference_mode():
             for group in self.stacks:

@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.registry import list_models
+from signals.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,15 @@ RUNNER_SERVICE_CONFIG: dict[str, Any] = {
     "runner_connection": {"max_requests": 10**9, "max_age": 1e9},
     "workers": 1,
 }
+
+
+def batching_options(settings: Settings) -> dict[str, Any]:
+    """Adaptive batching per settings; `max_batch_size` 1 means not batchable (BentoML refuses 1 as a size).
+
+    Read at import: BentoML fixes an API's batching when the class is defined.
+    """
+    size = settings.max_batch_size
+    return {"batchable": size > 1, "max_batch_size": max(size, 2), "max_latency_ms": settings.max_latency_ms}
 
 
 def declare_stored(family: str, wanted: Callable[[Mapping[str, str]], str | None]) -> Callable[[type], type]:

@@ -25,6 +25,7 @@ from runners.common import (
     RUNNER_SERVICE_CONFIG,
     BatchCounters,
     RunnerStatus,
+    batching_options,
     declare_stored,
     declared_tag,
     freeze_heap,
@@ -119,12 +120,7 @@ class _PpoRunner:
         logger.info("ppo runner on %s: %d loaded, %d failed", self.device, len(self.models), len(self.failed))
         freeze_heap()
 
-    # Read at import: BentoML fixes an API's batching limits when the class is defined.
-    @bentoml.api(
-        batchable=True,
-        max_batch_size=get_settings().max_batch_size,
-        max_latency_ms=get_settings().max_latency_ms,
-    )
+    @bentoml.api(**batching_options(get_settings()))
     def act(self, requests: list[ObservationRequest]) -> list[ActionRow]:
         """Deterministic action, action probabilities and state value per request, in request order."""
         self.counters.record(len(requests))

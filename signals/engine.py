@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 PredictWindows = Callable[[list[WindowRequest]], Awaitable[list[list[float]]]]
 ActObservations = Callable[[list[ObservationRequest]], Awaitable[list[ActionRow]]]
 ACTION_NAMES: tuple[str, ...] = ("HOLD", "BUY", "SELL")
+# A call carrying this many windows is a batch already: it goes to the runner directly, not through its queue.
+DIRECT_CALL_MIN_WINDOWS = 8
 CONSENSUS_THRESHOLD = 0.15
 TOP_FEATURES = 3
 
@@ -51,10 +53,16 @@ class _Pending:
 
 class SignalEngine:
     @classmethod
-    def from_settings(cls, settings: Settings, predict_windows: PredictWindows, act: ActObservations) -> SignalEngine:
+    def from_settings(
+        cls,
+        settings: Settings,
+        predict_windows: PredictWindows,
+        act: ActObservations,
+        predict_direct: PredictWindows | None = None,
+    ) -> SignalEngine:
         """The engine a server runs: models of the configured universe, candles from the configured source."""
         catalog = ModelCatalog.from_store(settings.universe, settings.timeframes)
-        return cls(settings, catalog, MarketData(settings), predict_windows, act)
+        return cls(settings, catalog, MarketData(settings), predict_windows, act, predict_direct=predict_direct)
 
     def __init__(
         self,
@@ -64,12 +72,14 @@ class SignalEngine:
         predict_windows: PredictWindows,
         act: ActObservations,
         *,
+        predict_direct: PredictWindows | None = None,
         clock: Callable[[], pd.Timestamp] = utc_now,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.market = market
         self.predict_windows = predict_windows
+        self.predict_direct = predict_direct or predict_windows
         self.act = act
         self.clock = clock
         self._cache: OrderedDict[tuple[str, str, str, pd.Timestamp], schemas.Signal] = OrderedDict()
@@ -103,7 +113,8 @@ class SignalEngine:
                 raise item  # an unexpected exception is a bug: let the framework answer 500
         if pending:
             requests = [WindowRequest(model=p.entry.name, window=p.window) for _, p in pending]
-            rows = await self.predict_windows(requests)
+            call = self.predict_direct if len(requests) >= DIRECT_CALL_MIN_WINDOWS else self.predict_windows
+            rows = await call(requests)
             for (i, item), row in zip(pending, rows, strict=True):
                 results[i] = self._signal_or_error(item, row)
         return [r for r in results if r is not None]

@@ -32,7 +32,7 @@ from models.ppo_training import PpoHyperParameters, train_ppo
 from models.registry import StoredModel
 from runners import cnn_lstm as cnn_runner_module
 from runners.cnn_lstm import CnnLstmRunner, WindowRequest
-from runners.common import group_by_model, model_attr
+from runners.common import batching_options, group_by_model, model_attr
 from runners.device import configure_torch, resolve_device
 from runners.ppo import NO_ACTION, ObservationRequest, PpoRunner
 from signals.errors import InvalidInput
@@ -107,6 +107,9 @@ def test_cnn_runner_groups_by_model_keeps_order_and_matches_each_model_alone(
     assert status.failed == {} and status.device == "cpu"
     assert status.batching.calls == 1 and status.batching.items == len(order)
     assert status.batching.histogram == {len(order): 1} and status.batching.max_batch_size == len(order)
+    direct = runner.predict_many([WindowRequest(model=m, window=w) for m, w in zip(order, batch, strict=True)])
+    np.testing.assert_array_equal(np.asarray(direct), rows)  # same answers without the queue
+    assert runner.status().batching.calls == 1  # the counters count only what the dispatcher batched
 
 
 def test_cnn_runner_loads_only_the_configured_universe(cnn_models: dict[str, StoredModel]) -> None:
@@ -191,6 +194,13 @@ def test_runner_auto_device_loads_models_on_cuda_when_available(
     monkeypatch.setattr(cnn_runner_module, "load_cnn_lstm", fake_load)
     runner = CnnLstmRunner.inner(settings=settings(*SYMBOLS, device="auto"))
     assert runner.device == torch.device("cuda") and seen == [torch.device("cuda")] * len(cnn_models)
+
+
+@pytest.mark.parametrize(("size", "batchable"), [(64, True), (2, True), (1, False)])
+def test_batching_is_off_at_size_one(size: int, batchable: bool) -> None:
+    """BentoML refuses max_batch_size 1, so 'batching off' is a non-batchable API (the benchmark's baseline)."""
+    options = batching_options(Settings(max_batch_size=size))
+    assert options["batchable"] is batchable and options["max_batch_size"] >= 2
 
 
 def test_configure_torch_uses_one_thread_on_cpu() -> None:

@@ -1,0 +1,68 @@
+"""The per-request way: every model loaded once at start, then candles -> features -> forward inside each request.
+
+This is how such services are usually written, and what our batched, cached server is compared against:
+no batching across requests, no signal cache, no candle cache (the Parquet file is read on every request).
+It reuses the project's own pieces (`CandleStore`, `features.cnn.serving_window`, `load_cnn_lstm`), so the
+comparison measures the serving architecture, not different feature code. Torch runs on one thread, as in
+our runners: two threads on two shared cores is a known tail-latency trap (DESIGN.md), and the baseline
+should not lose for that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from features.cnn import serving_window
+from features.labels import CLASS_NAMES
+from features.store import CandleStore
+from features.symbols import normalize_symbol
+from features.timeframes import parse_timeframe
+from models.cnn_store import CnnLstmPredictor, latest_cnn_lstm_tags, load_cnn_lstm
+from signals.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class UnknownModel(LookupError):
+    """No model for that (symbol, timeframe): the servers answer 404."""
+
+
+class PerRequestPredictor:
+    """All stored CNN-LSTMs in memory; `predict` does the whole cold path for one request."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        torch.set_num_threads(1)
+        settings = settings or Settings()
+        self.store = CandleStore(settings.data_dir)
+        self.exchange = settings.exchange
+        self.models: dict[tuple[str, str], CnnLstmPredictor] = {
+            key: load_cnn_lstm(tag) for key, tag in latest_cnn_lstm_tags().items()
+        }
+        logger.info("per-request baseline: %d models loaded", len(self.models))
+
+    def predict(self, symbol: str, timeframe: str) -> dict[str, Any]:
+        """Read candles, compute the window, scale + forward; answer the /predict fields a client needs."""
+        try:
+            key = (normalize_symbol(symbol), parse_timeframe(timeframe))
+        except ValueError as error:
+            raise UnknownModel(str(error)) from error
+        predictor = self.models.get(key)
+        if predictor is None:
+            raise UnknownModel(f"no model for {key[0]} {key[1]}")
+        candles = self.store.read(self.exchange, *key)
+        probabilities = predictor.predict_proba(serving_window(candles)[np.newaxis])[0]
+        best = int(probabilities.argmax())
+        return {
+            "symbol": key[0],
+            "timeframe": key[1],
+            "direction": CLASS_NAMES[best],
+            "confidence": float(probabilities[best]),
+            "probabilities": {name: float(p) for name, p in zip(CLASS_NAMES, probabilities, strict=True)},
+            "model_version": predictor.tag,
+            "candle_time": candles["timestamp"].iloc[-1].isoformat().replace("+00:00", "Z"),
+            "current_price": float(candles["close"].iloc[-1]),
+        }

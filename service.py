@@ -21,7 +21,7 @@ from signals.http import answer_server_errors
 from signals.settings import get_settings
 
 
-@bentoml.service(name="signal_service", traffic={"timeout": 10}, workers=1)
+@bentoml.service(name="signal_service", traffic={"timeout": 10}, workers=get_settings().api_workers)
 @bentoml.asgi_app(compat_app, path="/api")
 class SignalService:
     cnn_lstm = bentoml.depends(CnnLstmRunner)

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     signal_cache_size: int = Field(4096, ge=0, description="Signals kept per (model version, last closed candle).")
     max_batch_size: int = Field(64, ge=1, description="Adaptive batching: most windows per runner call.")
     max_latency_ms: int = Field(1000, ge=1, description="Adaptive batching deadline (generous: it sheds load).")
+    api_workers: int = Field(1, ge=1, description="Processes of the API service (each with its own signal cache).")
 
 
 @lru_cache(maxsize=1)

@@ -78,7 +78,7 @@ class Options:
     out: Path | None
     smoke: bool
     work_dir: Path
-    idle_s: float = 1.0
+    idle_s: float = 0.5
     min_idle_pct: float = 80.0  # below this CPU idle before a run, the run is flagged as contended
     idle_wait_s: float = 5.0  # how long to wait for that idle before each run (0: do not wait)
     raw_seconds: float = 0.25
@@ -106,7 +106,9 @@ def scenarios_for(world: World) -> dict[str, Scenario]:
                 ("/predict",),
                 every_model,
                 doc=f"/predict rotating over all {len(every_model)} "
-                "models, on a cache-off server: every request runs features + forward",
+                "models, on a cache-off server (no signal cache): every request crosses the runner hop and runs the "
+                "forward pass; features are computed once per candle (the candles do not change during a run), as "
+                "in production between candle closes",
             ),  # fmt: skip
             Scenario("batch_warm", ("/batch",), ({"timeframe": "1h"},), count="signals", doc=f"/batch {n} pairs, 1h"),
             Scenario("batch_cold", ("/batch",), ({"timeframe": "1h"},), count="signals", doc=f"/batch {n} pairs, cold"),
@@ -464,7 +466,7 @@ def write_outputs(results: dict[str, Any], out: Path | None) -> tuple[Path, Path
 def parse_args(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=None, help="seconds measured per run (default 10)")
-    parser.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per run (default 1)")
+    parser.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per run (default 0.5)")
     parser.add_argument("--clients", default=None, help="comma-separated client counts (default 1,16,64)")
     parser.add_argument("--scenarios", default=None, help="comma-separated scenario names (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="write JSON + Markdown here, not the repo")
@@ -482,13 +484,13 @@ def parse_args(argv: list[str] | None) -> Options:
     clients = args.clients or ("1,4" if smoke else ",".join(map(str, DEFAULT_CLIENTS)))
     return Options(
         duration_s=args.duration if args.duration is not None else (1.0 if smoke else 10.0),
-        warmup_s=args.warmup if args.warmup is not None else (0.5 if smoke else 1.0),
+        warmup_s=args.warmup if args.warmup is not None else 0.5,  # servers are warm already: this primes connections
         clients=tuple(int(c) for c in clients.split(",") if c.strip()),
         scenarios=set(args.scenarios.split(",")) if args.scenarios else None,
         out=out,
         smoke=smoke,
         work_dir=work_dir.resolve(),
-        idle_s=0.2 if smoke else 1.0,
+        idle_s=0.2 if smoke else 0.5,
         raw_seconds=0.02 if smoke else 0.25,
         idle_wait_s=args.idle_wait if args.idle_wait is not None else (0.0 if smoke else 5.0),
     )

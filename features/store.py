@@ -152,8 +152,8 @@ class CandleStore:
         path = self.path_for(exchange, symbol, timeframe)
         new = validate_candles(candles, timeframe)
         with self._locked(path):
-            old = self.read_or_empty(exchange, symbol, timeframe)
-            merged = validate_candles(merge_candles(old, new), timeframe)
+            old = self.read_or_empty(exchange, symbol, timeframe)  # validated on read
+            merged = merge_candles(old, new)  # two valid frames, deduped and sorted: valid by construction
             write_parquet_atomic(merged, path)
         return WriteResult(added=len(merged) - len(old), total=len(merged), path=path)
 

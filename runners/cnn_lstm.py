@@ -15,7 +15,7 @@ import bentoml
 import numpy as np
 import torch
 from bentoml.validators import TensorSchema
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from features.cnn import LOOKBACK, N_FEATURES
 from features.labels import CLASS_NAMES
@@ -25,17 +25,13 @@ from models.cnn_store import FAMILY, CnnLstmPredictor, load_cnn_lstm, model_name
 from models.stacked import stack_predictors
 from runners.common import (
     RUNNER_SERVICE_CONFIG,
-    BatchCounters,
+    ModelRunner,
     RunnerStatus,
     batching_options,
     declare_stored,
-    declared_tag,
-    freeze_heap,
+    exact_float32,
     group_by_model,
-    load_each,
-    stored_names,
 )
-from runners.device import configure_torch, resolve_device
 from signals.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -44,15 +40,11 @@ WINDOW_SHAPE = (LOOKBACK, N_FEATURES)
 N_CLASSES = len(CLASS_NAMES)
 
 
-def _as_window(value: Any) -> np.ndarray:
-    """Accept nested lists or an array; insist on exactly (60, 15) (a flat 900 list is refused, not reshaped)."""
-    array = np.asarray(value, dtype=np.float32)
-    if array.shape != WINDOW_SHAPE:
-        raise ValueError(f"window must have shape {WINDOW_SHAPE} (lookback x features), got {array.shape}")
-    return array
-
-
-Window = Annotated[np.ndarray, TensorSchema("numpy-array", "float32", WINDOW_SHAPE), BeforeValidator(_as_window)]
+Window = Annotated[
+    np.ndarray,
+    TensorSchema("numpy-array", "float32", WINDOW_SHAPE),
+    exact_float32(WINDOW_SHAPE, "window (lookback x features)"),
+]
 
 
 class WindowRequest(BaseModel):
@@ -89,21 +81,15 @@ def _wanted(settings: Settings) -> Any:
     return wanted
 
 
-class _CnnLstmRunner:
+class _CnnLstmRunner(ModelRunner):
     """Loads the latest version of each configured CNN-LSTM present in the store, verified, once at start."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         settings = settings or get_settings()
-        self.device = resolve_device(settings.device)
-        configure_torch(self.device)
-        self.counters = BatchCounters()
-        names = sorted(set(stored_names(FAMILY, _wanted(settings))) | set(getattr(type(self), "_declared", ())))
         self.models: dict[str, CnnLstmPredictor]
-        self.models, self.failed = load_each(names, lambda name: load_cnn_lstm(declared_tag(self, name), self.device))
+        self._load_models(settings, FAMILY, _wanted(settings), load_cnn_lstm)
         # Same-shape models stacked into one network: a /batch over 34 pairs costs one forward, not 34.
         self.stacks = stack_predictors(self.models)
-        logger.info("cnn-lstm runner on %s: %d loaded, %d failed", self.device, len(self.models), len(self.failed))
-        freeze_heap()
 
     @bentoml.api(**batching_options(get_settings()))
     def predict(self, requests: list[WindowRequest]) -> list[list[float]]:
@@ -147,12 +133,7 @@ class _CnnLstmRunner:
     @bentoml.api
     def status(self) -> RunnerStatus:
         """Loaded models (name -> tag), refused ones (name -> reason), device, and batching counters."""
-        return RunnerStatus(
-            loaded={name: predictor.tag for name, predictor in self.models.items()},
-            failed=dict(self.failed),
-            device=str(self.device),
-            batching=self.counters.snapshot(),
-        )
+        return self._status()
 
 
 CnnLstmRunner = bentoml.service(name="cnn_lstm_runner", **RUNNER_SERVICE_CONFIG)(

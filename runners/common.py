@@ -16,9 +16,10 @@ from typing import Any
 
 import bentoml
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from models.registry import list_models
+from runners.device import configure_torch, resolve_device
 from signals.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,45 @@ class RunnerStatus(BaseModel):
     failed: dict[str, str] = Field(description="model name -> why it was refused (names the file when a file failed)")
     device: str
     batching: BatchStats
+
+
+def exact_float32(shape: tuple[int, ...], what: str) -> BeforeValidator:
+    """Pydantic validator: nested lists or an array, coerced to float32, of exactly `shape` (never reshaped)."""
+
+    def coerce(value: Any) -> np.ndarray:
+        array = np.asarray(value, dtype=np.float32)
+        if array.shape != shape:
+            raise ValueError(f"{what} must have shape {shape}, got {array.shape}")
+        return array
+
+    return BeforeValidator(coerce)
+
+
+class ModelRunner:
+    """What both runners do at start and report: load the served models of a family, verified, and say how."""
+
+    models: dict[str, Any]
+    failed: dict[str, str]
+
+    def _load_models(
+        self, settings: Settings, family: str, wanted: Callable[[Mapping[str, str]], str | None], load: Callable
+    ) -> None:
+        """Device from settings, one torch thread on CPU, every served model loaded on its own, heap frozen."""
+        self.device = resolve_device(settings.device)
+        configure_torch(self.device)
+        self.counters = BatchCounters()
+        names = sorted(set(stored_names(family, wanted)) | set(getattr(type(self), "_declared", ())))
+        self.models, self.failed = load_each(names, lambda name: load(declared_tag(self, name), self.device))
+        logger.info("%s runner on %s: %d loaded, %d failed", family, self.device, len(self.models), len(self.failed))
+        freeze_heap()
+
+    def _status(self) -> RunnerStatus:
+        return RunnerStatus(
+            loaded={name: model.tag for name, model in self.models.items()},
+            failed=dict(self.failed),
+            device=str(self.device),
+            batching=self.counters.snapshot(),
+        )
 
 
 def group_by_model(models: Iterable[str]) -> dict[str, np.ndarray]:

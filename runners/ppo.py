@@ -15,7 +15,7 @@ import bentoml
 import numpy as np
 import torch
 from bentoml.validators import TensorSchema
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from features.ppo import PPO_OBS_SHAPE
 from features.timeframes import parse_timeframe
@@ -23,17 +23,13 @@ from models.ppo_store import FAMILY, PpoPolicy, load_ppo, model_name
 from models.trading_env import ACTION_NAMES
 from runners.common import (
     RUNNER_SERVICE_CONFIG,
-    BatchCounters,
+    ModelRunner,
     RunnerStatus,
     batching_options,
     declare_stored,
-    declared_tag,
-    freeze_heap,
+    exact_float32,
     group_by_model,
-    load_each,
-    stored_names,
 )
-from runners.device import configure_torch, resolve_device
 from signals.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -41,16 +37,10 @@ logger = logging.getLogger(__name__)
 NO_ACTION = -1
 
 
-def _as_observation(value: Any) -> np.ndarray:
-    """Accept nested lists or an array; insist on exactly (50, 10): 9 market features + the position."""
-    array = np.asarray(value, dtype=np.float32)
-    if array.shape != PPO_OBS_SHAPE:
-        raise ValueError(f"observation must have shape {PPO_OBS_SHAPE} (bars x features), got {array.shape}")
-    return array
-
-
 Observation = Annotated[
-    np.ndarray, TensorSchema("numpy-array", "float32", PPO_OBS_SHAPE), BeforeValidator(_as_observation)
+    np.ndarray,
+    TensorSchema("numpy-array", "float32", PPO_OBS_SHAPE),
+    exact_float32(PPO_OBS_SHAPE, "observation (bars x features: 9 market + the position)"),
 ]
 
 
@@ -106,19 +96,13 @@ def _missing_row() -> ActionRow:
     return ActionRow(action=NO_ACTION, probabilities=[math.nan] * len(ACTION_NAMES), value=math.nan)
 
 
-class _PpoRunner:
+class _PpoRunner(ModelRunner):
     """Loads the latest version of each configured PPO policy present in the store, verified, once at start."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         settings = settings or get_settings()
-        self.device = resolve_device(settings.device)
-        configure_torch(self.device)
-        self.counters = BatchCounters()
-        names = sorted(set(stored_names(FAMILY, _wanted(settings))) | set(getattr(type(self), "_declared", ())))
         self.models: dict[str, PpoPolicy]
-        self.models, self.failed = load_each(names, lambda name: load_ppo(declared_tag(self, name), str(self.device)))
-        logger.info("ppo runner on %s: %d loaded, %d failed", self.device, len(self.models), len(self.failed))
-        freeze_heap()
+        self._load_models(settings, FAMILY, _wanted(settings), lambda tag, device: load_ppo(tag, str(device)))
 
     @bentoml.api(**batching_options(get_settings()))
     def act(self, requests: list[ObservationRequest]) -> list[ActionRow]:
@@ -146,12 +130,7 @@ class _PpoRunner:
     @bentoml.api
     def status(self) -> RunnerStatus:
         """Loaded policies (name -> tag), refused ones (name -> reason), device, and batching counters."""
-        return RunnerStatus(
-            loaded={name: policy.tag for name, policy in self.models.items()},
-            failed=dict(self.failed),
-            device=str(self.device),
-            batching=self.counters.snapshot(),
-        )
+        return self._status()
 
 
 PpoRunner = bentoml.service(name="ppo_runner", **RUNNER_SERVICE_CONFIG)(

@@ -16,17 +16,15 @@ from pydantic import ValidationError
 from signals import schemas
 from signals.engine import SignalEngine
 from signals.errors import SignalsError
+from signals.http import retry_headers
 
 compat_app = FastAPI(title="Compatibility routes", description="GET routes of the earlier prediction APIs.")
 
 
 @compat_app.exception_handler(SignalsError)
 async def _domain_error(_: Request, error: SignalsError) -> JSONResponse:
-    from signals.http import RETRY_AFTER_S
-
-    status = int(error.error_code)
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
-    return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
+    """FastAPI's body shape (`{"detail": ...}`), with the same status and Retry-After as the POST routes."""
+    return JSONResponse({"detail": str(error)}, status_code=int(error.error_code), headers=retry_headers(error))
 
 
 def _engine() -> SignalEngine:

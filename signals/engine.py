@@ -187,21 +187,17 @@ class SignalEngine:
     async def batch(self, symbols: list[str] | None, timeframe: str) -> schemas.BatchResponse:
         timeframe = parse_timeframe(timeframe)
         wanted = symbols if symbols is not None else self.catalog.cnn_symbols(timeframe)
-        results = await self.predict_many([(s, timeframe) for s in wanted])
-        signals = [r for r in results if isinstance(r, schemas.Signal)]
-        errors = [
-            _request_error(s, timeframe, r) for s, r in zip(wanted, results, strict=True) if isinstance(r, SignalsError)
-        ]
+        pairs = [(s, timeframe) for s in wanted]
+        answered, errors = _split_answers(pairs, await self.predict_many(pairs))
+        signals = [signal for _, signal in answered]
         return schemas.BatchResponse(timeframe=timeframe, signals=signals, errors=errors)
 
     async def summary(self, symbol: str, timeframes: list[str] | None) -> schemas.SummaryResponse:
         symbol = normalize_symbol(symbol)
         wanted = [parse_timeframe(tf) for tf in (timeframes or schemas.DEFAULT_SUMMARY_TIMEFRAMES)]
-        results = await self.predict_many([(symbol, tf) for tf in wanted])
-        signals = {tf: r for tf, r in zip(wanted, results, strict=True) if isinstance(r, schemas.Signal)}
-        errors = [
-            _request_error(symbol, tf, r) for tf, r in zip(wanted, results, strict=True) if isinstance(r, SignalsError)
-        ]
+        pairs = [(symbol, tf) for tf in wanted]
+        answered, errors = _split_answers(pairs, await self.predict_many(pairs))
+        signals = {tf: signal for (_, tf), signal in answered}
         return schemas.SummaryResponse(
             symbol=symbol, signals=signals, consensus=consensus(signals.values()), errors=errors
         )
@@ -293,8 +289,18 @@ def explain(
     )
 
 
-def _request_error(symbol: str, timeframe: str, error: SignalsError) -> schemas.RequestError:
-    return schemas.RequestError(symbol=symbol, timeframe=timeframe, status=int(error.error_code), message=str(error))
+def _split_answers(
+    pairs: Sequence[tuple[str, str]], results: Sequence[schemas.Signal | SignalsError]
+) -> tuple[list[tuple[tuple[str, str], schemas.Signal]], list[schemas.RequestError]]:
+    """Answered (symbol, timeframe) pairs with their signals, and an error entry for each of the others."""
+    answered, errors = [], []
+    for (symbol, timeframe), result in zip(pairs, results, strict=True):
+        if isinstance(result, schemas.Signal):
+            answered.append(((symbol, timeframe), result))
+        else:
+            status = int(result.error_code)
+            errors.append(schemas.RequestError(symbol=symbol, timeframe=timeframe, status=status, message=str(result)))
+    return answered, errors
 
 
 def _model_info(entry: ModelEntry) -> schemas.ModelInfo:

@@ -21,10 +21,14 @@ R = TypeVar("R")
 RETRY_AFTER_S = 30
 
 
+def retry_headers(error: SignalsError) -> dict[str, str] | None:
+    """`Retry-After` for a 503 (the exchange or a model is unavailable for now), nothing otherwise."""
+    return {"Retry-After": str(RETRY_AFTER_S)} if error.error_code == HTTPStatus.SERVICE_UNAVAILABLE else None
+
+
 def error_response(error: SignalsError) -> JSONResponse:
-    status = int(error.error_code)
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if status == HTTPStatus.SERVICE_UNAVAILABLE else None
-    return JSONResponse([{"error": str(error)}], status_code=status, headers=headers)
+    """BentoML's own body shape for errors: `[{"error": message}]`."""
+    return JSONResponse([{"error": str(error)}], status_code=int(error.error_code), headers=retry_headers(error))
 
 
 def answer_server_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

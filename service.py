@@ -11,14 +11,14 @@ import gc
 
 import bentoml
 
-from runners.cnn_lstm import CnnLstmRunner
-from runners.common import RunnerStatus
-from runners.ppo import PpoRunner
-from signals import schemas
-from signals.compat import compat_app
-from signals.engine import SignalEngine
-from signals.http import answer_server_errors
-from signals.settings import get_settings
+from signals.core.settings import get_settings
+from signals.runners.cnn_lstm import CnnLstmRunner
+from signals.runners.common import RunnerStatus
+from signals.runners.ppo import PpoRunner
+from signals.serving import schemas
+from signals.serving.compat import compat_app
+from signals.serving.engine import SignalEngine
+from signals.serving.http import answer_server_errors
 
 
 @bentoml.service(name="signal_service", traffic={"timeout": 10}, workers=get_settings().api_workers)

@@ -38,8 +38,8 @@ def _time_calls(call: Callable[[], Any], min_seconds: float) -> dict[str, float]
 
 def bench_cnn_lstm(tag: str, min_seconds: float = MIN_SECONDS) -> dict[str, Any]:
     """samples/s and ms per call of `predict_proba` at batch 1..128 for one stored model."""
-    from models.cnn_lstm import count_parameters
-    from models.cnn_store import load_cnn_lstm
+    from signals.models.cnn_lstm.artifact import load_cnn_lstm
+    from signals.models.cnn_lstm.network import count_parameters
 
     predictor = load_cnn_lstm(tag)
     cfg = predictor.network.config
@@ -62,8 +62,8 @@ def bench_cnn_lstm(tag: str, min_seconds: float = MIN_SECONDS) -> dict[str, Any]
 
 def bench_ppo(tag: str = "ppo-1h:latest", min_seconds: float = MIN_SECONDS) -> dict[str, Any]:
     """ms per call of the policy's probabilities + value at batch 1 and 64."""
-    from features.ppo import PPO_OBS_SHAPE
-    from models.ppo_store import load_ppo
+    from signals.features.ppo import PPO_OBS_SHAPE
+    from signals.models.ppo.artifact import load_ppo
 
     policy = load_ppo(tag)
     rng = np.random.default_rng(0)

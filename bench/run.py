@@ -370,7 +370,7 @@ def versions() -> dict[str, str]:
 
 
 def settings_used(opts: Options) -> dict[str, Any]:
-    from signals.settings import Settings
+    from signals.core.settings import Settings
 
     defaults = Settings()
     return {
@@ -393,7 +393,7 @@ def settings_used(opts: Options) -> dict[str, Any]:
 def _raw_model(world: World, opts: Options) -> dict[str, Any]:
     from bench.load import cpu_idle_percent
     from bench.raw_model import run_raw_model
-    from models.cnn_store import model_name
+    from signals.models.cnn_lstm.artifact import model_name
 
     symbol = world.spec.multi_tf_symbols[0]
     waited = wait_system_idle(opts.min_idle_pct, opts.idle_wait_s * 2) if opts.idle_wait_s > 0 else 0.0

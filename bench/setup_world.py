@@ -45,7 +45,7 @@ class WorldSpec:
 
     @classmethod
     def full(cls) -> WorldSpec:
-        from signals.settings import DEFAULT_UNIVERSE
+        from signals.core.settings import DEFAULT_UNIVERSE
 
         return cls(DEFAULT_UNIVERSE, MULTI_TF_SYMBOLS, ALL_TIMEFRAMES, 730, 60, 700, 256)
 
@@ -137,8 +137,8 @@ def _end() -> Any:
 
 
 def _write_candles(world: World) -> None:
-    from features.store import CandleStore
-    from features.synthetic import synthetic_universe
+    from signals.data.store import CandleStore
+    from signals.data.synthetic import synthetic_universe
 
     store = CandleStore(world.data_dir)
     spec = world.spec
@@ -154,10 +154,10 @@ def _write_candles(world: World) -> None:
 def _train_cnn_lstms(world: World) -> None:
     import torch
 
-    from features.store import CandleStore
-    from models.cnn_lstm import CnnLstmConfig
-    from models.cnn_store import latest_cnn_lstm_tags, save_cnn_lstm
-    from models.cnn_training import TrainConfig, train_cnn_lstm
+    from signals.data.store import CandleStore
+    from signals.models.cnn_lstm.artifact import latest_cnn_lstm_tags, save_cnn_lstm
+    from signals.models.cnn_lstm.network import CnnLstmConfig
+    from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     store = CandleStore(world.data_dir)
@@ -173,10 +173,10 @@ def _train_cnn_lstms(world: World) -> None:
 
 
 def _train_ppo(world: World) -> None:
-    from features.store import CandleStore
-    from models.ppo_store import import_ppo
-    from models.ppo_training import train_ppo
-    from models.registry import list_models
+    from signals.data.store import CandleStore
+    from signals.models.ppo.artifact import import_ppo
+    from signals.models.ppo.training import train_ppo
+    from signals.models.registry import list_models
 
     if any(True for _ in list_models("ppo")):
         return

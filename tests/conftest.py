@@ -24,7 +24,7 @@ SHARED_OHLCV = SHARED_DATA / "ohlcv"
 
 def shared_candles(symbol_stem: str, timeframe: str, folder: str = "ohlcv") -> pd.DataFrame:
     """Real candles from ../shared/data, validated; skips the calling test where the folder is absent."""
-    from features.candles import validate_candles
+    from signals.data.candles import validate_candles
 
     path = SHARED_DATA / folder / f"{symbol_stem}-{timeframe}.parquet"
     if not path.is_file():

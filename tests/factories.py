@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.timeframes import timeframe_delta
+from signals.core.timeframes import timeframe_delta
 
 
 def random_walk_candles(

@@ -17,12 +17,12 @@ import pytest
 import torch
 import yaml
 
-from models.cnn_lstm import CnnLstmConfig
-from models.cnn_store import model_name, save_cnn_lstm
-from models.cnn_training import TrainConfig, train_cnn_lstm
-from models.ppo_store import import_ppo
-from models.ppo_training import PpoHyperParameters, train_ppo
-from models.registry import StoredModel
+from signals.models.cnn_lstm.artifact import model_name, save_cnn_lstm
+from signals.models.cnn_lstm.network import CnnLstmConfig
+from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
+from signals.models.ppo.artifact import import_ppo
+from signals.models.ppo.training import PpoHyperParameters, train_ppo
+from signals.models.registry import StoredModel
 from tests.conftest import REPO_ROOT
 from tests.factories import random_walk_candles
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.candles import CANDLE_COLUMNS, validate_candles
-from signals.errors import CandleDataError, InvalidTimeframe
+from signals.core.errors import CandleDataError, InvalidTimeframe
+from signals.data.candles import CANDLE_COLUMNS, validate_candles
 from tests.factories import random_walk_candles
 
 

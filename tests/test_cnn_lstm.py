@@ -16,17 +16,19 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-import features.cnn as cnn_features
-from features.cnn import LOOKBACK
-from features.store import CandleStore
-from models.cnn_lstm import MAX_DEFAULT_PARAMETERS, CnnLstm, CnnLstmConfig, count_parameters
-from models.cnn_store import (
+import signals.features.cnn as cnn_features
+from signals.cli import app
+from signals.core.errors import ModelIntegrityError
+from signals.data.store import CandleStore
+from signals.features.cnn import LOOKBACK
+from signals.models.cnn_lstm.artifact import (
     SCALER_FILE,
     load_cnn_lstm,
     model_name,
     save_cnn_lstm,
 )
-from models.cnn_training import (
+from signals.models.cnn_lstm.network import MAX_DEFAULT_PARAMETERS, CnnLstm, CnnLstmConfig, count_parameters
+from signals.models.cnn_lstm.training import (
     Scaler,
     TrainConfig,
     TrainingResult,
@@ -37,10 +39,8 @@ from models.cnn_training import (
     softmax_with_temperature,
     train_cnn_lstm,
 )
-from models.metrics import classification_metrics, expected_calibration_error
-from models.registry import load_model
-from signals.cli import app
-from signals.errors import ModelIntegrityError
+from signals.models.metrics import classification_metrics, expected_calibration_error
+from signals.models.registry import load_model
 from tests.conftest import shared_candles
 from tests.factories import random_walk_candles
 

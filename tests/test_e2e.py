@@ -21,9 +21,9 @@ import httpx
 import numpy as np
 import pytest
 
-from features.cnn import training_windows
-from features.store import CandleStore
-from models.cnn_store import load_cnn_lstm, model_name
+from signals.data.store import CandleStore
+from signals.features.cnn import training_windows
+from signals.models.cnn_lstm.artifact import load_cnn_lstm, model_name
 from tests.conftest import REPO_ROOT
 from tests.world import EXCHANGE, World, build_world
 

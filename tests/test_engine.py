@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from features.store import CandleStore
-from runners.cnn_lstm import WindowRequest
-from signals.catalog import ModelCatalog, ModelEntry
-from signals.engine import DIRECT_CALL_MIN_WINDOWS, SignalEngine
-from signals.market import MarketData
-from signals.settings import Settings
+from signals.core.settings import Settings
+from signals.data.store import CandleStore
+from signals.runners.cnn_lstm import WindowRequest
+from signals.serving.catalog import ModelCatalog, ModelEntry
+from signals.serving.engine import DIRECT_CALL_MIN_WINDOWS, SignalEngine
+from signals.serving.market import MarketData
 from tests.factories import random_walk_candles
 
 SYMBOLS = [f"C{i}/USDT" for i in range(DIRECT_CALL_MIN_WINDOWS)]

@@ -21,12 +21,12 @@ import pytest
 from typer.testing import CliRunner
 
 import signals.cli.exchange  # noqa: F401  (registers `sync` on the app without importing every CLI module)
-from features.exchange import ExchangeConfig, ExchangeSource, fetch_candles, sync_candles
-from features.local_exchange import LocalExchange
-from features.store import CandleStore
 from signals.cli.app import app
-from signals.errors import ExchangeUnavailable, InvalidInput
-from signals.settings import get_settings
+from signals.core.errors import ExchangeUnavailable, InvalidInput
+from signals.core.settings import get_settings
+from signals.data.exchange import ExchangeConfig, ExchangeSource, fetch_candles, sync_candles
+from signals.data.store import CandleStore
+from signals.testing.local_exchange import LocalExchange
 
 SHARED_DATA = Path(os.environ.get("SIGNALS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 OHLCV = SHARED_DATA / "ohlcv"

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.candles import PRICE_COLUMNS, empty_candles, validate_candles
-from features.cnn import (
+from signals.core.errors import NotEnoughCandles
+from signals.data.candles import PRICE_COLUMNS, empty_candles, validate_candles
+from signals.features.cnn import (
     FEATURE_HASH,
     FEATURE_NAMES,
     FINITE_MEMORY_FEATURES,
@@ -26,9 +27,9 @@ from features.cnn import (
     serving_window,
     training_windows,
 )
-from features.indicators import atr
-from features.labels import LONG, NO_TRADE, SHORT, make_labels
-from features.ppo import (
+from signals.features.indicators import atr
+from signals.features.labels import LONG, NO_TRADE, SHORT, make_labels
+from signals.features.ppo import (
     CLIP,
     FLAT,
     LONG_POSITION,
@@ -42,7 +43,6 @@ from features.ppo import (
     observation,
     serving_observation,
 )
-from signals.errors import NotEnoughCandles
 
 FINITE_MEMORY_PPO = tuple(name for name in PPO_MARKET_FEATURES if name in FINITE_MEMORY_FEATURES)
 PARITY_TOLERANCE = 1e-6

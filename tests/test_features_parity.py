@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.cnn import (
+from signals.features.cnn import (
     FEATURE_NAMES,
     FINITE_MEMORY_FEATURES,
     FIRST_VALID_ROW,
@@ -27,7 +27,7 @@ from features.cnn import (
     serving_window,
     training_windows,
 )
-from features.ppo import (
+from signals.features.ppo import (
     LONG_POSITION,
     PPO_FEATURE_NAMES,
     PPO_MARKET_FEATURES,

@@ -14,12 +14,12 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from features.cnn import SERVING_TAIL
-from features.ppo import LONG_POSITION, PPO_LOOKBACK, PPO_OBS_SHAPE, serving_observation
-from models.ppo_store import POLICY_FILE, PpoPolicy, import_ppo, load_ppo
-from models.ppo_training import PpoHyperParameters, PpoTrainingResult, evaluate, split_history, train_ppo
-from models.trading_env import BUY, FIRST_WINDOW_BAR, HOLD, SELL, SymbolHistory, TradingEnv
-from signals.errors import ModelIntegrityError
+from signals.core.errors import ModelIntegrityError
+from signals.features.cnn import SERVING_TAIL
+from signals.features.ppo import LONG_POSITION, PPO_LOOKBACK, PPO_OBS_SHAPE, serving_observation
+from signals.models.ppo.artifact import POLICY_FILE, PpoPolicy, import_ppo, load_ppo
+from signals.models.ppo.env import BUY, FIRST_WINDOW_BAR, HOLD, SELL, SymbolHistory, TradingEnv
+from signals.models.ppo.training import PpoHyperParameters, PpoTrainingResult, evaluate, split_history, train_ppo
 
 torch.set_num_threads(1)
 FEE, SLIP = 0.001, 0.0005
@@ -208,8 +208,8 @@ def test_cli_train_ppo_writes_the_policy_to_the_store(tmp_path: Path) -> None:
     import bentoml
     from typer.testing import CliRunner
 
-    from features.store import CandleStore
     from signals.cli import app
+    from signals.data.store import CandleStore
 
     CandleStore(tmp_path).write("binance", "SOL/USDT", "4h", random_walk(300, 12, freq="4h"))
     args = ["train", "ppo", "--symbols", "SOL/USDT", "--timeframe", "4h", "--timesteps", "128"]

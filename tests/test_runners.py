@@ -23,20 +23,20 @@ import numpy as np
 import pytest
 import torch
 
-from features.ppo import PPO_OBS_SHAPE
-from models.cnn_lstm import CnnLstmConfig
-from models.cnn_store import WEIGHTS_FILE, load_cnn_lstm, model_name, save_cnn_lstm
-from models.cnn_training import TrainConfig, train_cnn_lstm
-from models.ppo_store import import_ppo, load_ppo
-from models.ppo_training import PpoHyperParameters, train_ppo
-from models.registry import StoredModel
-from runners import cnn_lstm as cnn_runner_module
-from runners.cnn_lstm import CnnLstmRunner, WindowRequest
-from runners.common import batching_options, group_by_model, model_attr
-from runners.device import configure_torch, resolve_device
-from runners.ppo import NO_ACTION, ObservationRequest, PpoRunner
-from signals.errors import InvalidInput
-from signals.settings import Settings
+from signals.core.errors import InvalidInput
+from signals.core.settings import Settings
+from signals.features.ppo import PPO_OBS_SHAPE
+from signals.models.cnn_lstm.artifact import WEIGHTS_FILE, load_cnn_lstm, model_name, save_cnn_lstm
+from signals.models.cnn_lstm.network import CnnLstmConfig
+from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
+from signals.models.device import configure_torch, resolve_device
+from signals.models.ppo.artifact import import_ppo, load_ppo
+from signals.models.ppo.training import PpoHyperParameters, train_ppo
+from signals.models.registry import StoredModel
+from signals.runners import cnn_lstm as cnn_runner_module
+from signals.runners.cnn_lstm import CnnLstmRunner, WindowRequest
+from signals.runners.common import batching_options, group_by_model, model_attr
+from signals.runners.ppo import NO_ACTION, ObservationRequest, PpoRunner
 from tests.conftest import REPO_ROOT
 from tests.factories import random_walk_candles
 
@@ -236,8 +236,8 @@ FRONT = textwrap.dedent(
     import bentoml
     import numpy as np
 
-    from runners.cnn_lstm import CnnLstmRunner, WindowRequest
-    from runners.ppo import ActionRow, ObservationRequest, PpoRunner
+    from signals.runners.cnn_lstm import CnnLstmRunner, WindowRequest
+    from signals.runners.ppo import ActionRow, ObservationRequest, PpoRunner
 
 
     def _plain(value):

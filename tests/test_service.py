@@ -32,24 +32,24 @@ from _bentoml_sdk.service import set_current_service
 from bentoml.exceptions import BentoMLException
 from starlette.testclient import TestClient
 
-from features.candles import empty_candles
-from features.cnn import MIN_CANDLES, SERVING_TAIL
-from features.indicators import atr as average_true_range
-from features.local_exchange import LocalExchange
-from features.ppo import FLAT, LONG_POSITION, PPO_FEATURE_NAMES, PPO_MIN_CANDLES, serving_observation
-from features.store import CandleStore
-from features.timeframes import TIMEFRAME_SECONDS, timeframe_delta, timeframe_seconds
-from models.cnn_store import WEIGHTS_FILE, model_name
-from models.ppo_store import load_ppo
-from models.registry import StoredModel, load_model
-from runners.cnn_lstm import WindowRequest
-from runners.ppo import ObservationRequest
 from service import SignalService
-from signals import schemas
-from signals.catalog import ModelCatalog
-from signals.engine import SignalEngine
-from signals.market import MarketData
-from signals.settings import get_settings
+from signals.core.settings import get_settings
+from signals.core.timeframes import TIMEFRAME_SECONDS, timeframe_delta, timeframe_seconds
+from signals.data.candles import empty_candles
+from signals.data.store import CandleStore
+from signals.features.cnn import MIN_CANDLES, SERVING_TAIL
+from signals.features.indicators import atr as average_true_range
+from signals.features.ppo import FLAT, LONG_POSITION, PPO_FEATURE_NAMES, PPO_MIN_CANDLES, serving_observation
+from signals.models.cnn_lstm.artifact import WEIGHTS_FILE, model_name
+from signals.models.ppo.artifact import load_ppo
+from signals.models.registry import StoredModel, load_model
+from signals.runners.cnn_lstm import WindowRequest
+from signals.runners.ppo import ObservationRequest
+from signals.serving import schemas
+from signals.serving.catalog import ModelCatalog
+from signals.serving.engine import SignalEngine
+from signals.serving.market import MarketData
+from signals.testing.local_exchange import LocalExchange
 from tests.world import EXCHANGE, World, build_world
 
 BTC, ETH, SOL = "BTC/USDT", "ETH/USDT", "SOL/USDT"

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features import store as store_module
-from features.importer import read_candle_file
-from features.store import CandleStore, atomic_write, find_gaps
 from signals.cli import app
-from signals.errors import CandleDataError, DataNotFound, InvalidInput, InvalidSymbol
+from signals.core.errors import CandleDataError, DataNotFound, InvalidInput, InvalidSymbol
+from signals.data import store as store_module
+from signals.data.importer import read_candle_file
+from signals.data.store import CandleStore, atomic_write, find_gaps
 from tests.conftest import SHARED_OHLCV
 from tests.factories import random_walk_candles
 
@@ -170,7 +170,7 @@ def test_cli_import_reports_a_bad_file_and_exits_non_zero(tmp_path: Path) -> Non
 
 
 def test_cli_data_dir_defaults_to_the_environment(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from signals.settings import get_settings
+    from signals.core.settings import get_settings
 
     CandleStore(tmp_path).write("binance", "BTC/USDT", "15m", random_walk_candles(5))
     monkeypatch.setenv("SIGNALS_DATA_DIR", str(tmp_path))

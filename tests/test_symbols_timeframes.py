@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from features.symbols import normalize_symbol, symbol_stem
-from features.timeframes import parse_timeframe, timeframe_seconds
-from signals.errors import InvalidInput, InvalidSymbol, InvalidTimeframe
+from signals.core.errors import InvalidInput, InvalidSymbol, InvalidTimeframe
+from signals.core.symbols import normalize_symbol, symbol_stem
+from signals.core.timeframes import parse_timeframe, timeframe_seconds
 
 
 @pytest.mark.parametrize("spelling", ["BTC/USDT", "BTCUSDT", "BTC-USDT", "btc_usdt", "btcusdt", " BTC/USDT "])

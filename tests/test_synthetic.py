@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.candles import CANDLE_COLUMNS, validate_candles
-from features.store import CandleStore
-from features.synthetic import default_end, generate_market, resample_candles, symbol_profile, synthetic_universe
-from features.timeframes import timeframe_seconds
 from signals.cli import app
-from signals.errors import InvalidInput
+from signals.core.errors import InvalidInput
+from signals.core.timeframes import timeframe_seconds
+from signals.data.candles import CANDLE_COLUMNS, validate_candles
+from signals.data.store import CandleStore
+from signals.data.synthetic import default_end, generate_market, resample_candles, symbol_profile, synthetic_universe
 
 END = pd.Timestamp("2024-06-01", tz="UTC")
 TIMEFRAMES = ("15m", "1h", "4h", "1d")

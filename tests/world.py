@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.store import CandleStore
-from features.synthetic import synthetic_universe
-from models.cnn_lstm import CnnLstmConfig
-from models.cnn_store import save_cnn_lstm
-from models.cnn_training import TrainConfig, train_cnn_lstm
-from models.ppo_store import import_ppo
-from models.ppo_training import train_ppo
+from signals.data.store import CandleStore
+from signals.data.synthetic import synthetic_universe
+from signals.models.cnn_lstm.artifact import save_cnn_lstm
+from signals.models.cnn_lstm.network import CnnLstmConfig
+from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
+from signals.models.ppo.artifact import import_ppo
+from signals.models.ppo.training import train_ppo
 
 EXCHANGE = "synthetic"
 END = pd.Timestamp("2026-11-20", tz="UTC")

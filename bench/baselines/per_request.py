@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from features.cnn import serving_window
-from features.labels import CLASS_NAMES
-from features.store import CandleStore
-from features.symbols import normalize_symbol
-from features.timeframes import parse_timeframe
-from models.cnn_store import CnnLstmPredictor, latest_cnn_lstm_tags, load_cnn_lstm
-from signals.settings import Settings
+from signals.core.settings import Settings
+from signals.core.symbols import normalize_symbol
+from signals.core.timeframes import parse_timeframe
+from signals.data.store import CandleStore
+from signals.features.cnn import serving_window
+from signals.features.labels import CLASS_NAMES
+from signals.models.cnn_lstm.artifact import CnnLstmPredictor, latest_cnn_lstm_tags, load_cnn_lstm
 
 logger = logging.getLogger(__name__)
 

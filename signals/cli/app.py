@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from signals.errors import SignalsError
-from signals.settings import get_settings
+from signals.core.errors import SignalsError
+from signals.core.settings import get_settings
 
 app = typer.Typer(
     name="signals",

@@ -27,7 +27,7 @@ from signals.cli.app import (
     split_csv,
 )
 from signals.cli.demo import DEFAULT_SEED, SYNTHETIC_EXCHANGE
-from signals.errors import SignalsError
+from signals.core.errors import SignalsError
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def _timed(step: Step) -> Iterator[Step]:
 
 def _ensure_candles(store: Any, symbols: list[str], timeframes: list[str], days: int, force: bool) -> Iterator[Step]:
     """Generate each symbol once (all timeframes resampled from one 15m series) unless every file is there."""
-    from features.synthetic import synthetic_universe
+    from signals.data.synthetic import synthetic_universe
 
     for symbol in symbols:
         step = Step("candles", symbol, "kept", "")
@@ -88,8 +88,8 @@ def _ensure_candles(store: Any, symbols: list[str], timeframes: list[str], days:
 def _ensure_cnn(
     store: Any, symbol: str, timeframe: str, epochs: int, force: bool, existing: dict[tuple[str, str], str]
 ) -> Step:
-    from models.cnn_store import save_cnn_lstm
-    from models.cnn_training import TrainConfig, train_cnn_lstm
+    from signals.models.cnn_lstm.artifact import save_cnn_lstm
+    from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
 
     step = Step("cnn-lstm", f"{symbol} {timeframe}", "kept", existing.get((symbol, timeframe), ""))
     with _timed(step):
@@ -110,9 +110,9 @@ def _ensure_cnn(
 def _ensure_ppo(
     store: Any, symbols: list[str], timesteps: int, force: bool, on_progress: Callable[[int], None]
 ) -> Step:
-    from models.ppo_store import import_ppo, model_name
-    from models.ppo_training import ProgressCallback, train_ppo
-    from models.registry import list_models
+    from signals.models.ppo.artifact import import_ppo, model_name
+    from signals.models.ppo.training import ProgressCallback, train_ppo
+    from signals.models.registry import list_models
 
     name = model_name(PPO_TIMEFRAME)
     tags = [str(m.tag) for m in list_models("ppo") if m.tag.name == name]
@@ -161,10 +161,10 @@ def bootstrap(
     """
     import torch
 
-    from features.store import CandleStore
-    from features.symbols import normalize_symbol
-    from features.timeframes import parse_timeframe, timeframe_seconds
-    from models.cnn_store import latest_cnn_lstm_tags
+    from signals.core.symbols import normalize_symbol
+    from signals.core.timeframes import parse_timeframe, timeframe_seconds
+    from signals.data.store import CandleStore
+    from signals.models.cnn_lstm.artifact import latest_cnn_lstm_tags
 
     torch.set_num_threads(1)  # a shared 2-core box: one thread is faster than two fighting a neighbour
     try:

@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from features.importer import read_candle_file
-from features.store import CandleStore
 from signals.cli.app import (
     DataDirOption,
     ExchangeOption,
@@ -20,7 +18,9 @@ from signals.cli.app import (
     fail,
     progress_bar,
 )
-from signals.errors import SignalsError
+from signals.core.errors import SignalsError
+from signals.data.importer import read_candle_file
+from signals.data.store import CandleStore
 
 
 def _iso(stamp: object) -> str | None:

@@ -9,9 +9,6 @@ from typing import Annotated
 import pandas as pd
 import typer
 
-from features.store import CandleStore, parse_exchange
-from features.synthetic import SYNTHETIC_EXCHANGE, default_end, synthetic_universe
-from features.timeframes import MODEL_TIMEFRAMES, parse_timeframe
 from signals.cli.app import (
     DataDirOption,
     JsonOption,
@@ -22,8 +19,11 @@ from signals.cli.app import (
     progress_bar,
     split_csv,
 )
-from signals.errors import InvalidInput, SignalsError
-from signals.settings import DEFAULT_UNIVERSE
+from signals.core.errors import InvalidInput, SignalsError
+from signals.core.settings import DEFAULT_UNIVERSE
+from signals.core.timeframes import MODEL_TIMEFRAMES, parse_timeframe
+from signals.data.store import CandleStore, parse_exchange
+from signals.data.synthetic import SYNTHETIC_EXCHANGE, default_end, synthetic_universe
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,6 @@ from typing import Annotated, Final
 import pandas as pd
 import typer
 
-from features.exchange import ExchangeConfig, ExchangeSource, SyncResult, sync_candles
-from features.local_exchange import LocalExchange
-from features.store import CandleStore
-from features.symbols import normalize_symbol
-from features.timeframes import parse_timeframe
 from signals.cli.app import (
     DataDirOption,
     ExchangeOption,
@@ -29,8 +24,13 @@ from signals.cli.app import (
     split_csv,
     stderr,
 )
-from signals.errors import ExchangeUnavailable, InvalidInput
-from signals.settings import get_settings
+from signals.core.errors import ExchangeUnavailable, InvalidInput
+from signals.core.settings import get_settings
+from signals.core.symbols import normalize_symbol
+from signals.core.timeframes import parse_timeframe
+from signals.data.exchange import ExchangeConfig, ExchangeSource, SyncResult, sync_candles
+from signals.data.store import CandleStore
+from signals.testing.local_exchange import LocalExchange
 
 logger = logging.getLogger(__name__)
 

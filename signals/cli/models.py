@@ -23,7 +23,7 @@ from signals.cli.app import (
     split_csv,
     stderr,
 )
-from signals.errors import SignalsError
+from signals.core.errors import SignalsError
 
 _FIRST_KEYS = ("first", "first_bar", "start")
 _LAST_KEYS = ("last", "last_bar", "end")
@@ -74,7 +74,7 @@ def list_stored_models(
     as_json: JsonOption = False,
 ) -> None:
     """Every model in the model store (all families): family, symbol, timeframe, version, test metrics, data range."""
-    from models.registry import list_models
+    from signals.models.registry import list_models
 
     rows, seen = [], set()
     for model in list_models():  # newest first per name
@@ -106,10 +106,10 @@ def evaluate_models(
     """Re-score the latest CNN-LSTM models on another candle store: accuracy vs baseline, calibrated ECE."""
     import torch
 
-    from features.store import CandleStore
-    from features.symbols import normalize_symbol
-    from features.timeframes import parse_timeframe
-    from models.cnn_store import latest_cnn_lstm_tags, load_cnn_lstm, score_on_candles
+    from signals.core.symbols import normalize_symbol
+    from signals.core.timeframes import parse_timeframe
+    from signals.data.store import CandleStore
+    from signals.models.cnn_lstm.artifact import latest_cnn_lstm_tags, load_cnn_lstm, score_on_candles
 
     torch.set_num_threads(1)
     try:

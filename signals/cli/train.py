@@ -41,12 +41,12 @@ def train_cnn_lstm_command(
     # Imported here: torch takes seconds to import and other commands do not need it.
     import torch
 
-    from features.store import CandleStore
-    from features.symbols import normalize_symbol
-    from features.timeframes import parse_timeframe
-    from models.cnn_store import save_cnn_lstm
-    from models.cnn_training import TrainConfig, train_cnn_lstm
-    from signals.errors import SignalsError
+    from signals.core.errors import SignalsError
+    from signals.core.symbols import normalize_symbol
+    from signals.core.timeframes import parse_timeframe
+    from signals.data.store import CandleStore
+    from signals.models.cnn_lstm.artifact import save_cnn_lstm
+    from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
 
     torch.set_num_threads(1)  # a shared 2-core box: one thread is faster than two fighting a neighbour
     try:
@@ -119,13 +119,13 @@ def train_ppo_command(
 
     import torch
 
-    from features.store import CandleStore
-    from features.symbols import normalize_symbol
-    from features.timeframes import parse_timeframe
-    from models.ppo_store import import_ppo
-    from models.ppo_training import ProgressCallback, train_ppo
     from signals.cli.app import data_dir_or_default, emit_table, exchange_or_default, fail, progress_bar, split_csv
-    from signals.errors import SignalsError
+    from signals.core.errors import SignalsError
+    from signals.core.symbols import normalize_symbol
+    from signals.core.timeframes import parse_timeframe
+    from signals.data.store import CandleStore
+    from signals.models.ppo.artifact import import_ppo
+    from signals.models.ppo.training import ProgressCallback, train_ppo
 
     torch.set_num_threads(1)  # a shared 2-core box: one thread is faster than two fighting a neighbour
     try:

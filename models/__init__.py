@@ -1,1 +1,0 @@
-"""Networks, training, evaluation, and import into / load from the BentoML model store."""

@@ -1,0 +1,1 @@
+"""The ground floor: errors, settings, symbols, timeframes and clock, vocabularies. Imports nothing of the project."""

@@ -1,0 +1,48 @@
+"""Symbol spellings in, ccxt's ``BASE/QUOTE`` out; file stems come from the normalised form only."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from signals.core.errors import InvalidSymbol
+
+# Longest first, so that BTCUSDT splits as BTC + USDT and not BTCUSD + T.
+KNOWN_QUOTES: Final[tuple[str, ...]] = tuple(
+    sorted(("USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "TRY"), key=len, reverse=True)
+)
+MAX_SYMBOL_LENGTH: Final = 32
+_ASSET = r"[A-Z0-9]{1,20}"
+_SEPARATED = re.compile(rf"^({_ASSET})[/_-]({_ASSET})$")
+_JOINED = re.compile(rf"^({_ASSET})$")
+_EXAMPLES = "BTC/USDT, BTCUSDT, BTC-USDT or btc_usdt"
+
+
+def normalize_symbol(raw: str) -> str:
+    """``BTC/USDT``, ``BTCUSDT``, ``BTC-USDT``, ``btc_usdt`` -> ``BTC/USDT``; anything else raises."""
+    if not isinstance(raw, str) or not raw:
+        raise InvalidSymbol(f"empty symbol; expected e.g. {_EXAMPLES}")
+    if len(raw) > MAX_SYMBOL_LENGTH:
+        raise InvalidSymbol(
+            f"symbol is {len(raw)} characters long (max {MAX_SYMBOL_LENGTH}); expected e.g. {_EXAMPLES}"
+        )
+    # Reject non-ASCII before upper-casing: str.upper() maps some look-alikes onto ASCII letters.
+    if not raw.isascii():
+        raise InvalidSymbol(f"symbol {raw!r} has non-ASCII characters; expected e.g. {_EXAMPLES}")
+    text = raw.strip().upper()
+    if match := _SEPARATED.match(text):
+        base, quote = match.groups()
+        if quote not in KNOWN_QUOTES:
+            raise InvalidSymbol(f"unknown quote currency {quote!r} in {raw!r}; accepted: {', '.join(KNOWN_QUOTES)}")
+        return f"{base}/{quote}"
+    if _JOINED.match(text):
+        for quote in KNOWN_QUOTES:
+            if text.endswith(quote) and len(text) > len(quote):
+                return f"{text[: -len(quote)]}/{quote}"
+        raise InvalidSymbol(f"cannot find a known quote currency at the end of {raw!r}; expected e.g. {_EXAMPLES}")
+    raise InvalidSymbol(f"malformed symbol {raw!r}; expected e.g. {_EXAMPLES}")
+
+
+def symbol_stem(symbol: str) -> str:
+    """File-name stem of a symbol: ``BTC/USDT`` -> ``BTC_USDT`` (always normalised first)."""
+    return normalize_symbol(symbol).replace("/", "_")

@@ -1,0 +1,100 @@
+"""The candle frame contract, and the one validation function that every source passes through."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from signals.core.timeframes import parse_timeframe, timeframe_seconds
+from signals.core.errors import CandleDataError
+
+PRICE_COLUMNS: Final = ("open", "high", "low", "close")
+CANDLE_COLUMNS: Final = ("timestamp", *PRICE_COLUMNS, "volume")
+
+
+def empty_candles() -> pd.DataFrame:
+    frame = pd.DataFrame({column: pd.Series(dtype="float64") for column in CANDLE_COLUMNS})
+    frame["timestamp"] = pd.Series(dtype="datetime64[ns, UTC]")
+    return frame
+
+
+def validate_candles(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """Return a clean copy (`timestamp` UTC ns, OHLCV float64, RangeIndex) or raise `CandleDataError`.
+
+    Checks, each with a message naming the first offending bar: columns present, timezone-aware
+    timestamps, strictly increasing (unsorted and duplicate reported apart), on the timeframe grid,
+    no NaN, positive prices, low <= open, close <= high, volume >= 0.
+    """
+    parse_timeframe(timeframe)
+    missing = [column for column in CANDLE_COLUMNS if column not in frame.columns]
+    if missing:
+        raise CandleDataError(f"candles lack columns {missing}; expected {list(CANDLE_COLUMNS)}")
+    out = frame.loc[:, list(CANDLE_COLUMNS)].reset_index(drop=True)
+    out["timestamp"] = _utc_timestamps(out["timestamp"])
+    for column in CANDLE_COLUMNS[1:]:
+        out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
+    if out.empty:
+        return out
+    _check_order(out["timestamp"])
+    _check_grid(out["timestamp"], timeframe)
+    _check_values(out)
+    return out
+
+
+def _utc_timestamps(column: pd.Series) -> pd.Series:
+    if not isinstance(column.dtype, pd.DatetimeTZDtype):
+        raise CandleDataError(
+            f"timestamp column has dtype {column.dtype}; expected timezone-aware UTC datetimes (bar open time)"
+        )
+    return column.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+
+
+def _check_order(timestamps: pd.Series) -> None:
+    steps = np.diff(timestamps.to_numpy(dtype="datetime64[ns]").astype(np.int64))
+    if (steps == 0).any():
+        at = int(np.flatnonzero(steps == 0)[0]) + 1
+        raise CandleDataError(f"duplicate timestamp {timestamps.iloc[at].isoformat()} at row {at}")
+    if (steps < 0).any():
+        at = int(np.flatnonzero(steps < 0)[0]) + 1
+        raise CandleDataError(
+            f"timestamps are not sorted: row {at} ({timestamps.iloc[at].isoformat()}) "
+            f"comes before row {at - 1} ({timestamps.iloc[at - 1].isoformat()})"
+        )
+
+
+def _check_grid(timestamps: pd.Series, timeframe: str) -> None:
+    step_ns = timeframe_seconds(timeframe) * 1_000_000_000
+    off_grid = timestamps.to_numpy(dtype="datetime64[ns]").astype(np.int64) % step_ns != 0
+    if off_grid.any():
+        at = int(np.flatnonzero(off_grid)[0])
+        raise CandleDataError(
+            f"timestamp {timestamps.iloc[at].isoformat()} at row {at} is off the {timeframe} grid "
+            "(bar open times must be multiples of the timeframe since the epoch, UTC)"
+        )
+
+
+def _check_values(frame: pd.DataFrame) -> None:
+    values = frame.loc[:, list(CANDLE_COLUMNS[1:])]
+    bad_rows = values.isna().any(axis=1)
+    if bad_rows.any():
+        at = int(np.flatnonzero(bad_rows.to_numpy())[0])
+        columns = [c for c in values.columns if pd.isna(values.iloc[at][c])]
+        raise CandleDataError(f"NaN in {columns} at row {at} ({frame['timestamp'].iloc[at].isoformat()})")
+    _first_failing(frame, (frame.loc[:, list(PRICE_COLUMNS)] <= 0).any(axis=1), "non-positive price")
+    _first_failing(frame, frame["high"] < frame["low"], "high < low")
+    body_high = frame[["open", "close"]].max(axis=1)
+    body_low = frame[["open", "close"]].min(axis=1)
+    _first_failing(frame, (body_high > frame["high"]) | (body_low < frame["low"]), "open/close outside [low, high]")
+    _first_failing(frame, frame["volume"] < 0, "negative volume")
+
+
+def _first_failing(frame: pd.DataFrame, failing: pd.Series, what: str) -> None:
+    if failing.any():
+        at = int(np.flatnonzero(failing.to_numpy())[0])
+        row = frame.iloc[at]
+        raise CandleDataError(
+            f"{what} at row {at} ({row['timestamp'].isoformat()}): "
+            f"open={row['open']} high={row['high']} low={row['low']} close={row['close']} volume={row['volume']}"
+        )

@@ -1,0 +1,1 @@
+"""The CNN-LSTM family: network, training, artifact (save / verified load), stacked inference, evaluation."""

@@ -1,0 +1,246 @@
+"""CNN-LSTM models in the BentoML model store: import a `TrainingResult`, load a verified predictor.
+
+Files: `weights.safetensors` (state dict, no pickle), `scaler.json` (mean, std, feature names),
+`calibration.json` (temperature). Loading goes through `models.registry.load_model` (SHA-256 of every file),
+then checks that the model was built for the features this code computes; anything else is refused with a
+`ModelIntegrityError` naming the model, the file or field, and the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+import signals.features.cnn as cnn_features
+from signals.core.errors import InvalidInput, ModelIntegrityError
+from signals.core.symbols import normalize_symbol
+from signals.core.timeframes import parse_timeframe
+from signals.features.labels import CLASS_NAMES
+from signals.models.cnn_lstm.network import CnnLstm, CnnLstmConfig
+from signals.models.cnn_lstm.training import (
+    LabelledWindows,
+    Scaler,
+    TrainingResult,
+    build_windows,
+)
+from signals.models.metrics import classification_metrics
+from signals.models.registry import StoredModel, list_models, load_model, save_model
+
+logger = logging.getLogger(__name__)
+
+FAMILY: Final = "cnn-lstm"
+WEIGHTS_FILE: Final = "weights.safetensors"
+SCALER_FILE: Final = "scaler.json"
+CALIBRATION_FILE: Final = "calibration.json"
+PREDICT_BATCH: Final = 4096
+
+
+def model_name(symbol: str, timeframe: str) -> str:
+    """`cnn-lstm-btc-usdt-1h`: the store name of one (symbol, timeframe) model."""
+    base, quote = normalize_symbol(symbol).split("/")
+    return f"{FAMILY}-{base}-{quote}-{parse_timeframe(timeframe)}".lower()
+
+
+def _write_json(data: dict[str, Any]) -> Any:
+    def write(path: Path) -> None:
+        path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+    return write
+
+
+def save_cnn_lstm(result: TrainingResult, *, symbol: str, timeframe: str, exchange: str) -> StoredModel:
+    """Import a trained model as a new version of `cnn-lstm-<base>-<quote>-<tf>`; `:latest` then resolves to it."""
+    symbol, timeframe = normalize_symbol(symbol), parse_timeframe(timeframe)
+    state = {key: value.detach().cpu().contiguous() for key, value in result.network.state_dict().items()}
+
+    def write_weights(path: Path) -> None:
+        save_file(state, str(path))
+
+    metadata: dict[str, Any] = {
+        "family": FAMILY,
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "class_names": list(CLASS_NAMES),
+        "feature_names": list(cnn_features.FEATURE_NAMES),
+        "feature_hash": cnn_features.FEATURE_HASH,
+        "lookback": cnn_features.LOOKBACK,
+        "horizon": result.train_config.horizon,
+        "threshold_atr": result.train_config.threshold_atr,
+        "hyperparameters": result.net_config.model_dump(mode="json"),
+        "training": {
+            **result.train_config.model_dump(mode="json"),
+            "epochs_run": len(result.history),
+            "best_epoch": result.best_epoch,
+            "seconds": round(result.seconds, 2),
+            "n_parameters": result.n_parameters,
+        },
+        "data_source": {"exchange": exchange, "kind": "candle-store"},
+        "data_range": result.data_range,
+        "class_shares": result.class_shares,
+        "temperature": result.temperature,
+        "metrics": result.metrics,
+    }
+    return save_model(
+        model_name(symbol, timeframe),
+        labels={"family": FAMILY, "symbol": symbol, "timeframe": timeframe},
+        files={
+            WEIGHTS_FILE: write_weights,
+            SCALER_FILE: _write_json(result.scaler.to_dict()),
+            CALIBRATION_FILE: _write_json({"temperature": result.temperature}),
+        },
+        metadata=_without_none(metadata),
+    )
+
+
+def _without_none(value: Any) -> Any:
+    """BentoML metadata refuses None; an unset option is simply left out."""
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple):
+        return [_without_none(item) for item in value]
+    return value
+
+
+@dataclass
+class CnnLstmPredictor:
+    """A loaded, verified CNN-LSTM: scaler -> network -> temperature, on one device."""
+
+    stored: StoredModel
+    network: CnnLstm
+    scaler: Scaler
+    temperature: float
+    device: torch.device
+
+    @property
+    def tag(self) -> str:
+        return self.stored.tag
+
+    @property
+    def horizon(self) -> int:
+        return int(self.stored.metadata["horizon"])
+
+    @property
+    def threshold_atr(self) -> float:
+        return float(self.stored.metadata["threshold_atr"])
+
+    def logits(self, windows: np.ndarray) -> np.ndarray:
+        """Raw network logits (temperature 1) for unscaled (n, lookback, n_features) windows."""
+        return self._forward(windows, temperature=1.0, probabilities=False)
+
+    def predict_proba(self, windows: np.ndarray) -> np.ndarray:
+        """Calibrated (n, 3) float32 probabilities in CLASS_NAMES order (SHORT, NO_TRADE, LONG)."""
+        return self._forward(windows, temperature=self.temperature, probabilities=True)
+
+    def _forward(self, windows: np.ndarray, *, temperature: float, probabilities: bool) -> np.ndarray:
+        cfg = self.network.config
+        if windows.ndim != 3 or windows.shape[1:] != (cfg.lookback, cfg.n_features):
+            raise InvalidInput(
+                f"windows must have shape (n, {cfg.lookback}, {cfg.n_features}); got {tuple(windows.shape)}"
+            )
+        scaled = self.scaler.transform(np.asarray(windows, dtype=np.float32))
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(scaled), PREDICT_BATCH):
+                batch = torch.from_numpy(scaled[start : start + PREDICT_BATCH]).to(self.device)
+                logits = self.network(batch).float() / temperature
+                out.append((torch.softmax(logits, dim=1) if probabilities else logits).cpu().numpy())
+        return np.concatenate(out) if out else np.empty((0, cfg.n_classes), np.float32)
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput("device 'cuda' was asked for but CUDA is not available; use 'cpu'")
+    return resolved
+
+
+def check_feature_contract(stored: StoredModel) -> None:
+    """Refuse a model built for other features than this code computes (names, order, hash, lookback)."""
+    meta = stored.metadata
+    expected: dict[str, Any] = {
+        "feature_hash": cnn_features.FEATURE_HASH,
+        "feature_names": list(cnn_features.FEATURE_NAMES),
+        "lookback": cnn_features.LOOKBACK,
+    }
+    for key, want in expected.items():
+        have = meta.get(key)
+        if have != want:
+            raise ModelIntegrityError(
+                f"model {stored.tag}: metadata field {key!r} is {_short(have)}, but the code computes "
+                f"{_short(want)}; the model was trained on other features, re-train it"
+            )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _read_json(stored: StoredModel, filename: str) -> dict[str, Any]:
+    try:
+        data = json.loads(stored.file(filename).read_text())
+    except (OSError, ValueError) as error:
+        raise ModelIntegrityError(f"model {stored.tag}: file {filename!r} is unreadable: {error}") from error
+    if not isinstance(data, dict):
+        raise ModelIntegrityError(f"model {stored.tag}: file {filename!r} does not hold a JSON object")
+    return data
+
+
+def load_cnn_lstm(tag: str, device: str | torch.device = "cpu") -> CnnLstmPredictor:
+    """Load `tag` (`name` = latest, or `name:version`): SHA-256, feature contract, safetensors weights."""
+    stored = load_model(tag)
+    if stored.labels.get("family") != FAMILY:
+        raise ModelIntegrityError(f"model {stored.tag} is of family {stored.labels.get('family')!r}, not {FAMILY!r}")
+    check_feature_contract(stored)
+    scaler_data = _read_json(stored, SCALER_FILE)
+    if list(scaler_data.get("feature_names", [])) != list(cnn_features.FEATURE_NAMES):
+        raise ModelIntegrityError(
+            f"model {stored.tag}: file {SCALER_FILE!r} lists features {scaler_data.get('feature_names')!r}, "
+            f"but the code computes {list(cnn_features.FEATURE_NAMES)!r}; re-train it"
+        )
+    scaler = Scaler.from_dict(scaler_data)
+    temperature = float(_read_json(stored, CALIBRATION_FILE).get("temperature", float("nan")))
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise ModelIntegrityError(f"model {stored.tag}: file {CALIBRATION_FILE!r} holds no positive temperature")
+    target = _resolve_device(device)
+    network = CnnLstm(CnnLstmConfig.model_validate(stored.metadata["hyperparameters"]))
+    try:
+        network.load_state_dict(load_file(str(stored.file(WEIGHTS_FILE))))
+    except (RuntimeError, OSError) as error:
+        raise ModelIntegrityError(
+            f"model {stored.tag}: file {WEIGHTS_FILE!r} does not match the stored hyper-parameters: {error}"
+        ) from error
+    network.to(target).eval()
+    return CnnLstmPredictor(stored=stored, network=network, scaler=scaler, temperature=temperature, device=target)
+
+
+def latest_cnn_lstm_tags() -> dict[tuple[str, str], str]:
+    """(symbol, timeframe) -> tag of the newest stored CNN-LSTM version."""
+    out: dict[tuple[str, str], str] = {}
+    for model in list_models(FAMILY):  # newest first per name
+        key = (model.info.labels.get("symbol", ""), model.info.labels.get("timeframe", ""))
+        out.setdefault(key, str(model.tag))
+    return out
+
+
+def score_on_candles(predictor: CnnLstmPredictor, candles: pd.DataFrame) -> dict[str, Any]:
+    """Re-score a stored model on other candles with its own horizon / threshold: accuracy, baseline, ECE.
+
+    The baseline is the model's train-majority class (as at training time); the data's own majority share
+    is reported beside it.
+    """
+    data: LabelledWindows = build_windows(candles, predictor.horizon, predictor.threshold_atr)
+    metrics = predictor.stored.metadata.get("metrics", {})
+    baseline_name = metrics.get("baseline_class", CLASS_NAMES[1])
+    baseline = CLASS_NAMES.index(baseline_name) if baseline_name in CLASS_NAMES else 1
+    if len(data) == 0:
+        return {"samples": 0}
+    return classification_metrics(data.labels, predictor.predict_proba(data.windows), baseline_class=baseline)

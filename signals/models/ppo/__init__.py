@@ -1,0 +1,1 @@
+"""The PPO family: trading environment, training, artifact (save / verified load without unpickling)."""

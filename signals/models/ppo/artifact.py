@@ -1,0 +1,153 @@
+"""The PPO policy in the model store: import a trained policy as ``ppo-<tf>``, load it back for serving.
+
+The policy is stored as the ``policy.zip`` that SB3's ``save`` writes. Its weights are torch state dicts
+(SB3 reads them with ``weights_only=True``), but its ``data`` part holds cloudpickled objects (spaces,
+schedules, classes), and unpickling runs code. So `load_ppo` lets `models.registry.load_model` verify the
+SHA-256 of ``policy.zip`` against the hash recorded at import *before* ``PPO.load`` opens the file, and
+it also hands SB3 known-good replacements for every pickled entry it knows of, so that a valid file is
+loaded without unpickling anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from signals.core.errors import ModelIntegrityError
+from signals.features.ppo import CLIP, PPO_FEATURE_NAMES, PPO_OBS_SHAPE
+from signals.models.ppo.env import ACTION_NAMES
+from signals.models.ppo.training import PpoTrainingResult
+from signals.models.registry import StoredModel, load_model, save_model
+
+logger = logging.getLogger(__name__)
+
+POLICY_FILE: Final = "policy.zip"
+FAMILY: Final = "ppo"
+ALL_SYMBOLS: Final = "*"
+PPO_FEATURE_HASH: Final[str] = hashlib.sha256("\n".join(PPO_FEATURE_NAMES).encode()).hexdigest()
+
+
+def model_name(timeframe: str) -> str:
+    return f"ppo-{timeframe}"
+
+
+def import_ppo(result: PpoTrainingResult) -> StoredModel:
+    """Save a trained policy as a new version of ``ppo-<tf>`` (labels family/timeframe/symbol="*")."""
+
+    def write_policy(path: Path) -> None:
+        result.model.save(path)
+
+    return save_model(
+        model_name(result.timeframe),
+        labels={"family": FAMILY, "timeframe": result.timeframe, "symbol": ALL_SYMBOLS},
+        files={POLICY_FILE: write_policy},
+        metadata={**result.metadata(), "feature_hash": PPO_FEATURE_HASH},
+    )
+
+
+@dataclass(frozen=True)
+class PpoPolicy:
+    """A loaded policy network; `act` scores a batch of observations in one forward pass."""
+
+    tag: str
+    version: str
+    timeframe: str
+    metadata: dict[str, Any]
+    policy: ActorCriticPolicy
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        return ACTION_NAMES
+
+    def act(self, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, 50, 10) observations -> deterministic actions (N,), probabilities (N, 3), state values (N,)."""
+        batch = _checked_batch(observations)
+        with torch.inference_mode():
+            obs_tensor, _ = self.policy.obs_to_tensor(batch)
+            distribution = self.policy.get_distribution(obs_tensor).distribution
+            assert isinstance(distribution, torch.distributions.Categorical), "a Discrete(3) policy is categorical"
+            probabilities = distribution.probs
+            values = self.policy.predict_values(obs_tensor).squeeze(-1)
+        probs = probabilities.cpu().numpy()
+        return probs.argmax(axis=1), probs, values.cpu().numpy()
+
+
+def _checked_batch(observations: np.ndarray) -> np.ndarray:
+    if not isinstance(observations, np.ndarray):
+        raise ValueError(f"observations must be a numpy array of shape (N, 50, 10), got {type(observations).__name__}")
+    if observations.ndim != 3 or observations.shape[1:] != PPO_OBS_SHAPE or observations.shape[0] == 0:
+        raise ValueError(
+            f"observations have shape {observations.shape}; expected (N, {PPO_OBS_SHAPE[0]}, {PPO_OBS_SHAPE[1]}) "
+            f"with N >= 1: N windows of {PPO_OBS_SHAPE[0]} bars x features {list(PPO_FEATURE_NAMES)}"
+        )
+    batch = observations.astype(np.float32, copy=False)
+    if not np.isfinite(batch).all():
+        raise ValueError("observations hold NaN or inf")
+    return batch
+
+
+def _check_contract(stored: StoredModel) -> None:
+    """Refuse a model built for another observation than the one `features.ppo` produces today."""
+    meta = stored.metadata
+    if stored.labels.get("family") != FAMILY:
+        raise ModelIntegrityError(f"model {stored.tag} is not a PPO policy (family {stored.labels.get('family')!r})")
+    if (
+        list(meta.get("feature_names", [])) != list(PPO_FEATURE_NAMES)
+        or meta.get("feature_hash") != PPO_FEATURE_HASH
+        or list(meta.get("obs_shape", [])) != list(PPO_OBS_SHAPE)
+        or list(meta.get("action_names", [])) != list(ACTION_NAMES)
+    ):
+        raise ModelIntegrityError(
+            f"model {stored.tag} was trained on features {meta.get('feature_names')} / actions "
+            f"{meta.get('action_names')}, but serving builds {list(PPO_FEATURE_NAMES)} / {list(ACTION_NAMES)}; "
+            "re-train it with `signals train ppo`"
+        )
+
+
+def _safe_objects(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Replacements for the cloudpickled entries of an SB3 PPO zip: SB3 then unpickles none of them."""
+    clip_range = float(metadata.get("hyper_parameters", {}).get("clip_range", 0.2))
+    return {
+        "policy_class": ActorCriticPolicy,
+        "observation_space": spaces.Box(low=-CLIP, high=CLIP, shape=PPO_OBS_SHAPE, dtype=np.float32),
+        "action_space": spaces.Discrete(len(ACTION_NAMES)),
+        "rollout_buffer_class": RolloutBuffer,
+        "clip_range": clip_range,
+        "lr_schedule": lambda _: 0.0,
+        "_last_obs": None,
+        "_last_episode_starts": None,
+        "_last_original_obs": None,
+        "ep_info_buffer": None,
+        "ep_success_buffer": None,
+    }
+
+
+def load_ppo(tag: str = "ppo-1h:latest", device: str = "cpu") -> PpoPolicy:
+    """Load a stored policy for inference.
+
+    Order matters: `load_model` verifies the SHA-256 of ``policy.zip`` (raising `ModelIntegrityError`
+    naming the file) and the metadata contract is checked, both before ``PPO.load`` reads the zip,
+    because the zip contains pickled parts.
+    """
+    stored = load_model(tag)
+    _check_contract(stored)
+    model = PPO.load(stored.file(POLICY_FILE), device=device, custom_objects=_safe_objects(stored.metadata))
+    model.policy.set_training_mode(False)
+    logger.info("loaded %s on %s", stored.tag, device)
+    return PpoPolicy(
+        tag=stored.tag,
+        version=stored.version,
+        timeframe=stored.labels.get("timeframe", str(stored.metadata.get("timeframe"))),
+        metadata=stored.metadata,
+        policy=model.policy,
+    )

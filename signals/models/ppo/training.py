@@ -1,0 +1,275 @@
+"""Train the PPO trading policy on candle histories and evaluate it on a held-out, later range.
+
+Each symbol's history is split chronologically: the policy trains on the windows that end in the first
+~80 % of bars and is evaluated on the windows that end in the remaining ~20 %. A held-out window may
+reach back into the training bars, but only as warm-up context for its features (indicators and the
+50-bar lookback); every reward and every fill of the evaluation lies at a held-out bar, after the last
+training bar. The evaluation runs the deterministic policy once through the whole held-out range of each
+symbol and sets it beside buy-and-hold and staying flat, all with the same fees and slippage.
+
+The trained policy goes into the model store through `models.ppo_store.import_ppo` as SB3's own
+``policy.zip``. That zip holds cloudpickled parts, so the loader verifies its SHA-256 before SB3 reads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+
+from signals.core.errors import NotEnoughCandles
+from signals.features.ppo import PPO_FEATURE_NAMES, PPO_OBS_SHAPE
+from signals.models.ppo.env import (
+    ACTION_NAMES,
+    BUY,
+    DEFAULT_FEE,
+    DEFAULT_MAX_STEPS,
+    DEFAULT_SLIPPAGE,
+    FIRST_WINDOW_BAR,
+    HOLD,
+    SymbolHistory,
+    TradingEnv,
+)
+
+logger = logging.getLogger(__name__)
+
+TRAIN_FRACTION: Final = 0.8
+STRATEGIES: Final = ("policy", "buy_and_hold", "flat")
+HELD_OUT_CONTEXT_NOTE: Final = (
+    "held-out observation windows use up to 82 earlier (training) bars as feature warm-up and lookback "
+    "context only; every held-out fill and reward lies after the last training bar"
+)
+Chooser = Callable[[np.ndarray], int]
+
+
+@dataclass(frozen=True)
+class PpoHyperParameters:
+    """SB3 PPO settings; n_steps and batch_size shrink to the timesteps of a tiny run."""
+
+    learning_rate: float = 3e-4
+    n_steps: int = 1024
+    batch_size: int = 64
+    n_epochs: int = 10
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    net_arch: tuple[int, ...] = (64, 64)
+
+    def for_timesteps(self, timesteps: int) -> PpoHyperParameters:
+        n_steps = max(2, min(self.n_steps, timesteps))
+        return PpoHyperParameters(**{**asdict(self), "n_steps": n_steps, "batch_size": min(self.batch_size, n_steps)})
+
+
+@dataclass(frozen=True)
+class SymbolSplit:
+    """A symbol's training windows and its later held-out windows (no bar of one is traded in the other)."""
+
+    symbol: str
+    train: SymbolHistory
+    held_out: SymbolHistory
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    total_return: float  # final equity / 1 - 1, after selling any open long at the last close
+    max_drawdown: float  # largest fall from a running peak of the marked-to-market equity, as a fraction
+    trades: int  # fills, including that final sell
+
+
+@dataclass(frozen=True)
+class SymbolEvaluation:
+    symbol: str
+    first_bar: pd.Timestamp
+    last_bar: pd.Timestamp
+    bars: int
+    results: dict[str, StrategyResult]
+
+    def row(self) -> dict[str, Any]:
+        policy, hold = self.results["policy"], self.results["buy_and_hold"]
+        return {
+            "symbol": self.symbol,
+            "policy": policy.total_return,
+            "buy_hold": hold.total_return,
+            "flat": self.results["flat"].total_return,
+            "policy_max_dd": policy.max_drawdown,
+            "buy_hold_max_dd": hold.max_drawdown,
+            "trades": policy.trades,
+        }
+
+
+@dataclass
+class PpoTrainingResult:
+    model: PPO
+    timeframe: str
+    splits: list[SymbolSplit]
+    evaluation: list[SymbolEvaluation]
+    hyper_parameters: PpoHyperParameters
+    timesteps: int
+    seed: int
+    fee: float
+    slippage: float
+    max_episode_steps: int | None
+    train_seconds: float
+
+    @property
+    def symbols(self) -> list[str]:
+        return [split.symbol for split in self.splits]
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-like metadata for the model store: the contract to check at load, ranges, results, settings."""
+        return {
+            "family": "ppo",
+            "timeframe": self.timeframe,
+            "obs_shape": list(PPO_OBS_SHAPE),
+            "feature_names": list(PPO_FEATURE_NAMES),
+            "action_names": list(ACTION_NAMES),
+            "symbols": self.symbols,
+            "training_range": {s.symbol: _range(s.train) for s in self.splits},
+            "held_out_range": {s.symbol: _range(s.held_out) for s in self.splits},
+            "held_out_context": HELD_OUT_CONTEXT_NOTE,
+            "evaluation": {
+                e.symbol: {name: asdict(result) for name, result in e.results.items()} for e in self.evaluation
+            },
+            "hyper_parameters": {**asdict(self.hyper_parameters), "net_arch": list(self.hyper_parameters.net_arch)},
+            "timesteps": self.timesteps,
+            "seed": self.seed,
+            "fee": self.fee,
+            "slippage": self.slippage,
+            "max_episode_steps": self.max_episode_steps,
+            "train_seconds": round(self.train_seconds, 3),
+        }
+
+
+class ProgressCallback(BaseCallback):
+    """Reports the number of timesteps done to `on_progress` every `every` steps and at the end."""
+
+    def __init__(self, on_progress: Callable[[int], None], every: int = 64) -> None:
+        super().__init__()
+        self.on_progress, self.every = on_progress, every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.every == 0:
+            self.on_progress(self.num_timesteps)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.on_progress(self.num_timesteps)
+
+
+def _iso(stamp: pd.Timestamp) -> str:
+    return stamp.isoformat().replace("+00:00", "Z")
+
+
+def _range(history: SymbolHistory) -> dict[str, Any]:
+    return {"first_bar": _iso(history.timestamps[0]), "last_bar": _iso(history.timestamps[-1]), "bars": len(history)}
+
+
+def split_history(symbol: str, candles: pd.DataFrame, train_fraction: float = TRAIN_FRACTION) -> SymbolSplit:
+    """Chronological split at bar ``int(len(candles) * train_fraction)``: windows ending before it train."""
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    history = SymbolHistory.from_candles(symbol, candles)
+    split_window = int(len(candles) * train_fraction) - FIRST_WINDOW_BAR
+    if split_window < 2 or len(history) - split_window < 2:
+        raise NotEnoughCandles(
+            f"{symbol}: {len(candles)} candles leave too few windows for a train/held-out split; each part needs "
+            f"at least 2 windows, and the training part also the {FIRST_WINDOW_BAR}-bar warm-up"
+        )
+    return SymbolSplit(symbol, history.slice(0, split_window), history.slice(split_window))
+
+
+def run_strategy(history: SymbolHistory, choose: Chooser, *, fee: float, slippage: float) -> StrategyResult:
+    """Trade one history start to end with `choose(observation) -> action`, then sell what is still held."""
+    env = TradingEnv([history], fee=fee, slippage=slippage, max_steps=None)
+    obs, _ = env.reset(options={"symbol": history.symbol, "start": 0})
+    curve = [env.equity]
+    truncated = False
+    while not truncated:
+        obs, _, _, truncated, _ = env.step(choose(obs))
+        curve.append(env.equity)
+    curve.append(env.liquidate())
+    equity = np.asarray(curve)
+    drawdown = 1.0 - equity / np.maximum.accumulate(equity)
+    return StrategyResult(total_return=float(equity[-1] - 1.0), max_drawdown=float(drawdown.max()), trades=env.trades)
+
+
+def policy_chooser(model: PPO) -> Chooser:
+    def choose(obs: np.ndarray) -> int:
+        action, _ = model.predict(obs, deterministic=True)
+        return int(action)
+
+    return choose
+
+
+def evaluate(history: SymbolHistory, choose: Chooser, *, fee: float, slippage: float) -> SymbolEvaluation:
+    """The policy, buy-and-hold (buy at the first close, sell at the last) and flat on one held-out range."""
+    strategies: dict[str, Chooser] = {"policy": choose, "buy_and_hold": lambda _: BUY, "flat": lambda _: HOLD}
+    results = {name: run_strategy(history, c, fee=fee, slippage=slippage) for name, c in strategies.items()}
+    return SymbolEvaluation(history.symbol, history.timestamps[0], history.timestamps[-1], len(history), results)
+
+
+def train_ppo(
+    histories: Mapping[str, pd.DataFrame],
+    timeframe: str,
+    timesteps: int,
+    seed: int = 0,
+    *,
+    hyper_parameters: PpoHyperParameters | None = None,
+    train_fraction: float = TRAIN_FRACTION,
+    fee: float = DEFAULT_FEE,
+    slippage: float = DEFAULT_SLIPPAGE,
+    max_episode_steps: int | None = DEFAULT_MAX_STEPS,
+    callback: BaseCallback | None = None,
+) -> PpoTrainingResult:
+    """Train one policy over all symbols' training windows (a symbol per episode), then evaluate each symbol."""
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be >= 1, got {timesteps}")
+    if not histories:
+        raise ValueError("no candle histories given")
+    splits = [split_history(symbol, candles, train_fraction) for symbol, candles in histories.items()]
+    hyper = (hyper_parameters or PpoHyperParameters()).for_timesteps(timesteps)
+    env = TradingEnv([s.train for s in splits], fee=fee, slippage=slippage, max_steps=max_episode_steps)
+    model = PPO(
+        "MlpPolicy",
+        env,
+        learning_rate=hyper.learning_rate,
+        n_steps=hyper.n_steps,
+        batch_size=hyper.batch_size,
+        n_epochs=hyper.n_epochs,
+        gamma=hyper.gamma,
+        gae_lambda=hyper.gae_lambda,
+        clip_range=hyper.clip_range,
+        ent_coef=hyper.ent_coef,
+        policy_kwargs={"net_arch": list(hyper.net_arch)},
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+    logger.info("training PPO on %s %s for %d timesteps", [s.symbol for s in splits], timeframe, timesteps)
+    started = time.perf_counter()
+    model.learn(total_timesteps=timesteps, callback=callback)
+    train_seconds = time.perf_counter() - started
+    logger.info("trained in %.1f s; evaluating on the held-out ranges", train_seconds)
+    choose = policy_chooser(model)
+    evaluation = [evaluate(s.held_out, choose, fee=fee, slippage=slippage) for s in splits]
+    return PpoTrainingResult(
+        model=model,
+        timeframe=timeframe,
+        splits=splits,
+        evaluation=evaluation,
+        hyper_parameters=hyper,
+        timesteps=timesteps,
+        seed=seed,
+        fee=fee,
+        slippage=slippage,
+        max_episode_steps=max_episode_steps,
+        train_seconds=train_seconds,
+    )

@@ -1,0 +1,113 @@
+"""Which models the server answers for, each verified once at start-up.
+
+The API service keeps its own catalog (the runners keep theirs) so that it can answer 404 with the list of
+models and 503 for a model whose file failed its SHA-256 without a hop to a runner.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
+from signals.core.symbols import normalize_symbol
+from signals.models.registry import list_models, load_model
+
+logger = logging.getLogger(__name__)
+
+CNN_FAMILY = "cnn-lstm"
+PPO_FAMILY = "ppo"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    family: str
+    name: str
+    tag: str
+    version: str
+    symbol: str | None
+    timeframe: str | None
+    metadata: dict[str, Any] = field(repr=False)
+    error: str | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.metadata.get("metrics", {}).get("accuracy")
+
+    @property
+    def baseline_accuracy(self) -> float | None:
+        return self.metadata.get("metrics", {}).get("baseline_accuracy")
+
+
+class ModelCatalog:
+    """Latest version of each model of the configured universe, with its verification result."""
+
+    def __init__(self, entries: list[ModelEntry]) -> None:
+        self.entries = entries
+        self._cnn = {(e.symbol, e.timeframe): e for e in entries if e.family == CNN_FAMILY}
+        self._ppo = {e.timeframe: e for e in entries if e.family == PPO_FAMILY}
+
+    @classmethod
+    def from_store(cls, universe: list[str], timeframes: list[str]) -> ModelCatalog:
+        symbols = {normalize_symbol(s) for s in universe}
+        wanted_timeframes = set(timeframes)
+        latest: dict[str, Any] = {}
+        for model in list_models():  # newest first per name
+            latest.setdefault(model.tag.name, model)
+        entries = []
+        for model in latest.values():
+            labels = model.info.labels
+            family = labels.get("family")
+            symbol, timeframe = labels.get("symbol"), labels.get("timeframe")
+            if family not in (CNN_FAMILY, PPO_FAMILY) or timeframe not in wanted_timeframes:
+                continue
+            if family == CNN_FAMILY and symbol not in symbols:
+                continue
+            entries.append(_verified_entry(str(model.tag), family, symbol if family == CNN_FAMILY else None, timeframe))
+        logger.info("catalog: %d models (%d unavailable)", len(entries), sum(e.error is not None for e in entries))
+        return cls(sorted(entries, key=lambda e: (e.family, e.symbol or "", e.timeframe or "")))
+
+    def cnn(self, symbol: str, timeframe: str) -> ModelEntry:
+        """The CNN-LSTM for (symbol, timeframe): 404 listing what exists, 503 if it failed verification."""
+        entry = self._cnn.get((symbol, timeframe))
+        if entry is None:
+            available = sorted(f"{s} {tf}" for s, tf in self._cnn)
+            raise ModelNotFound(
+                f"no CNN-LSTM model for {symbol} {timeframe}; available: {', '.join(available) or 'none'}"
+            )
+        return _usable(entry)
+
+    def ppo(self, timeframe: str) -> ModelEntry:
+        entry = self._ppo.get(timeframe)
+        if entry is None:
+            available = ", ".join(sorted(tf for tf in self._ppo if tf)) or "none"
+            raise ModelNotFound(f"no PPO policy for timeframe {timeframe}; available: {available}")
+        return _usable(entry)
+
+    def cnn_symbols(self, timeframe: str) -> list[str]:
+        return sorted(s for (s, tf) in self._cnn if tf == timeframe and s is not None)
+
+    @property
+    def ready(self) -> bool:
+        return any(e.error is None for e in self.entries)
+
+
+def _usable(entry: ModelEntry) -> ModelEntry:
+    if entry.error is not None:
+        raise ModelIntegrityError(f"model {entry.name} is unavailable: {entry.error}")
+    return entry
+
+
+def _verified_entry(tag: str, family: str, symbol: str | None, timeframe: str) -> ModelEntry:
+    name, version = tag.split(":", 1)
+    try:
+        stored = load_model(tag)
+        if family == CNN_FAMILY:
+            from signals.models.cnn_lstm.artifact import check_feature_contract  # torch import only where needed
+
+            check_feature_contract(stored)
+        return ModelEntry(family, name, tag, version, symbol, timeframe, stored.metadata)
+    except SignalsError as error:
+        logger.error("model %s left out: %s", tag, error)
+        return ModelEntry(family, name, tag, version, symbol, timeframe, {}, error=str(error))

@@ -1,0 +1,325 @@
+"""SignalEngine: candles -> features -> runner -> Signal / Action, with a signal cache.
+
+`service.py` is only the HTTP face of this class; the engine is plain async Python that receives the two
+runner calls as functions, so it runs the same behind `bentoml serve`, in-process tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from signals.core.errors import ModelIntegrityError, SignalsError
+from signals.core.settings import Settings
+from signals.core.symbols import normalize_symbol
+from signals.core.timeframes import parse_timeframe, timeframe_delta, timeframe_seconds
+from signals.data.exchange import utc_now
+from signals.features.labels import CLASS_NAMES
+from signals.features.ppo import LONG_POSITION, PPO_FEATURE_NAMES
+from signals.features.ppo import observation as observation_with_position
+from signals.runners.cnn_lstm import WindowRequest
+from signals.runners.ppo import ActionRow, ObservationRequest
+from signals.serving import schemas
+from signals.serving.catalog import ModelCatalog, ModelEntry
+from signals.serving.market import MarketData, MarketSnapshot
+from signals.serving.risk import risk_levels
+
+logger = logging.getLogger(__name__)
+
+PredictWindows = Callable[[list[WindowRequest]], Awaitable[list[list[float]]]]
+ActObservations = Callable[[list[ObservationRequest]], Awaitable[list[ActionRow]]]
+ACTION_NAMES: tuple[str, ...] = ("HOLD", "BUY", "SELL")
+# A call carrying this many windows is a batch already: it goes to the runner directly, not through its queue.
+DIRECT_CALL_MIN_WINDOWS = 8
+CONSENSUS_THRESHOLD = 0.15
+TOP_FEATURES = 3
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A (symbol, timeframe) whose signal is not cached: its model, candles and window, ready for the runner."""
+
+    entry: ModelEntry
+    snapshot: MarketSnapshot
+    window: np.ndarray
+
+
+class SignalEngine:
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        predict_windows: PredictWindows,
+        act: ActObservations,
+        predict_direct: PredictWindows | None = None,
+    ) -> SignalEngine:
+        """The engine a server runs: models of the configured universe, candles from the configured source."""
+        catalog = ModelCatalog.from_store(settings.universe, settings.timeframes)
+        return cls(settings, catalog, MarketData(settings), predict_windows, act, predict_direct=predict_direct)
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: ModelCatalog,
+        market: MarketData,
+        predict_windows: PredictWindows,
+        act: ActObservations,
+        *,
+        predict_direct: PredictWindows | None = None,
+        clock: Callable[[], pd.Timestamp] = utc_now,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.market = market
+        self.predict_windows = predict_windows
+        self.predict_direct = predict_direct or predict_windows
+        self.act = act
+        self.clock = clock
+        self._cache: OrderedDict[tuple[str, str, str, pd.Timestamp], schemas.Signal] = OrderedDict()
+
+    # --- CNN-LSTM signals -------------------------------------------------------------------------------
+    async def predict(self, symbol: str, timeframe: str) -> schemas.Signal:
+        prepared = await self._prepare(symbol, timeframe)  # one pair: no gather, errors raise directly
+        if isinstance(prepared, schemas.Signal):
+            return prepared
+        (row,) = await self.predict_windows([WindowRequest(model=prepared.entry.name, window=prepared.window)])
+        result = self._signal_or_error(prepared, row)
+        if isinstance(result, SignalsError):
+            raise result
+        return result
+
+    async def predict_many(self, pairs: Sequence[tuple[str, str]]) -> list[schemas.Signal | SignalsError]:
+        """Signals for many (symbol, timeframe) pairs; one runner call carries every uncached window.
+
+        Per-pair failures come back as the error in that pair's place, so a batch answers what it can.
+        """
+        prepared = await asyncio.gather(*(self._prepare(s, tf) for s, tf in pairs), return_exceptions=True)
+        results: list[schemas.Signal | SignalsError | None] = []
+        pending: list[tuple[int, _Pending]] = []
+        for i, item in enumerate(prepared):
+            if isinstance(item, SignalsError | schemas.Signal):
+                results.append(item)
+            elif isinstance(item, _Pending):
+                results.append(None)
+                pending.append((i, item))
+            else:
+                raise item  # an unexpected exception is a bug: let the framework answer 500
+        if pending:
+            requests = [WindowRequest(model=p.entry.name, window=p.window) for _, p in pending]
+            call = self.predict_direct if len(requests) >= DIRECT_CALL_MIN_WINDOWS else self.predict_windows
+            rows = await call(requests)
+            for (i, item), row in zip(pending, rows, strict=True):
+                results[i] = self._signal_or_error(item, row)
+        return [r for r in results if r is not None]
+
+    async def _prepare(self, raw_symbol: str, raw_timeframe: str) -> _Pending | schemas.Signal:
+        symbol, timeframe = normalize_symbol(raw_symbol), parse_timeframe(raw_timeframe)
+        entry = self.catalog.cnn(symbol, timeframe)
+        snapshot = await self.market.snapshot(symbol, timeframe)
+        key = (entry.tag, symbol, timeframe, snapshot.candle_time)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached.model_copy(update={"stale": self._is_stale(snapshot.candle_time, timeframe)})
+        return _Pending(entry, snapshot, snapshot.cnn_window)
+
+    def _signal_or_error(self, item: _Pending, row: Sequence[float]) -> schemas.Signal | SignalsError:
+        # A runner writes NaN for a model it did not load; JSON may carry that as null.
+        probabilities = np.asarray([np.nan if p is None else p for p in row], dtype=np.float64)
+        if probabilities.shape != (3,) or not np.isfinite(probabilities).all():
+            return ModelIntegrityError(f"model {item.entry.name} is not loaded by the CNN-LSTM runner; see /models")
+        signal = self._build_signal(item, probabilities)
+        self._remember((item.entry.tag, signal.symbol, signal.timeframe, item.snapshot.candle_time), signal)
+        return signal
+
+    def _build_signal(self, item: _Pending, probabilities: np.ndarray) -> schemas.Signal:
+        entry, snapshot = item.entry, item.snapshot
+        symbol, timeframe = entry.symbol or "", entry.timeframe or ""
+        direction = CLASS_NAMES[int(np.argmax(probabilities))]
+        close, atr = snapshot.close, snapshot.atr
+        levels = risk_levels(
+            direction,
+            close=close,
+            atr=atr,
+            timeframe=timeframe,
+            stop_atr=self.settings.stop_atr,
+            r_multiples=tuple(self.settings.take_profit_r),
+            tick=snapshot.tick,
+        )
+        candle_time = snapshot.candle_time
+        return schemas.Signal(
+            symbol=symbol,
+            timeframe=timeframe,
+            direction=direction,
+            confidence=float(probabilities.max()),
+            probabilities=schemas.Probabilities(**dict(zip(CLASS_NAMES, map(float, probabilities), strict=True))),
+            model_version=entry.version,
+            model_accuracy=entry.accuracy,
+            baseline_accuracy=entry.baseline_accuracy,
+            candle_time=candle_time.to_pydatetime(),
+            prediction_time=self.clock().to_pydatetime(),
+            valid_until=(candle_time + 2 * timeframe_delta(timeframe)).to_pydatetime(),
+            current_price=close,
+            levels=None if levels is None else schemas.Levels.model_validate(levels, from_attributes=True),
+            data_source=snapshot.data_source,
+            stale=self._is_stale(candle_time, timeframe),
+        )
+
+    def _remember(self, key: tuple[str, str, str, pd.Timestamp], signal: schemas.Signal) -> None:
+        if self.settings.signal_cache_size == 0:
+            return
+        self._cache[key] = signal
+        while len(self._cache) > self.settings.signal_cache_size:
+            self._cache.popitem(last=False)
+
+    def _is_stale(self, candle_time: pd.Timestamp, timeframe: str) -> bool:
+        """Stale when a newer candle should have closed: now > close of the last candle + tf + grace."""
+        allowed_ns = int((2 * timeframe_seconds(timeframe) + self.settings.stale_grace_s) * 1e9)
+        return bool(self.clock().value > candle_time.value + allowed_ns)  # integer ns: on every warm request
+
+    async def batch(self, symbols: list[str] | None, timeframe: str) -> schemas.BatchResponse:
+        timeframe = parse_timeframe(timeframe)
+        wanted = symbols if symbols is not None else self.catalog.cnn_symbols(timeframe)
+        pairs = [(s, timeframe) for s in wanted]
+        answered, errors = _split_answers(pairs, await self.predict_many(pairs))
+        signals = [signal for _, signal in answered]
+        return schemas.BatchResponse(timeframe=timeframe, signals=signals, errors=errors)
+
+    async def summary(self, symbol: str, timeframes: list[str] | None) -> schemas.SummaryResponse:
+        symbol = normalize_symbol(symbol)
+        wanted = [parse_timeframe(tf) for tf in (timeframes or schemas.DEFAULT_SUMMARY_TIMEFRAMES)]
+        pairs = [(symbol, tf) for tf in wanted]
+        answered, errors = _split_answers(pairs, await self.predict_many(pairs))
+        signals = {tf: signal for (_, tf), signal in answered}
+        return schemas.SummaryResponse(
+            symbol=symbol, signals=signals, consensus=consensus(signals.values()), errors=errors
+        )
+
+    # --- PPO actions ------------------------------------------------------------------------------------
+    async def action(self, request: schemas.ActionRequest) -> schemas.Action:
+        symbol = normalize_symbol(request.symbol)
+        timeframe = parse_timeframe(request.timeframe or self.settings.ppo_timeframe)
+        entry = self.catalog.ppo(timeframe)
+        snapshot = await self.market.snapshot(symbol, timeframe)
+        position = LONG_POSITION if request.position.side == "long" else 0.0
+        observation = observation_with_position(snapshot.ppo_market_window, position)
+        (row,) = await self.act([ObservationRequest(model=entry.name, observation=observation)])
+        row = ActionRow.model_validate(row, from_attributes=True)
+        if row.missing:
+            raise ModelIntegrityError(f"model {entry.name} is not loaded by the PPO runner; see /models")
+        action_id, probabilities, value = row.action, np.asarray(row.probabilities, dtype=np.float64), row.value
+        close, candle_time = snapshot.close, snapshot.candle_time
+        names = dict(zip(ACTION_NAMES, map(float, probabilities), strict=True))
+        explanation = None
+        if request.include_explanation:
+            explanation = explain(observation, names, ACTION_NAMES[action_id], request.position, close, value)
+        return schemas.Action(
+            symbol=symbol,
+            timeframe=timeframe,
+            action_id=action_id,
+            action_name=ACTION_NAMES[action_id],
+            probabilities=schemas.ActionProbabilities(**names),
+            confidence=float(probabilities[action_id]),
+            current_price=close,
+            candle_time=candle_time.to_pydatetime(),
+            valid_until=(candle_time + 2 * timeframe_delta(timeframe)).to_pydatetime(),
+            model_version=entry.version,
+            data_source=snapshot.data_source,
+            stale=self._is_stale(candle_time, timeframe),
+            explanation=explanation,
+        )
+
+    async def aclose(self) -> None:
+        await self.market.aclose()
+
+    # --- models -----------------------------------------------------------------------------------------
+    def models(self) -> list[schemas.ModelInfo]:
+        return [_model_info(entry) for entry in self.catalog.entries]
+
+
+def consensus(signals: Sequence[schemas.Signal] | Any) -> schemas.Consensus | None:
+    """Mean of P(LONG) - P(SHORT) across timeframes; LONG / SHORT beyond +-0.15, else NO_TRADE."""
+    answered = list(signals)
+    if not answered:
+        return None
+    score = float(np.mean([s.probabilities.LONG - s.probabilities.SHORT for s in answered]))
+    direction = "LONG" if score > CONSENSUS_THRESHOLD else "SHORT" if score < -CONSENSUS_THRESHOLD else "NO_TRADE"
+    agreeing = sum(s.direction == direction for s in answered)
+    return schemas.Consensus(direction=direction, score=round(score, 6), agreeing=agreeing, answered=len(answered))
+
+
+def explain(
+    observation: np.ndarray,
+    probabilities: dict[str, float],
+    chosen: str,
+    position: schemas.Position,
+    close: float,
+    value: float,
+) -> schemas.Explanation:
+    """What the policy saw: its probabilities and the market features of the last bar that stand out most
+    against the 50-bar observation window (z-scores), plus the open position's return when long."""
+    market = observation[:, :-1].astype(np.float64)
+    mean, std = market.mean(axis=0), market.std(axis=0)
+    z = np.divide(market[-1] - mean, std, out=np.zeros_like(mean), where=std > 0)
+    order = np.argsort(-np.abs(z))[:TOP_FEATURES]
+    moves = [
+        schemas.FeatureMove(name=PPO_FEATURE_NAMES[i], value=float(market[-1, i]), zscore=round(float(z[i]), 3))
+        for i in order
+    ]
+    unrealized = None
+    if position.side == "long" and position.entry_price:
+        unrealized = round(close / position.entry_price - 1.0, 6)
+    ranked = ", ".join(f"{name} {p:.0%}" for name, p in sorted(probabilities.items(), key=lambda kv: -kv[1]))
+    moved = ", ".join(f"{m.name} {m.zscore:+.1f} sd" for m in moves)
+    held = (
+        "long" + (f" ({unrealized:+.2%} since entry)" if unrealized is not None else "")
+        if position.side == "long"
+        else "flat"
+    )
+    summary = f"{chosen} while {held}: {ranked}. Last bar vs the 50-bar window: {moved}. Value estimate {value:.4f}."
+    return schemas.Explanation(
+        summary=summary, position=position.side, unrealized_return=unrealized, value_estimate=value, top_features=moves
+    )
+
+
+def _split_answers(
+    pairs: Sequence[tuple[str, str]], results: Sequence[schemas.Signal | SignalsError]
+) -> tuple[list[tuple[tuple[str, str], schemas.Signal]], list[schemas.RequestError]]:
+    """Answered (symbol, timeframe) pairs with their signals, and an error entry for each of the others."""
+    answered, errors = [], []
+    for (symbol, timeframe), result in zip(pairs, results, strict=True):
+        if isinstance(result, schemas.Signal):
+            answered.append(((symbol, timeframe), result))
+        else:
+            status = int(result.error_code)
+            errors.append(schemas.RequestError(symbol=symbol, timeframe=timeframe, status=status, message=str(result)))
+    return answered, errors
+
+
+def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
+    metadata = entry.metadata
+    if entry.family == "ppo":
+        metrics = {"evaluation": metadata.get("evaluation", {})}
+        data_range = {k: metadata.get(k) for k in ("training_range", "held_out_range") if k in metadata}
+    else:
+        keep = ("accuracy", "baseline_accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "log_loss", "samples")
+        metrics = {k: v for k, v in metadata.get("metrics", {}).items() if k in keep}
+        data_range = metadata.get("data_range", {})
+    return schemas.ModelInfo(
+        family=entry.family,
+        name=entry.name,
+        symbol=entry.symbol,
+        timeframe=entry.timeframe,
+        version=entry.version,
+        status="ok" if entry.error is None else "unavailable",
+        error=entry.error,
+        metrics=metrics,
+        data_range=data_range,
+    )

@@ -1,7 +1,7 @@
 """SignalService: the HTTP API of the signal server (contract: ../shared/DESIGN.md, "HTTP contract").
 
 A table of contents: the runners it depends on, the routes, and where each one's logic lives
-(`signals.engine.SignalEngine`). Compatibility GET routes are a FastAPI app mounted under /api.
+(`signals.serving.engine.SignalEngine`). Compatibility GET routes are a FastAPI app mounted under /api.
 Run: `bentoml serve service:SignalService` (or `make serve`).
 """
 
@@ -16,24 +16,22 @@ from signals.runners.cnn_lstm import CnnLstmRunner
 from signals.runners.common import RunnerStatus
 from signals.runners.ppo import PpoRunner
 from signals.serving import schemas
-from signals.serving.compat import compat_app
+from signals.serving.compat import EngineSlot, create_compat_app
 from signals.serving.engine import SignalEngine
 from signals.serving.http import answer_server_errors
 
+engine_slot = EngineSlot()
+
 
 @bentoml.service(name="signal_service", traffic={"timeout": 10}, workers=get_settings().api_workers)
-@bentoml.asgi_app(compat_app, path="/api")
+@bentoml.asgi_app(create_compat_app(engine_slot), path="/api")
 class SignalService:
     cnn_lstm = bentoml.depends(CnnLstmRunner)
     ppo = bentoml.depends(PpoRunner)
 
     def __init__(self) -> None:
-        self.engine = SignalEngine.from_settings(
-            get_settings(),
-            predict_windows=lambda requests: self.cnn_lstm.to_async.predict(requests),
-            act=lambda requests: self.ppo.to_async.act(requests),
-            predict_direct=lambda requests: self.cnn_lstm.to_async.predict_many(requests),
-        )
+        self.engine = SignalEngine.from_settings(get_settings(), self.cnn_lstm.to_async, self.ppo.to_async)
+        engine_slot.bind(self.engine)
         gc.freeze()  # what is loaded now lives as long as the process: keep it out of gen-2 collections
 
     def __is_ready__(self) -> bool:
@@ -41,6 +39,7 @@ class SignalService:
 
     @bentoml.on_shutdown
     async def close(self) -> None:
+        engine_slot.release(self.engine)
         await self.engine.aclose()
 
     @bentoml.api(route="/predict", input_spec=schemas.PredictRequest)

@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 EXCHANGE = "synthetic"
 DEFAULT_WORK_DIR = Path(__file__).resolve().parent / ".work"
 MULTI_TF_SYMBOLS: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
-ALL_TIMEFRAMES: tuple[str, ...] = ("15m", "1h", "4h", "1d")
 BASE_TIMEFRAME = "1h"
 MARKER = "world.json"
 SEED = 11
@@ -46,8 +45,9 @@ class WorldSpec:
     @classmethod
     def full(cls) -> WorldSpec:
         from signals.core.settings import DEFAULT_UNIVERSE
+        from signals.core.timeframes import MODEL_TIMEFRAMES
 
-        return cls(DEFAULT_UNIVERSE, MULTI_TF_SYMBOLS, ALL_TIMEFRAMES, 730, 60, 700, 256)
+        return cls(DEFAULT_UNIVERSE, MULTI_TF_SYMBOLS, MODEL_TIMEFRAMES, 730, 60, 700, 256)
 
     @classmethod
     def smoke(cls) -> WorldSpec:
@@ -138,52 +138,46 @@ def _end() -> Any:
 
 def _write_candles(world: World) -> None:
     from signals.data.store import CandleStore
-    from signals.data.synthetic import synthetic_universe
+    from signals.pipelines import write_synthetic_market
 
-    store = CandleStore(world.data_dir)
-    spec = world.spec
-    multi = synthetic_universe(spec.multi_tf_symbols, spec.timeframes, days=spec.days_multi, seed=SEED, end=_end())
+    store, spec = CandleStore(world.data_dir), world.spec
+    write_synthetic_market(store, spec.multi_tf_symbols, spec.timeframes, spec.days_multi, SEED, end=_end())
     single_symbols = [s for s in spec.universe if s not in spec.multi_tf_symbols]
-    single = synthetic_universe(
-        single_symbols, [BASE_TIMEFRAME], days=spec.days_single, seed=SEED, end=_end(), base_timeframe=BASE_TIMEFRAME
+    write_synthetic_market(
+        store, single_symbols, [BASE_TIMEFRAME], spec.days_single, SEED, end=_end(), base_timeframe=BASE_TIMEFRAME
     )
-    for (symbol, timeframe), frame in {**multi, **single}.items():
-        store.replace(EXCHANGE, symbol, timeframe, frame)
 
 
 def _train_cnn_lstms(world: World) -> None:
     import torch
 
     from signals.data.store import CandleStore
-    from signals.models.cnn_lstm.artifact import latest_cnn_lstm_tags, save_cnn_lstm
+    from signals.models.cnn_lstm.artifact import latest_cnn_lstm_tags
     from signals.models.cnn_lstm.network import CnnLstmConfig
-    from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
+    from signals.models.cnn_lstm.training import TrainConfig
+    from signals.pipelines import train_cnn_lstm_model
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(max(1, os.cpu_count() or 1))  # building the world is not what is measured
     store = CandleStore(world.data_dir)
     present = set(latest_cnn_lstm_tags())  # a half-built world resumes where it stopped
     net = CnnLstmConfig(conv_channels=(8,), lstm_hidden=8, head_hidden=8) if world.spec.tiny_network else None
+    config = TrainConfig(epochs=1, max_bars=world.spec.max_bars, seed=1)
     for symbol, timeframe in world.spec.models():
-        if (symbol, timeframe) in present:
-            continue
-        candles = store.read(EXCHANGE, symbol, timeframe)
-        result = train_cnn_lstm(candles, TrainConfig(epochs=1, max_bars=world.spec.max_bars, seed=1), net)
-        save_cnn_lstm(result, symbol=symbol, timeframe=timeframe, exchange=EXCHANGE)
-        logger.info("trained %s %s in %.1f s", symbol, timeframe, result.seconds)
+        if (symbol, timeframe) not in present:
+            train_cnn_lstm_model(store, EXCHANGE, symbol, timeframe, config, net)
 
 
 def _train_ppo(world: World) -> None:
     from signals.data.store import CandleStore
-    from signals.models.ppo.artifact import import_ppo
-    from signals.models.ppo.training import train_ppo
+    from signals.models.families import PPO
     from signals.models.registry import list_models
+    from signals.pipelines import train_ppo_policy
 
-    if any(True for _ in list_models("ppo")):
+    if any(True for _ in list_models(PPO.name)):
         return
-    store = CandleStore(world.data_dir)
     symbols = world.spec.multi_tf_symbols[:2] or world.spec.universe[:2]
-    histories = {s: store.read(EXCHANGE, s, BASE_TIMEFRAME).iloc[-1500:].reset_index(drop=True) for s in symbols}
-    import_ppo(train_ppo(histories, BASE_TIMEFRAME, timesteps=world.spec.ppo_timesteps, seed=1))
+    store = CandleStore(world.data_dir)
+    train_ppo_policy(store, EXCHANGE, symbols, BASE_TIMEFRAME, world.spec.ppo_timesteps, seed=1, max_bars=1500)
 
 
 def main(argv: list[str] | None = None) -> None:

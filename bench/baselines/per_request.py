@@ -14,15 +14,15 @@ import logging
 from typing import Any
 
 import numpy as np
-import torch
 
 from signals.core.settings import Settings
 from signals.core.symbols import normalize_symbol
-from signals.core.timeframes import parse_timeframe
+from signals.core.timeframes import iso_z, parse_timeframe
+from signals.core.vocab import CLASS_NAMES
 from signals.data.store import CandleStore
 from signals.features.cnn import serving_window
-from signals.features.labels import CLASS_NAMES
 from signals.models.cnn_lstm.artifact import CnnLstmPredictor, latest_cnn_lstm_tags, load_cnn_lstm
+from signals.models.device import configure_torch
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class PerRequestPredictor:
     """All stored CNN-LSTMs in memory; `predict` does the whole cold path for one request."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        torch.set_num_threads(1)
+        configure_torch()  # one torch thread: on a shared 2-core box two threads fight a neighbour
         settings = settings or Settings()
         self.store = CandleStore(settings.data_dir)
         self.exchange = settings.exchange
@@ -63,6 +63,6 @@ class PerRequestPredictor:
             "confidence": float(probabilities[best]),
             "probabilities": {name: float(p) for name, p in zip(CLASS_NAMES, probabilities, strict=True)},
             "model_version": predictor.tag,
-            "candle_time": candles["timestamp"].iloc[-1].isoformat().replace("+00:00", "Z"),
+            "candle_time": iso_z(candles["timestamp"].iloc[-1]),
             "current_price": float(candles["close"].iloc[-1]),
         }

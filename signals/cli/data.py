@@ -19,12 +19,9 @@ from signals.cli.app import (
     progress_bar,
 )
 from signals.core.errors import SignalsError
+from signals.core.timeframes import iso_z
 from signals.data.importer import read_candle_file
 from signals.data.store import CandleStore
-
-
-def _iso(stamp: object) -> str | None:
-    return None if stamp is None else stamp.isoformat().replace("+00:00", "Z")  # type: ignore[attr-defined]
 
 
 @app.command("candles")
@@ -43,15 +40,15 @@ def list_candles(
                 "exchange": entry.exchange,
                 "symbol": entry.symbol,
                 "timeframe": entry.timeframe,
-                "first": _iso(entry.first),
-                "last": _iso(entry.last),
+                "first": iso_z(entry.first),
+                "last": iso_z(entry.last),
                 "bars": entry.bars,
                 "gaps": len(entry.gaps),
                 "missing_bars": sum(gap.missing_bars for gap in entry.gaps),
             }
             if show_gaps:
                 row["gap_list"] = [
-                    {"after": _iso(g.last_before), "before": _iso(g.first_after), "missing": g.missing_bars}
+                    {"after": iso_z(g.last_before), "before": iso_z(g.first_after), "missing": g.missing_bars}
                     for g in entry.gaps
                 ]
             rows.append(row)

@@ -21,18 +21,14 @@ from signals.cli.app import (
 )
 from signals.core.errors import InvalidInput, SignalsError
 from signals.core.settings import DEFAULT_UNIVERSE
-from signals.core.timeframes import MODEL_TIMEFRAMES, parse_timeframe
+from signals.core.timeframes import MODEL_TIMEFRAMES, iso_z, parse_timeframe
 from signals.data.store import CandleStore, parse_exchange
-from signals.data.synthetic import SYNTHETIC_EXCHANGE, default_end, synthetic_universe
+from signals.data.synthetic import SYNTHETIC_EXCHANGE, default_end
+from signals.pipelines import DEMO_SEED, write_synthetic_market
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DAYS = 120
-DEFAULT_SEED = 7
-
-
-def _iso(stamp: pd.Timestamp | None) -> str | None:
-    return None if stamp is None else stamp.isoformat().replace("+00:00", "Z")
 
 
 def _parse_end(value: str | None) -> pd.Timestamp:
@@ -55,7 +51,7 @@ def demo_data(
         list[str] | None, typer.Option("--timeframes", help="Comma list or repeated. Default: 15m,1h,4h,1d.")
     ] = None,
     days: Annotated[int, typer.Option("--days", min=1, max=3660, help="Days of history per symbol.")] = DEFAULT_DAYS,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same market, bit for bit.")] = DEFAULT_SEED,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same market, bit for bit.")] = DEMO_SEED,
     end: Annotated[
         str | None,
         typer.Option("--end", help="Exclusive end (UTC), floored to the coarsest timeframe. Default: today."),
@@ -93,18 +89,19 @@ def demo_data(
             task = progress.add_task("generating", total=len(symbol_list))
             for symbol in symbol_list:
                 progress.update(task, description=f"generating {symbol}")
-                for (name, tf), candles in synthetic_universe([symbol], tf_list, days, seed, end=end_at).items():
-                    write = store.replace if replace else store.write
-                    result = write(exchange_id, name, tf, candles)
+                frames = write_synthetic_market(
+                    store, [symbol], tf_list, days, seed, end=end_at, exchange=exchange_id, replace=replace
+                )
+                for name, tf in frames:
                     # After a merge the file may span more than this run generated: report what it holds.
-                    timestamps = (candles if replace else store.read(exchange_id, name, tf))["timestamp"]
+                    timestamps = store.read(exchange_id, name, tf)["timestamp"]
                     rows.append(
                         {
                             "symbol": name,
                             "timeframe": tf,
-                            "bars": result.total,
-                            "first": _iso(timestamps.iloc[0]) if len(timestamps) else None,
-                            "last": _iso(timestamps.iloc[-1]) if len(timestamps) else None,
+                            "bars": len(timestamps),
+                            "first": iso_z(timestamps.iloc[0]) if len(timestamps) else None,
+                            "last": iso_z(timestamps.iloc[-1]) if len(timestamps) else None,
                         }
                     )
                 progress.advance(task)

@@ -27,7 +27,7 @@ from signals.cli.app import (
 from signals.core.errors import ExchangeUnavailable, InvalidInput
 from signals.core.settings import get_settings
 from signals.core.symbols import normalize_symbol
-from signals.core.timeframes import parse_timeframe
+from signals.core.timeframes import iso_z, parse_timeframe
 from signals.data.exchange import ExchangeConfig, ExchangeSource, SyncResult, sync_candles
 from signals.data.store import CandleStore
 from signals.testing.local_exchange import LocalExchange
@@ -47,10 +47,6 @@ def _parse_since(since: str | None) -> pd.Timestamp | None:
     except ValueError as error:
         raise InvalidInput(f"cannot read --since {since[:40]!r}; expected a date such as 2024-01-01") from error
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _iso(stamp: pd.Timestamp | None) -> str | None:
-    return None if stamp is None else stamp.isoformat().replace("+00:00", "Z")
 
 
 async def _sync_all(
@@ -118,7 +114,7 @@ def sync(
             "fetched": result.fetched,
             "added": result.added,
             "total": result.total,
-            "last": _iso(result.last),
+            "last": iso_z(result.last),
         }
         for (symbol, timeframe), result in zip(pairs, results, strict=True)
     ]

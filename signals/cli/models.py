@@ -24,6 +24,7 @@ from signals.cli.app import (
     stderr,
 )
 from signals.core.errors import SignalsError
+from signals.core.timeframes import iso_z
 
 _FIRST_KEYS = ("first", "first_bar", "start")
 _LAST_KEYS = ("last", "last_bar", "end")
@@ -104,14 +105,14 @@ def evaluate_models(
     as_json: JsonOption = False,
 ) -> None:
     """Re-score the latest CNN-LSTM models on another candle store: accuracy vs baseline, calibrated ECE."""
-    import torch
-
     from signals.core.symbols import normalize_symbol
     from signals.core.timeframes import parse_timeframe
     from signals.data.store import CandleStore
-    from signals.models.cnn_lstm.artifact import latest_cnn_lstm_tags, load_cnn_lstm, score_on_candles
+    from signals.models.cnn_lstm.artifact import latest_cnn_lstm_tags, load_cnn_lstm
+    from signals.models.cnn_lstm.evaluate import score_on_candles
+    from signals.models.device import configure_torch
 
-    torch.set_num_threads(1)
+    configure_torch()  # one torch thread: on a shared 2-core box two threads fight a neighbour
     try:
         wanted_symbols = {normalize_symbol(s) for s in split_csv(symbols)}
         wanted_timeframes = {parse_timeframe(t) for t in split_csv(timeframes)}
@@ -134,8 +135,8 @@ def evaluate_models(
         except (SignalsError, ValueError) as error:
             stderr.print(f"[yellow]skipped[/yellow] {tag}: {error}", highlight=False)
             continue
-        first = candles["timestamp"].iloc[0].isoformat().replace("+00:00", "Z")
-        last = candles["timestamp"].iloc[-1].isoformat().replace("+00:00", "Z")
+        first = iso_z(candles["timestamp"].iloc[0])
+        last = iso_z(candles["timestamp"].iloc[-1])
         rows.append(
             {
                 "model": tag,

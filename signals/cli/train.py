@@ -39,16 +39,15 @@ def train_cnn_lstm_command(
 ) -> None:
     """Train one CNN-LSTM per (symbol, timeframe), calibrate it, score it on held-out test bars, import it."""
     # Imported here: torch takes seconds to import and other commands do not need it.
-    import torch
-
     from signals.core.errors import SignalsError
     from signals.core.symbols import normalize_symbol
     from signals.core.timeframes import parse_timeframe
     from signals.data.store import CandleStore
-    from signals.models.cnn_lstm.artifact import save_cnn_lstm
-    from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
+    from signals.models.cnn_lstm.training import TrainConfig
+    from signals.models.device import configure_torch
+    from signals.pipelines import train_cnn_lstm_model
 
-    torch.set_num_threads(1)  # a shared 2-core box: one thread is faster than two fighting a neighbour
+    configure_torch()  # one torch thread: on a shared 2-core box two threads fight a neighbour
     try:
         pairs = [(normalize_symbol(s), parse_timeframe(t)) for s in split_csv(symbols) for t in split_csv(timeframes)]
         config = TrainConfig(epochs=epochs, seed=seed, max_bars=max_bars, horizon=horizon, threshold_atr=threshold)
@@ -61,16 +60,19 @@ def train_cnn_lstm_command(
         for symbol, timeframe in pairs:
             task = progress.add_task(f"cnn-lstm {symbol} {timeframe}", total=epochs)
             try:
-                result = train_cnn_lstm(
-                    store.read(exchange_id, symbol, timeframe),
+                trained = train_cnn_lstm_model(
+                    store,
+                    exchange_id,
+                    symbol,
+                    timeframe,
                     config,
                     on_epoch=lambda epoch, *_, task=task: progress.update(task, completed=epoch),
                 )
-                stored = save_cnn_lstm(result, symbol=symbol, timeframe=timeframe, exchange=exchange_id)
             except (SignalsError, ValueError) as error:
                 failures += 1
                 stderr.print(f"[yellow]skipped[/yellow] {symbol} {timeframe}: {error}", highlight=False)
                 continue
+            result, stored = trained.result, trained.stored
             progress.update(task, total=len(result.history), completed=len(result.history))
             m = result.metrics
             rows.append(
@@ -117,28 +119,31 @@ def train_ppo_command(
     # Imported here: SB3 and torch take seconds to import, and other commands do not need them.
     from pathlib import Path
 
-    import torch
-
     from signals.cli.app import data_dir_or_default, emit_table, exchange_or_default, fail, progress_bar, split_csv
     from signals.core.errors import SignalsError
     from signals.core.symbols import normalize_symbol
     from signals.core.timeframes import parse_timeframe
     from signals.data.store import CandleStore
-    from signals.models.ppo.artifact import import_ppo
-    from signals.models.ppo.training import ProgressCallback, train_ppo
+    from signals.models.device import configure_torch
+    from signals.pipelines import train_ppo_policy
 
-    torch.set_num_threads(1)  # a shared 2-core box: one thread is faster than two fighting a neighbour
+    configure_torch()  # one torch thread: on a shared 2-core box two threads fight a neighbour
     try:
         parse_timeframe(timeframe)
         store = CandleStore(data_dir_or_default(Path(data_dir) if data_dir else None))
         exchange_id = exchange_or_default(exchange)
         names = [normalize_symbol(symbol) for symbol in split_csv(symbols)]
-        histories = {name: store.read(exchange_id, name, timeframe) for name in names}
         with progress_bar() as progress:
             task = progress.add_task(f"PPO {timeframe} {','.join(names)}", total=timesteps)
-            callback = ProgressCallback(lambda done: progress.update(task, completed=min(done, timesteps)))
-            result = train_ppo(histories, timeframe, timesteps, seed, callback=callback)
-        stored = import_ppo(result)
+            stored, result = train_ppo_policy(
+                store,
+                exchange_id,
+                names,
+                timeframe,
+                timesteps,
+                seed,
+                on_progress=lambda done: progress.update(task, completed=min(done, timesteps)),
+            )
     except (SignalsError, ValueError) as error:
         raise fail(error) from error
     rows = [

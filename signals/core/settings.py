@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from signals.core.timeframes import MODEL_TIMEFRAMES
+
 # The 34 USDT pairs of ../shared/data: the default universe for demo data and training.
 DEFAULT_UNIVERSE: tuple[str, ...] = tuple(
     f"{base}/USDT"
@@ -33,7 +35,7 @@ class Settings(BaseSettings):
     exchange_retries: int = Field(4, ge=0, description="Retries on network errors, 429 and 5xx.")
     exchange_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each retry.")
     universe: list[str] = Field(default_factory=lambda: list(DEFAULT_UNIVERSE))
-    timeframes: list[str] = Field(default_factory=lambda: ["15m", "1h", "4h", "1d"])
+    timeframes: list[str] = Field(default_factory=lambda: list(MODEL_TIMEFRAMES))
     device: Literal["auto", "cpu", "cuda"] = "auto"
     source: Literal["store", "live"] = Field(
         "store", description="Serve candles from the Parquet store, or live from the exchange through ccxt."

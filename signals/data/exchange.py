@@ -25,7 +25,7 @@ from ccxt.base.errors import BadSymbol, BaseError, DDoSProtection, ExchangeError
 from signals.data.candles import CANDLE_COLUMNS, empty_candles, validate_candles
 from signals.data.store import CandleStore, WriteResult, parse_exchange
 from signals.core.symbols import normalize_symbol
-from signals.core.timeframes import parse_timeframe, timeframe_seconds
+from signals.core.timeframes import parse_timeframe, timeframe_seconds, utc_now
 from signals.core.errors import ExchangeUnavailable, InvalidInput
 from signals.core.settings import Settings
 
@@ -37,20 +37,19 @@ MAX_PAGES: Final = 100_000  # a hard stop for a server that keeps answering with
 _MESSAGE_CHARS: Final = 300
 
 
-def utc_now() -> pd.Timestamp:
-    return pd.Timestamp.now(tz="UTC")
+_SETTINGS = Settings.model_fields
 
 
 @dataclass(frozen=True)
 class ExchangeConfig:
-    """How to reach one exchange; the defaults mirror `Settings`."""
+    """How to reach one exchange; the defaults are those of `Settings` (read from it, not repeated)."""
 
-    exchange_id: str = "binance"
-    base_url: str | None = None
-    timeout_ms: int = 10_000
-    retries: int = 4
-    backoff_s: float = 0.5
-    limit: int = 1000
+    exchange_id: str = _SETTINGS["exchange"].default
+    base_url: str | None = _SETTINGS["exchange_url"].default
+    timeout_ms: int = _SETTINGS["exchange_timeout_ms"].default
+    retries: int = _SETTINGS["exchange_retries"].default
+    backoff_s: float = _SETTINGS["exchange_backoff_s"].default
+    limit: int = 1000  # binance's largest klines page
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ExchangeConfig:
@@ -246,19 +245,13 @@ async def fetch_candles(
     symbol: str,
     timeframe: str,
     since: pd.Timestamp | None,
+    config: ExchangeConfig | None = None,
     *,
-    exchange_id: str = "binance",
-    base_url: str | None = None,
-    timeout_ms: int = 10_000,
-    retries: int = 4,
-    backoff_s: float = 0.5,
-    limit: int = 1000,
     now: Clock | None = None,
     until: pd.Timestamp | None = None,
     exchange_class: type[ccxt_async.Exchange] | None = None,
 ) -> pd.DataFrame:
     """One-shot fetch of closed candles; opens and always closes its own exchange client."""
-    config = ExchangeConfig(exchange_id, base_url, timeout_ms, retries, backoff_s, limit)
     async with ExchangeSource(config, now=now, exchange_class=exchange_class) as source:
         return await source.fetch(symbol, timeframe, since, until)
 

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 import numpy as np
 import pandas as pd
 
+from signals.core.vocab import LONG, NO_TRADE, SHORT
 from signals.features.indicators import atr
-
-SHORT: Final = 0
-NO_TRADE: Final = 1
-LONG: Final = 2
-CLASS_NAMES: Final[tuple[str, ...]] = ("SHORT", "NO_TRADE", "LONG")
 
 
 def make_labels(candles: pd.DataFrame, horizon: int, threshold_atr: float) -> pd.Series:

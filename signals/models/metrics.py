@@ -19,7 +19,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from signals.features.labels import CLASS_NAMES
+from signals.core.vocab import CLASS_NAMES
 
 ECE_BINS = 15
 

@@ -11,15 +11,16 @@ import logging
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import bentoml
 import numpy as np
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from signals.core.settings import Settings
 from signals.models.device import configure_torch, resolve_device
+from signals.models.family import ModelFamily
 from signals.models.registry import list_models
 
 logger = logging.getLogger(__name__)
@@ -32,15 +33,16 @@ def model_attr(name: str) -> str:
     return "model_" + _ATTR_UNSAFE.sub("_", name.lower()).strip("_")
 
 
-def stored_names(family: str, wanted: Callable[[Mapping[str, str]], str | None]) -> list[str]:
-    """Names of stored models of `family` that `wanted(labels)` maps to a name the runner serves.
+def stored_names(family: ModelFamily, settings: Settings) -> list[str]:
+    """Names of the stored models of `family` that the settings ask to serve.
 
     Never raises: a runner module must import (and `bentoml build` must read it) with an empty or odd store.
     """
+    wanted = family.wanted(settings)
     try:
-        names = {wanted(model.info.labels) for model in list_models(family)}
+        names = {wanted(model.info.labels) for model in list_models(family.name)}
     except Exception as error:  # the store may be absent or half-written; loading reports details later
-        logger.warning("could not list %s models in the store: %s", family, error)
+        logger.warning("could not list %s models in the store: %s", family.name, error)
         return []
     return sorted(name for name in names if name)
 
@@ -83,11 +85,11 @@ def batching_options(settings: Settings) -> dict[str, Any]:
     return {"batchable": size > 1, "max_batch_size": max(size, 2), "max_latency_ms": settings.max_latency_ms}
 
 
-def declare_stored(family: str, wanted: Callable[[Mapping[str, str]], str | None]) -> Callable[[type], type]:
-    """Class decorator: declare every stored model of `family` that `wanted` keeps (see `declare_models`)."""
+def declare_stored(family: ModelFamily, settings: Settings) -> Callable[[type], type]:
+    """Class decorator: declare every stored model of `family` that the settings serve (see `declare_models`)."""
 
     def declare(cls: type) -> type:
-        names = stored_names(family, wanted)
+        names = stored_names(family, settings)
         declare_models(cls, names)
         cls._declared = tuple(names)  # type: ignore[attr-defined]
         return cls
@@ -147,34 +149,22 @@ class RunnerStatus(BaseModel):
     batching: BatchStats
 
 
-def exact_float32(shape: tuple[int, ...], what: str) -> BeforeValidator:
-    """Pydantic validator: nested lists or an array, coerced to float32, of exactly `shape` (never reshaped)."""
-
-    def coerce(value: Any) -> np.ndarray:
-        array = np.asarray(value, dtype=np.float32)
-        if array.shape != shape:
-            raise ValueError(f"{what} must have shape {shape}, got {array.shape}")
-        return array
-
-    return BeforeValidator(coerce)
-
-
 class ModelRunner:
     """What both runners do at start and report: load the served models of a family, verified, and say how."""
 
     models: dict[str, Any]
     failed: dict[str, str]
 
-    def _load_models(
-        self, settings: Settings, family: str, wanted: Callable[[Mapping[str, str]], str | None], load: Callable
-    ) -> None:
+    def _load_models(self, settings: Settings, family: ModelFamily) -> None:
         """Device from settings, one torch thread on CPU, every served model loaded on its own, heap frozen."""
         self.device = resolve_device(settings.device)
         configure_torch(self.device)
         self.counters = BatchCounters()
-        names = sorted(set(stored_names(family, wanted)) | set(getattr(type(self), "_declared", ())))
-        self.models, self.failed = load_each(names, lambda name: load(declared_tag(self, name), self.device))
-        logger.info("%s runner on %s: %d loaded, %d failed", family, self.device, len(self.models), len(self.failed))
+        names = sorted(set(stored_names(family, settings)) | set(getattr(type(self), "_declared", ())))
+        self.models, self.failed = load_each(names, lambda name: family.load(declared_tag(self, name), self.device))
+        logger.info(
+            "%s runner on %s: %d loaded, %d failed", family.name, self.device, len(self.models), len(self.failed)
+        )
         freeze_heap()
 
     def _status(self) -> RunnerStatus:

@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
-from signals.core.symbols import normalize_symbol
+from signals.core.settings import Settings
+from signals.models.families import CNN_LSTM, FAMILIES, PPO
+from signals.models.family import ModelFamily
 from signals.models.registry import list_models, load_model
 
 logger = logging.getLogger(__name__)
-
-CNN_FAMILY = "cnn-lstm"
-PPO_FAMILY = "ppo"
 
 
 @dataclass(frozen=True)
@@ -45,26 +44,23 @@ class ModelCatalog:
 
     def __init__(self, entries: list[ModelEntry]) -> None:
         self.entries = entries
-        self._cnn = {(e.symbol, e.timeframe): e for e in entries if e.family == CNN_FAMILY}
-        self._ppo = {e.timeframe: e for e in entries if e.family == PPO_FAMILY}
+        self._cnn = {(e.symbol, e.timeframe): e for e in entries if e.family == CNN_LSTM.name}
+        self._ppo = {e.timeframe: e for e in entries if e.family == PPO.name}
 
     @classmethod
-    def from_store(cls, universe: list[str], timeframes: list[str]) -> ModelCatalog:
-        symbols = {normalize_symbol(s) for s in universe}
-        wanted_timeframes = set(timeframes)
-        latest: dict[str, Any] = {}
-        for model in list_models():  # newest first per name
-            latest.setdefault(model.tag.name, model)
+    def from_store(cls, settings: Settings) -> ModelCatalog:
+        """The latest version of every model the settings serve, each verified (SHA-256 and input contract)."""
         entries = []
-        for model in latest.values():
-            labels = model.info.labels
-            family = labels.get("family")
-            symbol, timeframe = labels.get("symbol"), labels.get("timeframe")
-            if family not in (CNN_FAMILY, PPO_FAMILY) or timeframe not in wanted_timeframes:
-                continue
-            if family == CNN_FAMILY and symbol not in symbols:
-                continue
-            entries.append(_verified_entry(str(model.tag), family, symbol if family == CNN_FAMILY else None, timeframe))
+        for family in FAMILIES:
+            wanted = family.wanted(settings)
+            latest: dict[str, Any] = {}
+            for model in list_models(family.name):  # newest first per name
+                if wanted(model.info.labels) is not None:
+                    latest.setdefault(model.tag.name, model)
+            for model in latest.values():
+                key = family.key(model.info.labels)
+                assert key is not None, "wanted() keeps only models with well-formed labels"
+                entries.append(_verified_entry(family, str(model.tag), *key))
         logger.info("catalog: %d models (%d unavailable)", len(entries), sum(e.error is not None for e in entries))
         return cls(sorted(entries, key=lambda e: (e.family, e.symbol or "", e.timeframe or "")))
 
@@ -99,15 +95,12 @@ def _usable(entry: ModelEntry) -> ModelEntry:
     return entry
 
 
-def _verified_entry(tag: str, family: str, symbol: str | None, timeframe: str) -> ModelEntry:
+def _verified_entry(family: ModelFamily, tag: str, symbol: str | None, timeframe: str) -> ModelEntry:
     name, version = tag.split(":", 1)
     try:
         stored = load_model(tag)
-        if family == CNN_FAMILY:
-            from signals.models.cnn_lstm.artifact import check_feature_contract  # torch import only where needed
-
-            check_feature_contract(stored)
-        return ModelEntry(family, name, tag, version, symbol, timeframe, stored.metadata)
+        family.check_contract(stored)
+        return ModelEntry(family.name, name, tag, version, symbol, timeframe, stored.metadata)
     except SignalsError as error:
         logger.error("model %s left out: %s", tag, error)
-        return ModelEntry(family, name, tag, version, symbol, timeframe, {}, error=str(error))
+        return ModelEntry(family.name, name, tag, version, symbol, timeframe, {}, error=str(error))

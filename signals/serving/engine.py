@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,27 +19,23 @@ import pandas as pd
 from signals.core.errors import ModelIntegrityError, SignalsError
 from signals.core.settings import Settings
 from signals.core.symbols import normalize_symbol
-from signals.core.timeframes import parse_timeframe, timeframe_delta, timeframe_seconds
-from signals.data.exchange import utc_now
-from signals.features.labels import CLASS_NAMES
-from signals.features.ppo import LONG_POSITION, PPO_FEATURE_NAMES
+from signals.core.timeframes import MODEL_TIMEFRAMES, next_close, parse_timeframe, utc_now
+from signals.core.vocab import ACTION_NAMES, CLASS_NAMES
+from signals.features.ppo import LONG_POSITION
 from signals.features.ppo import observation as observation_with_position
-from signals.runners.cnn_lstm import WindowRequest
-from signals.runners.ppo import ActionRow, ObservationRequest
+from signals.models.families import PPO
 from signals.serving import schemas
 from signals.serving.catalog import ModelCatalog, ModelEntry
+from signals.serving.explain import explain
 from signals.serving.market import MarketData, MarketSnapshot
 from signals.serving.risk import risk_levels
+from signals.serving.wire import ActionRow, CnnLstmPort, ObservationRequest, PpoPort, WindowRequest
 
 logger = logging.getLogger(__name__)
 
-PredictWindows = Callable[[list[WindowRequest]], Awaitable[list[list[float]]]]
-ActObservations = Callable[[list[ObservationRequest]], Awaitable[list[ActionRow]]]
-ACTION_NAMES: tuple[str, ...] = ("HOLD", "BUY", "SELL")
 # A call carrying this many windows is a batch already: it goes to the runner directly, not through its queue.
 DIRECT_CALL_MIN_WINDOWS = 8
 CONSENSUS_THRESHOLD = 0.15
-TOP_FEATURES = 3
 
 
 @dataclass(frozen=True)
@@ -53,34 +49,25 @@ class _Pending:
 
 class SignalEngine:
     @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        predict_windows: PredictWindows,
-        act: ActObservations,
-        predict_direct: PredictWindows | None = None,
-    ) -> SignalEngine:
+    def from_settings(cls, settings: Settings, cnn_lstm: CnnLstmPort, ppo: PpoPort) -> SignalEngine:
         """The engine a server runs: models of the configured universe, candles from the configured source."""
-        catalog = ModelCatalog.from_store(settings.universe, settings.timeframes)
-        return cls(settings, catalog, MarketData(settings), predict_windows, act, predict_direct=predict_direct)
+        return cls(settings, ModelCatalog.from_store(settings), MarketData(settings), cnn_lstm, ppo)
 
     def __init__(
         self,
         settings: Settings,
         catalog: ModelCatalog,
         market: MarketData,
-        predict_windows: PredictWindows,
-        act: ActObservations,
+        cnn_lstm: CnnLstmPort,
+        ppo: PpoPort,
         *,
-        predict_direct: PredictWindows | None = None,
         clock: Callable[[], pd.Timestamp] = utc_now,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.market = market
-        self.predict_windows = predict_windows
-        self.predict_direct = predict_direct or predict_windows
-        self.act = act
+        self.cnn_lstm = cnn_lstm
+        self.ppo = ppo
         self.clock = clock
         self._cache: OrderedDict[tuple[str, str, str, pd.Timestamp], schemas.Signal] = OrderedDict()
 
@@ -89,7 +76,7 @@ class SignalEngine:
         prepared = await self._prepare(symbol, timeframe)  # one pair: no gather, errors raise directly
         if isinstance(prepared, schemas.Signal):
             return prepared
-        (row,) = await self.predict_windows([WindowRequest(model=prepared.entry.name, window=prepared.window)])
+        (row,) = await self.cnn_lstm.predict([WindowRequest(model=prepared.entry.name, window=prepared.window)])
         result = self._signal_or_error(prepared, row)
         if isinstance(result, SignalsError):
             raise result
@@ -113,7 +100,7 @@ class SignalEngine:
                 raise item  # an unexpected exception is a bug: let the framework answer 500
         if pending:
             requests = [WindowRequest(model=p.entry.name, window=p.window) for _, p in pending]
-            call = self.predict_direct if len(requests) >= DIRECT_CALL_MIN_WINDOWS else self.predict_windows
+            call = self.cnn_lstm.predict_many if len(requests) >= DIRECT_CALL_MIN_WINDOWS else self.cnn_lstm.predict
             rows = await call(requests)
             for (i, item), row in zip(pending, rows, strict=True):
                 results[i] = self._signal_or_error(item, row)
@@ -165,7 +152,7 @@ class SignalEngine:
             baseline_accuracy=entry.baseline_accuracy,
             candle_time=candle_time.to_pydatetime(),
             prediction_time=self.clock().to_pydatetime(),
-            valid_until=(candle_time + 2 * timeframe_delta(timeframe)).to_pydatetime(),
+            valid_until=next_close(candle_time, timeframe).to_pydatetime(),
             current_price=close,
             levels=None if levels is None else schemas.Levels.model_validate(levels, from_attributes=True),
             data_source=snapshot.data_source,
@@ -181,8 +168,8 @@ class SignalEngine:
 
     def _is_stale(self, candle_time: pd.Timestamp, timeframe: str) -> bool:
         """Stale when a newer candle should have closed: now > close of the last candle + tf + grace."""
-        allowed_ns = int((2 * timeframe_seconds(timeframe) + self.settings.stale_grace_s) * 1e9)
-        return bool(self.clock().value > candle_time.value + allowed_ns)  # integer ns: on every warm request
+        grace_ns = int(self.settings.stale_grace_s * 1e9)
+        return bool(self.clock().value > next_close(candle_time, timeframe).value + grace_ns)
 
     async def batch(self, symbols: list[str] | None, timeframe: str) -> schemas.BatchResponse:
         timeframe = parse_timeframe(timeframe)
@@ -194,7 +181,7 @@ class SignalEngine:
 
     async def summary(self, symbol: str, timeframes: list[str] | None) -> schemas.SummaryResponse:
         symbol = normalize_symbol(symbol)
-        wanted = [parse_timeframe(tf) for tf in (timeframes or schemas.DEFAULT_SUMMARY_TIMEFRAMES)]
+        wanted = [parse_timeframe(tf) for tf in (timeframes or MODEL_TIMEFRAMES)]
         pairs = [(symbol, tf) for tf in wanted]
         answered, errors = _split_answers(pairs, await self.predict_many(pairs))
         signals = {tf: signal for (_, tf), signal in answered}
@@ -210,8 +197,8 @@ class SignalEngine:
         snapshot = await self.market.snapshot(symbol, timeframe)
         position = LONG_POSITION if request.position.side == "long" else 0.0
         observation = observation_with_position(snapshot.ppo_market_window, position)
-        (row,) = await self.act([ObservationRequest(model=entry.name, observation=observation)])
-        row = ActionRow.model_validate(row, from_attributes=True)
+        (answer,) = await self.ppo.act([ObservationRequest(model=entry.name, observation=observation)])
+        row = ActionRow.model_validate(answer, from_attributes=True)  # a dict when it crossed the hop as JSON
         if row.missing:
             raise ModelIntegrityError(f"model {entry.name} is not loaded by the PPO runner; see /models")
         action_id, probabilities, value = row.action, np.asarray(row.probabilities, dtype=np.float64), row.value
@@ -229,7 +216,7 @@ class SignalEngine:
             confidence=float(probabilities[action_id]),
             current_price=close,
             candle_time=candle_time.to_pydatetime(),
-            valid_until=(candle_time + 2 * timeframe_delta(timeframe)).to_pydatetime(),
+            valid_until=next_close(candle_time, timeframe).to_pydatetime(),
             model_version=entry.version,
             data_source=snapshot.data_source,
             stale=self._is_stale(candle_time, timeframe),
@@ -255,40 +242,6 @@ def consensus(signals: Sequence[schemas.Signal] | Any) -> schemas.Consensus | No
     return schemas.Consensus(direction=direction, score=round(score, 6), agreeing=agreeing, answered=len(answered))
 
 
-def explain(
-    observation: np.ndarray,
-    probabilities: dict[str, float],
-    chosen: str,
-    position: schemas.Position,
-    close: float,
-    value: float,
-) -> schemas.Explanation:
-    """What the policy saw: its probabilities and the market features of the last bar that stand out most
-    against the 50-bar observation window (z-scores), plus the open position's return when long."""
-    market = observation[:, :-1].astype(np.float64)
-    mean, std = market.mean(axis=0), market.std(axis=0)
-    z = np.divide(market[-1] - mean, std, out=np.zeros_like(mean), where=std > 0)
-    order = np.argsort(-np.abs(z))[:TOP_FEATURES]
-    moves = [
-        schemas.FeatureMove(name=PPO_FEATURE_NAMES[i], value=float(market[-1, i]), zscore=round(float(z[i]), 3))
-        for i in order
-    ]
-    unrealized = None
-    if position.side == "long" and position.entry_price:
-        unrealized = round(close / position.entry_price - 1.0, 6)
-    ranked = ", ".join(f"{name} {p:.0%}" for name, p in sorted(probabilities.items(), key=lambda kv: -kv[1]))
-    moved = ", ".join(f"{m.name} {m.zscore:+.1f} sd" for m in moves)
-    held = (
-        "long" + (f" ({unrealized:+.2%} since entry)" if unrealized is not None else "")
-        if position.side == "long"
-        else "flat"
-    )
-    summary = f"{chosen} while {held}: {ranked}. Last bar vs the 50-bar window: {moved}. Value estimate {value:.4f}."
-    return schemas.Explanation(
-        summary=summary, position=position.side, unrealized_return=unrealized, value_estimate=value, top_features=moves
-    )
-
-
 def _split_answers(
     pairs: Sequence[tuple[str, str]], results: Sequence[schemas.Signal | SignalsError]
 ) -> tuple[list[tuple[tuple[str, str], schemas.Signal]], list[schemas.RequestError]]:
@@ -305,7 +258,7 @@ def _split_answers(
 
 def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
     metadata = entry.metadata
-    if entry.family == "ppo":
+    if entry.family == PPO.name:
         metrics = {"evaluation": metadata.get("evaluation", {})}
         data_range = {k: metadata.get(k) for k in ("training_range", "held_out_range") if k in metadata}
     else:

@@ -20,9 +20,9 @@ import pandas as pd
 
 from signals.core.errors import NotEnoughCandles
 from signals.core.settings import Settings
-from signals.core.timeframes import timeframe_delta
-from signals.data.exchange import ExchangeConfig, ExchangeSource, utc_now
-from signals.data.store import CandleStore
+from signals.core.timeframes import next_close, timeframe_delta, utc_now
+from signals.data.exchange import ExchangeConfig, ExchangeSource
+from signals.data.store import CandleStore, merge_candles
 from signals.data.synthetic import SYNTHETIC_EXCHANGE
 from signals.features.cnn import MIN_CANDLES, SERVING_TAIL, serving_window
 from signals.features.indicators import atr as average_true_range
@@ -139,7 +139,7 @@ class MarketData:
         step = timeframe_delta(timeframe)
         cached = self._cache.get((symbol, timeframe))
         now = self.clock()
-        if cached is not None and now < cached[1].candle_time + 2 * step:  # the next candle has not closed yet
+        if cached is not None and now < next_close(cached[1].candle_time, timeframe):  # not replaced yet
             return cached[1]
         if cached is not None:
             known = cached[1].candles
@@ -150,8 +150,7 @@ class MarketData:
         fresh = await source.fetch(symbol, timeframe, since)
         if len(fresh):
             await asyncio.to_thread(self.store.write, self.exchange_id, symbol, timeframe, fresh)
-        merged = pd.concat([known, fresh], ignore_index=True).drop_duplicates("timestamp", keep="last")
-        tail = merged.sort_values("timestamp").iloc[-SERVING_TAIL:].reset_index(drop=True)
+        tail = merge_candles(known, fresh).iloc[-SERVING_TAIL:].reset_index(drop=True)
         snapshot = self._checked(MarketSnapshot(tail, self.data_source, _tick_size(source, symbol)), symbol, timeframe)
         self._cache[(symbol, timeframe)] = (None, snapshot)  # an empty tail raised above: fetched again next time
         return snapshot

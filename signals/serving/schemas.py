@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Direction = Literal["LONG", "SHORT", "NO_TRADE"]
 ActionName = Literal["HOLD", "BUY", "SELL"]
-DEFAULT_SUMMARY_TIMEFRAMES: tuple[str, ...] = ("15m", "1h", "4h", "1d")
 _SYMBOL_HELP = "BTC/USDT, BTCUSDT or BTC-USDT"
 
 

@@ -12,10 +12,9 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -23,16 +22,14 @@ import signals.features.cnn as cnn_features
 from signals.core.errors import InvalidInput, ModelIntegrityError
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe
-from signals.features.labels import CLASS_NAMES
+from signals.core.vocab import CLASS_NAMES
 from signals.models.cnn_lstm.network import CnnLstm, CnnLstmConfig
-from signals.models.cnn_lstm.training import (
-    LabelledWindows,
-    Scaler,
-    TrainingResult,
-    build_windows,
-)
-from signals.models.metrics import classification_metrics
+from signals.models.device import resolve_device
 from signals.models.registry import StoredModel, list_models, load_model, save_model
+from signals.models.scaler import Scaler
+
+if TYPE_CHECKING:  # training is not on the serving path: only its result type is named here
+    from signals.models.cnn_lstm.training import TrainingResult
 
 logger = logging.getLogger(__name__)
 
@@ -155,13 +152,6 @@ class CnnLstmPredictor:
         return np.concatenate(out) if out else np.empty((0, cfg.n_classes), np.float32)
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInput("device 'cuda' was asked for but CUDA is not available; use 'cpu'")
-    return resolved
-
-
 def check_feature_contract(stored: StoredModel) -> None:
     """Refuse a model built for other features than this code computes (names, order, hash, lookback)."""
     meta = stored.metadata
@@ -210,7 +200,7 @@ def load_cnn_lstm(tag: str, device: str | torch.device = "cpu") -> CnnLstmPredic
     temperature = float(_read_json(stored, CALIBRATION_FILE).get("temperature", float("nan")))
     if not np.isfinite(temperature) or temperature <= 0:
         raise ModelIntegrityError(f"model {stored.tag}: file {CALIBRATION_FILE!r} holds no positive temperature")
-    target = _resolve_device(device)
+    target = resolve_device(device)
     network = CnnLstm(CnnLstmConfig.model_validate(stored.metadata["hyperparameters"]))
     try:
         network.load_state_dict(load_file(str(stored.file(WEIGHTS_FILE))))
@@ -229,18 +219,3 @@ def latest_cnn_lstm_tags() -> dict[tuple[str, str], str]:
         key = (model.info.labels.get("symbol", ""), model.info.labels.get("timeframe", ""))
         out.setdefault(key, str(model.tag))
     return out
-
-
-def score_on_candles(predictor: CnnLstmPredictor, candles: pd.DataFrame) -> dict[str, Any]:
-    """Re-score a stored model on other candles with its own horizon / threshold: accuracy, baseline, ECE.
-
-    The baseline is the model's train-majority class (as at training time); the data's own majority share
-    is reported beside it.
-    """
-    data: LabelledWindows = build_windows(candles, predictor.horizon, predictor.threshold_atr)
-    metrics = predictor.stored.metadata.get("metrics", {})
-    baseline_name = metrics.get("baseline_class", CLASS_NAMES[1])
-    baseline = CLASS_NAMES.index(baseline_name) if baseline_name in CLASS_NAMES else 1
-    if len(data) == 0:
-        return {"samples": 0}
-    return classification_metrics(data.labels, predictor.predict_proba(data.windows), baseline_class=baseline)

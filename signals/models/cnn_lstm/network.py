@@ -20,8 +20,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from signals.core.vocab import CLASS_NAMES
 from signals.features.cnn import LOOKBACK, N_FEATURES
-from signals.features.labels import CLASS_NAMES
 
 N_CLASSES: Final = len(CLASS_NAMES)
 MAX_DEFAULT_PARAMETERS: Final = 300_000

@@ -23,16 +23,18 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 from torch import nn
 
-from signals.features.cnn import FEATURE_NAMES, FIRST_VALID_ROW, LOOKBACK, compute_features, training_windows
-from signals.features.labels import CLASS_NAMES, make_labels
+from signals.core.timeframes import iso_z
+from signals.core.vocab import CLASS_NAMES
+from signals.features.cnn import FIRST_VALID_ROW, LOOKBACK, compute_features, training_windows
+from signals.features.labels import make_labels
 from signals.models.cnn_lstm.network import CnnLstm, CnnLstmConfig, count_parameters
 from signals.models.metrics import class_shares, classification_metrics, majority_class
+from signals.models.scaler import Scaler
 
 logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, float, float], None]
 TEMPERATURE_BOUNDS = (0.05, 20.0)
-_MIN_STD = 1e-8
 
 
 class TrainConfig(BaseModel):
@@ -79,37 +81,6 @@ class Split:
 
     def parts(self) -> dict[str, np.ndarray]:
         return {"train": self.train, "val": self.val, "test": self.test}
-
-
-@dataclass(frozen=True)
-class Scaler:
-    """Per-feature standardisation fitted on training rows; stored as JSON beside the weights."""
-
-    mean: np.ndarray
-    std: np.ndarray
-    feature_names: tuple[str, ...] = FEATURE_NAMES
-
-    @classmethod
-    def fit(cls, rows: np.ndarray, feature_names: tuple[str, ...] = FEATURE_NAMES) -> Scaler:
-        finite = np.where(np.isfinite(rows), rows, np.nan)
-        mean = np.nanmean(finite, axis=0)
-        std = np.nanstd(finite, axis=0)
-        std = np.where(np.isfinite(std) & (std > _MIN_STD), std, 1.0)
-        return cls(mean=np.nan_to_num(mean), std=std, feature_names=tuple(feature_names))
-
-    def transform(self, windows: np.ndarray) -> np.ndarray:
-        return ((windows - self.mean) / self.std).astype(np.float32)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"feature_names": list(self.feature_names), "mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Scaler:
-        return cls(
-            mean=np.asarray(data["mean"], dtype=np.float64),
-            std=np.asarray(data["std"], dtype=np.float64),
-            feature_names=tuple(data["feature_names"]),
-        )
 
 
 @dataclass
@@ -286,18 +257,14 @@ def _fit_network(
     return history, best_epoch
 
 
-def _iso(stamp: pd.Timestamp) -> str:
-    return stamp.isoformat().replace("+00:00", "Z")
-
-
 def _data_range(data: LabelledWindows, split: Split) -> dict[str, dict[str, Any]]:
     """First bar of the first window and last (label) bar of each part, with its sample count."""
     out = {}
     for name, index in split.parts().items():
         first_bar = int(data.bars[index[0]]) - LOOKBACK + 1
         out[name] = {
-            "first": _iso(data.candle_times[first_bar]),
-            "last": _iso(data.timestamps[index[-1]]),
+            "first": iso_z(data.candle_times[first_bar]),
+            "last": iso_z(data.timestamps[index[-1]]),
             "samples": int(len(index)),
         }
     return out

@@ -14,7 +14,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import torch
@@ -24,10 +24,12 @@ from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from signals.core.errors import ModelIntegrityError
+from signals.core.vocab import ACTION_NAMES
 from signals.features.ppo import CLIP, PPO_FEATURE_NAMES, PPO_OBS_SHAPE
-from signals.models.ppo.env import ACTION_NAMES
-from signals.models.ppo.training import PpoTrainingResult
 from signals.models.registry import StoredModel, load_model, save_model
+
+if TYPE_CHECKING:  # training is not on the serving path: only its result type is named here
+    from signals.models.ppo.training import PpoTrainingResult
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def import_ppo(result: PpoTrainingResult) -> StoredModel:
         model_name(result.timeframe),
         labels={"family": FAMILY, "timeframe": result.timeframe, "symbol": ALL_SYMBOLS},
         files={POLICY_FILE: write_policy},
-        metadata={**result.metadata(), "feature_hash": PPO_FEATURE_HASH},
+        metadata={**result.metadata(), "family": FAMILY, "feature_hash": PPO_FEATURE_HASH},
     )
 
 
@@ -96,7 +98,7 @@ def _checked_batch(observations: np.ndarray) -> np.ndarray:
     return batch
 
 
-def _check_contract(stored: StoredModel) -> None:
+def check_contract(stored: StoredModel) -> None:
     """Refuse a model built for another observation than the one `features.ppo` produces today."""
     meta = stored.metadata
     if stored.labels.get("family") != FAMILY:
@@ -140,7 +142,7 @@ def load_ppo(tag: str = "ppo-1h:latest", device: str = "cpu") -> PpoPolicy:
     because the zip contains pickled parts.
     """
     stored = load_model(tag)
-    _check_contract(stored)
+    check_contract(stored)
     model = PPO.load(stored.file(POLICY_FILE), device=device, custom_objects=_safe_objects(stored.metadata))
     model.policy.set_training_mode(False)
     logger.info("loaded %s on %s", stored.tag, device)

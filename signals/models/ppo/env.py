@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from gymnasium import spaces
 
+from signals.core.vocab import ACTION_NAMES, BUY, SELL
 from signals.features.cnn import FIRST_VALID_ROW
 from signals.features.ppo import (
     CLIP,
@@ -34,10 +35,6 @@ from signals.features.ppo import (
 
 logger = logging.getLogger(__name__)
 
-HOLD: Final = 0
-BUY: Final = 1
-SELL: Final = 2
-ACTION_NAMES: Final[tuple[str, ...]] = ("HOLD", "BUY", "SELL")
 DEFAULT_FEE: Final = 0.001
 DEFAULT_SLIPPAGE: Final = 0.0005
 DEFAULT_MAX_STEPS: Final = 512

@@ -25,15 +25,14 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from signals.core.errors import NotEnoughCandles
+from signals.core.timeframes import iso_z
+from signals.core.vocab import ACTION_NAMES, BUY, HOLD
 from signals.features.ppo import PPO_FEATURE_NAMES, PPO_OBS_SHAPE
 from signals.models.ppo.env import (
-    ACTION_NAMES,
-    BUY,
     DEFAULT_FEE,
     DEFAULT_MAX_STEPS,
     DEFAULT_SLIPPAGE,
     FIRST_WINDOW_BAR,
-    HOLD,
     SymbolHistory,
     TradingEnv,
 )
@@ -126,7 +125,6 @@ class PpoTrainingResult:
     def metadata(self) -> dict[str, Any]:
         """JSON-like metadata for the model store: the contract to check at load, ranges, results, settings."""
         return {
-            "family": "ppo",
             "timeframe": self.timeframe,
             "obs_shape": list(PPO_OBS_SHAPE),
             "feature_names": list(PPO_FEATURE_NAMES),
@@ -164,12 +162,8 @@ class ProgressCallback(BaseCallback):
         self.on_progress(self.num_timesteps)
 
 
-def _iso(stamp: pd.Timestamp) -> str:
-    return stamp.isoformat().replace("+00:00", "Z")
-
-
 def _range(history: SymbolHistory) -> dict[str, Any]:
-    return {"first_bar": _iso(history.timestamps[0]), "last_bar": _iso(history.timestamps[-1]), "bars": len(history)}
+    return {"first_bar": iso_z(history.timestamps[0]), "last_bar": iso_z(history.timestamps[-1]), "bars": len(history)}
 
 
 def split_history(symbol: str, candles: pd.DataFrame, train_fraction: float = TRAIN_FRACTION) -> SymbolSplit:

@@ -11,12 +11,9 @@ from pathlib import Path
 import pandas as pd
 
 from signals.data.store import CandleStore
-from signals.data.synthetic import synthetic_universe
-from signals.models.cnn_lstm.artifact import save_cnn_lstm
 from signals.models.cnn_lstm.network import CnnLstmConfig
-from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
-from signals.models.ppo.artifact import import_ppo
-from signals.models.ppo.training import train_ppo
+from signals.models.cnn_lstm.training import TrainConfig
+from signals.pipelines import train_cnn_lstm_model, train_ppo_policy, write_synthetic_market
 
 EXCHANGE = "synthetic"
 END = pd.Timestamp("2026-11-20", tz="UTC")
@@ -54,15 +51,12 @@ def build_world(
     ppo_timeframe: str = "1h",
     days: int = 200,
 ) -> World:
-    """Candles for every (symbol, timeframe) and a 1-epoch CNN-LSTM per entry of `models`, plus a tiny PPO."""
+    """Candles for every (symbol, timeframe) and a 1-epoch CNN-LSTM per entry of `models`, plus a tiny PPO,
+    through the same pipeline `signals train` uses."""
     store = CandleStore(data_dir)
-    candles = synthetic_universe(symbols, timeframes, days=days, seed=11, end=END)
-    for (symbol, timeframe), frame in candles.items():
-        store.replace(EXCHANGE, symbol, timeframe, frame)
+    write_synthetic_market(store, symbols, timeframes, days, seed=11, end=END, exchange=EXCHANGE)
     tiny = CnnLstmConfig(conv_channels=(8,), lstm_hidden=8, head_hidden=8)
     for symbol, timeframe in models:
-        result = train_cnn_lstm(candles[(symbol, timeframe)], TrainConfig(epochs=1, max_bars=900, seed=1), tiny)
-        save_cnn_lstm(result, symbol=symbol, timeframe=timeframe, exchange=EXCHANGE)
-    histories = {s: candles[(s, ppo_timeframe)].iloc[-900:].reset_index(drop=True) for s in symbols[:2]}
-    import_ppo(train_ppo(histories, ppo_timeframe, timesteps=128, seed=1))
+        train_cnn_lstm_model(store, EXCHANGE, symbol, timeframe, TrainConfig(epochs=1, max_bars=900, seed=1), tiny)
+    train_ppo_policy(store, EXCHANGE, symbols[:2], ppo_timeframe, timesteps=128, seed=1, max_bars=900)
     return World(data_dir, symbols, timeframes, models, ppo_timeframe)

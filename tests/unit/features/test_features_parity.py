@@ -36,7 +36,7 @@ from signals.features.ppo import (
     observation,
     serving_observation,
 )
-from tests.conftest import SHARED_OHLCV, shared_candles
+from tests.support.paths import SHARED_OHLCV, shared_candles
 
 pytestmark = pytest.mark.realdata
 

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from signals.core.errors import NotEnoughCandles
+from signals.core.vocab import LONG, NO_TRADE, SHORT
 from signals.data.candles import PRICE_COLUMNS, empty_candles, validate_candles
 from signals.features.cnn import (
     FEATURE_HASH,
@@ -28,7 +29,7 @@ from signals.features.cnn import (
     training_windows,
 )
 from signals.features.indicators import atr
-from signals.features.labels import LONG, NO_TRADE, SHORT, make_labels
+from signals.features.labels import make_labels
 from signals.features.ppo import (
     CLIP,
     FLAT,

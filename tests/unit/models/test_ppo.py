@@ -15,10 +15,11 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from signals.core.errors import ModelIntegrityError
+from signals.core.vocab import BUY, HOLD, SELL
 from signals.features.cnn import SERVING_TAIL
 from signals.features.ppo import LONG_POSITION, PPO_LOOKBACK, PPO_OBS_SHAPE, serving_observation
 from signals.models.ppo.artifact import POLICY_FILE, PpoPolicy, import_ppo, load_ppo
-from signals.models.ppo.env import BUY, FIRST_WINDOW_BAR, HOLD, SELL, SymbolHistory, TradingEnv
+from signals.models.ppo.env import FIRST_WINDOW_BAR, SymbolHistory, TradingEnv
 from signals.models.ppo.training import PpoHyperParameters, PpoTrainingResult, evaluate, split_history, train_ppo
 
 torch.set_num_threads(1)

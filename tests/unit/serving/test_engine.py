@@ -9,11 +9,11 @@ import pytest
 
 from signals.core.settings import Settings
 from signals.data.store import CandleStore
-from signals.runners.cnn_lstm import WindowRequest
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.engine import DIRECT_CALL_MIN_WINDOWS, SignalEngine
 from signals.serving.market import MarketData
-from tests.factories import random_walk_candles
+from tests.support.factories import random_walk_candles
+from tests.support.fakes import FakeCnnLstm, FakePpo
 
 SYMBOLS = [f"C{i}/USDT" for i in range(DIRECT_CALL_MIN_WINDOWS)]
 
@@ -27,41 +27,23 @@ def engine_and_calls(tmp_path: Path) -> tuple[SignalEngine, list[tuple[str, int]
         ModelEntry("cnn-lstm", f"m{i}", f"m{i}:v1", "v1", symbol, "1h", {"metrics": {}})
         for i, symbol in enumerate(SYMBOLS)
     ]
-    calls: list[tuple[str, int]] = []
-
-    def recorder(kind: str):  # type: ignore[no-untyped-def]
-        async def call(requests: list[WindowRequest]) -> list[list[float]]:
-            calls.append((kind, len(requests)))
-            return [[0.2, 0.5, 0.3]] * len(requests)
-
-        return call
-
-    async def act(requests):  # type: ignore[no-untyped-def]
-        raise AssertionError("not used")
-
+    runner = FakeCnnLstm()
     settings = Settings(
         data_dir=tmp_path, exchange="synthetic", universe=SYMBOLS, timeframes=["1h"], signal_cache_size=0
     )
-    engine = SignalEngine(
-        settings,
-        ModelCatalog(entries),
-        MarketData(settings),
-        recorder("queued"),
-        act,
-        predict_direct=recorder("direct"),
-    )
-    return engine, calls
+    engine = SignalEngine(settings, ModelCatalog(entries), MarketData(settings), runner, FakePpo())
+    return engine, runner.calls
 
 
 def test_a_batch_of_many_pairs_calls_the_runner_directly_once(engine_and_calls) -> None:  # type: ignore[no-untyped-def]
     engine, calls = engine_and_calls
     answer = asyncio.run(engine.batch(None, "1h"))
     assert len(answer.signals) == len(SYMBOLS) and answer.errors == []
-    assert calls == [("direct", len(SYMBOLS))]
+    assert calls == [("predict_many", len(SYMBOLS))]
 
 
 def test_single_and_small_requests_go_through_the_batching_queue(engine_and_calls) -> None:  # type: ignore[no-untyped-def]
     engine, calls = engine_and_calls
     asyncio.run(engine.predict(SYMBOLS[0], "1h"))
     asyncio.run(engine.batch(SYMBOLS[:3], "1h"))
-    assert calls == [("queued", 1), ("queued", 3)]
+    assert calls == [("predict", 1), ("predict", 3)]

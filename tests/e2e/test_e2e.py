@@ -24,8 +24,8 @@ import pytest
 from signals.data.store import CandleStore
 from signals.features.cnn import training_windows
 from signals.models.cnn_lstm.artifact import load_cnn_lstm, model_name
-from tests.conftest import REPO_ROOT
-from tests.world import EXCHANGE, World, build_world
+from tests.support.paths import REPO_ROOT
+from tests.support.world import EXCHANGE, World, build_world
 
 pytestmark = pytest.mark.slow
 START_TIMEOUT_S = 180

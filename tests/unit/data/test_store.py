@@ -14,8 +14,8 @@ from signals.core.errors import CandleDataError, DataNotFound, InvalidInput, Inv
 from signals.data import store as store_module
 from signals.data.importer import read_candle_file
 from signals.data.store import CandleStore, atomic_write, find_gaps
-from tests.conftest import SHARED_OHLCV
-from tests.factories import random_walk_candles
+from tests.support.paths import SHARED_OHLCV
+from tests.support.factories import random_walk_candles
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import pytest
 
 from signals.core.errors import CandleDataError, InvalidTimeframe
 from signals.data.candles import CANDLE_COLUMNS, validate_candles
-from tests.factories import random_walk_candles
+from tests.support.factories import random_walk_candles
 
 
 def test_valid_candles_come_back_clean_and_typed() -> None:

@@ -12,8 +12,8 @@ from torch import nn
 from signals.models.cnn_lstm.artifact import CnnLstmPredictor
 from signals.models.cnn_lstm.network import CnnLstm, CnnLstmConfig
 from signals.models.cnn_lstm.stacked import StackedCnnLstm, stack_predictors
-from signals.models.cnn_lstm.training import Scaler
 from signals.models.registry import StoredModel
+from signals.models.scaler import Scaler
 
 TINY = CnnLstmConfig(conv_channels=(4, 6), kernel_size=3, lstm_hidden=5, lstm_layers=2, head_hidden=4)
 ATOL = 1e-5

@@ -23,8 +23,8 @@ from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
 from signals.models.ppo.artifact import import_ppo
 from signals.models.ppo.training import PpoHyperParameters, train_ppo
 from signals.models.registry import StoredModel
-from tests.conftest import REPO_ROOT
-from tests.factories import random_walk_candles
+from tests.support.factories import random_walk_candles
+from tests.support.paths import REPO_ROOT
 
 torch.set_num_threads(1)
 
@@ -87,8 +87,9 @@ def test_bentoml_build_references_the_runner_models(bentoml_home: Path) -> None:
     for runner in ("cnn_lstm_runner", "ppo_runner"):
         assert services[runner]["config"]["runner_connection"]["max_requests"] == 10**9
     src = bento / "src"
-    assert (src / "service.py").is_file() and (src / "runners" / "cnn_lstm.py").is_file()
-    assert (src / "signals" / "cli" / "bootstrap.py").is_file() and (src / "features" / "cnn.py").is_file()
+    assert (src / "service.py").is_file() and (src / "signals" / "runners" / "cnn_lstm.py").is_file()
+    assert (src / "signals" / "cli" / "bootstrap.py").is_file() and (src / "signals" / "features" / "cnn.py").is_file()
     assert not (src / "tests").exists() and not (src / "data").exists() and not (src / ".venv").exists()
+    assert not (src / "signals" / "testing").exists()  # test doubles do not ship
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
     assert "bentoml==1.4.39" in requirements and "torch" in requirements

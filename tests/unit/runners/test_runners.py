@@ -26,6 +26,7 @@ import torch
 from signals.core.errors import InvalidInput
 from signals.core.settings import Settings
 from signals.features.ppo import PPO_OBS_SHAPE
+from signals.models.cnn_lstm import artifact as cnn_artifact_module
 from signals.models.cnn_lstm.artifact import WEIGHTS_FILE, load_cnn_lstm, model_name, save_cnn_lstm
 from signals.models.cnn_lstm.network import CnnLstmConfig
 from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
@@ -33,12 +34,12 @@ from signals.models.device import configure_torch, resolve_device
 from signals.models.ppo.artifact import import_ppo, load_ppo
 from signals.models.ppo.training import PpoHyperParameters, train_ppo
 from signals.models.registry import StoredModel
-from signals.runners import cnn_lstm as cnn_runner_module
-from signals.runners.cnn_lstm import CnnLstmRunner, WindowRequest
+from signals.runners.cnn_lstm import CnnLstmRunner
 from signals.runners.common import batching_options, group_by_model, model_attr
-from signals.runners.ppo import NO_ACTION, ObservationRequest, PpoRunner
-from tests.conftest import REPO_ROOT
-from tests.factories import random_walk_candles
+from signals.runners.ppo import PpoRunner
+from signals.serving.wire import NO_ACTION, ObservationRequest, WindowRequest
+from tests.support.factories import random_walk_candles
+from tests.support.paths import REPO_ROOT
 
 torch.set_num_threads(1)
 
@@ -184,14 +185,14 @@ def test_runner_auto_device_loads_models_on_cuda_when_available(
     """The GPU path on a CPU box: 'auto' with CUDA reported available hands `cuda` to the loader."""
     seen: list[torch.device] = []
 
-    real_load = cnn_runner_module.load_cnn_lstm
+    real_load = cnn_artifact_module.load_cnn_lstm
 
     def fake_load(tag: str, device: torch.device) -> object:
         seen.append(device)
         return real_load(tag, "cpu")  # what was asked for is recorded; the box has no GPU to load onto
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(cnn_runner_module, "load_cnn_lstm", fake_load)
+    monkeypatch.setattr(cnn_artifact_module, "load_cnn_lstm", fake_load)
     runner = CnnLstmRunner.inner(settings=settings(*SYMBOLS, device="auto"))
     assert runner.device == torch.device("cuda") and seen == [torch.device("cuda")] * len(cnn_models)
 
@@ -236,8 +237,9 @@ FRONT = textwrap.dedent(
     import bentoml
     import numpy as np
 
-    from signals.runners.cnn_lstm import CnnLstmRunner, WindowRequest
-    from signals.runners.ppo import ActionRow, ObservationRequest, PpoRunner
+    from signals.runners.cnn_lstm import CnnLstmRunner
+    from signals.runners.ppo import PpoRunner
+    from signals.serving.wire import ActionRow, ObservationRequest, WindowRequest
 
 
     def _plain(value):

@@ -23,13 +23,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import bentoml
 import numpy as np
 import pandas as pd
 import pytest
-from _bentoml_impl.server.app import ServiceAppFactory
-from _bentoml_sdk.service import set_current_service
-from bentoml.exceptions import BentoMLException
 from starlette.testclient import TestClient
 
 from service import SignalService
@@ -43,14 +39,14 @@ from signals.features.ppo import FLAT, LONG_POSITION, PPO_FEATURE_NAMES, PPO_MIN
 from signals.models.cnn_lstm.artifact import WEIGHTS_FILE, model_name
 from signals.models.ppo.artifact import load_ppo
 from signals.models.registry import StoredModel, load_model
-from signals.runners.cnn_lstm import WindowRequest
-from signals.runners.ppo import ObservationRequest
 from signals.serving import schemas
 from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine
 from signals.serving.market import MarketData
+from signals.serving.wire import WindowRequest
 from signals.testing.local_exchange import LocalExchange
-from tests.world import EXCHANGE, World, build_world
+from tests.support.fakes import FakeCnnLstm, FakePpo, separate_metrics
+from tests.support.world import EXCHANGE, World, build_world
 
 BTC, ETH, SOL = "BTC/USDT", "ETH/USDT", "SOL/USDT"
 WORLD_MODELS = ((BTC, "15m"), (BTC, "1h"), (ETH, "1h"))
@@ -87,7 +83,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 @pytest.fixture(scope="module")
 def client(world: World) -> Iterator[TestClient]:
-    with TestClient(app=SignalService.to_asgi()) as test_client:
+    with separate_metrics(), TestClient(app=SignalService.to_asgi()) as test_client:
         yield test_client
 
 
@@ -95,27 +91,17 @@ def client(world: World) -> Iterator[TestClient]:
 def another_server() -> Iterator[TestClient]:
     """A second SignalService instance (its own catalog and market data) from the current environment.
 
-    BentoML keeps one "current service" per process and clears it when a server stops; the module's
-    server gets it back afterwards so that its compat routes keep answering. Prometheus metrics can be
-    registered once per process, so this server has none.
+    Its engine is bound to the compat routes while it runs and released when it stops (`EngineSlot`), so the
+    module's server answers them again afterwards.
     """
-    try:
-        previous = bentoml.get_current_service()
-    except BentoMLException:  # no module server running (a test selected alone)
-        previous = None
-    SignalService.inject_config()  # what `to_asgi()` does, minus the Prometheus middleware: its metrics
-    app = ServiceAppFactory(SignalService, is_main=True, enable_metrics=False)()  # are process-wide, once only
-    try:
-        with TestClient(app=app) as test_client:
-            yield test_client
-    finally:
-        set_current_service(previous)
+    with separate_metrics(), TestClient(app=SignalService.to_asgi()) as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="module")
 def catalog(world: World) -> ModelCatalog:
     settings = get_settings()
-    return ModelCatalog.from_store(settings.universe, settings.timeframes)
+    return ModelCatalog.from_store(settings)
 
 
 # --- helpers -------------------------------------------------------------------------------------------
@@ -259,18 +245,10 @@ def engine_answering(
     catalog: ModelCatalog, probabilities: Sequence[float], clock: Any = None
 ) -> tuple[SignalEngine, list[WindowRequest]]:
     """An engine whose CNN-LSTM runner answers `probabilities` to every window (and records the requests)."""
-    seen: list[WindowRequest] = []
-
-    async def predict_windows(requests: list[WindowRequest]) -> list[list[float]]:
-        seen.extend(requests)
-        return [list(probabilities) for _ in requests]
-
-    async def act(requests: list[ObservationRequest]) -> list[Any]:
-        raise AssertionError("the PPO runner is not part of /predict")
-
+    runner = FakeCnnLstm(probabilities)
     settings = get_settings()
     extra = {} if clock is None else {"clock": clock}
-    return SignalEngine(settings, catalog, MarketData(settings), predict_windows, act, **extra), seen
+    return SignalEngine(settings, catalog, MarketData(settings), runner, FakePpo(), **extra), runner.requests
 
 
 # --- health --------------------------------------------------------------------------------------------

@@ -28,8 +28,8 @@ from signals.data.exchange import ExchangeConfig, ExchangeSource, fetch_candles,
 from signals.data.store import CandleStore
 from signals.testing.local_exchange import LocalExchange
 
-SHARED_DATA = Path(os.environ.get("SIGNALS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-OHLCV = SHARED_DATA / "ohlcv"
+from tests.support.paths import SHARED_OHLCV as OHLCV
+
 EXCHANGE = "binance"
 BARS = {("BTC/USDT", "15m"): 1500, ("ETH/USDT", "15m"): 700, ("BTC/USDT", "1h"): 400, ("ETH/USDT", "1h"): 300}
 FAST = {"timeout_ms": 2000, "retries": 3, "backoff_s": 0.01, "limit": 400}
@@ -67,7 +67,9 @@ def exchange(server_store: CandleStore) -> Iterator[LocalExchange]:
 def fetch(server: LocalExchange, symbol: str = "BTC/USDT", timeframe: str = "15m", **options: Any) -> pd.DataFrame:
     kwargs = {**FAST, **options}
     since = kwargs.pop("since", pd.Timestamp("2024-01-01", tz="UTC"))
-    return asyncio.run(fetch_candles(symbol, timeframe, since, base_url=server.url, **kwargs))
+    clients = {key: kwargs.pop(key) for key in ("now", "until", "exchange_class") if key in kwargs}
+    config = ExchangeConfig(EXCHANGE, server.url, **kwargs)
+    return asyncio.run(fetch_candles(symbol, timeframe, since, config, **clients))
 
 
 def test_pagination_returns_the_source_bars_exactly(

@@ -41,8 +41,8 @@ from signals.models.cnn_lstm.training import (
 )
 from signals.models.metrics import classification_metrics, expected_calibration_error
 from signals.models.registry import load_model
-from tests.conftest import shared_candles
-from tests.factories import random_walk_candles
+from tests.support.factories import random_walk_candles
+from tests.support.paths import shared_candles
 
 torch.set_num_threads(1)
 

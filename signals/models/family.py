@@ -1,0 +1,69 @@
+"""The seam between a model family and everything that serves it: one small record, two instances.
+
+What the catalog, the runners and the commands need to know of a family, and nothing else: its label in the
+store, the store name of one (symbol, timeframe), which names the settings ask to serve, how to load a verified
+model, and how to check that a stored model was built for the inputs this code computes. The instances live in
+`signals.models.families`; there is deliberately no class hierarchy (StyleGuide: two families, one shape).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from signals.core.errors import SignalsError
+from signals.core.settings import Settings
+from signals.core.symbols import normalize_symbol
+from signals.core.timeframes import parse_timeframe
+from signals.models.registry import StoredModel
+
+logger = logging.getLogger(__name__)
+
+Labels = Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One model family as the rest of the server sees it."""
+
+    name: str  # the store label `family`, e.g. "cnn-lstm"
+    per_symbol: bool  # one model per (symbol, timeframe), or one per timeframe for every symbol
+    store_name: Callable[[str | None, str], str]  # (symbol or None, timeframe) -> store name
+    load: Callable[[str, torch.device], Any]  # tag -> a loaded, verified model on a device
+    check_contract: Callable[[StoredModel], None]  # raises ModelIntegrityError for a model of other inputs
+
+    def key(self, labels: Labels) -> tuple[str | None, str] | None:
+        """(symbol or None, timeframe) of a stored model of this family, from its labels; None if malformed."""
+        if labels.get("family") != self.name:
+            return None
+        try:
+            timeframe = parse_timeframe(labels.get("timeframe", ""))
+            symbol = normalize_symbol(labels.get("symbol", "")) if self.per_symbol else None
+        except SignalsError:
+            return None
+        return symbol, timeframe
+
+    def served_keys(self, settings: Settings) -> set[tuple[str | None, str]]:
+        """Every (symbol or None, timeframe) the settings ask this family to serve; bad entries are skipped."""
+        keys: set[tuple[str | None, str]] = set()
+        for timeframe in settings.timeframes:
+            for symbol in settings.universe if self.per_symbol else [None]:
+                try:
+                    keys.add((normalize_symbol(symbol) if symbol else None, parse_timeframe(timeframe)))
+                except SignalsError as error:  # a bad entry in the settings must not stop the others
+                    logger.warning("universe entry %r / %r ignored: %s", symbol, timeframe, error)
+        return keys
+
+    def wanted(self, settings: Settings) -> Callable[[Labels], str | None]:
+        """`served_name` with the served keys computed once (runners call it per stored model)."""
+        keys = self.served_keys(settings)
+
+        def name_if_served(labels: Labels) -> str | None:
+            key = self.key(labels)
+            return self.store_name(*key) if key is not None and key in keys else None
+
+        return name_if_served

@@ -1,0 +1,237 @@
+"""The one candles -> train -> store pipeline, and "ensure the demo world".
+
+Every caller goes through here: `signals train`, `signals bootstrap`, the tests' world and the benchmark's world.
+So a change to how a model is trained and imported is made once, and what the tests and the benchmark exercise
+is what a user runs.
+
+The model layer (torch, stable-baselines3) is imported inside the functions that train: the command line
+imports this module for its defaults, and `signals --help` should not wait seconds for torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from signals.core.errors import SignalsError
+from signals.core.symbols import normalize_symbol
+from signals.core.timeframes import parse_timeframe, timeframe_seconds
+from signals.data.store import CandleStore
+from signals.data.synthetic import SYNTHETIC_EXCHANGE, synthetic_universe
+
+if TYPE_CHECKING:
+    from signals.models.cnn_lstm.network import CnnLstmConfig
+    from signals.models.cnn_lstm.training import EpochCallback, TrainConfig, TrainingResult
+    from signals.models.ppo.training import PpoHyperParameters, PpoTrainingResult
+    from signals.models.registry import StoredModel
+
+logger = logging.getLogger(__name__)
+
+DEMO_SEED = 7
+DEMO_SYMBOLS: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
+DEMO_PPO_TIMEFRAME = "1h"
+# 730 daily bars: ~630 labelled 1d windows, enough for a purged train / validation / test split (each
+# boundary drops lookback + horizon = 64 samples) and far more than a serving window needs (93 bars).
+DEMO_DAYS = 730
+DEMO_EPOCHS = 3
+DEMO_PPO_TIMESTEPS = 2048
+# Demo training reads only the most recent bars of each series: minutes, not hours, on two cores.
+DEMO_CNN_MAX_BARS = 3000
+DEMO_PPO_MAX_BARS = 2000
+
+
+@dataclass(frozen=True)
+class TrainedCnnLstm:
+    """A CNN-LSTM as trained and as stored."""
+
+    stored: StoredModel
+    result: TrainingResult
+    symbol: str
+    timeframe: str
+
+
+def write_synthetic_market(
+    store: CandleStore,
+    symbols: Iterable[str],
+    timeframes: Iterable[str],
+    days: int,
+    seed: int,
+    *,
+    end: pd.Timestamp | None = None,
+    exchange: str = SYNTHETIC_EXCHANGE,
+    replace: bool = True,
+    base_timeframe: str = "15m",
+) -> dict[tuple[str, str], pd.DataFrame]:
+    """Generate a seeded synthetic market and write it to the store (replacing, or merging into, its files)."""
+    frames = synthetic_universe(symbols, timeframes, days, seed, end=end, base_timeframe=base_timeframe)
+    write = store.replace if replace else store.write
+    for (symbol, timeframe), candles in frames.items():
+        write(exchange, symbol, timeframe, candles)
+    return frames
+
+
+def train_cnn_lstm_model(
+    store: CandleStore,
+    exchange: str,
+    symbol: str,
+    timeframe: str,
+    config: TrainConfig | None = None,
+    net_config: CnnLstmConfig | None = None,
+    *,
+    on_epoch: EpochCallback | None = None,
+) -> TrainedCnnLstm:
+    """Read the candles of (symbol, timeframe), train, calibrate and score a CNN-LSTM, import it into the store."""
+    from signals.models.cnn_lstm.artifact import save_cnn_lstm
+    from signals.models.cnn_lstm.training import train_cnn_lstm
+
+    symbol, timeframe = normalize_symbol(symbol), parse_timeframe(timeframe)
+    result = train_cnn_lstm(store.read(exchange, symbol, timeframe), config, net_config, on_epoch)
+    stored = save_cnn_lstm(result, symbol=symbol, timeframe=timeframe, exchange=exchange)
+    logger.info("trained %s in %.1f s", stored.tag, result.seconds)
+    return TrainedCnnLstm(stored, result, symbol, timeframe)
+
+
+def train_ppo_policy(
+    store: CandleStore,
+    exchange: str,
+    symbols: Iterable[str],
+    timeframe: str,
+    timesteps: int,
+    seed: int = 0,
+    *,
+    max_bars: int | None = None,
+    hyper_parameters: PpoHyperParameters | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> tuple[StoredModel, PpoTrainingResult]:
+    """Train one PPO policy across the symbols' candles of `timeframe` (optionally their last `max_bars`)."""
+    from signals.models.ppo.artifact import import_ppo
+    from signals.models.ppo.training import ProgressCallback, train_ppo
+
+    timeframe = parse_timeframe(timeframe)
+    histories = {}
+    for symbol in dict.fromkeys(normalize_symbol(s) for s in symbols):
+        candles = store.read(exchange, symbol, timeframe)
+        histories[symbol] = candles.iloc[-max_bars:].reset_index(drop=True) if max_bars else candles
+    callback = ProgressCallback(on_progress) if on_progress is not None else None
+    result = train_ppo(histories, timeframe, timesteps, seed, hyper_parameters=hyper_parameters, callback=callback)
+    return import_ppo(result), result
+
+
+@dataclass
+class Step:
+    """One line of what `ensure_demo_world` did."""
+
+    step: str
+    item: str
+    status: str
+    detail: str = ""
+    seconds: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        return {**self.__dict__, "seconds": round(self.seconds, 1)}
+
+
+@dataclass(frozen=True)
+class DemoWorld:
+    """What the demo world holds; the defaults are `make serve`'s."""
+
+    symbols: tuple[str, ...] = DEMO_SYMBOLS
+    timeframes: tuple[str, ...] = ("15m", "1h", "4h", "1d")
+    days: int = DEMO_DAYS
+    epochs: int = DEMO_EPOCHS
+    ppo_timesteps: int = DEMO_PPO_TIMESTEPS
+    seed: int = DEMO_SEED
+    end: pd.Timestamp | None = None  # None: the last UTC midnight, so demo data looks current
+    net_config: CnnLstmConfig | None = None
+    cnn_max_bars: int = DEMO_CNN_MAX_BARS
+    ppo_max_bars: int = DEMO_PPO_MAX_BARS
+    ppo_timeframe: str = DEMO_PPO_TIMEFRAME
+    ppo_symbols: tuple[str, ...] | None = None  # None: every symbol
+
+    @property
+    def sorted_timeframes(self) -> list[str]:
+        return sorted(dict.fromkeys(parse_timeframe(tf) for tf in self.timeframes), key=timeframe_seconds)
+
+
+def ensure_demo_world(store: CandleStore, world: DemoWorld | None = None, *, force: bool = False) -> Iterator[Step]:
+    """Synthetic candles, a CNN-LSTM per (symbol, timeframe) and a PPO policy, each made only when missing.
+
+    Idempotent (what exists is kept unless `force`), so `make serve` runs it every time. A model that fails to
+    train (e.g. too few bars) is reported as a failed step and the others still train. Yields each step as it
+    finishes, so a caller can show progress.
+    """
+    from signals.models.cnn_lstm.artifact import latest_cnn_lstm_tags
+    from signals.models.cnn_lstm.training import TrainConfig
+    from signals.models.device import configure_torch
+
+    world = world or DemoWorld()
+    configure_torch()
+    symbols = list(dict.fromkeys(normalize_symbol(s) for s in world.symbols))
+    timeframes = world.sorted_timeframes
+    for symbol in symbols:
+        step = Step("candles", symbol, "kept", "all timeframes already stored")
+        started = time.perf_counter()
+        if force or not all(store.exists(SYNTHETIC_EXCHANGE, symbol, tf) for tf in timeframes):
+            frames = write_synthetic_market(store, [symbol], timeframes, world.days, world.seed, end=world.end)
+            step.status = "generated"
+            step.detail = ", ".join(f"{tf}: {len(frames[(symbol, tf)])}" for tf in timeframes)
+        step.seconds = time.perf_counter() - started
+        yield step
+    existing = latest_cnn_lstm_tags()
+    config = TrainConfig(epochs=world.epochs, patience=world.epochs, max_bars=world.cnn_max_bars, seed=world.seed)
+    for symbol in symbols:
+        for timeframe in timeframes:
+            yield _ensure_cnn_lstm(store, symbol, timeframe, config, world.net_config, existing, force)
+    if world.ppo_timeframe in timeframes:
+        yield _ensure_ppo(store, world, world.ppo_symbols or tuple(symbols), force)
+
+
+def _ensure_cnn_lstm(
+    store: CandleStore,
+    symbol: str,
+    timeframe: str,
+    config: TrainConfig,
+    net_config: CnnLstmConfig | None,
+    existing: dict[tuple[str, str], str],
+    force: bool,
+) -> Step:
+    step = Step("cnn-lstm", f"{symbol} {timeframe}", "kept", existing.get((symbol, timeframe), ""))
+    started = time.perf_counter()
+    if force or (symbol, timeframe) not in existing:
+        try:
+            trained = train_cnn_lstm_model(store, SYNTHETIC_EXCHANGE, symbol, timeframe, config, net_config)
+        except (SignalsError, ValueError) as error:  # e.g. too few bars: the other models still train
+            step.status, step.detail = "failed", f"{error} (raise --days)"
+        else:
+            step.status = "trained"
+            step.detail = f"{trained.stored.tag} (test acc {trained.result.metrics['accuracy']:.3f})"
+    step.seconds = time.perf_counter() - started
+    return step
+
+
+def _ensure_ppo(store: CandleStore, world: DemoWorld, symbols: tuple[str, ...], force: bool) -> Step:
+    from signals.models.families import PPO
+    from signals.models.registry import list_models
+
+    name = PPO.store_name(None, world.ppo_timeframe)
+    tags = [str(m.tag) for m in list_models(PPO.name) if m.tag.name == name]
+    step = Step("ppo", f"{name} ({', '.join(symbols)})", "kept", tags[0] if tags else "")
+    started = time.perf_counter()
+    if force or not tags:
+        stored, _ = train_ppo_policy(
+            store,
+            SYNTHETIC_EXCHANGE,
+            symbols,
+            world.ppo_timeframe,
+            world.ppo_timesteps,
+            world.seed,
+            max_bars=world.ppo_max_bars,
+        )
+        step.status, step.detail = "trained", str(stored.tag)
+    step.seconds = time.perf_counter() - started
+    return step

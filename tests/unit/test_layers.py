@@ -1,0 +1,71 @@
+"""The serving path never needs training code: `service.py`, the runners and the model loaders import, and load
+a stored model, with every training module made unimportable. (import-linter checks the package's own
+imports in `make lint`; this also covers `service.py`, which is a module outside the package.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from signals.data.store import CandleStore
+from signals.models.cnn_lstm.network import CnnLstmConfig
+from signals.models.cnn_lstm.training import TrainConfig
+from signals.pipelines import train_cnn_lstm_model, train_ppo_policy
+from tests.support.factories import random_walk_candles
+from tests.support.paths import REPO_ROOT
+
+TRAINING_MODULES = (
+    "signals.models.cnn_lstm.training",
+    "signals.models.cnn_lstm.evaluate",
+    "signals.models.ppo.training",
+    "signals.models.ppo.env",
+    "signals.pipelines",
+    "signals.testing",
+    "scipy.optimize",
+)
+
+PROBE = textwrap.dedent(
+    """
+    import importlib.abc
+    import sys
+
+    BLOCKED = {blocked!r}
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+                raise ImportError(f"{{name}} is a training module: the serving path must not import it")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    import service  # the API service, its runners, the catalog, the model families and their loaders
+    from signals.models.device import CPU
+    from signals.models.families import CNN_LSTM, PPO
+
+    cnn = CNN_LSTM.load({cnn_tag!r}, CPU)
+    ppo = PPO.load({ppo_tag!r}, CPU)
+    print("ok", cnn.tag, ppo.tag)
+    """
+)
+
+
+def test_service_and_runners_import_and_load_models_with_training_modules_blocked(tmp_path: Path) -> None:
+    store = CandleStore(tmp_path)
+    store.write("synthetic", "BTC/USDT", "1h", random_walk_candles(700, timeframe="1h", seed=2))
+    tiny = CnnLstmConfig(conv_channels=(8,), lstm_hidden=8, head_hidden=8)
+    cnn = train_cnn_lstm_model(store, "synthetic", "BTC/USDT", "1h", TrainConfig(epochs=1, seed=0), tiny).stored
+    ppo, _ = train_ppo_policy(store, "synthetic", ["BTC/USDT"], "1h", timesteps=64)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SIGNALS_")}
+    probe = subprocess.run(
+        [sys.executable, "-c", PROBE.format(blocked=TRAINING_MODULES, cnn_tag=cnn.tag, ppo_tag=ppo.tag)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert probe.stdout.split() == ["ok", cnn.tag, ppo.tag]

@@ -149,22 +149,27 @@ def _write_candles(world: World) -> None:
 
 
 def _train_cnn_lstms(world: World) -> None:
+    """One pooled network per timeframe over its symbols, as `signals train` makes them (one epoch, no folds:
+    the benchmark measures serving cost, not skill)."""
     import torch
 
     from signals.data.store import CandleStore
     from signals.models.cnn_lstm.artifact import latest_cnn_lstm_tags
     from signals.models.cnn_lstm.network import CnnLstmConfig
     from signals.models.cnn_lstm.training import TrainConfig
-    from signals.pipelines import train_cnn_lstm_model
+    from signals.pipelines import train_cnn_lstm_models
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))  # building the world is not what is measured
     store = CandleStore(world.data_dir)
     present = set(latest_cnn_lstm_tags())  # a half-built world resumes where it stopped
     net = CnnLstmConfig(conv_channels=(8,), lstm_hidden=8, head_hidden=8) if world.spec.tiny_network else None
-    config = TrainConfig(epochs=1, max_bars=world.spec.max_bars, seed=1)
+    config = TrainConfig(epochs=1, max_bars=world.spec.max_bars, seed=1, folds=0)
+    by_timeframe: dict[str, list[str]] = {}
     for symbol, timeframe in world.spec.models():
         if (symbol, timeframe) not in present:
-            train_cnn_lstm_model(store, EXCHANGE, symbol, timeframe, config, net)
+            by_timeframe.setdefault(timeframe, []).append(symbol)
+    for timeframe, symbols in by_timeframe.items():
+        train_cnn_lstm_models(store, EXCHANGE, symbols, timeframe, config, net)
 
 
 def _train_ppo(world: World) -> None:

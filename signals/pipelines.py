@@ -46,13 +46,11 @@ DEMO_PPO_MAX_BARS = 2000
 
 
 @dataclass(frozen=True)
-class TrainedCnnLstm:
-    """A CNN-LSTM as trained and as stored."""
+class TrainedTimeframe:
+    """One timeframe's CNN-LSTM as trained (its walk-forward report inside) and its store entries, one per pair."""
 
-    stored: StoredModel
     result: TrainingResult
-    symbol: str
-    timeframe: str
+    stored: list[StoredModel]
 
 
 def write_synthetic_market(
@@ -75,25 +73,44 @@ def write_synthetic_market(
     return frames
 
 
-def train_cnn_lstm_model(
+def read_candles(
+    store: CandleStore, exchange: str, symbols: Iterable[str], timeframe: str
+) -> dict[str, pd.DataFrame]:
+    """Each symbol's stored candles of one timeframe, keyed by the normalised symbol."""
+    return {s: store.read(exchange, s, timeframe) for s in dict.fromkeys(normalize_symbol(x) for x in symbols)}
+
+
+def train_cnn_lstm_models(
     store: CandleStore,
     exchange: str,
-    symbol: str,
+    symbols: Iterable[str],
     timeframe: str,
     config: TrainConfig | None = None,
     net_config: CnnLstmConfig | None = None,
     *,
+    pooled: bool = True,
     on_epoch: EpochCallback | None = None,
-) -> TrainedCnnLstm:
-    """Read the candles of (symbol, timeframe), train, calibrate and score a CNN-LSTM, import it into the store."""
-    from signals.models.cnn_lstm.artifact import save_cnn_lstm
-    from signals.models.cnn_lstm.training import train_cnn_lstm
+    on_stage: Callable[[str], None] | None = None,
+) -> list[TrainedTimeframe]:
+    """Train, walk-forward-evaluate, calibrate and import the CNN-LSTMs of one timeframe.
 
-    symbol, timeframe = normalize_symbol(symbol), parse_timeframe(timeframe)
-    result = train_cnn_lstm(store.read(exchange, symbol, timeframe), config, net_config, on_epoch)
-    stored = save_cnn_lstm(result, symbol=symbol, timeframe=timeframe, exchange=exchange)
-    logger.info("trained %s in %.1f s", stored.tag, result.seconds)
-    return TrainedCnnLstm(stored, result, symbol, timeframe)
+    `pooled`: one network over every pair's windows (the default: the features are scale-free, so 34 pairs give
+    34x the samples), stored once per pair with that pair's calibration and scores. Otherwise one network per
+    pair, trained by the same recipe, to compare against.
+    """
+    from signals.models.cnn_lstm.artifact import save_cnn_lstm_models
+    from signals.models.cnn_lstm.training import train_pooled
+
+    timeframe = parse_timeframe(timeframe)
+    candles = read_candles(store, exchange, symbols, timeframe)
+    groups = [candles] if pooled else [{symbol: frame} for symbol, frame in candles.items()]
+    out = []
+    for group in groups:
+        result = train_pooled(group, timeframe, config, net_config, on_epoch=on_epoch, on_stage=on_stage)
+        stored = save_cnn_lstm_models(result, exchange=exchange)
+        logger.info("trained %s %s in %.1f s: %s", timeframe, ",".join(group), result.seconds, [s.tag for s in stored])
+        out.append(TrainedTimeframe(result, stored))
+    return out
 
 
 def train_ppo_policy(
@@ -184,32 +201,40 @@ def ensure_demo_world(store: CandleStore, world: DemoWorld | None = None, *, for
         yield step
     existing = latest_cnn_lstm_tags()
     config = TrainConfig(epochs=world.epochs, patience=world.epochs, max_bars=world.cnn_max_bars, seed=world.seed)
-    for symbol in symbols:
-        for timeframe in timeframes:
-            yield _ensure_cnn_lstm(store, symbol, timeframe, config, world.net_config, existing, force)
+    for timeframe in timeframes:
+        yield _ensure_cnn_lstm(store, symbols, timeframe, config, world.net_config, existing, force)
     if world.ppo_timeframe in timeframes:
         yield _ensure_ppo(store, world, world.ppo_symbols or tuple(symbols), force)
 
 
 def _ensure_cnn_lstm(
     store: CandleStore,
-    symbol: str,
+    symbols: list[str],
     timeframe: str,
     config: TrainConfig,
     net_config: CnnLstmConfig | None,
     existing: dict[tuple[str, str], str],
     force: bool,
 ) -> Step:
-    step = Step("cnn-lstm", f"{symbol} {timeframe}", "kept", existing.get((symbol, timeframe), ""))
+    """One pooled network for the timeframe, unless every pair already has a model."""
+    missing = [s for s in symbols if (s, timeframe) not in existing]
+    step = Step("cnn-lstm", f"{timeframe} ({', '.join(symbols)})", "kept", f"{len(symbols)} models in the store")
     started = time.perf_counter()
-    if force or (symbol, timeframe) not in existing:
+    if force or missing:
         try:
-            trained = train_cnn_lstm_model(store, SYNTHETIC_EXCHANGE, symbol, timeframe, config, net_config)
-        except (SignalsError, ValueError) as error:  # e.g. too few bars: the other models still train
+            (trained,) = train_cnn_lstm_models(store, SYNTHETIC_EXCHANGE, symbols, timeframe, config, net_config)
+        except (SignalsError, ValueError) as error:  # e.g. too few bars: the other timeframes still train
             step.status, step.detail = "failed", f"{error} (raise --days)"
         else:
+            pooled = trained.result.walk_forward["pooled"]
+            accuracy = pooled.get("accuracy", {}).get("value")
+            shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
+            verdicts = sorted({str(s.metadata.get("edge", {}).get("verdict")) for s in trained.stored})
             step.status = "trained"
-            step.detail = f"{trained.stored.tag} (test acc {trained.result.metrics['accuracy']:.3f})"
+            step.detail = (
+                f"{len(trained.stored)} models; walk-forward accuracy {shown} vs majority "
+                f"{pooled.get('majority_share', 0):.3f}; edge {', '.join(verdicts)}"
+            )
     step.seconds = time.perf_counter() - started
     return step
 

@@ -78,7 +78,7 @@ def bootstrap(
         raise fail(error) from error
     store = CandleStore(data_dir_or_default(data_dir))
     timeframe_list = world.sorted_timeframes
-    total = len(world.symbols) * (1 + len(timeframe_list)) + (world.ppo_timeframe in timeframe_list)
+    total = len(world.symbols) + len(timeframe_list) + (world.ppo_timeframe in timeframe_list)
     started = time.perf_counter()
     steps = []
     try:

@@ -20,9 +20,11 @@ from signals.cli.app import (
     emit_table,
     exchange_or_default,
     fail,
+    progress_bar,
     split_csv,
     stderr,
 )
+from signals.cli.report import with_interval
 from signals.core.errors import SignalsError
 from signals.core.timeframes import iso_z
 
@@ -47,26 +49,59 @@ def _range_bounds(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
                 yield from _range_bounds(item, inside)
 
 
-def model_row(tag: str, labels: dict[str, str], metadata: dict[str, Any]) -> dict[str, Any]:
-    """One `signals models` row, read generically from a model's labels and metadata."""
+def model_row(tag: str, labels: dict[str, str], metadata: dict[str, Any], *, as_json: bool = False) -> dict[str, Any]:
+    """One `signals models` row, read generically from a model's labels and metadata (every family)."""
     found = metadata.get("metrics")
     metrics: dict[str, Any] = found if isinstance(found, dict) else {}
     bounds = list(_range_bounds(metadata))
     firsts = [stamp for kind, stamp in bounds if kind == "first"]
     lasts = [stamp for kind, stamp in bounds if kind == "last"]
     name, _, version = tag.partition(":")
-    return {
+    found_edge = metadata.get("edge")
+    edge: dict[str, Any] = found_edge if isinstance(found_edge, dict) else {}
+    row: dict[str, Any] = {
         "model": name,
         "family": labels.get("family", metadata.get("family")),
         "symbol": labels.get("symbol", metadata.get("symbol")),
         "timeframe": labels.get("timeframe", metadata.get("timeframe")),
         "version": version,
-        "accuracy": _round(metrics.get("accuracy")),
-        "baseline": _round(metrics.get("baseline_accuracy")),
-        "ece": _round(metrics.get("ece")),
+        "edge": edge.get("verdict", "insufficient_data"),
+    }
+    if as_json:
+        keep = (
+            "metrics",
+            "walk_forward",
+            "evaluation",
+            "threshold",
+            "break_even_hit_rate",
+            "horizon",
+            "stop_atr",
+            "costs",
+            "health",
+            "temperature",
+        )
+        return {
+            **row,
+            **{key: metadata[key] for key in keep if key in metadata},
+            "edge": edge,
+            "data_first": min(firsts) if firsts else None,
+            "data_last": max(lasts) if lasts else None,
+        }
+    calls = metrics.get("calls", {}) if isinstance(metrics.get("calls"), dict) else {}
+    return {
+        **row,
+        "edge_value_%": with_interval(_percent(edge)) if edge.get("value") is not None else None,
+        "accuracy": with_interval(metrics.get("accuracy")) if isinstance(metrics.get("accuracy"), dict) else None,
+        "majority": _round(metrics.get("majority_share")),
+        "calls": calls.get("n"),
+        "break_even": _round(metadata.get("break_even_hit_rate")),
         "data_first": min(firsts) if firsts else None,
         "data_last": max(lasts) if lasts else None,
     }
+
+
+def _percent(edge: dict[str, Any]) -> dict[str, Any]:
+    return {key: 100 * edge[key] for key in ("value", "ci_low", "ci_high") if isinstance(edge.get(key), int | float)}
 
 
 @app.command("models")
@@ -74,7 +109,8 @@ def list_stored_models(
     all_versions: Annotated[bool, typer.Option("--all-versions", help="Every version, not only the latest.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Every model in the model store (all families): family, symbol, timeframe, version, test metrics, data range."""
+    """Every model in the model store (all families): edge verdict, walk-forward accuracy beside the majority
+    share, actionable calls, break-even hit rate, data range; `--json` adds the whole walk-forward summary."""
     from signals.models.registry import list_models
 
     rows, seen = [], set()
@@ -82,8 +118,8 @@ def list_stored_models(
         if not all_versions and model.tag.name in seen:
             continue
         seen.add(model.tag.name)
-        rows.append(model_row(str(model.tag), dict(model.info.labels), dict(model.info.metadata)))
-    emit_table(rows, as_json=as_json, title="Model store (accuracy / baseline / ECE on each model's test split)")
+        rows.append(model_row(str(model.tag), dict(model.info.labels), dict(model.info.metadata), as_json=as_json))
+    emit_table(rows, as_json=as_json, title="Model store (walk-forward figures, 95 % intervals)")
 
 
 def _overlaps(candles_first: str, candles_last: str, metadata: dict[str, Any]) -> bool:
@@ -104,12 +140,16 @@ def evaluate_models(
     timeframes: Annotated[list[str] | None, typer.Option("--timeframes", help="Only these timeframes.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Re-score the latest CNN-LSTM models on another candle store: accuracy vs baseline, calibrated ECE."""
+    """Score the latest CNN-LSTMs on the candles of another store (another period, other data), as they serve:
+    accuracy with its interval beside the majority, reversal and persistence baselines, log-loss and Brier skill,
+    calibration with sharpness, and the actionable calls' hit rate and after-cost expectancy; per model and
+    pooled per timeframe."""
+    from signals.cli.report import score_row
     from signals.core.symbols import normalize_symbol
     from signals.core.timeframes import parse_timeframe
     from signals.data.store import CandleStore
     from signals.models.cnn_lstm.artifact import latest_cnn_lstm_tags, load_cnn_lstm
-    from signals.models.cnn_lstm.evaluate import score_on_candles
+    from signals.models.cnn_lstm.evaluate import Evaluation, evaluate_model, pooled
     from signals.models.device import configure_torch
 
     configure_torch()  # one torch thread: on a shared 2-core box two threads fight a neighbour
@@ -119,7 +159,7 @@ def evaluate_models(
     except SignalsError as error:
         raise fail(error) from error
     store, exchange_id = CandleStore(data_dir_or_default(data_dir)), exchange_or_default(exchange)
-    rows: list[dict[str, Any]] = []
+    chosen = []
     for (symbol, timeframe), tag in sorted(latest_cnn_lstm_tags().items()):
         if (wanted_symbols and symbol not in wanted_symbols) or (
             wanted_timeframes and timeframe not in wanted_timeframes
@@ -128,29 +168,40 @@ def evaluate_models(
         if not store.exists(exchange_id, symbol, timeframe):
             stderr.print(f"note: no {timeframe} candles for {symbol} on {exchange_id} in {store.root}; skipped")
             continue
-        try:
-            predictor = load_cnn_lstm(tag)
-            candles = store.read(exchange_id, symbol, timeframe)
-            scores = score_on_candles(predictor, candles)
-        except (SignalsError, ValueError) as error:
-            stderr.print(f"[yellow]skipped[/yellow] {tag}: {error}", highlight=False)
-            continue
-        first = iso_z(candles["timestamp"].iloc[0])
-        last = iso_z(candles["timestamp"].iloc[-1])
-        rows.append(
-            {
-                "model": tag,
-                "symbol": symbol,
-                "timeframe": timeframe,
-                "samples": scores["samples"],
-                "accuracy": _round(scores.get("accuracy")),
-                "baseline": _round(scores.get("baseline_accuracy")),
-                "majority_share": _round(scores.get("own_majority_share")),
-                "balanced_accuracy": _round(scores.get("balanced_accuracy")),
-                "ece": _round(scores.get("ece")),
-                "data_first": first,
-                "data_last": last,
-                "overlaps_training": _overlaps(first, last, predictor.stored.metadata),
-            }
-        )
-    emit_table(rows, as_json=as_json, title=f"CNN-LSTM on {store.root} ({exchange_id})")
+        chosen.append((symbol, timeframe, tag))
+    rows: list[dict[str, Any]] = []
+    done: dict[str, list[Evaluation]] = {}
+    with progress_bar() as progress:
+        task = progress.add_task("evaluating", total=len(chosen))
+        for symbol, timeframe, tag in chosen:
+            progress.update(task, description=f"evaluating {symbol} {timeframe}")
+            try:
+                predictor = load_cnn_lstm(tag)
+                evaluation = evaluate_model(predictor, store.read(exchange_id, symbol, timeframe))
+            except (SignalsError, ValueError) as error:
+                stderr.print(f"[yellow]skipped[/yellow] {tag}: {error}", highlight=False)
+                progress.advance(task)
+                continue
+            done.setdefault(timeframe, []).append(evaluation)
+            first, last = iso_z(evaluation.first), iso_z(evaluation.last)
+            rows.append(
+                {
+                    "model": tag,
+                    "timeframe": timeframe,
+                    **score_row(evaluation.scores, as_json=as_json),
+                    "data_first": first,
+                    "data_last": last,
+                    "overlaps_training": bool(first and last and _overlaps(first, last, predictor.stored.metadata)),
+                }
+            )
+            progress.advance(task)
+    for timeframe, evaluations in done.items():
+        if len(evaluations) > 1:
+            rows.append(
+                {
+                    "model": f"pooled {timeframe}",
+                    "timeframe": timeframe,
+                    **score_row(pooled(evaluations), as_json=as_json),
+                }
+            )
+    emit_table(rows, as_json=as_json, title=f"CNN-LSTM on {store.root} ({exchange_id}); 95 % block-bootstrap intervals")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.progress import TaskID
 
 from signals.cli.app import (
     DataDirOption,
@@ -26,71 +27,108 @@ app.add_typer(train_app, name="train")
 
 @train_app.command("cnn-lstm")
 def train_cnn_lstm_command(
-    symbols: Annotated[list[str], typer.Option("--symbols", help="Symbols, repeated or comma-separated.")],
-    timeframes: Annotated[list[str], typer.Option("--timeframes", help="Timeframes, repeated or comma-separated.")],
-    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs (early stopping on validation loss).")] = 15,
+    symbols: Annotated[
+        list[str] | None, typer.Option("--symbols", help="Symbols, repeated or comma-separated. Default: the universe.")
+    ] = None,
+    timeframes: Annotated[
+        list[str] | None, typer.Option("--timeframes", help="Timeframes, repeated or comma-separated. Default: all.")
+    ] = None,
+    per_pair: Annotated[
+        bool, typer.Option("--per-pair", help="One network per pair instead of one per timeframe over all pairs.")
+    ] = False,
+    epochs: Annotated[int, typer.Option(min=1, help="Maximum epochs (early stopping on validation loss).")] = 12,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and batch order.")] = 0,
-    max_bars: Annotated[int | None, typer.Option(min=100, help="Train on only the most recent bars.")] = None,
-    horizon: Annotated[int, typer.Option(min=1, help="Label horizon in bars.")] = 4,
-    threshold: Annotated[float, typer.Option(min=0.0, help="LONG/SHORT move threshold in ATRs.")] = 0.5,
+    max_bars: Annotated[int | None, typer.Option(min=100, help="Train on only each pair's most recent bars.")] = None,
+    horizon: Annotated[
+        int | None, typer.Option(min=1, help="Label horizon in bars. Default per timeframe: 15m 12, 1h 10, 4h 8, 1d 6.")
+    ] = None,
+    folds: Annotated[int, typer.Option(min=0, max=12, help="Walk-forward test blocks (0: none).")] = 4,
+    search: Annotated[
+        bool, typer.Option("--search", help="Choose network size and learning rate on the first fold's validation.")
+    ] = False,
     data_dir: DataDirOption = None,
     exchange: ExchangeOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Train one CNN-LSTM per (symbol, timeframe), calibrate it, score it on held-out test bars, import it."""
-    # Imported here: torch takes seconds to import and other commands do not need it.
+    """Train the CNN-LSTMs of each timeframe: walk-forward evaluation against baselines, then the served fit,
+    calibrated per pair, with an abstention threshold and an edge verdict; one store entry per pair."""
+    from signals.cli.report import score_row
     from signals.core.errors import SignalsError
+    from signals.core.settings import get_settings
     from signals.core.symbols import normalize_symbol
     from signals.core.timeframes import parse_timeframe
     from signals.data.store import CandleStore
     from signals.models.cnn_lstm.training import TrainConfig
     from signals.models.device import configure_torch
-    from signals.pipelines import train_cnn_lstm_model
+    from signals.pipelines import train_cnn_lstm_models
 
+    settings = get_settings()
     configure_torch()  # one torch thread: on a shared 2-core box two threads fight a neighbour
     try:
-        pairs = [(normalize_symbol(s), parse_timeframe(t)) for s in split_csv(symbols) for t in split_csv(timeframes)]
-        config = TrainConfig(epochs=epochs, seed=seed, max_bars=max_bars, horizon=horizon, threshold_atr=threshold)
+        symbol_list = [normalize_symbol(s) for s in split_csv(symbols) or settings.universe]
+        timeframe_list = [parse_timeframe(t) for t in split_csv(timeframes) or settings.timeframes]
+        config = TrainConfig(
+            epochs=epochs,
+            seed=seed,
+            max_bars=max_bars,
+            horizon=horizon,
+            folds=folds,
+            search=search,
+            stop_atr=settings.stop_atr,
+            fee=settings.fee,
+            slippage=settings.slippage,
+        )
     except (SignalsError, ValueError) as error:
         raise fail(error) from error
     store, exchange_id = CandleStore(data_dir_or_default(data_dir)), exchange_or_default(exchange)
     rows: list[dict[str, object]] = []
     failures = 0
     with progress_bar() as progress:
-        for symbol, timeframe in pairs:
-            task = progress.add_task(f"cnn-lstm {symbol} {timeframe}", total=epochs)
+        for timeframe in timeframe_list:
+            task = progress.add_task(f"cnn-lstm {timeframe}", total=epochs)
+
+            def on_stage(stage: str, task: TaskID = task, timeframe: str = timeframe) -> None:
+                progress.update(task, description=f"cnn-lstm {timeframe}: {stage}", completed=0)
+
             try:
-                trained = train_cnn_lstm_model(
+                trained = train_cnn_lstm_models(
                     store,
                     exchange_id,
-                    symbol,
+                    symbol_list,
                     timeframe,
                     config,
+                    pooled=not per_pair,
                     on_epoch=lambda epoch, *_, task=task: progress.update(task, completed=epoch),
+                    on_stage=on_stage,
                 )
             except (SignalsError, ValueError) as error:
                 failures += 1
-                stderr.print(f"[yellow]skipped[/yellow] {symbol} {timeframe}: {error}", highlight=False)
+                stderr.print(f"[yellow]skipped[/yellow] {timeframe}: {error}", highlight=False)
                 continue
-            result, stored = trained.result, trained.stored
-            progress.update(task, total=len(result.history), completed=len(result.history))
-            m = result.metrics
-            rows.append(
-                {
-                    "model": stored.tag,
-                    "test_samples": m["samples"],
-                    "accuracy": round(m["accuracy"], 4),
-                    "baseline": round(m["baseline_accuracy"], 4),
-                    "balanced_acc": round(m["balanced_accuracy"], 4),
-                    "ece_before": round(m["ece_uncalibrated"], 4),
-                    "ece_after": round(m["ece"], 4),
-                    "temperature": round(result.temperature, 3),
-                    "epochs": f"{len(result.history)} (best {result.best_epoch})",
-                    "params": result.n_parameters,
-                    "seconds": round(result.seconds, 1),
-                }
-            )
-    emit_table(rows, as_json=as_json, title="CNN-LSTM: test split (accuracy vs train-majority baseline)")
+            progress.update(task, completed=epochs)
+            for item in trained:
+                result = item.result
+                if len(result.symbols) > 1:
+                    rows.append(
+                        {
+                            "model": f"pooled {timeframe}",
+                            "verdict_of": "all pairs",
+                            **score_row(result.walk_forward["pooled"], as_json=as_json),
+                            "seconds": round(result.seconds, 1),
+                            "health": "; ".join(result.health) or "ok",
+                        }
+                    )
+                for stored in item.stored:
+                    pair = stored.metadata["symbol"]
+                    rows.append(
+                        {
+                            "model": stored.tag,
+                            "verdict_of": pair,
+                            **score_row(result.walk_forward["pairs"].get(pair, {}), as_json=as_json),
+                            "edge": stored.metadata.get("edge", {}).get("verdict"),
+                        }
+                    )
+    emit_table(rows, as_json=as_json, title="CNN-LSTM walk-forward (out-of-sample test blocks; 95 % intervals)")
     if failures and not rows:
         raise typer.Exit(code=2)
 

@@ -41,7 +41,9 @@ class Settings(BaseSettings):
         "store", description="Serve candles from the Parquet store, or live from the exchange through ccxt."
     )
     stale_grace_s: float = Field(120.0, ge=0, description="A signal is stale when its candle is older than tf + this.")
-    stop_atr: float = Field(1.5, gt=0, description="Stop-loss distance in ATRs.")
+    stop_atr: float = Field(1.5, gt=0, description="Stop-loss distance in ATRs (and the first target: 1 R).")
+    fee: float = Field(0.001, ge=0, lt=0.1, description="Trading fee per side, a fraction of the notional.")
+    slippage: float = Field(0.0005, ge=0, lt=0.1, description="Slippage per side, a fraction of the price.")
     take_profit_r: list[float] = Field(default_factory=lambda: [1.0, 2.0, 3.0], description="Take-profit R multiples.")
     ppo_timeframe: str = Field("1h", description="Timeframe of the PPO policy used when /action names none.")
     signal_cache_size: int = Field(4096, ge=0, description="Signals kept per (model version, last closed candle).")

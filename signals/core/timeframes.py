@@ -58,6 +58,11 @@ def next_close(candle_time: pd.Timestamp, timeframe: str) -> pd.Timestamp:
     return candle_time + 2 * timeframe_delta(timeframe)
 
 
+def horizon_end(candle_time: pd.Timestamp, timeframe: str, bars: int) -> pd.Timestamp:
+    """When a plan opened at the close of `candle_time` and held `bars` bars ends: the close of the last of them."""
+    return candle_time + (bars + 1) * timeframe_delta(timeframe)
+
+
 def last_closed_open(now: pd.Timestamp, timeframe: str) -> pd.Timestamp:
     """Open time of the newest candle that is closed at `now` (bars sit on the epoch grid, UTC)."""
     step_ns = timeframe_seconds(timeframe) * 1_000_000_000

@@ -66,9 +66,10 @@ def save_model(
 ) -> StoredModel:
     """Create a new version of `name`: write each file, record its SHA-256 in the metadata, save.
 
-    `metadata` must hold only JSON-like values (BentoML stores it as YAML). Library versions are added.
+    `metadata` must hold only JSON-like values (BentoML stores it as YAML); None values are left out (BentoML
+    refuses them), so a reader treats a missing key as "unset". Library versions are added.
     """
-    with bentoml.models.create(name, labels=labels, metadata=dict(metadata)) as model:
+    with bentoml.models.create(name, labels=labels, metadata=without_none(metadata)) as model:
         hashes: dict[str, Any] = {}
         for filename, write in files.items():
             target = Path(model.path_of(filename))
@@ -79,6 +80,15 @@ def save_model(
         model.info.metadata.setdefault("library_versions", versions)
     logger.info("saved %s with files %s", model.tag, sorted(hashes))
     return load_model(str(model.tag))
+
+
+def without_none(value: Any) -> Any:
+    """`value` with every None dropped from its dicts and lists, recursively."""
+    if isinstance(value, dict):
+        return {key: without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple):
+        return [without_none(item) for item in value if item is not None]
+    return value
 
 
 def load_model(tag: str) -> StoredModel:

@@ -32,11 +32,45 @@ class ModelEntry:
 
     @property
     def accuracy(self) -> float | None:
-        return self.metadata.get("metrics", {}).get("accuracy")
+        """The model's walk-forward (out-of-sample) accuracy on this pair."""
+        found = self.metadata.get("metrics", {}).get("accuracy")
+        return _number(found.get("value") if isinstance(found, dict) else None)
 
     @property
     def baseline_accuracy(self) -> float | None:
-        return self.metadata.get("metrics", {}).get("baseline_accuracy")
+        """The majority class's share of the same walk-forward test samples (the evaluation period's own)."""
+        return _number(self.metadata.get("metrics", {}).get("majority_share"))
+
+    @property
+    def edge(self) -> dict[str, Any]:
+        """The stored edge verdict; a model stored before the skill gate has none, so it has no evidence."""
+        found = self.metadata.get("edge")
+        if not isinstance(found, dict) or "verdict" not in found:
+            return {
+                "verdict": "insufficient_data",
+                "metric": "expectancy_after_costs_pct",
+                "n": 0,
+                "source": "walk_forward",
+                "reason": "the model was stored without a walk-forward evaluation; retrain it",
+            }
+        return found
+
+    @property
+    def threshold(self) -> float | None:
+        return _number(self.metadata.get("threshold"))
+
+    @property
+    def horizon(self) -> int | None:
+        value = _number(self.metadata.get("horizon"))
+        return None if value is None else int(value)
+
+    @property
+    def break_even_hit_rate(self) -> float | None:
+        return _number(self.metadata.get("break_even_hit_rate"))
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class ModelCatalog:

@@ -11,7 +11,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ import pandas as pd
 from signals.core.errors import ModelIntegrityError, SignalsError
 from signals.core.settings import Settings
 from signals.core.symbols import normalize_symbol
-from signals.core.timeframes import MODEL_TIMEFRAMES, next_close, parse_timeframe, utc_now
+from signals.core.timeframes import MODEL_TIMEFRAMES, horizon_end, next_close, parse_timeframe, utc_now
 from signals.core.vocab import ACTION_NAMES, CLASS_NAMES
 from signals.features.ppo import LONG_POSITION
 from signals.features.ppo import observation as observation_with_position
@@ -27,6 +26,7 @@ from signals.models.families import PPO
 from signals.serving import schemas
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.explain import explain
+from signals.serving.gate import STALE_REASON, action_gate, consensus, signal_gate
 from signals.serving.market import MarketData, MarketSnapshot
 from signals.serving.risk import risk_levels
 from signals.serving.wire import ActionRow, CnnLstmPort, ObservationRequest, PpoPort, WindowRequest
@@ -35,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 # A call carrying this many windows is a batch already: it goes to the runner directly, not through its queue.
 DIRECT_CALL_MIN_WINDOWS = 8
-CONSENSUS_THRESHOLD = 0.15
 
 
 @dataclass(frozen=True)
@@ -114,7 +113,7 @@ class SignalEngine:
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
-            return cached.model_copy(update={"stale": self._is_stale(snapshot.candle_time, timeframe)})
+            return self._as_of_now(cached)
         return _Pending(entry, snapshot, snapshot.cnn_window)
 
     def _signal_or_error(self, item: _Pending, row: Sequence[float]) -> schemas.Signal | SignalsError:
@@ -122,42 +121,63 @@ class SignalEngine:
         probabilities = np.asarray([np.nan if p is None else p for p in row], dtype=np.float64)
         if probabilities.shape != (3,) or not np.isfinite(probabilities).all():
             return ModelIntegrityError(f"model {item.entry.name} is not loaded by the CNN-LSTM runner; see /models")
-        signal = self._build_signal(item, probabilities)
-        self._remember((item.entry.tag, signal.symbol, signal.timeframe, item.snapshot.candle_time), signal)
-        return signal
+        fresh = self._build_signal(item, probabilities)
+        self._remember((item.entry.tag, fresh.symbol, fresh.timeframe, item.snapshot.candle_time), fresh)
+        return self._as_of_now(fresh)
 
     def _build_signal(self, item: _Pending, probabilities: np.ndarray) -> schemas.Signal:
+        """The signal as of its candle's close (not stale); `_as_of_now` ages it on every answer."""
         entry, snapshot = item.entry, item.snapshot
         symbol, timeframe = entry.symbol or "", entry.timeframe or ""
         direction = CLASS_NAMES[int(np.argmax(probabilities))]
-        close, atr = snapshot.close, snapshot.atr
-        levels = risk_levels(
-            direction,
-            close=close,
-            atr=atr,
-            timeframe=timeframe,
-            stop_atr=self.settings.stop_atr,
-            r_multiples=tuple(self.settings.take_profit_r),
-            tick=snapshot.tick,
-        )
+        confidence = float(probabilities.max())
+        edge = schemas.Edge.model_validate(entry.edge)
+        actionable, reason = signal_gate(edge, direction, confidence, entry.threshold, stale=False)
+        levels = None
+        if actionable:
+            levels = risk_levels(
+                direction,
+                close=snapshot.close,
+                atr=snapshot.atr,
+                timeframe=timeframe,
+                stop_atr=self.settings.stop_atr,
+                r_multiples=tuple(self.settings.take_profit_r),
+                tick=snapshot.tick,
+            )
         candle_time = snapshot.candle_time
+        horizon = entry.horizon
         return schemas.Signal(
             symbol=symbol,
             timeframe=timeframe,
             direction=direction,
-            confidence=float(probabilities.max()),
+            confidence=confidence,
             probabilities=schemas.Probabilities(**dict(zip(CLASS_NAMES, map(float, probabilities), strict=True))),
+            actionable=actionable,
+            abstain_reason=reason,
+            edge=edge,
+            break_even_hit_rate=entry.break_even_hit_rate,
             model_version=entry.version,
             model_accuracy=entry.accuracy,
             baseline_accuracy=entry.baseline_accuracy,
             candle_time=candle_time.to_pydatetime(),
             prediction_time=self.clock().to_pydatetime(),
             valid_until=next_close(candle_time, timeframe).to_pydatetime(),
-            current_price=close,
+            horizon_bars=horizon,
+            expires_at=None if horizon is None else horizon_end(candle_time, timeframe, horizon).to_pydatetime(),
+            current_price=snapshot.close,
             levels=None if levels is None else schemas.Levels.model_validate(levels, from_attributes=True),
             data_source=snapshot.data_source,
-            stale=self._is_stale(candle_time, timeframe),
+            stale=False,
         )
+
+    def _as_of_now(self, signal: schemas.Signal) -> schemas.Signal:
+        """The signal with `stale` as of now; a stale signal serves no trade plan (the gate's last rule)."""
+        if not self._is_stale(pd.Timestamp(signal.candle_time), signal.timeframe):
+            return signal
+        if signal.actionable:
+            update = {"stale": True, "actionable": False, "levels": None, "abstain_reason": STALE_REASON}
+            return signal.model_copy(update=update)
+        return signal.model_copy(update={"stale": True})
 
     def _remember(self, key: tuple[str, str, str, pd.Timestamp], signal: schemas.Signal) -> None:
         if self.settings.signal_cache_size == 0:
@@ -207,6 +227,11 @@ class SignalEngine:
         explanation = None
         if request.include_explanation:
             explanation = explain(observation, names, ACTION_NAMES[action_id], request.position, close, value)
+        edge = schemas.Edge.model_validate(entry.edge)
+        actionable, reason = action_gate(edge, ACTION_NAMES[action_id], request.position.side)
+        stale = self._is_stale(candle_time, timeframe)
+        if actionable and stale:
+            actionable, reason = False, STALE_REASON
         return schemas.Action(
             symbol=symbol,
             timeframe=timeframe,
@@ -214,12 +239,15 @@ class SignalEngine:
             action_name=ACTION_NAMES[action_id],
             probabilities=schemas.ActionProbabilities(**names),
             confidence=float(probabilities[action_id]),
+            actionable=actionable,
+            abstain_reason=reason,
+            edge=edge,
             current_price=close,
             candle_time=candle_time.to_pydatetime(),
             valid_until=next_close(candle_time, timeframe).to_pydatetime(),
             model_version=entry.version,
             data_source=snapshot.data_source,
-            stale=self._is_stale(candle_time, timeframe),
+            stale=stale,
             explanation=explanation,
         )
 
@@ -229,17 +257,6 @@ class SignalEngine:
     # --- models -----------------------------------------------------------------------------------------
     def models(self) -> list[schemas.ModelInfo]:
         return [_model_info(entry) for entry in self.catalog.entries]
-
-
-def consensus(signals: Sequence[schemas.Signal] | Any) -> schemas.Consensus | None:
-    """Mean of P(LONG) - P(SHORT) across timeframes; LONG / SHORT beyond +-0.15, else NO_TRADE."""
-    answered = list(signals)
-    if not answered:
-        return None
-    score = float(np.mean([s.probabilities.LONG - s.probabilities.SHORT for s in answered]))
-    direction = "LONG" if score > CONSENSUS_THRESHOLD else "SHORT" if score < -CONSENSUS_THRESHOLD else "NO_TRADE"
-    agreeing = sum(s.direction == direction for s in answered)
-    return schemas.Consensus(direction=direction, score=round(score, 6), agreeing=agreeing, answered=len(answered))
 
 
 def _split_answers(
@@ -259,11 +276,20 @@ def _split_answers(
 def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
     metadata = entry.metadata
     if entry.family == PPO.name:
-        metrics = {"evaluation": metadata.get("evaluation", {})}
+        metrics = {
+            "evaluation": metadata.get("evaluation", {}),
+            "held_out_summary": metadata.get("held_out_summary", {}),
+        }
         data_range = {k: metadata.get(k) for k in ("training_range", "held_out_range") if k in metadata}
     else:
-        keep = ("accuracy", "baseline_accuracy", "balanced_accuracy", "ece", "ece_uncalibrated", "log_loss", "samples")
-        metrics = {k: v for k, v in metadata.get("metrics", {}).items() if k in keep}
+        metrics = {
+            "walk_forward": metadata.get("metrics", {}),  # this pair's out-of-sample test blocks
+            "pooled_walk_forward": metadata.get("walk_forward", {}).get("pooled", {}),  # every pair of the timeframe
+            "threshold": entry.threshold,
+            "break_even_hit_rate": entry.break_even_hit_rate,
+            "horizon_bars": entry.horizon,
+            "health": metadata.get("health", []),
+        }
         data_range = metadata.get("data_range", {})
     return schemas.ModelInfo(
         family=entry.family,
@@ -273,6 +299,7 @@ def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
         version=entry.version,
         status="ok" if entry.error is None else "unavailable",
         error=entry.error,
+        edge=None if entry.error is not None else schemas.Edge.model_validate(entry.edge),
         metrics=metrics,
         data_range=data_range,
     )

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Direction = Literal["LONG", "SHORT", "NO_TRADE"]
 ActionName = Literal["HOLD", "BUY", "SELL"]
+Verdict = Literal["positive", "none", "negative", "insufficient_data"]
 _SYMBOL_HELP = "BTC/USDT, BTCUSDT or BTC-USDT"
 
 
@@ -78,20 +79,39 @@ class Levels(BaseModel):
     risk_reward: float
 
 
+class Edge(BaseModel):
+    """What the model showed out of sample: the after-cost expectancy of its actionable calls, with a 95 % interval."""
+
+    verdict: Verdict = Field(description="positive only when the interval lies above 0")
+    metric: str = Field(description="what value and interval measure (expectancy_after_costs_pct: per call)")
+    value: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n: int = Field(0, description="actionable calls behind the figure")
+    source: str = Field("walk_forward", description="walk_forward: out-of-sample test blocks at training time")
+    reason: str | None = Field(None, description="why the verdict was demoted or could not be reached")
+
+
 class Signal(BaseModel):
     symbol: str
     timeframe: str
-    direction: Direction
+    direction: Direction = Field(description="The model's most likely outcome (argmax), actionable or not.")
     confidence: float = Field(ge=0, le=1)
     probabilities: Probabilities
+    actionable: bool = Field(description="Edge positive, direction LONG/SHORT, confidence at or above the threshold.")
+    abstain_reason: str | None = Field(description="Why the signal is not actionable (one line); null when it is.")
+    edge: Edge
+    break_even_hit_rate: float | None = Field(description="Share of plans that must reach 1 R to pay costs.")
     model_version: str
-    model_accuracy: float | None
-    baseline_accuracy: float | None
+    model_accuracy: float | None = Field(description="Walk-forward (out-of-sample) accuracy on this pair.")
+    baseline_accuracy: float | None = Field(description="Majority class share of the same walk-forward samples.")
     candle_time: datetime = Field(description="Open time of the last closed candle.")
     prediction_time: datetime
     valid_until: datetime = Field(description="Close time of the candle after candle_time.")
+    horizon_bars: int | None = Field(description="Bars the trade plan runs before it is resolved.")
+    expires_at: datetime | None = Field(description="Close of the last bar of the horizon: the plan's end.")
     current_price: float
-    levels: Levels | None
+    levels: Levels | None = Field(description="Entry, stop and targets: only for actionable LONG/SHORT signals.")
     data_source: str
     stale: bool
 
@@ -110,10 +130,14 @@ class BatchResponse(BaseModel):
 
 
 class Consensus(BaseModel):
+    """Across timeframes, from the actionable signals only (a signal without edge does not vote)."""
+
     direction: Direction
-    score: float = Field(description="Mean of P(LONG) - P(SHORT) over the answered timeframes, in [-1, 1].")
-    agreeing: int = Field(description="Answered timeframes whose direction equals the consensus.")
-    answered: int
+    score: float = Field(description="Mean of P(LONG) - P(SHORT) over the actionable signals, in [-1, 1]; 0 if none.")
+    agreeing: int = Field(description="Actionable signals whose direction equals the consensus.")
+    actionable: int = Field(description="Actionable signals that voted.")
+    answered: int = Field(description="Timeframes answered (actionable or not).")
+    rule: str
 
 
 class SummaryResponse(BaseModel):
@@ -150,6 +174,9 @@ class Action(BaseModel):
     action_name: ActionName
     probabilities: ActionProbabilities
     confidence: float
+    actionable: bool = Field(description="Edge positive and the action changes the caller's position.")
+    abstain_reason: str | None
+    edge: Edge
     current_price: float
     candle_time: datetime
     valid_until: datetime
@@ -167,5 +194,6 @@ class ModelInfo(BaseModel):
     version: str
     status: Literal["ok", "unavailable"]
     error: str | None = None
+    edge: Edge | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     data_range: dict[str, Any] = Field(default_factory=dict)

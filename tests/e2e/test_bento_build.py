@@ -17,19 +17,16 @@ import pytest
 import torch
 import yaml
 
-from signals.models.cnn_lstm.artifact import model_name, save_cnn_lstm
-from signals.models.cnn_lstm.network import CnnLstmConfig
-from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
+from signals.models.cnn_lstm.artifact import model_name
 from signals.models.ppo.artifact import import_ppo
 from signals.models.ppo.training import PpoHyperParameters, train_ppo
 from signals.models.registry import StoredModel
 from tests.support.factories import random_walk_candles
+from tests.support.models import tiny_cnn_lstm
 from tests.support.paths import REPO_ROOT
 
 torch.set_num_threads(1)
 
-TINY = CnnLstmConfig(conv_channels=(8,), kernel_size=3, lstm_hidden=8, head_hidden=8, dropout=0.0)
-QUICK = TrainConfig(epochs=1, batch_size=64, seed=1)
 # A (symbols, timeframe) no other test trains, so the build's universe holds only these models.
 SYMBOLS = ("LINK/USDT", "AVAX/USDT")
 TF = "4h"
@@ -38,9 +35,7 @@ TF = "4h"
 def _tiny_models() -> tuple[dict[str, StoredModel], StoredModel]:
     cnn = {}
     for seed, symbol in enumerate(SYMBOLS):
-        candles = random_walk_candles(700, timeframe=TF, seed=20 + seed)
-        result = train_cnn_lstm(candles, QUICK, TINY)
-        cnn[model_name(symbol, TF)] = save_cnn_lstm(result, symbol=symbol, timeframe=TF, exchange="synthetic")
+        cnn[model_name(symbol, TF)] = tiny_cnn_lstm(symbol, TF, seed=20 + seed)
     hyper = PpoHyperParameters(n_steps=64, batch_size=32, n_epochs=1)
     histories = {"LINK/USDT": random_walk_candles(300, timeframe=TF, seed=30)}
     ppo = import_ppo(train_ppo(histories, TF, timesteps=64, seed=0, hyper_parameters=hyper))

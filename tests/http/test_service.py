@@ -16,6 +16,7 @@ mounted compat app looks up per request) back to the module's server.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -216,13 +217,22 @@ def assert_signal(signal: dict[str, Any], world: World, symbol: str, timeframe: 
     assert signal["confidence"] == max(probabilities.values())
     assert signal["direction"] == max(CLASSES, key=probabilities.__getitem__)
     model = stored_model(symbol, timeframe)
+    metadata = model.metadata
     assert signal["model_version"] == model.version
-    assert signal["model_accuracy"] == pytest.approx(model.metadata["metrics"]["accuracy"], rel=1e-12)
-    assert signal["baseline_accuracy"] == pytest.approx(model.metadata["metrics"]["baseline_accuracy"], rel=1e-12)
+    # Both figures come from the same walk-forward test samples of this pair, out of sample.
+    assert signal["model_accuracy"] == pytest.approx(metadata["metrics"]["accuracy"]["value"], rel=1e-12)
+    assert signal["baseline_accuracy"] == pytest.approx(metadata["metrics"]["majority_share"], rel=1e-12)
+    assert signal["break_even_hit_rate"] == pytest.approx(metadata["break_even_hit_rate"], rel=1e-12)
+    assert signal["edge"]["verdict"] == metadata["edge"]["verdict"] and signal["edge"]["source"] == "walk_forward"
+    assert signal["horizon_bars"] == metadata["horizon"]
+    assert stamp(signal["expires_at"]) == candle_time + (metadata["horizon"] + 1) * timeframe_delta(timeframe)
     assert signal["current_price"] == close
     assert signal["data_source"] == "synthetic"
     assert signal["stale"] is True  # the world ends 2026-11-20; the clock is later
-    assert_levels(signal["levels"], signal["direction"], close, last_atr(candles), timeframe)
+    # Tiny models on a synthetic market show no edge: the signal says so and serves no trade plan.
+    assert metadata["edge"]["verdict"] != "positive"
+    assert signal["actionable"] is False and signal["levels"] is None
+    assert signal["abstain_reason"].startswith("no demonstrated edge")
 
 
 def next_bar(candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
@@ -274,23 +284,85 @@ def test_predict_accepts_every_symbol_spelling_and_answers_in_ccxt_form(client: 
     assert all(a.json() == answers[0].json() for a in answers)  # the same (cached) signal
 
 
+def with_edge(catalog: ModelCatalog, verdict: str = "positive", threshold: float | None = 0.5) -> ModelCatalog:
+    """The world's catalog, its models given a stored edge verdict and threshold (what a real, skilled model
+    would carry), so that the gate's every rule can be driven from the probabilities."""
+    edge = {
+        "verdict": verdict,
+        "metric": "expectancy_after_costs_pct",
+        "value": 0.004,
+        "ci_low": 0.001,
+        "ci_high": 0.007,
+        "n": 250,
+        "source": "walk_forward",
+    }
+    entries = []
+    for entry in catalog.entries:
+        metadata = {**entry.metadata, "edge": edge, "threshold": threshold}
+        entries.append(dataclasses.replace(entry, metadata=metadata))
+    return ModelCatalog(entries)
+
+
+def fresh_clock(world: World, symbol: str, timeframe: str) -> Any:
+    """A clock just after the last stored candle closed: its signal is not stale."""
+    candle_time = serving_tail(world, symbol, timeframe)["timestamp"].iloc[-1]
+    return lambda: candle_time + timeframe_delta(timeframe) + pd.Timedelta(seconds=5)
+
+
 @pytest.mark.parametrize(
     ("probabilities", "direction"),
     [((0.1, 0.2, 0.7), "LONG"), ((0.6, 0.3, 0.1), "SHORT"), ((0.25, 0.5, 0.25), "NO_TRADE")],
 )
-def test_direction_is_the_argmax_and_levels_follow_it(
+def test_direction_is_the_argmax_and_an_actionable_call_carries_its_levels(
     world: World, catalog: ModelCatalog, probabilities: tuple[float, ...], direction: str
 ) -> None:
-    engine, seen = engine_answering(catalog, probabilities)
+    engine, seen = engine_answering(with_edge(catalog), probabilities, clock=fresh_clock(world, BTC, "1h"))
     signal = asyncio.run(engine.predict(BTC, "1h")).model_dump(mode="json")
     assert [r.model for r in seen] == [model_name(BTC, "1h")]
     assert signal["direction"] == direction
     assert signal["confidence"] == max(probabilities)
     assert tuple(signal["probabilities"].values()) == pytest.approx(probabilities)
+    assert signal["actionable"] is (direction != "NO_TRADE")
     candles = serving_tail(world, BTC, "1h")
     assert_levels(signal["levels"], direction, float(candles["close"].iloc[-1]), last_atr(candles), "1h")
     if direction != "NO_TRADE":  # 1h bars: 1R, 2R, 3R are 1.5, 3 and 4.5 ATR away -> 3, 9 and 21 bars
         assert [tp["eta_minutes"] for tp in signal["levels"]["take_profits"]] == [180, 540, 1260]
+        assert signal["abstain_reason"] is None
+    else:
+        assert signal["abstain_reason"].startswith("the most likely outcome is NO_TRADE")
+
+
+@pytest.mark.parametrize(
+    ("verdict", "threshold", "probabilities", "stale", "reason"),
+    [
+        ("none", 0.5, (0.1, 0.2, 0.7), False, "no demonstrated edge (none): after-cost expectancy +0.40 %"),
+        ("negative", 0.5, (0.1, 0.2, 0.7), False, "no demonstrated edge (negative)"),
+        ("insufficient_data", 0.5, (0.1, 0.2, 0.7), False, "no demonstrated edge: too little out-of-sample"),
+        ("positive", None, (0.1, 0.2, 0.7), False, "no confidence level of this model paid its costs"),
+        ("positive", 0.8, (0.1, 0.2, 0.7), False, "confidence 0.700 is below this model's threshold 0.800"),
+        ("positive", 0.5, (0.1, 0.2, 0.7), True, "the candles are stale"),
+    ],
+)
+def test_the_gate_serves_no_trade_plan_without_edge_threshold_and_fresh_candles(
+    world: World,
+    catalog: ModelCatalog,
+    verdict: str,
+    threshold: float | None,
+    probabilities: tuple[float, ...],
+    stale: bool,
+    reason: str,
+) -> None:
+    candle_time = serving_tail(world, BTC, "1h")["timestamp"].iloc[-1]
+    clock = (
+        (lambda: candle_time + 3 * timeframe_delta("1h") + pd.Timedelta(hours=1))
+        if stale
+        else fresh_clock(world, BTC, "1h")
+    )
+    engine, _ = engine_answering(with_edge(catalog, verdict, threshold), probabilities, clock=clock)
+    signal = asyncio.run(engine.predict(BTC, "1h"))
+    assert signal.direction == "LONG" and signal.actionable is False and signal.levels is None
+    assert signal.abstain_reason is not None and signal.abstain_reason.startswith(reason), signal.abstain_reason
+    assert signal.stale is stale
 
 
 def test_a_signal_is_stale_only_once_its_successor_should_have_closed(world: World, catalog: ModelCatalog) -> None:
@@ -370,15 +442,28 @@ def test_summary_covers_the_four_timeframes_and_their_consensus(client: TestClie
     assert {e["timeframe"]: e["status"] for e in body["errors"]} == {"4h": 404, "1d": 404}
     assert all("no CNN-LSTM model for BTC/USDT" in e["message"] for e in body["errors"])
 
-    answered = list(body["signals"].values())
-    score = float(np.mean([s["probabilities"]["LONG"] - s["probabilities"]["SHORT"] for s in answered]))
-    direction = "LONG" if score > 0.15 else "SHORT" if score < -0.15 else "NO_TRADE"
+    # No timeframe is actionable (no edge): nothing votes, the consensus is NO_TRADE and says why.
     assert body["consensus"] == {
-        "direction": direction,
-        "score": pytest.approx(score, abs=1e-6),
-        "agreeing": sum(s["direction"] == direction for s in answered),
-        "answered": len(answered),
+        "direction": "NO_TRADE",
+        "score": 0.0,
+        "agreeing": 0,
+        "actionable": 0,
+        "answered": 2,
+        "rule": "mean of P(LONG) - P(SHORT) over the actionable signals only; LONG above +0.15, SHORT below -0.15, "
+        "else NO_TRADE (also when no signal is actionable)",
     }
+
+
+def test_the_consensus_counts_only_actionable_signals(world: World, catalog: ModelCatalog) -> None:
+    closed = serving_tail(world, BTC, "1h")["timestamp"].iloc[-1] + timeframe_delta("1h")
+    twenty_past = closed + pd.Timedelta(minutes=20)  # the next 15m candle closed at :15 (+2 min grace): stale
+    engine, _ = engine_answering(with_edge(catalog, threshold=0.65), (0.1, 0.2, 0.7), clock=lambda: twenty_past)
+    summary = asyncio.run(engine.summary(BTC, ["15m", "1h"]))
+    # 15m is stale, so not actionable and not voting; 1h is fresh and clears the threshold 0.65.
+    assert {tf: s.actionable for tf, s in summary.signals.items()} == {"15m": False, "1h": True}
+    assert summary.consensus is not None
+    assert (summary.consensus.direction, summary.consensus.actionable, summary.consensus.agreeing) == ("LONG", 1, 1)
+    assert summary.consensus.score == pytest.approx(0.6)
 
 
 def test_summary_with_explicit_timeframes_and_no_model_has_no_consensus(client: TestClient) -> None:
@@ -500,12 +585,19 @@ def test_models_lists_every_model_with_its_metadata(client: TestClient, catalog:
         info, model = by_name[model_name(symbol, timeframe)], stored_model(symbol, timeframe)
         assert (info["family"], info["symbol"], info["timeframe"]) == ("cnn-lstm", symbol, timeframe)
         assert info["version"] == model.version
-        for key in ("accuracy", "baseline_accuracy", "balanced_accuracy", "ece", "log_loss", "samples"):
-            assert info["metrics"][key] == pytest.approx(model.metadata["metrics"][key])
+        walk_forward = info["metrics"]["walk_forward"]
+        assert walk_forward == model.metadata["metrics"] and walk_forward["n"] > 0
+        for key in ("accuracy", "majority_share", "balanced_accuracy", "log_loss_skill", "brier_skill", "ece"):
+            assert key in walk_forward  # every figure with its baselines, out of sample
+        assert set(walk_forward["baselines"]) == {"majority", "reversal", "persistence"}
+        assert info["metrics"]["pooled_walk_forward"] == model.metadata["walk_forward"]["pooled"]
+        assert info["metrics"]["horizon_bars"] == model.metadata["horizon"]
+        assert info["edge"]["verdict"] == model.metadata["edge"]["verdict"]
         assert info["data_range"] == model.metadata["data_range"] and info["data_range"]
     ppo, policy = by_name["ppo-1h"], load_model("ppo-1h:latest")
     assert (ppo["family"], ppo["symbol"], ppo["timeframe"], ppo["version"]) == ("ppo", None, "1h", policy.version)
-    assert ppo["metrics"] == {"evaluation": policy.metadata["evaluation"]}
+    assert ppo["metrics"]["evaluation"] == policy.metadata["evaluation"]
+    assert ppo["edge"]["metric"] == "log_return_per_bar_vs_flat" and ppo["edge"]["source"] == "held_out"
     assert ppo["data_range"]["training_range"] == policy.metadata["training_range"]
 
 

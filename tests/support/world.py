@@ -13,7 +13,7 @@ import pandas as pd
 from signals.data.store import CandleStore
 from signals.models.cnn_lstm.network import CnnLstmConfig
 from signals.models.cnn_lstm.training import TrainConfig
-from signals.pipelines import train_cnn_lstm_model, train_ppo_policy, write_synthetic_market
+from signals.pipelines import train_cnn_lstm_models, train_ppo_policy, write_synthetic_market
 
 EXCHANGE = "synthetic"
 END = pd.Timestamp("2026-11-20", tz="UTC")
@@ -51,12 +51,14 @@ def build_world(
     ppo_timeframe: str = "1h",
     days: int = 200,
 ) -> World:
-    """Candles for every (symbol, timeframe) and a 1-epoch CNN-LSTM per entry of `models`, plus a tiny PPO,
-    through the same pipeline `signals train` uses."""
+    """Candles for every (symbol, timeframe), a 1-epoch pooled CNN-LSTM per timeframe of `models` (stored once per
+    entry), plus a tiny PPO, through the same pipeline `signals train` uses."""
     store = CandleStore(data_dir)
     write_synthetic_market(store, symbols, timeframes, days, seed=11, end=END, exchange=EXCHANGE)
     tiny = CnnLstmConfig(conv_channels=(8,), lstm_hidden=8, head_hidden=8)
-    for symbol, timeframe in models:
-        train_cnn_lstm_model(store, EXCHANGE, symbol, timeframe, TrainConfig(epochs=1, max_bars=900, seed=1), tiny)
+    config = TrainConfig(epochs=1, max_bars=900, seed=1)
+    for timeframe in dict.fromkeys(tf for _, tf in models):
+        pooled = [symbol for symbol, tf in models if tf == timeframe]
+        train_cnn_lstm_models(store, EXCHANGE, pooled, timeframe, config, tiny)
     train_ppo_policy(store, EXCHANGE, symbols[:2], ppo_timeframe, timesteps=128, seed=1, max_bars=900)
     return World(data_dir, symbols, timeframes, models, ppo_timeframe)

@@ -13,7 +13,7 @@ from pathlib import Path
 from signals.data.store import CandleStore
 from signals.models.cnn_lstm.network import CnnLstmConfig
 from signals.models.cnn_lstm.training import TrainConfig
-from signals.pipelines import train_cnn_lstm_model, train_ppo_policy
+from signals.pipelines import train_cnn_lstm_models, train_ppo_policy
 from tests.support.factories import random_walk_candles
 from tests.support.paths import REPO_ROOT
 
@@ -56,7 +56,8 @@ def test_service_and_runners_import_and_load_models_with_training_modules_blocke
     store = CandleStore(tmp_path)
     store.write("synthetic", "BTC/USDT", "1h", random_walk_candles(700, timeframe="1h", seed=2))
     tiny = CnnLstmConfig(conv_channels=(8,), lstm_hidden=8, head_hidden=8)
-    cnn = train_cnn_lstm_model(store, "synthetic", "BTC/USDT", "1h", TrainConfig(epochs=1, seed=0), tiny).stored
+    (trained,) = train_cnn_lstm_models(store, "synthetic", ["BTC/USDT"], "1h", TrainConfig(epochs=1, folds=2), tiny)
+    (cnn,) = trained.stored
     ppo, _ = train_ppo_policy(store, "synthetic", ["BTC/USDT"], "1h", timesteps=64)
     env = {key: value for key, value in os.environ.items() if not key.startswith("SIGNALS_")}
     probe = subprocess.run(

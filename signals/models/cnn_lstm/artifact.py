@@ -1,9 +1,13 @@
 """CNN-LSTM models in the BentoML model store: import a `TrainingResult`, load a verified predictor.
 
+One store entry per (symbol, timeframe), also when the network was trained on many pairs (pooled): each entry
+holds the network, its scaler, the pair's own calibration (temperature and abstention threshold), the pair's
+walk-forward scores and edge verdict, and the pooled summary of its timeframe.
+
 Files: `weights.safetensors` (state dict, no pickle), `scaler.json` (mean, std, feature names),
-`calibration.json` (temperature). Loading goes through `models.registry.load_model` (SHA-256 of every file),
-then checks that the model was built for the features this code computes; anything else is refused with a
-`ModelIntegrityError` naming the model, the file or field, and the difference.
+`calibration.json` (temperature, threshold). Loading goes through `models.registry.load_model` (SHA-256 of every
+file), then checks that the model was built for the features this code computes; anything else is refused with
+a `ModelIntegrityError` naming the model, the file or field, and the difference.
 """
 
 from __future__ import annotations
@@ -53,57 +57,73 @@ def _write_json(data: dict[str, Any]) -> Any:
     return write
 
 
-def save_cnn_lstm(result: TrainingResult, *, symbol: str, timeframe: str, exchange: str) -> StoredModel:
-    """Import a trained model as a new version of `cnn-lstm-<base>-<quote>-<tf>`; `:latest` then resolves to it."""
-    symbol, timeframe = normalize_symbol(symbol), parse_timeframe(timeframe)
+def save_cnn_lstm_models(result: TrainingResult, *, exchange: str) -> list[StoredModel]:
+    """Import a trained timeframe as one new version per pair (`cnn-lstm-<base>-<quote>-<tf>`)."""
     state = {key: value.detach().cpu().contiguous() for key, value in result.network.state_dict().items()}
 
     def write_weights(path: Path) -> None:
         save_file(state, str(path))
 
-    metadata: dict[str, Any] = {
-        "family": FAMILY,
-        "symbol": symbol,
-        "timeframe": timeframe,
-        "class_names": list(CLASS_NAMES),
-        "feature_names": list(cnn_features.FEATURE_NAMES),
-        "feature_hash": cnn_features.FEATURE_HASH,
-        "lookback": cnn_features.LOOKBACK,
-        "horizon": result.train_config.horizon,
-        "threshold_atr": result.train_config.threshold_atr,
-        "hyperparameters": result.net_config.model_dump(mode="json"),
-        "training": {
-            **result.train_config.model_dump(mode="json"),
-            "epochs_run": len(result.history),
-            "best_epoch": result.best_epoch,
-            "seconds": round(result.seconds, 2),
-            "n_parameters": result.n_parameters,
-        },
-        "data_source": {"exchange": exchange, "kind": "candle-store"},
-        "data_range": result.data_range,
-        "class_shares": result.class_shares,
-        "temperature": result.temperature,
-        "metrics": result.metrics,
-    }
-    return save_model(
-        model_name(symbol, timeframe),
-        labels={"family": FAMILY, "symbol": symbol, "timeframe": timeframe},
-        files={
-            WEIGHTS_FILE: write_weights,
-            SCALER_FILE: _write_json(result.scaler.to_dict()),
-            CALIBRATION_FILE: _write_json({"temperature": result.temperature}),
-        },
-        metadata=_without_none(metadata),
-    )
+    config = result.train_config
+    pooled_summary = _compact(result.walk_forward.get("pooled", {}))
+    stored = []
+    for symbol in result.symbols:
+        fitted = result.fit
+        pair_scores = result.walk_forward.get("pairs", {}).get(symbol, {"n": 0})
+        calibration = {"temperature": fitted.temperature_of(symbol), "threshold": fitted.threshold}
+        metadata: dict[str, Any] = {
+            "family": FAMILY,
+            "symbol": symbol,
+            "timeframe": result.timeframe,
+            "class_names": list(CLASS_NAMES),
+            "feature_names": list(cnn_features.FEATURE_NAMES),
+            "feature_hash": cnn_features.FEATURE_HASH,
+            "lookback": cnn_features.LOOKBACK,
+            "horizon": result.horizon,
+            "stop_atr": config.stop_atr,
+            "target_r": 1.0,
+            "costs": {"fee": config.fee, "slippage": config.slippage, "round_trip": config.cost},
+            "hyperparameters": result.net_config.model_dump(mode="json"),
+            "training": {
+                **config.model_dump(mode="json"),
+                "horizon": result.horizon,
+                "pooled_symbols": result.symbols,
+                "epochs_run": len(fitted.history),
+                "best_epoch": fitted.best_epoch,
+                "train_samples": fitted.train_samples,
+                "val_samples": fitted.val_samples,
+                "seconds": round(result.seconds, 2),
+                "n_parameters": result.n_parameters,
+                "validation": fitted.validation,
+                "search": result.search,
+            },
+            "data_source": {"exchange": exchange, "kind": "candle-store"},
+            "data_range": result.data_range,
+            **calibration,
+            "break_even_hit_rate": result.break_even.get(symbol),
+            "edge": result.pair_edge(symbol),
+            "health": result.health,
+            "metrics": _compact(pair_scores),
+            "walk_forward": {"pooled": pooled_summary, "folds": result.walk_forward.get("folds", [])},
+        }
+        stored.append(
+            save_model(
+                model_name(symbol, result.timeframe),
+                labels={"family": FAMILY, "symbol": symbol, "timeframe": result.timeframe},
+                files={
+                    WEIGHTS_FILE: write_weights,
+                    SCALER_FILE: _write_json(fitted.scaler.to_dict()),
+                    CALIBRATION_FILE: _write_json(calibration),
+                },
+                metadata=metadata,
+            )
+        )
+    return stored
 
 
-def _without_none(value: Any) -> Any:
-    """BentoML metadata refuses None; an unset option is simply left out."""
-    if isinstance(value, dict):
-        return {key: _without_none(item) for key, item in value.items() if item is not None}
-    if isinstance(value, list | tuple):
-        return [_without_none(item) for item in value]
-    return value
+def _compact(scores: dict[str, Any]) -> dict[str, Any]:
+    """A score as the store keeps it: everything but the per-bin lists, which only the evaluation report needs."""
+    return {key: value for key, value in scores.items() if key not in ("reliability", "coverage")}
 
 
 @dataclass
@@ -115,6 +135,13 @@ class CnnLstmPredictor:
     scaler: Scaler
     temperature: float
     device: torch.device
+    threshold: float | None = None
+
+    @property
+    def network_id(self) -> str:
+        """The same id for every entry that holds the same network and scaler (the pairs of a pooled timeframe)."""
+        hashes = self.stored.metadata.get("sha256", {})
+        return f"{hashes.get(WEIGHTS_FILE, self.tag)}:{hashes.get(SCALER_FILE, '')}"
 
     @property
     def tag(self) -> str:
@@ -125,8 +152,8 @@ class CnnLstmPredictor:
         return int(self.stored.metadata["horizon"])
 
     @property
-    def threshold_atr(self) -> float:
-        return float(self.stored.metadata["threshold_atr"])
+    def stop_atr(self) -> float:
+        return float(self.stored.metadata.get("stop_atr", 1.5))
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
         """Raw network logits (temperature 1) for unscaled (n, lookback, n_features) windows."""
@@ -197,11 +224,20 @@ def load_cnn_lstm(tag: str, device: str | torch.device = "cpu") -> CnnLstmPredic
             f"but the code computes {list(cnn_features.FEATURE_NAMES)!r}; re-train it"
         )
     scaler = Scaler.from_dict(scaler_data)
-    temperature = float(_read_json(stored, CALIBRATION_FILE).get("temperature", float("nan")))
-    if not np.isfinite(temperature) or temperature <= 0:
+    calibration = _read_json(stored, CALIBRATION_FILE)
+    temperature = _number(calibration.get("temperature"))
+    if temperature is None or temperature <= 0:
         raise ModelIntegrityError(f"model {stored.tag}: file {CALIBRATION_FILE!r} holds no positive temperature")
+    threshold = _number(calibration.get("threshold"))
     target = resolve_device(device)
-    network = CnnLstm(CnnLstmConfig.model_validate(stored.metadata["hyperparameters"]))
+    try:
+        # Models stored before the conv pooling existed ran every bar through the LSTM: pool 1.
+        config = CnnLstmConfig.model_validate({"pool": 1, **stored.metadata["hyperparameters"]})
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelIntegrityError(
+            f"model {stored.tag}: metadata field 'hyperparameters' is malformed: {error}"
+        ) from error
+    network = CnnLstm(config)
     try:
         network.load_state_dict(load_file(str(stored.file(WEIGHTS_FILE))))
     except (RuntimeError, OSError) as error:
@@ -209,7 +245,16 @@ def load_cnn_lstm(tag: str, device: str | torch.device = "cpu") -> CnnLstmPredic
             f"model {stored.tag}: file {WEIGHTS_FILE!r} does not match the stored hyper-parameters: {error}"
         ) from error
     network.to(target).eval()
-    return CnnLstmPredictor(stored=stored, network=network, scaler=scaler, temperature=temperature, device=target)
+    return CnnLstmPredictor(stored, network, scaler, temperature, target, threshold)
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None (absent, null, NaN, or not a number)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
 
 
 def latest_cnn_lstm_tags() -> dict[tuple[str, str], str]:

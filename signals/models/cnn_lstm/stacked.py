@@ -8,7 +8,10 @@ for aten::lstm.input"), so the network is re-expressed with the model as a batch
 - LSTM: the input projection of all 60 steps in one `baddbmm`, then 60 steps of one `baddbmm` + gates. PyTorch
   gate order i, f, g, o and both biases; rows are reordered to i, f, o, g and the g rows doubled (exact), so a
   single sigmoid covers all four gates (tanh(x) = 2 sigmoid(2x) - 1; CPU tanh costs ~4x sigmoid per element);
-- head: two `baddbmm`, then per-model temperature and softmax.
+- an average pool over `pool` bars after the conv blocks, as the network does;
+- head: two `baddbmm` give logits; temperature and softmax are applied per row by `StackedGroup`, because
+  models that share one network (a pooled network serves every pair of a timeframe, each pair with its own
+  temperature) are stacked once, not once per pair.
 The scaler runs in float64 like `Scaler.transform`, so the network input is bit-identical to the per-model path.
 Probabilities match each model's own `predict_proba` within 6e-8 (tests assert atol 1e-5).
 
@@ -103,8 +106,6 @@ class StackedCnnLstm:
         cfg, nets = self.config, [p.network for p in self.predictors]
         self.mean = np.stack([np.asarray(p.scaler.mean, dtype=np.float64) for p in self.predictors])  # (M, F)
         self.std = np.stack([np.asarray(p.scaler.std, dtype=np.float64) for p in self.predictors])
-        self.temperature = torch.tensor([p.temperature for p in self.predictors], dtype=torch.float32)
-        self.temperature = self.temperature.to(self.device).view(-1, 1, 1)
         self.conv_w: list[torch.Tensor] = []  # (M, C_out, C_in, k)
         self.conv_b: list[torch.Tensor] = []  # (M, C_out)
         for block in range(len(cfg.conv_channels)):
@@ -131,8 +132,8 @@ class StackedCnnLstm:
     def __len__(self) -> int:
         return len(self.predictors)
 
-    def predict_proba(self, model_index: np.ndarray, windows: np.ndarray) -> np.ndarray:
-        """(n, n_classes) float32 calibrated probabilities; row i uses model `model_index[i]` on `windows[i]`."""
+    def logits(self, model_index: np.ndarray, windows: np.ndarray) -> np.ndarray:
+        """(n, n_classes) float32 logits (temperature 1); row i uses model `model_index[i]` on `windows[i]`."""
         cfg = self.config
         index = np.asarray(model_index)
         if windows.ndim != 3 or windows.shape[1:] != (cfg.lookback, cfg.n_features):
@@ -152,7 +153,7 @@ class StackedCnnLstm:
             out = np.empty((len(index), cfg.n_classes), np.float32)
             for model in used.tolist():
                 rows = index == model
-                out[rows] = self.predictors[model].predict_proba(windows[rows])
+                out[rows] = self.predictors[model].logits(windows[rows])
             return out
         per_slot = self._slot_size(counts)
         slots_per_model = -(-counts // per_slot)
@@ -171,8 +172,8 @@ class StackedCnnLstm:
         with torch.inference_mode():
             every = len(slot_model) == len(self) and bool((slot_model == np.arange(len(self))).all())
             models = None if every else torch.from_numpy(slot_model).to(self.device)
-            probabilities = self._forward(torch.from_numpy(batch).to(self.device), models)
-            return probabilities[torch.from_numpy(slot), torch.from_numpy(position)].cpu().numpy()
+            logits = self._forward(torch.from_numpy(batch).to(self.device), models)
+            return logits[torch.from_numpy(slot), torch.from_numpy(position)].cpu().numpy()
 
     def _slot_size(self, counts: np.ndarray) -> int:
         """Samples per slot: 1 copies weights once per sample, the largest count pads rarer models with zeros."""
@@ -185,7 +186,7 @@ class StackedCnnLstm:
         return best
 
     def _forward(self, batch: torch.Tensor, models: torch.Tensor | None) -> torch.Tensor:
-        """batch (b, S, F, T): b samples for each of S slots -> probabilities (S, b, n_classes).
+        """batch (b, S, F, T): b samples for each of S slots -> logits (S, b, n_classes).
 
         Slot s runs model `models[s]` (None: slot s runs model s, no weight gather).
         """
@@ -202,14 +203,15 @@ class StackedCnnLstm:
                 features, w.flatten(0, 1), take(bias).flatten(), padding=cfg.kernel_size // 2, groups=n_slots
             )
             features = F.gelu(features)
+        if cfg.pool > 1:
+            features = F.avg_pool1d(features, cfg.pool)  # pools each (slot, channel) row over time, as the network
         # (b, S*C, T) -> (S, T, b, C): time-major per slot, so step t of every sequence is one strided slice.
-        sequence = features.view(per_slot, n_slots, -1, cfg.lookback).permute(1, 3, 0, 2)
+        sequence = features.view(per_slot, n_slots, -1, features.shape[-1]).permute(1, 3, 0, 2)
         for number, layer in enumerate(self.layers):
             sequence = self._lstm(sequence, take(layer.w_ih), take(layer.w_hh), take(layer.bias), number)
         last = sequence[:, -1]  # (S, b, H)
         hidden = F.gelu(torch.baddbmm(take(self.head_b[0]), last, take(self.head_w[0])))
-        logits = torch.baddbmm(take(self.head_b[1]), hidden, take(self.head_w[1]))
-        return torch.softmax(logits / take(self.temperature), dim=-1)
+        return torch.baddbmm(take(self.head_b[1]), hidden, take(self.head_w[1]))
 
     def _lstm(
         self, sequence: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, bias: torch.Tensor, number: int
@@ -237,23 +239,37 @@ class StackedCnnLstm:
 
 @dataclass
 class StackedGroup:
-    """One stack and where each model name sits in it (the `model_index` its `predict_proba` takes)."""
+    """One stack of distinct networks, which slot each model name runs in, and each name's own temperature."""
 
     model: StackedCnnLstm
     index: dict[str, int] = field(default_factory=dict)
+    temperature: dict[str, float] = field(default_factory=dict)
 
     def predict_proba(self, names: Sequence[str], windows: np.ndarray) -> np.ndarray:
-        """By model name: (n, n_classes) float32; a name not in this group raises KeyError."""
-        return self.model.predict_proba(np.fromiter((self.index[n] for n in names), np.int64, len(names)), windows)
+        """By model name: (n, n_classes) float32 calibrated probabilities; a name not in this group raises KeyError."""
+        slots = np.fromiter((self.index[n] for n in names), np.int64, len(names))
+        logits = self.model.logits(slots, windows).astype(np.float64)
+        temperatures = np.fromiter((self.temperature[n] for n in names), np.float64, len(names))
+        scaled = logits / temperatures[:, None]
+        scaled -= scaled.max(axis=1, keepdims=True)
+        exp = np.exp(scaled)
+        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def stack_predictors(predictors: Mapping[str, CnnLstmPredictor]) -> list[StackedGroup]:
-    """Group loaded predictors by (config, device) and stack each group; names sorted for a stable index."""
-    groups: dict[tuple[str, str], list[str]] = {}
+    """Stack the distinct networks among `predictors` by (config, device); names sorted for a stable index.
+
+    Predictors whose weights and scaler files are the same bytes (every pair of a pooled timeframe) share one slot.
+    """
+    groups: dict[tuple[str, str], dict[str, list[str]]] = {}
     for name in sorted(predictors):
         predictor = predictors[name]
-        groups.setdefault((predictor.network.config.model_dump_json(), str(predictor.device)), []).append(name)
-    return [
-        StackedGroup(StackedCnnLstm([predictors[n] for n in names]), {n: i for i, n in enumerate(names)})
-        for names in groups.values()
-    ]
+        key = (predictor.network.config.model_dump_json(), str(predictor.device))
+        groups.setdefault(key, {}).setdefault(predictor.network_id, []).append(name)
+    out = []
+    for networks in groups.values():
+        representatives = [predictors[names[0]] for names in networks.values()]
+        index = {name: slot for slot, names in enumerate(networks.values()) for name in names}
+        temperature = {name: predictors[name].temperature for names in networks.values() for name in names}
+        out.append(StackedGroup(StackedCnnLstm(representatives), index, temperature))
+    return out

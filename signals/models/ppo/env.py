@@ -4,7 +4,8 @@ Each step the agent sees the (50, 10) observation of `features.ppo` that ends at
 (built with the same `market_windows` + `observation` as serving, so the policy trains on what it will
 serve on), picks HOLD, BUY or SELL, and the order fills at that close, worsened by slippage and charged a
 fee on its notional. Equity is then marked to market at the next close and the reward is the change in
-log equity, so the episode return is the log growth of the account and the fees of every trade count.
+log equity, so the episode return is the log growth of the account and the fees of every trade count; an
+optional `trade_penalty` per fill makes the policy cost-aware beyond that (turnover is what lost to flat).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 from gymnasium import spaces
 
+from signals.core.settings import Settings
 from signals.core.vocab import ACTION_NAMES, BUY, SELL
 from signals.features.cnn import FIRST_VALID_ROW
 from signals.features.ppo import (
@@ -35,8 +37,9 @@ from signals.features.ppo import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FEE: Final = 0.001
-DEFAULT_SLIPPAGE: Final = 0.0005
+# The costs default to the server's settings (one home: `Settings.fee`, `Settings.slippage`).
+DEFAULT_FEE: Final[float] = Settings.model_fields["fee"].default
+DEFAULT_SLIPPAGE: Final[float] = Settings.model_fields["slippage"].default
 DEFAULT_MAX_STEPS: Final = 512
 # Bar index (in the candle frame) of the first complete observation window's last bar.
 FIRST_WINDOW_BAR: Final = FIRST_VALID_ROW + PPO_LOOKBACK - 1
@@ -102,6 +105,7 @@ class TradingEnv(gym.Env[np.ndarray, np.integer]):
         fee: float = DEFAULT_FEE,
         slippage: float = DEFAULT_SLIPPAGE,
         max_steps: int | None = DEFAULT_MAX_STEPS,
+        trade_penalty: float = 0.0,
     ) -> None:
         super().__init__()
         usable = [history for history in histories if len(history) >= 2]
@@ -112,7 +116,10 @@ class TradingEnv(gym.Env[np.ndarray, np.integer]):
         if max_steps is not None and max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 or None, got {max_steps}")
         self.histories = {history.symbol: history for history in usable}
+        if not 0.0 <= trade_penalty < 1.0:
+            raise ValueError(f"trade_penalty ({trade_penalty}) must be a fraction in [0, 1)")
         self.fee, self.slippage, self.max_steps = fee, slippage, max_steps
+        self.trade_penalty = trade_penalty
         self.observation_space = spaces.Box(low=-CLIP, high=CLIP, shape=PPO_OBS_SHAPE, dtype=np.float32)
         self.action_space = spaces.Discrete(len(ACTION_NAMES))
         self._history = usable[0]
@@ -152,10 +159,12 @@ class TradingEnv(gym.Env[np.ndarray, np.integer]):
         action = int(action)
         if not self.action_space.contains(action):
             raise ValueError(f"action {action} is not one of {dict(enumerate(ACTION_NAMES))}")
-        before = self.equity
+        before, trades = self.equity, self.trades
         self._execute(action)
         self._index += 1
-        reward = math.log(self.equity / before)
+        # The log growth of the account, which already pays fees and slippage; the penalty on top makes turnover
+        # cost more than it does, so that the policy trades only where the move should outrun its costs.
+        reward = math.log(self.equity / before) - self.trade_penalty * (self.trades - trades)
         at_end = self._index >= len(self._history) - 1
         out_of_steps = self.max_steps is not None and self._index - self._start >= self.max_steps
         return self._observation(), reward, False, at_end or out_of_steps, self._info()

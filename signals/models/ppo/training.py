@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -25,7 +25,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
 from signals.core.errors import NotEnoughCandles
-from signals.core.timeframes import iso_z
+from signals.core.timeframes import iso_z, timeframe_seconds
 from signals.core.vocab import ACTION_NAMES, BUY, HOLD
 from signals.features.ppo import PPO_FEATURE_NAMES, PPO_OBS_SHAPE
 from signals.models.ppo.env import (
@@ -36,6 +36,7 @@ from signals.models.ppo.env import (
     SymbolHistory,
     TradingEnv,
 )
+from signals.models.skill import block_bootstrap, edge_of
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,10 @@ class StrategyResult:
     total_return: float  # final equity / 1 - 1, after selling any open long at the last close
     max_drawdown: float  # largest fall from a running peak of the marked-to-market equity, as a fraction
     trades: int  # fills, including that final sell
+    log_returns: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.empty(0))  # per step
+
+    def summary(self) -> dict[str, Any]:
+        return {"total_return": self.total_return, "max_drawdown": self.max_drawdown, "trades": self.trades}
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,9 @@ class PpoTrainingResult:
     slippage: float
     max_episode_steps: int | None
     train_seconds: float
+    trade_penalty: float = 0.0
+    edge: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
 
     @property
     def symbols(self) -> list[str]:
@@ -134,8 +142,11 @@ class PpoTrainingResult:
             "held_out_range": {s.symbol: _range(s.held_out) for s in self.splits},
             "held_out_context": HELD_OUT_CONTEXT_NOTE,
             "evaluation": {
-                e.symbol: {name: asdict(result) for name, result in e.results.items()} for e in self.evaluation
+                e.symbol: {name: result.summary() for name, result in e.results.items()} for e in self.evaluation
             },
+            "edge": self.edge,
+            "held_out_summary": self.summary,
+            "trade_penalty": self.trade_penalty,
             "hyper_parameters": {**asdict(self.hyper_parameters), "net_arch": list(self.hyper_parameters.net_arch)},
             "timesteps": self.timesteps,
             "seed": self.seed,
@@ -192,7 +203,14 @@ def run_strategy(history: SymbolHistory, choose: Chooser, *, fee: float, slippag
     curve.append(env.liquidate())
     equity = np.asarray(curve)
     drawdown = 1.0 - equity / np.maximum.accumulate(equity)
-    return StrategyResult(total_return=float(equity[-1] - 1.0), max_drawdown=float(drawdown.max()), trades=env.trades)
+    steps = np.diff(np.log(equity))
+    steps[-2] += steps[-1]  # the final sale belongs to the last bar
+    return StrategyResult(
+        total_return=float(equity[-1] - 1.0),
+        max_drawdown=float(drawdown.max()),
+        trades=env.trades,
+        log_returns=steps[:-1],
+    )
 
 
 def policy_chooser(model: PPO) -> Chooser:
@@ -221,6 +239,7 @@ def train_ppo(
     fee: float = DEFAULT_FEE,
     slippage: float = DEFAULT_SLIPPAGE,
     max_episode_steps: int | None = DEFAULT_MAX_STEPS,
+    trade_penalty: float | None = None,
     callback: BaseCallback | None = None,
 ) -> PpoTrainingResult:
     """Train one policy over all symbols' training windows (a symbol per episode), then evaluate each symbol."""
@@ -230,7 +249,10 @@ def train_ppo(
         raise ValueError("no candle histories given")
     splits = [split_history(symbol, candles, train_fraction) for symbol, candles in histories.items()]
     hyper = (hyper_parameters or PpoHyperParameters()).for_timesteps(timesteps)
-    env = TradingEnv([s.train for s in splits], fee=fee, slippage=slippage, max_steps=max_episode_steps)
+    penalty = fee + slippage if trade_penalty is None else trade_penalty  # default: each fill's cost counted twice
+    env = TradingEnv(
+        [s.train for s in splits], fee=fee, slippage=slippage, max_steps=max_episode_steps, trade_penalty=penalty
+    )
     model = PPO(
         "MlpPolicy",
         env,
@@ -254,6 +276,7 @@ def train_ppo(
     logger.info("trained in %.1f s; evaluating on the held-out ranges", train_seconds)
     choose = policy_chooser(model)
     evaluation = [evaluate(s.held_out, choose, fee=fee, slippage=slippage) for s in splits]
+    edge, summary = held_out_edge(evaluation, timeframe, trades_per_call=2)
     return PpoTrainingResult(
         model=model,
         timeframe=timeframe,
@@ -266,4 +289,39 @@ def train_ppo(
         slippage=slippage,
         max_episode_steps=max_episode_steps,
         train_seconds=train_seconds,
+        trade_penalty=penalty,
+        edge=edge,
+        summary=summary,
     )
+
+
+def held_out_edge(
+    evaluation: list[SymbolEvaluation], timeframe: str, *, trades_per_call: int = 2, block_bars: int = 48
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The policy's edge over staying flat on the held-out ranges, after costs: its mean log return per bar, every
+    symbol's bars pooled, with a block-bootstrap interval (blocks of `block_bars` bars of calendar time)."""
+    step_ns = timeframe_seconds(timeframe) * 1_000_000_000
+    returns, blocks, trades = [], [], 0
+    for e in evaluation:
+        policy = e.results["policy"]
+        times = pd.date_range(e.first_bar, periods=len(policy.log_returns), freq=pd.Timedelta(step_ns, "ns"))
+        returns.append(policy.log_returns)
+        blocks.append(times.asi8 // (step_ns * block_bars))
+        trades += policy.trades
+    pooled = np.concatenate(returns) if returns else np.empty(0)
+    interval = block_bootstrap(pooled, None, np.concatenate(blocks) if blocks else pooled, rng=np.random.default_rng(0))
+    edge = {
+        **edge_of(interval, trades // trades_per_call, len(pooled)),
+        "metric": "log_return_per_bar_vs_flat",
+        "source": "held_out",
+    }
+    totals = {name: [e.results[name].total_return for e in evaluation] for name in STRATEGIES}
+    summary = {
+        "symbols": len(evaluation),
+        "mean_total_return": {name: float(np.mean(values)) if values else None for name, values in totals.items()},
+        "beats_flat": sum(p > 0 for p in totals["policy"]),
+        "beats_buy_and_hold": sum(p > b for p, b in zip(totals["policy"], totals["buy_and_hold"], strict=True)),
+        "trades_per_symbol": trades / max(len(evaluation), 1),
+        "bars_per_symbol": len(pooled) / max(len(evaluation), 1),
+    }
+    return edge, summary

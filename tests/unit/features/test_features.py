@@ -29,7 +29,12 @@ from signals.features.cnn import (
     training_windows,
 )
 from signals.features.indicators import atr
-from signals.features.labels import make_labels
+from signals.features.labels import (
+    break_even_hit_rate,
+    round_trip_cost,
+    trade_plan_labels,
+    trade_plan_outcomes,
+)
 from signals.features.ppo import (
     CLIP,
     FLAT,
@@ -326,24 +331,66 @@ def with_close(candles: pd.DataFrame, row: int, close: float) -> pd.DataFrame:
     return validate_candles(out, "15m")
 
 
+def with_bar(candles: pd.DataFrame, row: int, *, high: float | None = None, low: float | None = None) -> pd.DataFrame:
+    """`candles` with bar `row` reaching `high` and/or `low` (its open and close stay at 100)."""
+    out = candles.copy()
+    if high is not None:
+        out.loc[row, "high"] = high
+    if low is not None:
+        out.loc[row, "low"] = low
+    return validate_candles(out, "15m")
+
+
+T, HORIZON = 30, 4  # the plan opens at the close of bar 30 (100.0); ATR is 2, so R = 1.5 x 2 = 3: 103 / 97
+
+
 @pytest.mark.parametrize(
-    ("move", "expected"),
+    ("bars", "expected"),
     [
-        pytest.param(+4.0, LONG, id="+2 ATR is LONG"),
-        pytest.param(-4.0, SHORT, id="-2 ATR is SHORT"),
-        pytest.param(0.0, NO_TRADE, id="no move is NO_TRADE"),
-        pytest.param(+2.0, NO_TRADE, id="exactly +1 ATR is not beyond the threshold"),
-        pytest.param(-2.0, NO_TRADE, id="exactly -1 ATR is not beyond the threshold"),
-        pytest.param(+2.5, LONG, id="+1.25 ATR is LONG"),
+        pytest.param({2: {"high": 103.0}}, LONG, id="target +1R reached first: LONG"),
+        pytest.param({1: {"low": 97.0}}, SHORT, id="-1R reached first: SHORT"),
+        pytest.param({1: {"high": 104.0, "low": 96.0}}, NO_TRADE, id="both in one candle: both plans stopped"),
+        pytest.param({3: {"low": 96.0}, 1: {"high": 103.5}}, LONG, id="the earlier barrier decides"),
+        pytest.param({2: {"low": 96.5}, 3: {"high": 110.0}}, SHORT, id="a later target does not undo a stop"),
+        pytest.param({}, NO_TRADE, id="neither within the horizon: NO_TRADE"),
+        pytest.param({HORIZON + 1: {"high": 110.0}}, NO_TRADE, id="after the horizon does not count"),
+        pytest.param({HORIZON: {"high": 102.99}}, NO_TRADE, id="just short of the target"),
     ],
 )
-def test_label_is_the_move_to_t_plus_horizon_in_atrs_of_bar_t(move: float, expected: int) -> None:
-    t, horizon = 30, 4
-    candles = with_close(quiet_market(), t + horizon, 100.0 + move)
-    assert atr(*(candles[c].to_numpy() for c in ("high", "low", "close")))[t] == 2.0  # precondition
+def test_the_label_is_what_the_served_plan_would_have_done(bars: dict[int, dict[str, float]], expected: int) -> None:
+    candles = quiet_market()
+    for offset, extremes in bars.items():
+        candles = with_bar(candles, T + offset, **extremes)
+    assert atr(*(candles[c].to_numpy() for c in ("high", "low", "close")))[T] == 2.0  # precondition: R = 3
+    assert trade_plan_labels(candles, HORIZON, stop_atr=1.5).iloc[T] == expected
 
-    labels = make_labels(candles, horizon=horizon, threshold_atr=1.0)
-    assert labels.iloc[t] == expected
+
+@pytest.mark.parametrize(
+    ("bars", "long_r", "short_r", "exit_bars"),
+    [
+        pytest.param({2: {"high": 103.0}}, 1.0, -1.0, 2, id="target: the long earns 1R, the short loses 1R"),
+        pytest.param({1: {"high": 104.0, "low": 96.0}}, -1.0, -1.0, 1, id="both touched: both plans lose 1R"),
+        pytest.param({}, 0.0, 0.0, HORIZON, id="timeout: each leaves at the horizon's close"),
+    ],
+)
+def test_plan_outcomes_give_each_plan_its_return_in_r_and_price(
+    bars: dict[int, dict[str, float]], long_r: float, short_r: float, exit_bars: int
+) -> None:
+    candles = quiet_market()
+    for offset, extremes in bars.items():
+        candles = with_bar(candles, T + offset, **extremes)
+    outcomes = trade_plan_outcomes(candles, HORIZON, stop_atr=1.5)
+    assert outcomes.risk[T] == pytest.approx(0.03)  # R = 3 on an entry of 100
+    assert outcomes.long_r[T] == pytest.approx(long_r) and outcomes.short_r[T] == pytest.approx(short_r)
+    assert outcomes.long_return[T] == pytest.approx(0.03 * long_r)
+    assert outcomes.bars_to_exit[T] == exit_bars
+
+
+def test_a_timed_out_plan_earns_the_move_to_the_horizons_close() -> None:
+    candles = with_close(quiet_market(), T + HORIZON, 101.5)  # +1.5 % at the horizon, no barrier touched
+    outcomes = trade_plan_outcomes(candles, HORIZON, stop_atr=1.5)
+    assert outcomes.label[T] == NO_TRADE
+    assert outcomes.long_return[T] == pytest.approx(0.015) and outcomes.short_return[T] == pytest.approx(-0.015)
 
 
 def test_class_codes_are_short_no_trade_long() -> None:
@@ -353,7 +400,7 @@ def test_class_codes_are_short_no_trade_long() -> None:
 @pytest.mark.parametrize("horizon", [1, 5, 12])
 def test_last_horizon_labels_and_the_atr_warm_up_are_nan(horizon: int) -> None:
     candles = random_walk(200, seed=11)
-    labels = make_labels(candles, horizon=horizon, threshold_atr=0.5)
+    labels = trade_plan_labels(candles, horizon=horizon, stop_atr=1.0)
 
     assert len(labels) == len(candles)
     assert (labels.index == pd.DatetimeIndex(candles["timestamp"])).all()
@@ -362,7 +409,8 @@ def test_last_horizon_labels_and_the_atr_warm_up_are_nan(horizon: int) -> None:
     defined = labels.iloc[ATR_PERIOD:-horizon]
     assert defined.notna().all()
     assert set(defined.unique()) <= {SHORT, NO_TRADE, LONG}
-    assert len(set(defined.unique())) == 3  # a random walk with a half-ATR threshold visits every class
+    if horizon == 5:
+        assert len(set(defined.unique())) == 3  # a random walk reaches either barrier, or neither
 
 
 def test_labels_up_to_t_ignore_candles_after_t_plus_horizon() -> None:
@@ -370,39 +418,25 @@ def test_labels_up_to_t_ignore_candles_after_t_plus_horizon() -> None:
     candles = random_walk(200, seed=12)
     garbled = with_garbage_after(candles, t + horizon, seed=97)
 
-    original = make_labels(candles, horizon, 0.5)
-    changed = make_labels(garbled, horizon, 0.5)
-    pd.testing.assert_series_equal(changed.iloc[: t + 1], original.iloc[: t + 1])
+    original = trade_plan_outcomes(candles, horizon, 1.5)
+    changed = trade_plan_outcomes(garbled, horizon, 1.5)
+    for name in ("label", "touched", "bars_to_exit", "risk", "long_return", "short_return"):
+        np.testing.assert_array_equal(getattr(changed, name)[: t + 1], getattr(original, name)[: t + 1], err_msg=name)
 
 
-def test_label_at_t_ignores_the_path_between_t_and_t_plus_horizon() -> None:
-    """The label compares two closes, with a band from ATR[t], which uses candles <= t only: wild bars in
-    between (a 50% spike, a 40% crash) neither count as the move nor widen the band."""
-    t, horizon = 30, 4
-    candles = with_close(quiet_market(), t + horizon, 104.0)  # +2 ATR at t + horizon
-    wild = candles
-    for row, close in zip(range(t + 1, t + horizon), (150.0, 60.0, 130.0), strict=True):
-        wild = with_close(wild, row, close)
-
-    assert make_labels(candles, horizon, threshold_atr=1.0).iloc[t] == LONG
-    assert make_labels(wild, horizon, threshold_atr=1.0).iloc[t] == LONG
+@pytest.mark.parametrize(("horizon", "stop_atr"), [(0, 1.5), (-1, 1.5), (4, 0.0), (4, -1.0)])
+def test_labels_reject_a_non_positive_horizon_or_stop(horizon: int, stop_atr: float) -> None:
+    with pytest.raises(ValueError, match="horizon >= 1 and stop_atr > 0"):
+        trade_plan_outcomes(random_walk(50, seed=15), horizon, stop_atr)
 
 
-@pytest.mark.parametrize(("atrs", "expected"), [(+10.0, LONG), (-10.0, SHORT), (0.0, NO_TRADE)])
-def test_the_close_at_t_plus_horizon_decides_the_label(atrs: float, expected: int) -> None:
-    t, horizon = 100, 6
-    candles = random_walk(200, seed=14)
-    close_t = candles["close"].iloc[t]
-    atr_t = atr(*(candles[c].to_numpy() for c in ("high", "low", "close")))[t]
-    moved = with_close(candles, t + horizon, close_t + atrs * atr_t)
-
-    assert make_labels(moved, horizon, threshold_atr=1.0).iloc[t] == expected
-
-
-@pytest.mark.parametrize(("horizon", "threshold_atr"), [(0, 1.0), (-1, 1.0), (4, -0.5)])
-def test_labels_reject_a_non_positive_horizon_or_negative_threshold(horizon: int, threshold_atr: float) -> None:
-    with pytest.raises(ValueError, match="horizon >= 1 and threshold_atr >= 0"):
-        make_labels(random_walk(50, seed=15), horizon, threshold_atr)
+@pytest.mark.parametrize(("risk", "cost", "expected"), [(0.01, 0.0, 0.5), (0.01, 0.003, 0.65), (0.03, 0.003, 0.55)])
+def test_the_break_even_hit_rate_pays_the_round_trip(risk: float, cost: float, expected: float) -> None:
+    """p (R - c) = (1 - p)(R + c): at 1 % risk and 0.3 % round trip, 65 % of plans must reach their target."""
+    p = break_even_hit_rate(risk, cost)
+    assert p == pytest.approx(expected)
+    assert p * (risk - cost) - (1 - p) * (risk + cost) == pytest.approx(0.0, abs=1e-15)
+    assert round_trip_cost(0.001, 0.0005) == pytest.approx(0.003)
 
 
 # --- PPO observation --------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""CNN-LSTM: network, purged split, train-only scaler, calibration, store round trip and refusals, CLI.
+"""CNN-LSTM: network, pooled samples without gaps, walk-forward folds that never test on what they learned,
+train-only scaler, calibration and threshold on validation, the edge verdict (positive on a learnable market, not
+on a random walk), health checks, store round trip and refusals, and the commands.
 
-Tiny networks and a couple of epochs on a few hundred synthetic bars (and one small slice of real data),
-so every test runs in about a second on one thread.
+Tiny networks and a few epochs on a few thousand synthetic bars (and one slice of real data), so every test runs
+in a few seconds on one thread.
 """
 
 from __future__ import annotations
@@ -19,130 +21,54 @@ from typer.testing import CliRunner
 import signals.features.cnn as cnn_features
 from signals.cli import app
 from signals.core.errors import ModelIntegrityError
+from signals.core.timeframes import timeframe_delta
 from signals.data.store import CandleStore
 from signals.features.cnn import LOOKBACK
-from signals.models.cnn_lstm.artifact import (
-    SCALER_FILE,
-    load_cnn_lstm,
-    model_name,
-    save_cnn_lstm,
+from signals.models.cnn_lstm.artifact import SCALER_FILE, load_cnn_lstm, model_name, save_cnn_lstm_models
+from signals.models.cnn_lstm.dataset import (
+    build_samples,
+    fold_edges,
+    label_span_ns,
+    labelled_before,
+    split_validation,
+    within,
 )
-from signals.models.cnn_lstm.network import MAX_DEFAULT_PARAMETERS, CnnLstm, CnnLstmConfig, count_parameters
+from signals.models.cnn_lstm.network import CnnLstm, CnnLstmConfig, count_parameters
 from signals.models.cnn_lstm.training import (
-    Scaler,
+    DEFAULT_HORIZONS,
     TrainConfig,
     TrainingResult,
-    build_windows,
-    chronological_split,
-    fit_scaler,
     fit_temperature,
+    health_issues,
+    predict_proba,
     softmax_with_temperature,
-    train_cnn_lstm,
+    train_pooled,
 )
-from signals.models.metrics import classification_metrics, expected_calibration_error
 from signals.models.registry import load_model
+from signals.models.scaler import Scaler
+from signals.models.skill import expected_calibration_error
 from tests.support.factories import random_walk_candles
 from tests.support.paths import shared_candles
 
 torch.set_num_threads(1)
 
 TINY = CnnLstmConfig(conv_channels=(8,), kernel_size=3, lstm_hidden=8, head_hidden=8, dropout=0.0)
-QUICK = TrainConfig(epochs=2, batch_size=64, horizon=4, threshold_atr=0.5, seed=7)
+QUICK = TrainConfig(epochs=2, batch_size=64, horizon=4, seed=7, folds=2)
 WIDE = {"COLUMNS": "250", "TERM": "dumb"}
+NS = 1_000_000_000
 
 
-def _train(seed: int = 0, n: int = 700, config: TrainConfig = QUICK) -> TrainingResult:
-    return train_cnn_lstm(random_walk_candles(n, seed=seed), config, TINY)
-
-
-@pytest.fixture(scope="module")
-def tiny_result() -> TrainingResult:
-    return _train()
-
-
-def test_default_network_is_small_and_maps_windows_to_three_logits() -> None:
-    network = CnnLstm()
-    assert count_parameters(network) < MAX_DEFAULT_PARAMETERS
-    assert network(torch.zeros(4, LOOKBACK, cnn_features.N_FEATURES)).shape == (4, 3)
-
-
-def test_split_is_chronological_disjoint_and_purged() -> None:
-    horizon = 4
-    data = build_windows(random_walk_candles(700, seed=1), horizon, 0.5)
-    split = chronological_split(data.bars, horizon=horizon)
-    parts = [split.train, split.val, split.test]
-    assert all(len(part) for part in parts)
-    assert not set(split.train) & set(split.val) and not set(split.val) & set(split.test)
-    for before, after in zip(parts, parts[1:], strict=False):
-        last_label_bar = data.bars[before[-1]] + horizon
-        first_window_bar = data.bars[after[0]] - LOOKBACK + 1
-        assert last_label_bar < first_window_bar  # no label crosses, no later window sees an earlier label
-        assert data.bars[after[0]] - data.bars[before[-1]] > horizon
-    assert abs(len(split.train) / len(data) - 0.70) < 0.01
-
-
-def test_scaler_is_fitted_on_train_rows_only() -> None:
-    data = build_windows(random_walk_candles(700, seed=2), 4, 0.5)
-    split = chronological_split(data.bars, horizon=4)
-    clean = fit_scaler(data, split)
-    first_later_row = int(data.bars[split.val[0]]) - LOOKBACK + 1
-    shifted_features = data.features.copy()
-    shifted_features[first_later_row:] += 1e6
-    shifted = fit_scaler(
-        type(data)(**{**data.__dict__, "features": shifted_features}),  # same windows, poisoned later rows
-        split,
-    )
-    # Equal to rounding (the copy changes memory order, hence summation order); a leak would move them by ~1e5.
-    np.testing.assert_allclose(shifted.mean, clean.mean, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(shifted.std, clean.std, rtol=1e-12, atol=1e-15)
-    assert np.all(np.abs(clean.mean) < 1e3)
-    assert Scaler.from_dict(json.loads(json.dumps(clean.to_dict()))).feature_names == cnn_features.FEATURE_NAMES
-
-
-def test_temperature_scaling_lowers_ece_of_an_overconfident_classifier() -> None:
-    rng = np.random.default_rng(0)
-    true_p = rng.dirichlet([1.0, 1.0, 1.0], size=4000)
-    labels = np.array([rng.choice(3, p=p) for p in true_p])
-    logits = 4.0 * np.log(true_p)  # ranks right, far too sure
-    fit, held = slice(0, 2000), slice(2000, None)
-    temperature = fit_temperature(logits[fit], labels[fit])
-    before = expected_calibration_error(labels[held], softmax_with_temperature(logits[held], 1.0))
-    after = expected_calibration_error(labels[held], softmax_with_temperature(logits[held], temperature))
-    assert 3.0 < temperature < 5.0
-    assert after < before / 3
-
-
-def test_metrics_report_baseline_and_own_majority() -> None:
-    labels = np.array([1, 1, 1, 2, 0, 2])
-    proba = np.eye(3)[[1, 1, 0, 2, 0, 0]] * 0.9 + 0.1 / 3
-    metrics = classification_metrics(labels, proba, baseline_class=2)
-    assert metrics["accuracy"] == pytest.approx(4 / 6)
-    assert metrics["baseline_accuracy"] == pytest.approx(2 / 6)  # the train majority (LONG) applied
-    assert metrics["own_majority_share"] == pytest.approx(3 / 6)
-    assert metrics["confusion_matrix"] == [[1, 0, 0], [1, 2, 0], [1, 0, 1]]
-    assert expected_calibration_error(labels, proba) == pytest.approx(abs(4 / 6 - proba.max(axis=1).mean()))
-
-
-def test_training_reports_metrics_and_ranges(tiny_result: TrainingResult) -> None:
-    m = tiny_result.metrics
-    for key in ("accuracy", "baseline_accuracy", "test_majority_share", "balanced_accuracy", "ece", "log_loss"):
-        assert 0.0 <= m[key] <= (1.0 if key != "log_loss" else 10.0)
-    assert {"ece_uncalibrated", "log_loss_uncalibrated", "precision", "recall", "confusion_matrix"} <= set(m)
-    ranges = tiny_result.data_range
-    assert ranges["train"]["last"] < ranges["val"]["first"] < ranges["val"]["last"] < ranges["test"]["first"]
-
-
-def _momentum_candles(n: int, phi: float = 0.7, seed: int = 0) -> pd.DataFrame:
-    """Candles whose returns are AR(1): the next bar's direction is predictable from the last returns."""
+def momentum_candles(n: int, phi: float, seed: int, price: float = 100.0, freq: str = "1h") -> pd.DataFrame:
+    """Candles whose returns are AR(1) with coefficient `phi`: the next bars' direction is predictable."""
     rng = np.random.default_rng(seed)
     shocks, returns = rng.normal(0, 0.004, n), np.zeros(n)
     for i in range(1, n):
         returns[i] = phi * returns[i - 1] + shocks[i]
-    close = 100 * np.exp(np.cumsum(returns))
-    open_ = np.r_[100.0, close[:-1]]
+    close = price * np.exp(np.cumsum(returns))
+    open_ = np.r_[price, close[:-1]]
     return pd.DataFrame(
         {
-            "timestamp": pd.date_range("2024-01-01", periods=n, freq="15min", tz="UTC"),
+            "timestamp": pd.date_range("2024-01-01", periods=n, freq=freq, tz="UTC"),
             "open": open_,
             "high": np.maximum(open_, close) * 1.001,
             "low": np.minimum(open_, close) * 0.999,
@@ -152,54 +78,207 @@ def _momentum_candles(n: int, phi: float = 0.7, seed: int = 0) -> pd.DataFrame:
     )
 
 
-def test_training_learns_a_predictable_series() -> None:
-    config = TrainConfig(epochs=5, horizon=1, threshold_atr=0.2, batch_size=32, learning_rate=3e-3)
-    result = train_cnn_lstm(_momentum_candles(1500), config, TINY)
-    losses = [h["val_loss"] for h in result.history]
-    assert losses[-1] < losses[0]
-    assert result.metrics["accuracy"] > result.metrics["baseline_accuracy"] + 0.1
-    assert result.metrics["balanced_accuracy"] > 0.4
+def two_pairs(n: int = 900, seed: int = 0) -> dict[str, pd.DataFrame]:
+    return {
+        "BTC/USDT": random_walk_candles(n, timeframe="1h", seed=seed),
+        "ETH/USDT": random_walk_candles(n, timeframe="1h", seed=seed + 1, price=3000.0),
+    }
 
 
-def test_same_seed_gives_identical_weights() -> None:
-    first, second = _train(seed=3), _train(seed=3)
+@pytest.fixture(scope="module")
+def tiny_result() -> TrainingResult:
+    return train_pooled(two_pairs(), "1h", QUICK, TINY)
+
+
+# --- network ----------------------------------------------------------------------------------------------
+def test_default_network_is_small_and_maps_windows_to_three_logits() -> None:
+    network = CnnLstm()
+    assert count_parameters(network) < 30_000
+    assert network(torch.zeros(4, LOOKBACK, cnn_features.N_FEATURES)).shape == (4, 3)
+
+
+@pytest.mark.parametrize(("pool", "steps"), [(1, 60), (4, 15)])
+def test_pooling_the_conv_output_shortens_what_the_lstm_reads(pool: int, steps: int) -> None:
+    network = CnnLstm(TINY.model_copy(update={"pool": pool}))
+    seen: list[int] = []
+    network.lstm.register_forward_hook(lambda _module, inputs, _out: seen.append(inputs[0].shape[1]))
+    network(torch.zeros(2, LOOKBACK, cnn_features.N_FEATURES))
+    assert seen == [steps]
+
+
+# --- samples ----------------------------------------------------------------------------------------------
+def test_samples_pool_pairs_in_time_order_and_gather_their_own_windows() -> None:
+    pairs = two_pairs(400)
+    samples = build_samples(pairs, "1h", horizon=4, stop_atr=1.5)
+    assert samples.symbols == ["BTC/USDT", "ETH/USDT"]
+    assert (np.diff(samples.time_ns) >= 0).all()
+    k = len(samples) // 2
+    symbol = samples.symbols[samples.pair[k]]
+    features = cnn_features.feature_matrix(pairs[symbol]).astype(np.float32)
+    row = samples.row[k]
+    np.testing.assert_array_equal(samples.windows(np.array([k]))[0], features[row - LOOKBACK + 1 : row + 1])
+
+
+def test_a_window_or_label_horizon_that_spans_a_data_gap_is_dropped() -> None:
+    candles = random_walk_candles(400, timeframe="1h", seed=3)
+    gapped = candles.drop(index=range(200, 203)).reset_index(drop=True)  # 3 bars missing after row 199
+    samples = build_samples({"BTC/USDT": gapped}, "1h", horizon=4, stop_atr=1.5)
+    gap_after = candles["timestamp"].iloc[199].value
+    step = timeframe_delta("1h").value
+    for time_ns in samples.time_ns:
+        window_start = time_ns - (LOOKBACK - 1) * step
+        horizon_end = time_ns + 4 * step
+        assert not (window_start <= gap_after < horizon_end), "a sample reaches across the gap"
+    assert len(samples) > 150  # everything else is kept
+
+
+def test_a_stride_keeps_every_kth_bar() -> None:
+    pairs = {"BTC/USDT": random_walk_candles(400, timeframe="15m", seed=4)}
+    every, fourth = build_samples(pairs, "15m", 4, 1.5), build_samples(pairs, "15m", 4, 1.5, stride=4)
+    assert set(fourth.row) == {r for r in every.row if r % 4 == 0}
+
+
+def test_walk_forward_blocks_are_consecutive_and_training_labels_end_before_them() -> None:
+    samples = build_samples(two_pairs(900), "1h", horizon=4, stop_atr=1.5)
+    edges = fold_edges(samples, folds=4, test_share=0.5)
+    assert len(edges) == 4 and all(a[1] == b[0] for a, b in zip(edges, edges[1:], strict=False))
+    embargo = LOOKBACK * 3600 * NS
+    for start, end in edges:
+        train = labelled_before(samples, start, embargo)
+        test = within(samples, start, end)
+        assert len(train) and len(test)
+        assert (samples.time_ns[train] + label_span_ns(samples) < start - embargo).all()  # purged and embargoed
+        fit_part, val = split_validation(samples, train, 0.15, embargo)
+        assert samples.time_ns[fit_part].max() + label_span_ns(samples) < samples.time_ns[val].min() - embargo
+        assert not set(val) & set(test) and not set(fit_part) & set(test)
+
+
+def test_the_scaler_is_fitted_on_training_rows_only() -> None:
+    samples = build_samples(two_pairs(600), "1h", horizon=4, stop_atr=1.5)
+    train = np.arange(len(samples) // 2)
+    clean = Scaler.fit(samples.subset(train).feature_rows())
+    later = samples.row[len(samples) // 2 :].min() + 1
+    for series in samples.pairs:
+        series.features[later:] += 1e6  # poison every later row of both pairs
+    poisoned = Scaler.fit(samples.subset(train).feature_rows())
+    np.testing.assert_allclose(poisoned.mean, clean.mean, rtol=1e-12, atol=1e-15)
+    assert np.all(np.abs(clean.mean) < 1e3)
+    assert Scaler.from_dict(json.loads(json.dumps(clean.to_dict()))).feature_names == cnn_features.FEATURE_NAMES
+
+
+# --- calibration ------------------------------------------------------------------------------------------
+def test_temperature_scaling_lowers_ece_of_an_overconfident_classifier() -> None:
+    rng = np.random.default_rng(0)
+    true_p = rng.dirichlet([1.0, 1.0, 1.0], size=4000)
+    labels = np.array([rng.choice(3, p=p) for p in true_p])
+    logits = 4.0 * np.log(true_p)  # ranks right, far too sure
+    fit, held = slice(0, 2000), slice(2000, None)
+    temperature = fit_temperature(logits[fit], labels[fit])
+    before = expected_calibration_error(softmax_with_temperature(logits[held], 1.0), labels[held])
+    after = expected_calibration_error(softmax_with_temperature(logits[held], temperature), labels[held])
+    assert 3.0 < temperature < 5.0
+    assert after < before / 3
+
+
+# --- the recipe -------------------------------------------------------------------------------------------
+def test_training_reports_walk_forward_per_pair_and_pooled(tiny_result: TrainingResult) -> None:
+    wf = tiny_result.walk_forward
+    assert [f["fold"] for f in wf["folds"]] == [1, 2]
+    for fold in wf["folds"]:
+        assert fold["train"]["last"] < fold["test"]["first"]  # never tested on what it learned from
+    pooled = wf["pooled"]
+    assert pooled["n"] == sum(wf["pairs"][s]["n"] for s in tiny_result.symbols)
+    for figure in ("accuracy", "log_loss_skill", "brier_skill"):
+        assert pooled[figure]["ci_low"] <= pooled[figure]["value"] <= pooled[figure]["ci_high"]
+    assert set(pooled["baselines"]) == {"majority", "reversal", "persistence"}
+    assert pooled["majority_share"] == max(pooled["class_frequencies"].values())
+    assert pooled["edge"]["source"] == "walk_forward" and pooled["edge"]["metric"] == "expectancy_after_costs_pct"
+    assert len(pooled["coverage"]) == 10 and pooled["reliability"]
+    assert set(tiny_result.break_even) == {"BTC/USDT", "ETH/USDT"}
+    assert all(0.5 < p < 1.0 for p in tiny_result.break_even.values())  # costs raise it above a coin flip
+    assert tiny_result.horizon == 4 and tiny_result.data_range["train"]["last"] < tiny_result.data_range["val"]["first"]
+
+
+def test_the_horizon_defaults_per_timeframe() -> None:
+    assert {tf: TrainConfig().horizon_for(tf) for tf in DEFAULT_HORIZONS} == {"15m": 12, "1h": 10, "4h": 8, "1d": 6}
+
+
+def test_a_learnable_market_shows_a_positive_edge_and_a_random_walk_does_not() -> None:
+    """The gate's evidence is real: strongly autocorrelated returns (AR(1), phi 0.9) make the trade plan predictable
+    and the walk-forward calls pay; a random walk's calls do not. No costs, so that only skill is measured."""
+    config = TrainConfig(epochs=6, horizon=4, fee=0.0, slippage=0.0, batch_size=64, learning_rate=3e-3, folds=2)
+    learnable = {"AAA/USDT": momentum_candles(2500, 0.9, 1), "BBB/USDT": momentum_candles(2500, 0.9, 2, 5.0)}
+    result = train_pooled(learnable, "1h", config, TINY)
+    pooled = result.walk_forward["pooled"]
+    assert pooled["accuracy"]["ci_low"] > pooled["majority_share"] + 0.1
+    assert pooled["calls"]["hit_rate"]["ci_low"] > pooled["calls"]["break_even_hit_rate"]
+    assert pooled["edge"]["verdict"] == "positive" and pooled["edge"]["ci_low"] > 0
+    assert result.pair_edge("AAA/USDT")["verdict"] == "positive" and result.fit.threshold is not None
+
+    noise = train_pooled(
+        {"AAA/USDT": momentum_candles(2500, 0.0, 1), "BBB/USDT": momentum_candles(2500, 0.0, 2, 5.0)},
+        "1h",
+        config,
+        TINY,
+    )
+    assert noise.walk_forward["pooled"]["edge"]["verdict"] != "positive"
+
+
+def test_same_seed_gives_identical_weights_and_calibration() -> None:
+    first, second = (train_pooled(two_pairs(700), "1h", QUICK, TINY) for _ in range(2))
     for key, value in first.network.state_dict().items():
         assert torch.equal(value, second.network.state_dict()[key]), key
-    assert first.temperature == second.temperature
+    assert first.fit.temperature == second.fit.temperature and first.fit.threshold == second.fit.threshold
 
 
-def test_save_then_load_gives_identical_outputs(tiny_result: TrainingResult) -> None:
-    stored = save_cnn_lstm(tiny_result, symbol="btcusdt", timeframe="15m", exchange="binance")
-    assert stored.name == "cnn-lstm-btc-usdt-15m"
-    assert stored.labels == {"family": "cnn-lstm", "symbol": "BTC/USDT", "timeframe": "15m"}
-    assert stored.metadata["feature_hash"] == cnn_features.FEATURE_HASH
-    predictor = load_cnn_lstm(stored.tag)
-    windows = build_windows(random_walk_candles(300, seed=9), 4, 0.5).windows
-    with torch.inference_mode():
-        logits = tiny_result.network.eval()(torch.from_numpy(tiny_result.scaler.transform(windows))).numpy()
-    expected = softmax_with_temperature(logits, tiny_result.temperature)
-    proba = predictor.predict_proba(windows)
-    assert proba.shape == (len(windows), 3) and proba.dtype == np.float32
-    np.testing.assert_allclose(proba, expected, atol=1e-6)
-    np.testing.assert_array_equal(load_cnn_lstm(stored.tag).predict_proba(windows), proba)
+def test_a_network_that_learned_nothing_is_flagged(tiny_result: TrainingResult) -> None:
+    flat = tiny_result.fit
+    flat_validation = {**flat.validation, "sharpness": 0.001, "largest_class_share": 0.99}
+    issues = health_issues(
+        type(flat)(**{**flat.__dict__, "validation": flat_validation, "best_epoch": 1, "temperature": 20.0})
+    )
+    assert any("best epoch 1 with flat probabilities" in i for i in issues)
+    assert any("temperature at its bound" in i for i in issues)
+    assert any("predicts one class" in i for i in issues)
+    flagged = type(tiny_result)(**{**tiny_result.__dict__, "health": issues})
+    assert flagged.pair_edge("BTC/USDT")["verdict"] != "positive" and "flat" in flagged.pair_edge("BTC/USDT")["reason"]
+
+
+# --- the store --------------------------------------------------------------------------------------------
+def test_one_entry_per_pair_with_its_own_calibration_and_a_shared_network(tiny_result: TrainingResult) -> None:
+    stored = save_cnn_lstm_models(tiny_result, exchange="binance")
+    assert [s.name for s in stored] == ["cnn-lstm-btc-usdt-1h", "cnn-lstm-eth-usdt-1h"]
+    btc, eth = (load_cnn_lstm(s.tag) for s in stored)
+    assert btc.network_id == eth.network_id  # one pooled network, stored twice
+    assert btc.stored.metadata["training"]["pooled_symbols"] == ["BTC/USDT", "ETH/USDT"]
+    for predictor, symbol in ((btc, "BTC/USDT"), (eth, "ETH/USDT")):
+        meta = predictor.stored.metadata
+        assert predictor.temperature == pytest.approx(tiny_result.fit.temperature_of(symbol))
+        assert meta["metrics"]["n"] == tiny_result.walk_forward["pairs"][symbol]["n"]
+        assert meta["edge"]["verdict"] == tiny_result.pair_edge(symbol)["verdict"]
+        assert meta["break_even_hit_rate"] == pytest.approx(tiny_result.break_even[symbol])
+        assert meta["horizon"] == 4 and meta["costs"]["round_trip"] == pytest.approx(0.003)
+    samples = build_samples(two_pairs(900), "1h", 4, 1.5)
+    btc_rows = np.flatnonzero(samples.pair == 0)[-50:]
+    expected = predict_proba(tiny_result.fit, samples, btc_rows)
+    np.testing.assert_allclose(btc.predict_proba(samples.windows(btc_rows)), expected, atol=1e-6)
 
 
 @pytest.mark.realdata
 def test_real_data_slice_trains_and_round_trips() -> None:
-    candles = shared_candles("ETH_USDT", "1h").iloc[-900:].reset_index(drop=True)
-    result = train_cnn_lstm(candles, QUICK, TINY)
-    stored = save_cnn_lstm(result, symbol="ETH/USDT", timeframe="1h", exchange="binance")
-    windows = build_windows(candles, 4, 0.5).windows[-50:]
+    candles = {"ETH/USDT": shared_candles("ETH_USDT", "1h").iloc[-1200:].reset_index(drop=True)}
+    result = train_pooled(candles, "1h", QUICK, TINY)
+    (stored,) = save_cnn_lstm_models(result, exchange="binance")
+    samples = build_samples(candles, "1h", result.horizon, 1.5)
+    windows = samples.windows(np.arange(len(samples))[-50:])
     again = load_cnn_lstm(stored.tag).predict_proba(windows)
     np.testing.assert_array_equal(again, load_cnn_lstm(stored.tag).predict_proba(windows))
     np.testing.assert_allclose(again.sum(axis=1), 1.0, atol=1e-5)
-    assert stored.metadata["data_range"]["test"]["last"] <= candles["timestamp"].iloc[-1].isoformat().replace(
-        "+00:00", "Z"
-    )
+    assert result.walk_forward["pooled"]["n"] > 200
 
 
 def test_tampered_file_is_refused_naming_model_and_file(tiny_result: TrainingResult) -> None:
-    stored = save_cnn_lstm(tiny_result, symbol="XRP/USDT", timeframe="1h", exchange="binance")
+    stored = save_cnn_lstm_models(tiny_result, exchange="binance")[0]
     scaler = stored.file(SCALER_FILE)
     scaler.chmod(0o644)
     scaler.write_text(scaler.read_text().replace("mean", "mean ", 1))
@@ -210,14 +289,14 @@ def test_tampered_file_is_refused_naming_model_and_file(tiny_result: TrainingRes
 def test_feature_hash_mismatch_is_refused_naming_the_field(
     tiny_result: TrainingResult, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    stored = save_cnn_lstm(tiny_result, symbol="SOL/USDT", timeframe="4h", exchange="binance")
+    stored = save_cnn_lstm_models(tiny_result, exchange="binance")[1]
     monkeypatch.setattr(cnn_features, "FEATURE_HASH", "0" * 64)
     with pytest.raises(ModelIntegrityError, match=rf"{stored.name}.*'feature_hash'"):
         load_cnn_lstm(stored.tag)
 
 
 def test_edited_feature_names_in_model_yaml_are_refused(tiny_result: TrainingResult) -> None:
-    stored = save_cnn_lstm(tiny_result, symbol="DOGE/USDT", timeframe="1h", exchange="binance")
+    stored = save_cnn_lstm_models(tiny_result, exchange="binance")[0]
     model_yaml = Path(stored.path) / "model.yaml"
     info = yaml.safe_load(model_yaml.read_text())
     info["metadata"]["feature_names"] = list(reversed(info["metadata"]["feature_names"]))
@@ -228,42 +307,49 @@ def test_edited_feature_names_in_model_yaml_are_refused(tiny_result: TrainingRes
 
 
 def test_retrain_makes_a_new_version_that_latest_resolves_to(tiny_result: TrainingResult) -> None:
-    first = save_cnn_lstm(tiny_result, symbol="LTC/USDT", timeframe="15m", exchange="binance")
-    second = save_cnn_lstm(_train(seed=5), symbol="LTC/USDT", timeframe="15m", exchange="binance")
+    first = save_cnn_lstm_models(tiny_result, exchange="binance")[0]
+    second = save_cnn_lstm_models(train_pooled(two_pairs(700, seed=5), "1h", QUICK, TINY), exchange="binance")[0]
     assert first.version != second.version
-    assert load_model(model_name("LTC/USDT", "15m")).tag == second.tag
+    assert load_model(model_name("BTC/USDT", "1h")).tag == second.tag
     assert load_cnn_lstm(f"{second.name}:latest").tag == second.tag
 
 
-def test_cli_train_models_and_evaluate(tmp_path: Path, tiny_result: TrainingResult) -> None:
+# --- the commands -----------------------------------------------------------------------------------------
+def test_cli_train_models_and_evaluate(tmp_path: Path) -> None:
     runner = CliRunner()
-    save_cnn_lstm(tiny_result, symbol="BTC/USDT", timeframe="15m", exchange="binance")  # a model with no data below
     train_store, later_store = tmp_path / "train", tmp_path / "later"
-    CandleStore(train_store).write("binance", "ADA/USDT", "15m", random_walk_candles(900, seed=11))
-    CandleStore(later_store).write("binance", "ADA/USDT", "15m", random_walk_candles(500, seed=12, start="2024-03-01"))
+    for i, symbol in enumerate(("ADA/USDT", "DOT/USDT")):
+        CandleStore(train_store).write("binance", symbol, "15m", random_walk_candles(1400, seed=11 + i))
+    later = random_walk_candles(700, seed=21, start="2024-03-01")
+    CandleStore(later_store).write("binance", "ADA/USDT", "15m", later)  # DOT has no later candles
     trained = runner.invoke(
         app,
-        ["train", "cnn-lstm", "--symbols", "ADAUSDT", "--timeframes", "15m", "--epochs", "1", "--max-bars", "800"]
-        + ["--data-dir", str(train_store), "--exchange", "binance", "--json"],
+        ["train", "cnn-lstm", "--symbols", "ADAUSDT,DOT-USDT", "--timeframes", "15m", "--epochs", "1"]
+        + ["--folds", "2", "--data-dir", str(train_store), "--exchange", "binance", "--json"],
         env=WIDE,
     )
     assert trained.exit_code == 0, trained.output
-    assert json.loads(trained.stdout)[0]["model"].startswith("cnn-lstm-ada-usdt-15m:")
+    rows = json.loads(trained.stdout)
+    assert rows[0]["model"] == "pooled 15m" and rows[0]["n"] > 0
+    assert [r["model"].split(":")[0] for r in rows[1:]] == ["cnn-lstm-ada-usdt-15m", "cnn-lstm-dot-usdt-15m"]
+    assert {"accuracy", "baselines", "calls", "edge"} <= set(rows[1])
 
     table = runner.invoke(app, ["models"], env=WIDE)
     assert table.exit_code == 0, table.output
     assert "cnn-lstm-ada-usdt-15m" in table.stdout and "ADA/USDT" in table.stdout
-    rows = json.loads(runner.invoke(app, ["models", "--json"], env=WIDE).stdout)
-    row = next(r for r in rows if r["model"] == "cnn-lstm-ada-usdt-15m")
+    listed = json.loads(runner.invoke(app, ["models", "--json"], env=WIDE).stdout)
+    row = next(r for r in listed if r["model"] == "cnn-lstm-ada-usdt-15m")
     assert row["family"] == "cnn-lstm" and row["timeframe"] == "15m" and row["data_first"] < row["data_last"]
-    assert {"accuracy", "baseline", "ece", "version"} <= set(row)
+    assert row["edge"]["verdict"] in {"positive", "none", "negative", "insufficient_data"}
+    assert row["walk_forward"]["pooled"]["n"] == rows[0]["n"] and row["metrics"]["n"] == rows[1]["n"]
 
-    args = ["evaluate", "--data-dir", str(later_store), "--exchange", "binance", "--symbols", "ADA/USDT,BTC/USDT"]
+    args = ["evaluate", "--data-dir", str(later_store), "--exchange", "binance", "--symbols", "ADA/USDT,DOT/USDT"]
     scored = runner.invoke(app, [*args, "--json"], env=WIDE)
     assert scored.exit_code == 0, scored.output
     result = json.loads(scored.stdout)
-    assert [r["symbol"] for r in result] == ["ADA/USDT"]
-    assert result[0]["samples"] > 300 and 0 <= result[0]["ece"] <= 1 and result[0]["overlaps_training"] is False
-    assert "no 15m candles for BTC/USDT" in scored.stderr
-    scored_table = runner.invoke(app, args, env=WIDE)
+    assert [r["model"].split(":")[0] for r in result] == ["cnn-lstm-ada-usdt-15m"]
+    assert result[0]["n"] > 300 and 0 <= result[0]["ece"] <= 1 and result[0]["overlaps_training"] is False
+    assert set(result[0]["baselines"]) == {"majority", "reversal", "persistence"}
+    assert "no 15m candles for DOT/USDT" in scored.stderr
+    scored_table = runner.invoke(app, args, env={**WIDE, "COLUMNS": "400"})
     assert "cnn-lstm-ada-usdt-15m" in scored_table.stdout and "accuracy" in scored_table.stdout

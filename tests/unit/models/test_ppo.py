@@ -70,6 +70,17 @@ def test_round_trip_in_flat_market_costs_fees_and_slippage() -> None:
     assert info["trades"] == 2 and info["position"] == 0.0
 
 
+def test_a_trade_penalty_makes_each_fill_cost_more_than_the_market_charges() -> None:
+    plain = TradingEnv([flat_history()], fee=FEE, slippage=SLIP)
+    penalised = TradingEnv([flat_history()], fee=FEE, slippage=SLIP, trade_penalty=0.002)
+    rewards = []
+    for env in (plain, penalised):
+        env.reset(options={"start": 0})
+        rewards.append([env.step(action)[1] for action in (BUY, HOLD, SELL)])
+    assert np.subtract(rewards[1], rewards[0]) == pytest.approx([-0.002, 0.0, -0.002])
+    assert penalised.equity == pytest.approx(plain.equity)  # the penalty shapes learning, not the account
+
+
 def test_reward_is_change_in_log_equity_and_noops_do_not_trade() -> None:
     env = TradingEnv([SymbolHistory.from_candles("BTC/USDT", random_walk(300, 2))], max_steps=None)
     _, info = env.reset(seed=3, options={"start": 0})
@@ -156,6 +167,12 @@ def test_ppo_trains_imports_loads_and_acts_like_the_in_memory_model(
     assert stored.labels == {"family": "ppo", "timeframe": "1h", "symbol": "*"}
     assert stored.metadata["obs_shape"] == [50, 10] and stored.metadata["symbols"] == ["BTC/USDT", "ETH/USDT"]
     assert set(stored.metadata["evaluation"]["ETH/USDT"]) == {"policy", "buy_and_hold", "flat"}
+    edge = stored.metadata["edge"]  # judged out of time, after costs, against staying flat
+    assert edge["source"] == "held_out" and edge["metric"] == "log_return_per_bar_vs_flat"
+    assert edge["verdict"] in {"positive", "none", "negative", "insufficient_data"}
+    summary = stored.metadata["held_out_summary"]
+    assert summary["symbols"] == 2 and set(summary["mean_total_return"]) == {"policy", "buy_and_hold", "flat"}
+    assert stored.metadata["trade_penalty"] == pytest.approx(0.0015)  # each fill's cost counted twice
     assert (
         stored.metadata["training_range"]["BTC/USDT"]["last_bar"]
         < stored.metadata["held_out_range"]["BTC/USDT"]["first_bar"]

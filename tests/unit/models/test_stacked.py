@@ -1,4 +1,5 @@
-"""StackedCnnLstm: one batched call must give each row exactly what its own model's predict_proba gives."""
+"""StackedCnnLstm: one batched call must give each row exactly what its own model gives (logits), and a stacked
+group each name's own calibrated probabilities, one slot per distinct network."""
 
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from signals.models.cnn_lstm.stacked import StackedCnnLstm, stack_predictors
 from signals.models.registry import StoredModel
 from signals.models.scaler import Scaler
 
-TINY = CnnLstmConfig(conv_channels=(4, 6), kernel_size=3, lstm_hidden=5, lstm_layers=2, head_hidden=4)
+TINY = CnnLstmConfig(conv_channels=(4, 6), kernel_size=3, pool=1, lstm_hidden=5, lstm_layers=2, head_hidden=4)
+POOLED = TINY.model_copy(update={"pool": 4})
 ATOL = 1e-5
 
 
-def make_predictor(config: CnnLstmConfig, seed: int) -> CnnLstmPredictor:
+def make_predictor(config: CnnLstmConfig, seed: int, network_id: str | None = None) -> CnnLstmPredictor:
     """Random weights, non-trivial BatchNorm statistics, scaler and temperature: every model differs."""
     torch.manual_seed(seed)
     network = CnnLstm(config)
@@ -37,7 +39,10 @@ def make_predictor(config: CnnLstmConfig, seed: int) -> CnnLstmPredictor:
         std=rng.uniform(0.5, 2.0, size=config.n_features),
         feature_names=tuple(f"f{i}" for i in range(config.n_features)),
     )
-    stored = StoredModel(tag=f"m{seed}:test", name=f"m{seed}", version="test", path=Path("."), labels={}, metadata={})
+    hashes = {"sha256": {"weights.safetensors": network_id, "scaler.json": "s"}} if network_id else {}
+    stored = StoredModel(
+        tag=f"m{seed}:test", name=f"m{seed}", version="test", path=Path("."), labels={}, metadata=hashes
+    )
     return CnnLstmPredictor(
         stored=stored,
         network=network.eval(),
@@ -52,7 +57,7 @@ def windows(config: CnnLstmConfig, n: int, seed: int = 0) -> np.ndarray:
 
 
 def reference(stack: StackedCnnLstm, index: np.ndarray, batch: np.ndarray) -> np.ndarray:
-    return np.concatenate([stack.predictors[m].predict_proba(batch[i : i + 1]) for i, m in enumerate(index)])
+    return np.concatenate([stack.predictors[m].logits(batch[i : i + 1]) for i, m in enumerate(index)])
 
 
 @pytest.fixture(scope="module")
@@ -75,18 +80,24 @@ def default_stack() -> StackedCnnLstm:
         np.arange(7),  # every model once, canonical order (no weight gather)
     ],
 )
-def test_tiny_matches_per_model_predict_proba(tiny_stack: StackedCnnLstm, index: np.ndarray) -> None:
+def test_tiny_matches_per_model_logits(tiny_stack: StackedCnnLstm, index: np.ndarray) -> None:
     batch = windows(TINY, len(index), seed=len(index))
-    out = tiny_stack.predict_proba(index, batch)
+    out = tiny_stack.logits(index, batch)
     assert out.shape == (len(index), TINY.n_classes) and out.dtype == np.float32
     np.testing.assert_allclose(out, reference(tiny_stack, index, batch), atol=ATOL, rtol=0)
-    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_default_size_matches_per_model_predict_proba(default_stack: StackedCnnLstm) -> None:
+def test_a_pooled_conv_output_matches_per_model_logits() -> None:
+    stack = StackedCnnLstm([make_predictor(POOLED, seed) for seed in range(4)])
+    index = np.array([3, 0, 1, 1, 2, 3])
+    batch = windows(POOLED, len(index), seed=9)
+    np.testing.assert_allclose(stack.logits(index, batch), reference(stack, index, batch), atol=ATOL, rtol=0)
+
+
+def test_default_size_matches_per_model_logits(default_stack: StackedCnnLstm) -> None:
     index = np.array([4, 2, 0, 2, 3, 1, 4, 4, 0])
     batch = windows(CnnLstmConfig(), len(index), seed=3)
-    out = default_stack.predict_proba(index, batch)
+    out = default_stack.logits(index, batch)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, reference(default_stack, index, batch), atol=ATOL, rtol=0)
 
@@ -94,8 +105,8 @@ def test_default_size_matches_per_model_predict_proba(default_stack: StackedCnnL
 def test_deterministic_dropout_off(tiny_stack: StackedCnnLstm) -> None:
     index = np.array([0, 3, 3, 5])
     batch = windows(TINY, len(index))
-    first = tiny_stack.predict_proba(index, batch)
-    np.testing.assert_array_equal(first, tiny_stack.predict_proba(index, batch))
+    first = tiny_stack.logits(index, batch)
+    np.testing.assert_array_equal(first, tiny_stack.logits(index, batch))
 
 
 def test_network_left_in_train_mode_is_evaluated_in_eval_mode() -> None:
@@ -105,12 +116,12 @@ def test_network_left_in_train_mode_is_evaluated_in_eval_mode() -> None:
     stack = StackedCnnLstm(predictors)
     index = np.array([0, 0, 1, 2, 2])
     batch = windows(TINY, len(index))
-    np.testing.assert_allclose(stack.predict_proba(index, batch), reference(stack, index, batch), atol=ATOL)
-    np.testing.assert_array_equal(stack.predict_proba(index[:2], batch[:2]), stack.predict_proba(index[:2], batch[:2]))
+    np.testing.assert_allclose(stack.logits(index, batch), reference(stack, index, batch), atol=ATOL)
+    np.testing.assert_array_equal(stack.logits(index[:2], batch[:2]), stack.logits(index[:2], batch[:2]))
 
 
 def test_empty_batch(tiny_stack: StackedCnnLstm) -> None:
-    out = tiny_stack.predict_proba(np.zeros(0, np.int64), windows(TINY, 0))
+    out = tiny_stack.logits(np.zeros(0, np.int64), windows(TINY, 0))
     assert out.shape == (0, TINY.n_classes) and out.dtype == np.float32
 
 
@@ -129,7 +140,7 @@ def test_bad_input_raises_value_error(
     tiny_stack: StackedCnnLstm, index: np.ndarray, shape: tuple[int, ...], match: str
 ) -> None:
     with pytest.raises(ValueError, match=match):
-        tiny_stack.predict_proba(index, np.zeros(shape, np.float32))
+        tiny_stack.logits(index, np.zeros(shape, np.float32))
 
 
 def test_stack_predictors_groups_by_config() -> None:
@@ -145,12 +156,30 @@ def test_stack_predictors_groups_by_config() -> None:
     by_size = {len(group.model): group for group in groups}
     assert by_size[3].index == {"a-tiny": 0, "b-tiny": 1, "c-tiny": 2}
     assert by_size[1].index == {"a-other": 0}
-    names = ["c-tiny", "a-tiny", "c-tiny", "b-tiny"]
+    names = ["c-tiny", "a-tiny", "c-tiny", "b-tiny"]  # a group answers calibrated probabilities by name
     batch = windows(TINY, len(names))
     expected = np.concatenate([predictors[n].predict_proba(batch[i : i + 1]) for i, n in enumerate(names)])
     np.testing.assert_allclose(by_size[3].predict_proba(names, batch), expected, atol=ATOL, rtol=0)
     with pytest.raises(KeyError):
         by_size[3].predict_proba(["a-other"], windows(TINY, 1))
+
+
+def test_names_sharing_one_network_share_one_slot_with_their_own_temperatures() -> None:
+    shared = make_predictor(POOLED, 5, network_id="pooled-1h")
+    twin = CnnLstmPredictor(
+        stored=StoredModel("m6:test", "m6", "test", Path("."), {}, shared.stored.metadata),
+        network=shared.network,
+        scaler=shared.scaler,
+        temperature=shared.temperature * 3,
+        device=shared.device,
+    )
+    (group,) = stack_predictors({"btc": shared, "eth": twin})
+    assert len(group.model) == 1 and group.index == {"btc": 0, "eth": 0}
+    batch = windows(POOLED, 3)
+    out = group.predict_proba(["btc", "eth", "eth"], batch)
+    np.testing.assert_allclose(out[0], shared.predict_proba(batch[:1])[0], atol=1e-6)
+    np.testing.assert_allclose(out[1:], twin.predict_proba(batch[1:]), atol=1e-6)
+    assert not np.allclose(out[1], shared.predict_proba(batch[1:2])[0], atol=1e-4)  # its own temperature
 
 
 def test_mixed_configs_refused_in_one_stack() -> None:

@@ -27,9 +27,7 @@ from signals.core.errors import InvalidInput
 from signals.core.settings import Settings
 from signals.features.ppo import PPO_OBS_SHAPE
 from signals.models.cnn_lstm import artifact as cnn_artifact_module
-from signals.models.cnn_lstm.artifact import WEIGHTS_FILE, load_cnn_lstm, model_name, save_cnn_lstm
-from signals.models.cnn_lstm.network import CnnLstmConfig
-from signals.models.cnn_lstm.training import TrainConfig, train_cnn_lstm
+from signals.models.cnn_lstm.artifact import WEIGHTS_FILE, load_cnn_lstm, model_name
 from signals.models.device import configure_torch, resolve_device
 from signals.models.ppo.artifact import import_ppo, load_ppo
 from signals.models.ppo.training import PpoHyperParameters, train_ppo
@@ -39,20 +37,18 @@ from signals.runners.common import batching_options, group_by_model, model_attr
 from signals.runners.ppo import PpoRunner
 from signals.serving.wire import NO_ACTION, ObservationRequest, WindowRequest
 from tests.support.factories import random_walk_candles
+from tests.support.models import tiny_cnn_lstm
 from tests.support.paths import REPO_ROOT
 
 torch.set_num_threads(1)
 
-TINY = CnnLstmConfig(conv_channels=(8,), kernel_size=3, lstm_hidden=8, head_hidden=8, dropout=0.0)
-QUICK = TrainConfig(epochs=1, batch_size=64, horizon=4, threshold_atr=0.5, seed=3)
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 TAMPERED_SYMBOL = "XRP/USDT"
 TF = "1h"
 
 
 def train_tiny_cnn(symbol: str, timeframe: str = TF, seed: int = 0) -> StoredModel:
-    candles = random_walk_candles(700, timeframe=timeframe, seed=seed)
-    return save_cnn_lstm(train_cnn_lstm(candles, QUICK, TINY), symbol=symbol, timeframe=timeframe, exchange="synthetic")
+    return tiny_cnn_lstm(symbol, timeframe, seed=seed)
 
 
 def train_tiny_ppo(timeframe: str = TF) -> StoredModel:

@@ -1,0 +1,19 @@
+"""Tiny models trained in a second or two, for tests that need a stored model and not its quality."""
+
+from __future__ import annotations
+
+from signals.models.cnn_lstm.artifact import save_cnn_lstm_models
+from signals.models.cnn_lstm.network import CnnLstmConfig
+from signals.models.cnn_lstm.training import TrainConfig, train_pooled
+from signals.models.registry import StoredModel
+from tests.support.factories import random_walk_candles
+
+TINY = CnnLstmConfig(conv_channels=(8,), kernel_size=3, lstm_hidden=8, head_hidden=8, dropout=0.0)
+
+
+def tiny_cnn_lstm(symbol: str, timeframe: str = "1h", *, seed: int = 0, bars: int = 700, folds: int = 0) -> StoredModel:
+    """One network trained on one pair's random-walk candles (its own weights), stored as that pair's model."""
+    candles = random_walk_candles(bars, timeframe=timeframe, seed=seed)
+    config = TrainConfig(epochs=1, batch_size=64, horizon=4, seed=seed, folds=folds)
+    (stored,) = save_cnn_lstm_models(train_pooled({symbol: candles}, timeframe, config, TINY), exchange="synthetic")
+    return stored

@@ -25,7 +25,20 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# What the tests need beyond Python: Debian's PostgreSQL (the ledger's second database, started by the tests on
+# 127.0.0.1). Installed with apt-get when missing and allowed (root); otherwise a one-line message and exit 2.
+.PHONY: system-deps
+system-deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing system packages:$$missing; install them (e.g. sudo apt-get install$$missing)"; exit 2; fi; \
+	fi
+
+test: lint system-deps
 	$(BIN)/pytest -q
 
 clean:

@@ -1,13 +1,17 @@
 """SignalService: the HTTP API of the signal server (contract: ../shared/DESIGN.md, "HTTP contract").
 
 A table of contents: the runners it depends on, the routes, and where each one's logic lives
-(`signals.serving.engine.SignalEngine`). Compatibility GET routes are a FastAPI app mounted under /api.
+(`signals.serving`). Compatibility GET routes are a FastAPI app mounted under /api.
 Run: `bentoml serve service:SignalService` (or `make serve`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
+from datetime import datetime
+from typing import Any
 
 import bentoml
 
@@ -15,11 +19,13 @@ from signals.core.settings import get_settings
 from signals.runners.cnn_lstm import CnnLstmRunner
 from signals.runners.common import RunnerStatus
 from signals.runners.ppo import PpoRunner
-from signals.serving import schemas
+from signals.serving import audit, schemas, versions
 from signals.serving.compat import EngineSlot, create_compat_app
 from signals.serving.engine import SignalEngine
 from signals.serving.http import answer_server_errors
+from signals.serving.ops import Operations
 
+logger = logging.getLogger(__name__)
 engine_slot = EngineSlot()
 
 
@@ -30,9 +36,22 @@ class SignalService:
     ppo = bentoml.depends(PpoRunner)
 
     def __init__(self) -> None:
-        self.engine = SignalEngine.from_settings(get_settings(), self.cnn_lstm.to_async, self.ppo.to_async)
+        settings = get_settings()
+        self.ops = Operations.start(settings)  # the ledger, its writer and the catalog of served versions
+        self.engine = SignalEngine(
+            settings,
+            self.ops.catalog,
+            self.ops.market,
+            self.cnn_lstm.to_async,
+            self.ppo.to_async,
+            writer=self.ops.writer,
+        )
         engine_slot.bind(self.engine)
         gc.freeze()  # what is loaded now lives as long as the process: keep it out of gen-2 collections
+
+    @bentoml.on_startup
+    async def start_scheduler(self) -> None:
+        self.ops.start_scheduler(self.engine)
 
     def __is_ready__(self) -> bool:
         return self.engine.catalog.ready
@@ -40,12 +59,14 @@ class SignalService:
     @bentoml.on_shutdown
     async def close(self) -> None:
         engine_slot.release(self.engine)
+        await self.ops.stop()
         await self.engine.aclose()
 
     @bentoml.api(route="/predict", input_spec=schemas.PredictRequest)
     @answer_server_errors
     async def predict(self, symbol: str, timeframe: str) -> schemas.Signal:
-        """The CNN-LSTM signal for one (symbol, timeframe), with risk levels."""
+        """The CNN-LSTM signal for one (symbol, timeframe): actionable with risk levels only when the model has an
+        edge and the call clears its threshold."""
         return await self.engine.predict(symbol, timeframe)
 
     @bentoml.api(route="/batch", input_spec=schemas.BatchRequest)
@@ -57,7 +78,7 @@ class SignalService:
     @bentoml.api(route="/summary", input_spec=schemas.SummaryRequest)
     @answer_server_errors
     async def summary(self, symbol: str, timeframes: list[str] | None = None) -> schemas.SummaryResponse:
-        """One symbol across timeframes (default 15m, 1h, 4h, 1d) and their consensus."""
+        """One symbol across timeframes (default 15m, 1h, 4h, 1d) and the consensus of the actionable ones."""
         return await self.engine.summary(symbol, timeframes)
 
     @bentoml.api(route="/action", input_spec=schemas.ActionRequest)
@@ -78,12 +99,73 @@ class SignalService:
         )
         return await self.engine.action(request)
 
-    @bentoml.api(route="/status", input_spec=schemas.EmptyRequest)
-    async def status(self) -> dict[str, RunnerStatus]:
-        """What each runner loaded or refused, its device, and how it has batched (the batching proof)."""
-        return {"cnn_lstm": await self.cnn_lstm.to_async.status(), "ppo": await self.ppo.to_async.status()}
-
     @bentoml.api(route="/models", input_spec=schemas.EmptyRequest)
     def models(self) -> list[schemas.ModelInfo]:
-        """Every served model: family, symbol, timeframe, version, status, metrics, data range."""
-        return self.engine.models()
+        """Every served model: family, symbol, timeframe, version, status, edge, walk-forward and live figures."""
+        return self.ops.model_infos(self.engine)
+
+    @bentoml.api(route="/scorecard", input_spec=schemas.ScorecardRequest)
+    @answer_server_errors
+    async def scorecard(
+        self,
+        timeframe: str | None = None,
+        symbol: str | None = None,
+        model_version: str | None = None,
+        mode: schemas.Mode | None = None,
+        since: datetime | None = None,
+    ) -> dict[str, Any]:
+        """How the recorded signals did: accuracy and hit rate with intervals beside the baselines, calibration,
+        after-cost expectancy of the actionable calls, and a verdict."""
+        request = schemas.ScorecardRequest(
+            timeframe=timeframe, symbol=symbol, model_version=model_version, mode=mode, since=since
+        )
+        return await asyncio.to_thread(self.ops.scorecard, request)
+
+    @bentoml.api(route="/history", input_spec=schemas.HistoryRequest)
+    @answer_server_errors
+    async def history(
+        self, symbol: str, timeframe: str | None = None, limit: int = 100, mode: schemas.Mode | None = None
+    ) -> schemas.HistoryResponse:
+        """A pair's recorded signals, newest first, each with its outcome once its horizon ended."""
+        request = schemas.HistoryRequest(symbol=symbol, timeframe=timeframe, limit=limit, mode=mode)
+        return await asyncio.to_thread(audit.history, self.ops.require_ledger(), request)
+
+    @bentoml.api(route="/replay", input_spec=schemas.ReplayRequest)
+    @answer_server_errors
+    async def replay(self, symbol: str, timeframe: str, candle_time: datetime) -> schemas.ReplayResponse:
+        """Rebuild a recorded signal from the stored candles and its model version; compare field by field."""
+        request = schemas.ReplayRequest(symbol=symbol, timeframe=timeframe, candle_time=candle_time)
+        return await audit.replay(self.engine, self.ops.require_ledger(), request)
+
+    @bentoml.api(route="/status", input_spec=schemas.EmptyRequest)
+    async def status(self) -> dict[str, Any]:
+        """Runners (what they loaded, device, batching), the ledger, the scheduler, the served versions."""
+        runners: dict[str, RunnerStatus] = {
+            "cnn_lstm": await self.cnn_lstm.to_async.status(),
+            "ppo": await self.ppo.to_async.status(),
+        }
+        return {**runners, **self.ops.status(self.engine)}
+
+    @bentoml.api(route="/admin/reload", input_spec=schemas.EmptyRequest)
+    @answer_server_errors
+    async def reload(self) -> dict[str, Any]:
+        """Pick up the model versions now in the store (new candidates go to shadow, promotions take effect)."""
+        return await asyncio.to_thread(self.ops.reload, self.engine)
+
+    @bentoml.api(route="/admin/promote", input_spec=schemas.VersionRequest)
+    @answer_server_errors
+    async def promote(self, model: str, version: str | None = None, force: bool = False) -> dict[str, Any]:
+        """Serve a candidate version when its scorecard beats the served one's (versions.PROMOTION_RULE)."""
+        decision = await asyncio.to_thread(
+            versions.promote, self.ops.require_ledger(), self.engine.settings, model, version, force=force
+        )
+        await asyncio.to_thread(self.ops.reload, self.engine)
+        return decision.as_dict()
+
+    @bentoml.api(route="/admin/rollback", input_spec=schemas.VersionRequest)
+    @answer_server_errors
+    async def rollback(self, model: str, version: str | None = None, force: bool = False) -> dict[str, Any]:
+        """Serve again the version served before the last promotion."""
+        decision = await asyncio.to_thread(versions.rollback, self.ops.require_ledger(), model)
+        await asyncio.to_thread(self.ops.reload, self.engine)
+        return decision.as_dict()

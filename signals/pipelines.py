@@ -73,9 +73,7 @@ def write_synthetic_market(
     return frames
 
 
-def read_candles(
-    store: CandleStore, exchange: str, symbols: Iterable[str], timeframe: str
-) -> dict[str, pd.DataFrame]:
+def read_candles(store: CandleStore, exchange: str, symbols: Iterable[str], timeframe: str) -> dict[str, pd.DataFrame]:
     """Each symbol's stored candles of one timeframe, keyed by the normalised symbol."""
     return {s: store.read(exchange, s, timeframe) for s in dict.fromkeys(normalize_symbol(x) for x in symbols)}
 

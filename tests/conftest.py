@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.postgres import Postgres, postgres_server
 
 # Tests state their own configuration: a developer's SIGNALS_* environment must not leak into them.
 for _name in [n for n in os.environ if n.startswith("SIGNALS_") and n != "SIGNALS_SHARED_DATA"]:
@@ -20,3 +24,19 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 @pytest.fixture(scope="session")
 def bentoml_home() -> Path:
     return Path(_SESSION_HOME)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One real PostgreSQL server for the session (tests/support/postgres.py); each test makes its own database."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty ledger database of each kind the server supports: SQLite in a file, a PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'signals.db'}"
+    server: Postgres = request.getfixturevalue("postgres")
+    return server.create_database(f"t_{uuid.uuid4().hex[:12]}")

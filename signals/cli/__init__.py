@@ -5,6 +5,7 @@ from signals.cli import (
     data,  # noqa: F401  (registers commands)
     demo,  # noqa: F401  (registers commands)
     exchange,  # noqa: F401  (registers commands)
+    ledger,  # noqa: F401  (registers commands)
     models,  # noqa: F401  (registers commands)
     train,  # noqa: F401  (registers commands)
 )

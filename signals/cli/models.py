@@ -104,13 +104,31 @@ def _percent(edge: dict[str, Any]) -> dict[str, Any]:
     return {key: 100 * edge[key] for key in ("value", "ci_low", "ci_high") if isinstance(edge.get(key), int | float)}
 
 
-@app.command("models")
+models_app = typer.Typer(
+    help="The model store and its versions: list (no subcommand), reload, promote, rollback, pin.",
+    invoke_without_command=True,
+)
+app.add_typer(models_app, name="models")
+ServerOption = Annotated[
+    str,
+    typer.Option(
+        "--server",
+        help="A running server to tell (its /admin/reload); unreachable: it reloads at its next candle close.",
+    ),
+]
+DEFAULT_SERVER = "http://127.0.0.1:3000"
+
+
+@models_app.callback()
 def list_stored_models(
+    context: typer.Context,
     all_versions: Annotated[bool, typer.Option("--all-versions", help="Every version, not only the latest.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Every model in the model store (all families): edge verdict, walk-forward accuracy beside the majority
     share, actionable calls, break-even hit rate, data range; `--json` adds the whole walk-forward summary."""
+    if context.invoked_subcommand is not None:
+        return
     from signals.models.registry import list_models
 
     rows, seen = [], set()
@@ -205,3 +223,85 @@ def evaluate_models(
                 }
             )
     emit_table(rows, as_json=as_json, title=f"CNN-LSTM on {store.root} ({exchange_id}); 95 % block-bootstrap intervals")
+
+
+def _tell_server(server: str) -> str:
+    """Ask a running server to reload its versions now; say what happened in one line."""
+    import httpx
+
+    try:
+        response = httpx.post(f"{server.rstrip('/')}/admin/reload", json={}, timeout=10)
+    except httpx.HTTPError:
+        return f"no server answered at {server}: running servers pick the change up at their next candle close"
+    if response.status_code != 200:
+        return f"{server} answered {response.status_code} to /admin/reload: {response.text[:200]}"
+    return f"{server} reloaded: serving {len(response.json().get('served', {}))} models"
+
+
+def _decide(action: str, model: str, version: str | None, force: bool, data_dir: Any) -> dict[str, Any]:
+    from signals.cli.ledger import _open_ledger, _settings
+    from signals.serving import versions
+
+    settings = _settings(data_dir)
+    ledger = _open_ledger(settings)
+    try:
+        if action == "promote":
+            return versions.promote(ledger, settings, model, version, force=force).as_dict()
+        if action == "rollback":
+            return versions.rollback(ledger, model).as_dict()
+        return versions.pin(ledger, model, version).as_dict()
+    except SignalsError as error:
+        raise fail(error) from error
+
+
+@models_app.command("promote")
+def promote_command(
+    model: Annotated[str, typer.Argument(help="Store name, e.g. cnn-lstm-btc-usdt-1h.")],
+    version: Annotated[str | None, typer.Option("--version", help="Default: the newest stored version.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Serve it even if it does not beat the served one.")] = False,
+    server: ServerOption = DEFAULT_SERVER,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Serve a candidate version when its live (or backfill) scorecard beats the served version's on the same
+    candles (the rule is printed); every promotion is recorded in the ledger."""
+    decision = _decide("promote", model, version, force, data_dir)
+    emit_table([decision], as_json=as_json, title="Promotion")
+    if decision["promoted"]:
+        stderr.print(_tell_server(server))
+    else:
+        raise typer.Exit(code=1)
+
+
+@models_app.command("rollback")
+def rollback_command(
+    model: Annotated[str, typer.Argument(help="Store name, e.g. cnn-lstm-btc-usdt-1h.")],
+    server: ServerOption = DEFAULT_SERVER,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Serve again the version served before the last promotion (recorded in the ledger)."""
+    emit_table([_decide("rollback", model, None, False, data_dir)], as_json=as_json, title="Rollback")
+    stderr.print(_tell_server(server))
+
+
+@models_app.command("pin")
+def pin_command(
+    model: Annotated[str, typer.Argument(help="Store name, e.g. cnn-lstm-btc-usdt-1h.")],
+    version: Annotated[str | None, typer.Option("--version", help="The version to hold; omit it to unpin.")] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Hold one version whatever newer versions arrive (or, without --version, release the pin)."""
+    emit_table([_decide("pin", model, version, False, data_dir)], as_json=as_json, title="Pin")
+    stderr.print(_tell_server(server))
+
+
+@models_app.command("reload")
+def reload_command(server: ServerOption = DEFAULT_SERVER) -> None:
+    """Tell a running server to pick up the model versions now in the store."""
+    message = _tell_server(server)
+    stderr.print(message)
+    if " reloaded:" not in message:
+        raise typer.Exit(code=2)

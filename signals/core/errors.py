@@ -63,3 +63,9 @@ class ModelIntegrityError(SignalsError):
     """A stored model file is missing, fails its SHA-256, or was built for other features: 503 for that model."""
 
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class LedgerUnavailable(SignalsError):
+    """The ledger database does not answer (down, full disk, read-only): 503 for what needs it."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE

@@ -50,6 +50,18 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(64, ge=1, description="Adaptive batching: most windows per runner call.")
     max_latency_ms: int = Field(1000, ge=1, description="Adaptive batching deadline (generous: it sheds load).")
     api_workers: int = Field(1, ge=1, description="Processes of the API service (each with its own signal cache).")
+    database_url: str | None = Field(
+        None, description="The ledger database (SQLAlchemy URL); default: SQLite at <data_dir>/signals.db."
+    )
+    scheduler: bool = Field(True, description="Refresh every signal at each candle close (one refresh per candle).")
+    scheduler_delay_s: float = Field(5.0, ge=0, description="Wait after a candle closes before asking for it.")
+    scheduler_retries: int = Field(3, ge=0, description="Retries of a failed pair within one refresh.")
+    refresh_lease_s: float = Field(120.0, gt=0, description="How long a refresh may run before another takes it over.")
+    ledger_queue: int = Field(10_000, ge=1, description="Signals waiting to be recorded before new ones are dropped.")
+    auto_promote: bool = Field(False, description="Serve a newly stored version at once instead of in shadow first.")
+    pinned_versions: dict[str, str] = Field(
+        default_factory=dict, description="Model name -> version to serve whatever else is in the store (JSON)."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -123,6 +123,23 @@ def trade_plan_labels(candles: pd.DataFrame, horizon: int, stop_atr: float = 1.5
     return pd.Series(outcomes.label, index=outcomes.timestamps, name="label")
 
 
+def reversal_calls(close: np.ndarray, horizon: int) -> np.ndarray:
+    """The reversal rule's call at each bar: against the last `horizon`-bar move (SHORT after a rise, LONG after a
+    fall, NO_TRADE when flat or unknown). A baseline: known at the bar, nothing learned."""
+    move = np.full(len(close), np.nan)
+    move[horizon:] = close[horizon:] - close[:-horizon]
+    return np.where(move > 0, SHORT, np.where(move < 0, LONG, NO_TRADE)).astype(int)
+
+
+def persistence_calls(label: np.ndarray, horizon: int) -> np.ndarray:
+    """The persistence baseline's call at each bar: the label of bar t - horizon, the newest one whose horizon has
+    ended at t (NO_TRADE where none is known)."""
+    calls = np.full(len(label), NO_TRADE, dtype=int)
+    resolved = label[: max(len(label) - horizon, 0)]
+    calls[horizon:] = np.where(np.isfinite(resolved), resolved, NO_TRADE).astype(int)
+    return calls
+
+
 def round_trip_cost(fee: float, slippage: float) -> float:
     """What one round trip (entry and exit) costs as a fraction of the notional: fee and slippage on each side."""
     return 2.0 * (fee + slippage)

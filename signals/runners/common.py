@@ -15,13 +15,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import bentoml
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from signals.core.settings import Settings
-from signals.models.device import configure_torch, resolve_device
 from signals.models.family import ModelFamily
-from signals.models.registry import list_models
+from signals.serving.local import ModelSet, stored_names
 
 logger = logging.getLogger(__name__)
 
@@ -31,20 +29,6 @@ _ATTR_UNSAFE = re.compile(r"[^a-z0-9]+")
 def model_attr(name: str) -> str:
     """The class attribute that declares store model `name` (`cnn-lstm-btc-usdt-1h` -> `model_cnn_lstm_btc_usdt_1h`)."""
     return "model_" + _ATTR_UNSAFE.sub("_", name.lower()).strip("_")
-
-
-def stored_names(family: ModelFamily, settings: Settings) -> list[str]:
-    """Names of the stored models of `family` that the settings ask to serve.
-
-    Never raises: a runner module must import (and `bentoml build` must read it) with an empty or odd store.
-    """
-    wanted = family.wanted(settings)
-    try:
-        names = {wanted(model.info.labels) for model in list_models(family.name)}
-    except Exception as error:  # the store may be absent or half-written; loading reports details later
-        logger.warning("could not list %s models in the store: %s", family.name, error)
-        return []
-    return sorted(name for name in names if name)
 
 
 def declare_models(cls: type, names: Iterable[str]) -> None:
@@ -143,55 +127,28 @@ class RunnerStatus(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    loaded: dict[str, str] = Field(description="model name -> loaded tag (name:version)")
-    failed: dict[str, str] = Field(description="model name -> why it was refused (names the file when a file failed)")
+    loaded: dict[str, str] = Field(description="model name -> the tag loaded at start (name:version)")
+    versions: list[str] = Field(default_factory=list, description="every loaded tag, also those loaded on request")
+    failed: dict[str, str] = Field(description="name or tag -> why it was refused (names the file when a file failed)")
     device: str
     batching: BatchStats
 
 
 class ModelRunner:
-    """What both runners do at start and report: load the served models of a family, verified, and say how."""
+    """What both runner services share: their local model set (`signals.serving.local`), batch counters, status."""
 
-    models: dict[str, Any]
-    failed: dict[str, str]
+    local: ModelSet
 
-    def _load_models(self, settings: Settings, family: ModelFamily) -> None:
-        """Device from settings, one torch thread on CPU, every served model loaded on its own, heap frozen."""
-        self.device = resolve_device(settings.device)
-        configure_torch(self.device)
+    def _start(self, local: ModelSet) -> None:
+        self.local = local
         self.counters = BatchCounters()
-        names = sorted(set(stored_names(family, settings)) | set(getattr(type(self), "_declared", ())))
-        self.models, self.failed = load_each(names, lambda name: family.load(declared_tag(self, name), self.device))
-        logger.info(
-            "%s runner on %s: %d loaded, %d failed", family.name, self.device, len(self.models), len(self.failed)
-        )
         freeze_heap()
 
     def _status(self) -> RunnerStatus:
         return RunnerStatus(
-            loaded={name: model.tag for name, model in self.models.items()},
-            failed=dict(self.failed),
-            device=str(self.device),
+            loaded={name: model.tag for name, model in self.local.models.items()},
+            versions=sorted(self.local.versions),
+            failed=dict(self.local.failed),
+            device=str(self.local.device),
             batching=self.counters.snapshot(),
         )
-
-
-def group_by_model(models: Iterable[str]) -> dict[str, np.ndarray]:
-    """Model name -> positions of its requests in the batch, in first-seen order."""
-    groups: dict[str, list[int]] = {}
-    for position, name in enumerate(models):
-        groups.setdefault(name, []).append(position)
-    return {name: np.asarray(positions, dtype=np.int64) for name, positions in groups.items()}
-
-
-def load_each(names: Iterable[str], load: Callable[[str], Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Load every name independently: one bad model is recorded with its error and the others still load."""
-    loaded: dict[str, Any] = {}
-    failed: dict[str, str] = {}
-    for name in names:
-        try:
-            loaded[name] = load(name)
-        except Exception as error:  # any failure of one model must leave the others serving
-            failed[name] = f"{type(error).__name__}: {error}"
-            logger.error("model %s left out: %s", name, failed[name])
-    return loaded, failed

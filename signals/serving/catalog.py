@@ -1,13 +1,22 @@
-"""Which models the server answers for, each verified once at start-up.
+"""Which model versions the server answers with, each verified, and which run beside them in shadow.
 
-The API service keeps its own catalog (the runners keep theirs) so that it can answer 404 with the list of
-models and 503 for a model whose file failed its SHA-256 without a hop to a runner.
+The API service keeps its own catalog (the runners load whatever version it asks for) so that it can answer 404
+with the list of models and 503 for a model whose file failed its SHA-256 without a hop to a runner.
+
+Which version serves (`choose_versions`), for each model name:
+1. a pin (the `SIGNALS_PINNED_VERSIONS` setting, else `signals models pin`) serves that version;
+2. else the version last promoted (`signals models promote`, recorded in the ledger);
+3. else, on a fresh install, the newest version (and it is recorded as promoted, so that later ones wait);
+4. a version newer than the served one is a *candidate*: computed and recorded in shadow, never served, until
+   promoted (or, with `SIGNALS_AUTO_PROMOTE`, served at once).
+A served version that fails verification falls back to the newest earlier version that passes, and says so.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
@@ -29,6 +38,8 @@ class ModelEntry:
     timeframe: str | None
     metadata: dict[str, Any] = field(repr=False)
     error: str | None = None
+    role: str = "served"  # served | shadow
+    note: str | None = None  # e.g. why an earlier version serves (fallback)
 
     @property
     def accuracy(self) -> float | None:
@@ -73,30 +84,80 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-class ModelCatalog:
-    """Latest version of each model of the configured universe, with its verification result."""
+@dataclass(frozen=True)
+class VersionChoice:
+    served: str | None  # version
+    candidate: str | None  # a newer version to run in shadow
+    reason: str  # pinned | promoted | newest | auto-promote
 
-    def __init__(self, entries: list[ModelEntry]) -> None:
+
+def choose_versions(
+    versions: list[str], state: Mapping[str, Any] | None, pinned: str | None, auto_promote: bool
+) -> VersionChoice:
+    """The served and candidate version of one model among its `versions` (newest first); see the module doc."""
+    if not versions:
+        return VersionChoice(None, None, "none stored")
+    newest = versions[0]
+    if pinned is not None:
+        return VersionChoice(pinned, None, "pinned by setting")
+    if state and state.get("pinned") and state.get("served_version") in versions:
+        return VersionChoice(state["served_version"], None, "pinned")
+    promoted = state.get("served_version") if state else None
+    if promoted not in versions or auto_promote:
+        return VersionChoice(newest, None, "auto-promote" if auto_promote else "newest")
+    return VersionChoice(promoted, newest if newest != promoted else None, "promoted")
+
+
+class ModelCatalog:
+    """The served version of each model of the configured universe, verified; candidates in shadow beside them."""
+
+    def __init__(self, entries: list[ModelEntry], shadows: list[ModelEntry] | None = None) -> None:
         self.entries = entries
+        self.shadows = shadows or []
         self._cnn = {(e.symbol, e.timeframe): e for e in entries if e.family == CNN_LSTM.name}
         self._ppo = {e.timeframe: e for e in entries if e.family == PPO.name}
 
     @classmethod
-    def from_store(cls, settings: Settings) -> ModelCatalog:
-        """The latest version of every model the settings serve, each verified (SHA-256 and input contract)."""
-        entries = []
+    def from_store(
+        cls,
+        settings: Settings,
+        states: Mapping[str, Mapping[str, Any]] | None = None,
+        verified: dict[str, ModelEntry] | None = None,
+    ) -> ModelCatalog:
+        """Every model the settings serve, at the version `choose_versions` picks, verified (SHA-256 and input
+        contract); `verified` caches verification per tag across reloads."""
+        cache = verified if verified is not None else {}
+        entries, shadows = [], []
         for family in FAMILIES:
             wanted = family.wanted(settings)
-            latest: dict[str, Any] = {}
+            versions: dict[str, list[Any]] = {}
             for model in list_models(family.name):  # newest first per name
                 if wanted(model.info.labels) is not None:
-                    latest.setdefault(model.tag.name, model)
-            for model in latest.values():
-                key = family.key(model.info.labels)
+                    versions.setdefault(model.tag.name, []).append(model)
+            for name, models in versions.items():
+                key = family.key(models[0].info.labels)
                 assert key is not None, "wanted() keeps only models with well-formed labels"
-                entries.append(_verified_entry(family, str(model.tag), *key))
-        logger.info("catalog: %d models (%d unavailable)", len(entries), sum(e.error is not None for e in entries))
-        return cls(sorted(entries, key=lambda e: (e.family, e.symbol or "", e.timeframe or "")))
+                choice = choose_versions(
+                    [str(m.tag.version) for m in models],
+                    (states or {}).get(name),
+                    settings.pinned_versions.get(name),
+                    settings.auto_promote,
+                )
+                if choice.served is None:
+                    continue
+                tags = [str(m.tag) for m in models]
+                entries.append(_served_entry(family, name, choice.served, tags, key, cache))
+                if choice.candidate is not None:
+                    shadow = verified_entry(family, f"{name}:{choice.candidate}", *key, cache)
+                    if shadow.error is None:
+                        shadows.append(replace(shadow, role="shadow", note="newer than the served version"))
+        logger.info(
+            "catalog: %d models (%d unavailable), %d in shadow",
+            len(entries),
+            sum(e.error is not None for e in entries),
+            len(shadows),
+        )
+        return cls(sorted(entries, key=_order), sorted(shadows, key=_order))
 
     def cnn(self, symbol: str, timeframe: str) -> ModelEntry:
         """The CNN-LSTM for (symbol, timeframe): 404 listing what exists, 503 if it failed verification."""
@@ -115,12 +176,26 @@ class ModelCatalog:
             raise ModelNotFound(f"no PPO policy for timeframe {timeframe}; available: {available}")
         return _usable(entry)
 
+    def served_cnn(self, symbol: str, timeframe: str) -> ModelEntry | None:
+        """The served CNN-LSTM entry, usable or not; None when there is none."""
+        return self._cnn.get((symbol, timeframe))
+
     def cnn_symbols(self, timeframe: str) -> list[str]:
         return sorted(s for (s, tf) in self._cnn if tf == timeframe and s is not None)
+
+    def shadow_cnn(self, timeframe: str) -> list[ModelEntry]:
+        return [e for e in self.shadows if e.family == CNN_LSTM.name and e.timeframe == timeframe]
+
+    def by_name(self, name: str) -> ModelEntry | None:
+        return next((e for e in self.entries if e.name == name), None)
 
     @property
     def ready(self) -> bool:
         return any(e.error is None for e in self.entries)
+
+
+def _order(entry: ModelEntry) -> tuple[str, str, str]:
+    return (entry.family, entry.symbol or "", entry.timeframe or "")
 
 
 def _usable(entry: ModelEntry) -> ModelEntry:
@@ -129,12 +204,40 @@ def _usable(entry: ModelEntry) -> ModelEntry:
     return entry
 
 
-def _verified_entry(family: ModelFamily, tag: str, symbol: str | None, timeframe: str) -> ModelEntry:
+def _served_entry(
+    family: ModelFamily,
+    name: str,
+    version: str,
+    tags: list[str],
+    key: tuple[str | None, str],
+    cache: dict[str, ModelEntry],
+) -> ModelEntry:
+    """The chosen version, verified; if it fails, the newest earlier version that passes (a fallback, noted)."""
+    chosen = verified_entry(family, f"{name}:{version}", *key, cache)
+    if chosen.error is None:
+        return chosen
+    earlier = tags[tags.index(f"{name}:{version}") + 1 :] if f"{name}:{version}" in tags else []
+    for tag in earlier:
+        fallback = verified_entry(family, tag, *key, cache)
+        if fallback.error is None:
+            note = f"fallback: version {version} failed verification ({chosen.error})"
+            logger.error("model %s: serving %s instead: %s", name, fallback.version, note)
+            return replace(fallback, note=note)
+    return chosen
+
+
+def verified_entry(
+    family: ModelFamily, tag: str, symbol: str | None, timeframe: str, cache: dict[str, ModelEntry]
+) -> ModelEntry:
+    if tag in cache:
+        return cache[tag]
     name, version = tag.split(":", 1)
     try:
         stored = load_model(tag)
         family.check_contract(stored)
-        return ModelEntry(family.name, name, tag, version, symbol, timeframe, stored.metadata)
+        entry = ModelEntry(family.name, name, tag, version, symbol, timeframe, stored.metadata)
     except SignalsError as error:
         logger.error("model %s left out: %s", tag, error)
-        return ModelEntry(family.name, name, tag, version, symbol, timeframe, {}, error=str(error))
+        entry = ModelEntry(family.name, name, tag, version, symbol, timeframe, {}, error=str(error))
+    cache[tag] = entry
+    return entry

@@ -1,7 +1,9 @@
-"""SignalEngine: candles -> features -> runner -> Signal / Action, with a signal cache.
+"""SignalEngine: candles -> features -> runner -> skill gate -> Signal / Action, with a signal cache and the ledger.
 
 `service.py` is only the HTTP face of this class; the engine is plain async Python that receives the two
-runner calls as functions, so it runs the same behind `bentoml serve`, in-process tests and benchmarks.
+runner ports (`wire.py`), so it runs the same behind `bentoml serve`, in-process tests and benchmarks. Every
+signal it computes (not those it serves from its cache) and every action is recorded in the ledger once, through
+a writer that never blocks or fails the request.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +30,10 @@ from signals.serving import schemas
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.explain import explain
 from signals.serving.gate import STALE_REASON, action_gate, consensus, signal_gate
+from signals.serving.ledger.records import action_row, signal_row
+from signals.serving.ledger.writer import LedgerWriter
 from signals.serving.market import MarketData, MarketSnapshot
+from signals.serving.metrics import server_metrics
 from signals.serving.risk import risk_levels
 from signals.serving.wire import ActionRow, CnnLstmPort, ObservationRequest, PpoPort, WindowRequest
 
@@ -38,12 +44,15 @@ DIRECT_CALL_MIN_WINDOWS = 8
 
 
 @dataclass(frozen=True)
-class _Pending:
+class Pending:
     """A (symbol, timeframe) whose signal is not cached: its model, candles and window, ready for the runner."""
 
     entry: ModelEntry
     snapshot: MarketSnapshot
     window: np.ndarray
+
+    def request(self) -> WindowRequest:
+        return WindowRequest(model=self.entry.tag, window=self.window)
 
 
 class SignalEngine:
@@ -61,6 +70,7 @@ class SignalEngine:
         ppo: PpoPort,
         *,
         clock: Callable[[], pd.Timestamp] = utc_now,
+        writer: LedgerWriter | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -68,6 +78,8 @@ class SignalEngine:
         self.cnn_lstm = cnn_lstm
         self.ppo = ppo
         self.clock = clock
+        self.writer = writer
+        self.metrics = server_metrics()
         self._cache: OrderedDict[tuple[str, str, str, pd.Timestamp], schemas.Signal] = OrderedDict()
 
     # --- CNN-LSTM signals -------------------------------------------------------------------------------
@@ -75,58 +87,129 @@ class SignalEngine:
         prepared = await self._prepare(symbol, timeframe)  # one pair: no gather, errors raise directly
         if isinstance(prepared, schemas.Signal):
             return prepared
-        (row,) = await self.cnn_lstm.predict([WindowRequest(model=prepared.entry.name, window=prepared.window)])
+        (row,) = await self.cnn_lstm.predict([prepared.request()])
         result = self._signal_or_error(prepared, row)
         if isinstance(result, SignalsError):
             raise result
         return result
 
-    async def predict_many(self, pairs: Sequence[tuple[str, str]]) -> list[schemas.Signal | SignalsError]:
+    async def predict_many(
+        self, pairs: Sequence[tuple[str, str]], *, trigger: str = "request"
+    ) -> list[schemas.Signal | SignalsError]:
         """Signals for many (symbol, timeframe) pairs; one runner call carries every uncached window.
 
         Per-pair failures come back as the error in that pair's place, so a batch answers what it can.
         """
         prepared = await asyncio.gather(*(self._prepare(s, tf) for s, tf in pairs), return_exceptions=True)
         results: list[schemas.Signal | SignalsError | None] = []
-        pending: list[tuple[int, _Pending]] = []
+        pending: list[tuple[int, Pending]] = []
         for i, item in enumerate(prepared):
             if isinstance(item, SignalsError | schemas.Signal):
                 results.append(item)
-            elif isinstance(item, _Pending):
+            elif isinstance(item, Pending):
                 results.append(None)
                 pending.append((i, item))
             else:
                 raise item  # an unexpected exception is a bug: let the framework answer 500
         if pending:
-            requests = [WindowRequest(model=p.entry.name, window=p.window) for _, p in pending]
-            call = self.cnn_lstm.predict_many if len(requests) >= DIRECT_CALL_MIN_WINDOWS else self.cnn_lstm.predict
-            rows = await call(requests)
+            rows = await self._forward([item for _, item in pending])
             for (i, item), row in zip(pending, rows, strict=True):
-                results[i] = self._signal_or_error(item, row)
+                results[i] = self._signal_or_error(item, row, trigger=trigger)
         return [r for r in results if r is not None]
 
-    async def _prepare(self, raw_symbol: str, raw_timeframe: str) -> _Pending | schemas.Signal:
+    async def _forward(self, items: Sequence[Pending]) -> list[list[float]]:
+        """One runner call for the windows; a batch goes straight to the model, a few join the batching queue."""
+        requests = [item.request() for item in items]
+        call = self.cnn_lstm.predict_many if len(requests) >= DIRECT_CALL_MIN_WINDOWS else self.cnn_lstm.predict
+        return await call(requests)
+
+    async def shadow(self, timeframe: str) -> list[schemas.Signal]:
+        """Signals of the candidate (shadow) versions of a timeframe: recorded with mode `shadow`, never served."""
+        items = []
+        for entry in self.catalog.shadow_cnn(timeframe):
+            try:
+                snapshot = await self.market.snapshot(entry.symbol or "", timeframe)
+                items.append(Pending(entry, snapshot, snapshot.cnn_window))
+            except SignalsError as error:
+                logger.warning("shadow %s skipped: %s", entry.tag, error)
+        if not items:
+            return []
+        signals = []
+        for item, row in zip(items, await self._forward(items), strict=True):
+            probabilities = probabilities_of(row)
+            if probabilities is None:
+                continue
+            signal = self._build_signal(item, probabilities)
+            self._record(item, signal, mode="shadow", trigger="scheduler")
+            signals.append(signal)
+        return signals
+
+    async def _prepare(self, raw_symbol: str, raw_timeframe: str) -> Pending | schemas.Signal:
         symbol, timeframe = normalize_symbol(raw_symbol), parse_timeframe(raw_timeframe)
         entry = self.catalog.cnn(symbol, timeframe)
         snapshot = await self.market.snapshot(symbol, timeframe)
         key = (entry.tag, symbol, timeframe, snapshot.candle_time)
         cached = self._cache.get(key)
+        self.metrics.lookup(cached is not None)
         if cached is not None:
             self._cache.move_to_end(key)
             return self._as_of_now(cached)
-        return _Pending(entry, snapshot, snapshot.cnn_window)
+        return Pending(entry, snapshot, snapshot.cnn_window)
 
-    def _signal_or_error(self, item: _Pending, row: Sequence[float]) -> schemas.Signal | SignalsError:
-        # A runner writes NaN for a model it did not load; JSON may carry that as null.
-        probabilities = np.asarray([np.nan if p is None else p for p in row], dtype=np.float64)
-        if probabilities.shape != (3,) or not np.isfinite(probabilities).all():
+    def _signal_or_error(
+        self, item: Pending, row: Sequence[float], *, trigger: str = "request"
+    ) -> schemas.Signal | SignalsError:
+        probabilities = probabilities_of(row)
+        if probabilities is None:
             return ModelIntegrityError(f"model {item.entry.name} is not loaded by the CNN-LSTM runner; see /models")
         fresh = self._build_signal(item, probabilities)
         self._remember((item.entry.tag, fresh.symbol, fresh.timeframe, item.snapshot.candle_time), fresh)
+        self._record(item, fresh, mode="live", trigger=trigger)
         return self._as_of_now(fresh)
 
-    def _build_signal(self, item: _Pending, probabilities: np.ndarray) -> schemas.Signal:
-        """The signal as of its candle's close (not stale); `_as_of_now` ages it on every answer."""
+    def _record(self, item: Pending, signal: schemas.Signal, *, mode: str, trigger: str) -> None:
+        """Count the signal and queue its ledger row (never blocking: see `LedgerWriter`)."""
+        self.metrics.produced.labels(signal.timeframe, mode, trigger).inc()
+        if self.writer is None:
+            return
+        self.writer.submit("signal", self.ledger_row(item, signal, mode))
+
+    def ledger_row(
+        self, item: Pending, signal: schemas.Signal, mode: str, recorded: pd.Timestamp | None = None
+    ) -> dict[str, Any]:
+        horizon = item.entry.horizon
+        reversal, persistence = (None, None) if horizon is None else item.snapshot.baselines(horizon, self._stop_atr)
+        return signal_row(
+            signal,
+            model_name=item.entry.name,
+            window=item.window,
+            threshold=item.entry.threshold,
+            risk=item.snapshot.risk(self._stop_atr),
+            reversal=reversal,
+            persistence=persistence,
+            mode=mode,
+            recorded=self.clock() if recorded is None else recorded,
+        )
+
+    @property
+    def _stop_atr(self) -> float:
+        return self.settings.stop_atr
+
+    def warm(self, signals: Sequence[schemas.Signal], tags: Mapping[tuple[str, str], str]) -> int:
+        """Put signals computed elsewhere (another worker's refresh, read back from the ledger) into the cache."""
+        warmed = 0
+        for signal in signals:
+            tag = tags.get((signal.symbol, signal.timeframe))
+            if tag is not None and tag.endswith(f":{signal.model_version}"):
+                self._remember((tag, signal.symbol, signal.timeframe, pd.Timestamp(signal.candle_time)), signal)
+                warmed += 1
+        return warmed
+
+    def _build_signal(
+        self, item: Pending, probabilities: np.ndarray, *, at: pd.Timestamp | None = None
+    ) -> schemas.Signal:
+        """The signal as of its candle's close (not stale); `_as_of_now` ages it on every answer. `at` is its
+        prediction time (now, unless a backfill computes it as if at the candle's close)."""
         entry, snapshot = item.entry, item.snapshot
         symbol, timeframe = entry.symbol or "", entry.timeframe or ""
         direction = CLASS_NAMES[int(np.argmax(probabilities))]
@@ -160,7 +243,7 @@ class SignalEngine:
             model_accuracy=entry.accuracy,
             baseline_accuracy=entry.baseline_accuracy,
             candle_time=candle_time.to_pydatetime(),
-            prediction_time=self.clock().to_pydatetime(),
+            prediction_time=(self.clock() if at is None else at).to_pydatetime(),
             valid_until=next_close(candle_time, timeframe).to_pydatetime(),
             horizon_bars=horizon,
             expires_at=None if horizon is None else horizon_end(candle_time, timeframe, horizon).to_pydatetime(),
@@ -217,7 +300,7 @@ class SignalEngine:
         snapshot = await self.market.snapshot(symbol, timeframe)
         position = LONG_POSITION if request.position.side == "long" else 0.0
         observation = observation_with_position(snapshot.ppo_market_window, position)
-        (answer,) = await self.ppo.act([ObservationRequest(model=entry.name, observation=observation)])
+        (answer,) = await self.ppo.act([ObservationRequest(model=entry.tag, observation=observation)])
         row = ActionRow.model_validate(answer, from_attributes=True)  # a dict when it crossed the hop as JSON
         if row.missing:
             raise ModelIntegrityError(f"model {entry.name} is not loaded by the PPO runner; see /models")
@@ -232,7 +315,7 @@ class SignalEngine:
         stale = self._is_stale(candle_time, timeframe)
         if actionable and stale:
             actionable, reason = False, STALE_REASON
-        return schemas.Action(
+        action = schemas.Action(
             symbol=symbol,
             timeframe=timeframe,
             action_id=action_id,
@@ -250,6 +333,13 @@ class SignalEngine:
             stale=stale,
             explanation=explanation,
         )
+        self.metrics.produced.labels(timeframe, "live", "request").inc()
+        if self.writer is not None:
+            record = action_row(
+                action, model_name=entry.name, position=request.position.side, mode="live", recorded=self.clock()
+            )
+            self.writer.submit("action", record)
+        return action
 
     async def aclose(self) -> None:
         await self.market.aclose()
@@ -257,6 +347,14 @@ class SignalEngine:
     # --- models -----------------------------------------------------------------------------------------
     def models(self) -> list[schemas.ModelInfo]:
         return [_model_info(entry) for entry in self.catalog.entries]
+
+
+def probabilities_of(row: Sequence[float | None]) -> np.ndarray | None:
+    """A runner row as probabilities; None for a NaN row (the runner did not load that model; JSON may say null)."""
+    probabilities = np.asarray([np.nan if p is None else p for p in row], dtype=np.float64)
+    if probabilities.shape != (3,) or not np.isfinite(probabilities).all():
+        return None
+    return probabilities
 
 
 def _split_answers(

@@ -26,6 +26,7 @@ from signals.data.store import CandleStore, merge_candles
 from signals.data.synthetic import SYNTHETIC_EXCHANGE
 from signals.features.cnn import MIN_CANDLES, SERVING_TAIL, serving_window
 from signals.features.indicators import atr as average_true_range
+from signals.features.labels import persistence_calls, reversal_calls, trade_plan_outcomes
 from signals.features.ppo import PPO_MIN_CANDLES, serving_market_window
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,25 @@ class MarketSnapshot:
     @cached_property
     def ppo_market_window(self) -> np.ndarray:
         return serving_market_window(self.candles)
+
+    def risk(self, stop_atr: float) -> float:
+        """The plan's R as a fraction of the last close (stop distance / entry)."""
+        return stop_atr * self.atr / self.close
+
+    def baselines(self, horizon: int, stop_atr: float) -> tuple[int, int]:
+        """What the reversal and persistence baselines call at the last candle (the scorecard compares)."""
+        key = (horizon, stop_atr)
+        if key not in self._baselines:
+            close = self.candles["close"].to_numpy(np.float64)
+            outcomes = trade_plan_outcomes(self.candles, horizon, stop_atr)
+            reversal = reversal_calls(close, horizon)[-1]
+            persistence = persistence_calls(outcomes.label, horizon)[-1]
+            self._baselines[key] = (int(reversal), int(persistence))
+        return self._baselines[key]
+
+    @cached_property
+    def _baselines(self) -> dict[tuple[int, float], tuple[int, int]]:
+        return {}
 
     @cached_property
     def atr(self) -> float:

@@ -197,3 +197,73 @@ class ModelInfo(BaseModel):
     edge: Edge | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     data_range: dict[str, Any] = Field(default_factory=dict)
+
+
+Mode = Literal["live", "backfill", "shadow"]
+
+
+class ScorecardRequest(Request):
+    timeframe: str | None = Field(None, description="Only this timeframe.")
+    symbol: str | None = Field(None, description=_SYMBOL_HELP)
+    model_version: str | None = Field(None, description="Only this model version.")
+    mode: Mode | None = Field(None, description="live, backfill or shadow; default: live and backfill.")
+    since: datetime | None = Field(None, description="Only signals of candles at or after this time (UTC).")
+
+
+class HistoryRequest(Request):
+    symbol: str = Field(description=_SYMBOL_HELP, examples=["BTC/USDT"])
+    timeframe: str | None = Field(None, description="Only this timeframe.")
+    limit: int = Field(100, ge=1, le=1000)
+    mode: Mode | None = Field(None, description="Default: every mode.")
+
+
+class Outcome(BaseModel):
+    """What the market did within the signal's horizon (the training label function, applied afterwards)."""
+
+    label: Direction | None = Field(description="LONG: +1R first; SHORT: -1R first; NO_TRADE: neither (or both).")
+    touched: Literal["target_long", "target_short", "both", "none"] | None
+    bars_to_exit: int | None
+    long_return: float | None = Field(description="What the LONG plan returned, before costs (fraction of price).")
+    short_return: float | None
+    call_return: float | None = Field(description="After costs, of the call (the argmax when not actionable).")
+    resolved_at: datetime | None
+    note: str | None = None
+
+
+class HistoryItem(BaseModel):
+    signal: Signal
+    mode: Mode
+    recorded_at: datetime
+    outcome: Outcome | None = Field(description="null until the horizon has ended and the outcome was resolved.")
+
+
+class HistoryResponse(BaseModel):
+    symbol: str
+    items: list[HistoryItem]
+
+
+class ReplayRequest(Request):
+    symbol: str = Field(description=_SYMBOL_HELP, examples=["BTC/USDT"])
+    timeframe: str = Field(examples=["1h"])
+    candle_time: datetime = Field(description="Open time (UTC) of the candle the recorded signal was computed at.")
+
+
+class Difference(BaseModel):
+    field: str
+    recorded: Any
+    rebuilt: Any
+
+
+class ReplayResponse(BaseModel):
+    recorded: Signal
+    rebuilt: Signal
+    match: bool = Field(description="Every compared field equal (probabilities bit for bit).")
+    features_match: bool = Field(description="The rebuilt window's SHA-256 equals the recorded one.")
+    differences: list[Difference]
+    compared: list[str]
+
+
+class VersionRequest(Request):
+    model: str = Field(description="Store name, e.g. cnn-lstm-btc-usdt-1h or ppo-1h.")
+    version: str | None = Field(None, description="Default: the newest stored version (promote).")
+    force: bool = False

@@ -19,11 +19,13 @@ import asyncio
 import dataclasses
 import math
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import bentoml
 import numpy as np
 import pandas as pd
 import pytest
@@ -318,7 +320,7 @@ def test_direction_is_the_argmax_and_an_actionable_call_carries_its_levels(
 ) -> None:
     engine, seen = engine_answering(with_edge(catalog), probabilities, clock=fresh_clock(world, BTC, "1h"))
     signal = asyncio.run(engine.predict(BTC, "1h")).model_dump(mode="json")
-    assert [r.model for r in seen] == [model_name(BTC, "1h")]
+    assert [r.model for r in seen] == [str(stored_model(BTC, "1h").tag)]  # the served version, by tag
     assert signal["direction"] == direction
     assert signal["confidence"] == max(probabilities)
     assert tuple(signal["probabilities"].values()) == pytest.approx(probabilities)
@@ -831,11 +833,15 @@ def test_exchange_down_is_503_with_retry_after_while_the_rest_serves(world: Worl
 
 
 def test_a_tampered_weights_file_makes_that_model_503_and_the_others_serve(world: World) -> None:
-    weights = stored_model(ETH, "1h").file(WEIGHTS_FILE)
-    original, mode = weights.read_bytes(), weights.stat().st_mode
-    weights.chmod(0o644)
+    """Every stored version of the model tampered: no earlier version to fall back to (tests/unit/serving covers
+    the fallback), so that model answers 503 naming the file, and the others serve."""
+    name = model_name(ETH, "1h")
+    files = [Path(m.path) / WEIGHTS_FILE for m in bentoml.models.list() if m.tag.name == name]
+    originals = {path: (path.read_bytes(), path.stat().st_mode) for path in files}
     try:
-        weights.write_bytes(original[:-16] + bytes(b ^ 0xFF for b in original[-16:]))
+        for path, (original, _) in originals.items():
+            path.chmod(0o644)
+            path.write_bytes(original[:-16] + bytes(b ^ 0xFF for b in original[-16:]))
         with another_server() as server:  # a new service instance verifies its models again
             response = predict(server, ETH, "1h")
             assert response.status_code == 503
@@ -854,5 +860,47 @@ def test_a_tampered_weights_file_makes_that_model_503_and_the_others_serve(world
             assert [s["symbol"] for s in batch["signals"]] == [BTC]
             assert [(e["symbol"], e["status"]) for e in batch["errors"]] == [(ETH, 503)]
     finally:
-        weights.write_bytes(original)
-        weights.chmod(mode)
+        for path, (original, mode) in originals.items():
+            path.write_bytes(original)
+            path.chmod(mode)
+
+
+# --- the track record over HTTP --------------------------------------------------------------------------------
+def test_served_signals_are_recorded_and_can_be_listed_scored_and_replayed(client: TestClient, world: World) -> None:
+    signal = predict(client, ETH, "1h").json()
+    status = client.post("/status", json={}).json()
+    assert status["ledger"]["status"] == "ok" and status["ledger"]["url"].startswith("sqlite:///")
+    assert status["versions"]["served"][model_name(ETH, "1h")] == signal["model_version"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the writer records in the background
+        history = post(client, "/history", {"symbol": "ETHUSDT", "timeframe": "1h"}).json()
+        if history["items"]:
+            break
+        time.sleep(0.05)
+    item = history["items"][0]
+    assert history["symbol"] == ETH and item["mode"] == "live" and item["signal"] == signal | {"stale": False}
+    assert item["outcome"] is None  # its horizon has not ended in the store yet
+
+    replay = post(client, "/replay", {"symbol": ETH, "timeframe": "1h", "candle_time": signal["candle_time"]})
+    assert replay.status_code == 200, replay.text
+    body = replay.json()
+    assert body["match"] is True and body["features_match"] is True and body["differences"] == []
+    assert body["rebuilt"]["probabilities"] == signal["probabilities"]
+
+    card = post(client, "/scorecard", {"timeframe": "1h"})
+    assert card.status_code == 200, card.text
+    assert card.json()["verdict"] == "insufficient_data" and card.json()["n"] == 0
+
+    models = {m["name"]: m for m in client.post("/models", json={}).json()}
+    assert models[model_name(ETH, "1h")]["metrics"]["live"]["recorded"] >= 1
+
+    reloaded = client.post("/admin/reload", json={})
+    assert reloaded.status_code == 200 and reloaded.json()["changed"] == {}
+
+
+def test_track_record_requests_say_what_is_wrong(client: TestClient) -> None:
+    missing = post(client, "/replay", {"symbol": BTC, "timeframe": "1h", "candle_time": "2020-01-01T00:00:00Z"})
+    assert missing.status_code == 404 and "no recorded signal" in bento_error(missing)
+    bad = post(client, "/scorecard", {"mode": "sometimes"})
+    assert bad.status_code == 400
+    assert post(client, "/history", {"symbol": "NOPE!"}).status_code == 400

@@ -39,6 +39,7 @@ class World:
             "SIGNALS_TIMEFRAMES": json.dumps(list(self.timeframes)),
             "SIGNALS_PPO_TIMEFRAME": self.ppo_timeframe,
             "SIGNALS_DEVICE": "cpu",
+            "SIGNALS_SCHEDULER": "false",  # tests that want the candle-close loop turn it on themselves
         }
 
 

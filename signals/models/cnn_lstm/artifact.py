@@ -137,6 +137,9 @@ class CnnLstmPredictor:
     device: torch.device
     threshold: float | None = None
 
+    def __post_init__(self) -> None:
+        self.network.double()  # inference in float64: see `scale`
+
     @property
     def network_id(self) -> str:
         """The same id for every entry that holds the same network and scaler (the pairs of a pooled timeframe)."""
@@ -156,27 +159,39 @@ class CnnLstmPredictor:
         return float(self.stored.metadata.get("stop_atr", 1.5))
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
-        """Raw network logits (temperature 1) for unscaled (n, lookback, n_features) windows."""
-        return self._forward(windows, temperature=1.0, probabilities=False)
-
-    def predict_proba(self, windows: np.ndarray) -> np.ndarray:
-        """Calibrated (n, 3) float32 probabilities in CLASS_NAMES order (SHORT, NO_TRADE, LONG)."""
-        return self._forward(windows, temperature=self.temperature, probabilities=True)
-
-    def _forward(self, windows: np.ndarray, *, temperature: float, probabilities: bool) -> np.ndarray:
+        """Raw network logits (temperature 1, float64) for unscaled (n, lookback, n_features) windows."""
         cfg = self.network.config
         if windows.ndim != 3 or windows.shape[1:] != (cfg.lookback, cfg.n_features):
             raise InvalidInput(
                 f"windows must have shape (n, {cfg.lookback}, {cfg.n_features}); got {tuple(windows.shape)}"
             )
-        scaled = self.scaler.transform(np.asarray(windows, dtype=np.float32))
+        scaled = scale(self.scaler, windows)
         out = []
         with torch.inference_mode():
             for start in range(0, len(scaled), PREDICT_BATCH):
                 batch = torch.from_numpy(scaled[start : start + PREDICT_BATCH]).to(self.device)
-                logits = self.network(batch).float() / temperature
-                out.append((torch.softmax(logits, dim=1) if probabilities else logits).cpu().numpy())
-        return np.concatenate(out) if out else np.empty((0, cfg.n_classes), np.float32)
+                out.append(self.network(batch).cpu().numpy())
+        return np.concatenate(out) if out else np.empty((0, cfg.n_classes), np.float64)
+
+    def predict_proba(self, windows: np.ndarray) -> np.ndarray:
+        """Calibrated (n, 3) float32 probabilities in CLASS_NAMES order (SHORT, NO_TRADE, LONG)."""
+        return calibrated(self.logits(windows), np.full(len(windows), self.temperature))
+
+
+def scale(scaler: Scaler, windows: np.ndarray) -> np.ndarray:
+    """Scaled float64 network input. Serving computes in float64 and rounds the probabilities to float32 at the
+    end: float32 arithmetic differs in its last bits with the batch size and the kernel (batched, stacked or one
+    window alone), float64 differs ~1e-16, far below float32's rounding. So a signal rebuilt alone (`/replay`)
+    gives the recorded float32 probabilities bit for bit, however it was batched when served."""
+    return (np.asarray(windows, dtype=np.float64) - scaler.mean) / scaler.std
+
+
+def calibrated(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
+    """softmax(logits / T) per row in float64, rounded once to float32 (see `scale`)."""
+    scaled = np.asarray(logits, dtype=np.float64) / np.asarray(temperatures, dtype=np.float64)[:, None]
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def check_feature_contract(stored: StoredModel) -> None:

@@ -17,9 +17,8 @@ import pandas as pd
 
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import timeframe_seconds
-from signals.core.vocab import LONG, NO_TRADE, SHORT
 from signals.features.cnn import LOOKBACK, feature_matrix
-from signals.features.labels import PlanOutcomes, trade_plan_outcomes
+from signals.features.labels import PlanOutcomes, persistence_calls, reversal_calls, trade_plan_outcomes
 from signals.models.skill import Scored
 
 NS: Final = 1_000_000_000
@@ -40,21 +39,14 @@ class PairSeries:
 
 def pair_series(symbol: str, candles: pd.DataFrame, horizon: int, stop_atr: float) -> PairSeries:
     """Features, outcomes and baselines of one pair's candles (pure; the same code serves and evaluates)."""
-    close = candles["close"].to_numpy(dtype=np.float64)
     outcomes = trade_plan_outcomes(candles, horizon, stop_atr)
-    move = np.full(len(close), np.nan)
-    move[horizon:] = close[horizon:] - close[:-horizon]
-    reversal = np.where(move > 0, SHORT, np.where(move < 0, LONG, NO_TRADE))
-    persistence = np.full(len(close), NO_TRADE)
-    resolved = outcomes.label[: max(len(close) - horizon, 0)]
-    persistence[horizon:] = np.where(np.isfinite(resolved), resolved, NO_TRADE).astype(int)
     return PairSeries(
         symbol=normalize_symbol(symbol),
         timestamps_ns=candles["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
         features=feature_matrix(candles).astype(np.float32),
         outcomes=outcomes,
-        reversal=reversal.astype(int),
-        persistence=persistence,
+        reversal=reversal_calls(candles["close"].to_numpy(dtype=np.float64), horizon),
+        persistence=persistence_calls(outcomes.label, horizon),
     )
 
 

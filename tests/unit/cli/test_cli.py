@@ -32,6 +32,8 @@ def test_the_foundation_commands_exist() -> None:
     names = {" ".join(path) for path in COMMAND_PATHS}
     assert {"candles", "import-candles", "sync", "exchange-server", "demo-data", "bootstrap"} <= names
     assert {"train cnn-lstm", "train ppo", "models", "evaluate"} <= names
+    assert {"backfill", "scorecard", "history", "ledger migrate"} <= names
+    assert {"models promote", "models rollback", "models pin", "models reload"} <= names
 
 
 @pytest.mark.parametrize("path", COMMAND_PATHS, ids=lambda p: " ".join(p) or "signals")
@@ -57,6 +59,10 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
         ("train", "cnn-lstm"),
         ("train", "ppo"),
         ("evaluate",),
+        ("backfill",),
+        ("scorecard",),
+        ("history",),
+        ("ledger", "migrate"),
     ],
     ids=" ".join,
 )

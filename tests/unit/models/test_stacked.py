@@ -18,7 +18,7 @@ from signals.models.scaler import Scaler
 
 TINY = CnnLstmConfig(conv_channels=(4, 6), kernel_size=3, pool=1, lstm_hidden=5, lstm_layers=2, head_hidden=4)
 POOLED = TINY.model_copy(update={"pool": 4})
-ATOL = 1e-5
+ATOL = 1e-12  # float64 logits: batching and stacking change them ~1e-16
 
 
 def make_predictor(config: CnnLstmConfig, seed: int, network_id: str | None = None) -> CnnLstmPredictor:
@@ -83,7 +83,7 @@ def default_stack() -> StackedCnnLstm:
 def test_tiny_matches_per_model_logits(tiny_stack: StackedCnnLstm, index: np.ndarray) -> None:
     batch = windows(TINY, len(index), seed=len(index))
     out = tiny_stack.logits(index, batch)
-    assert out.shape == (len(index), TINY.n_classes) and out.dtype == np.float32
+    assert out.shape == (len(index), TINY.n_classes) and out.dtype == np.float64
     np.testing.assert_allclose(out, reference(tiny_stack, index, batch), atol=ATOL, rtol=0)
 
 
@@ -98,7 +98,7 @@ def test_default_size_matches_per_model_logits(default_stack: StackedCnnLstm) ->
     index = np.array([4, 2, 0, 2, 3, 1, 4, 4, 0])
     batch = windows(CnnLstmConfig(), len(index), seed=3)
     out = default_stack.logits(index, batch)
-    assert out.dtype == np.float32
+    assert out.dtype == np.float64
     np.testing.assert_allclose(out, reference(default_stack, index, batch), atol=ATOL, rtol=0)
 
 
@@ -122,7 +122,7 @@ def test_network_left_in_train_mode_is_evaluated_in_eval_mode() -> None:
 
 def test_empty_batch(tiny_stack: StackedCnnLstm) -> None:
     out = tiny_stack.logits(np.zeros(0, np.int64), windows(TINY, 0))
-    assert out.shape == (0, TINY.n_classes) and out.dtype == np.float32
+    assert out.shape == (0, TINY.n_classes) and out.dtype == np.float64
 
 
 @pytest.mark.parametrize(
@@ -177,8 +177,8 @@ def test_names_sharing_one_network_share_one_slot_with_their_own_temperatures() 
     assert len(group.model) == 1 and group.index == {"btc": 0, "eth": 0}
     batch = windows(POOLED, 3)
     out = group.predict_proba(["btc", "eth", "eth"], batch)
-    np.testing.assert_allclose(out[0], shared.predict_proba(batch[:1])[0], atol=1e-6)
-    np.testing.assert_allclose(out[1:], twin.predict_proba(batch[1:]), atol=1e-6)
+    np.testing.assert_array_equal(out[0], shared.predict_proba(batch[:1])[0])  # float32, bit for bit
+    np.testing.assert_array_equal(out[1:], twin.predict_proba(batch[1:]))
     assert not np.allclose(out[1], shared.predict_proba(batch[1:2])[0], atol=1e-4)  # its own temperature
 
 
@@ -187,3 +187,14 @@ def test_mixed_configs_refused_in_one_stack() -> None:
         StackedCnnLstm([make_predictor(TINY, 1), make_predictor(CnnLstmConfig(lstm_hidden=8), 2)])
     with pytest.raises(ValueError, match="at least one"):
         StackedCnnLstm([])
+
+
+def test_probabilities_are_the_same_bits_however_they_are_batched() -> None:
+    """What `/replay` relies on: a window computed alone gives the float32 probabilities it got in any batch."""
+    predictors = {f"m{seed}": make_predictor(CnnLstmConfig(), seed) for seed in range(4)}
+    (group,) = stack_predictors(predictors)
+    names = ["m0", "m3", "m1", "m1", "m2", "m0", "m3", "m2", "m2"]
+    batch = windows(CnnLstmConfig(), len(names), seed=4)
+    together = group.predict_proba(names, batch)
+    alone = np.concatenate([predictors[n].predict_proba(batch[i : i + 1]) for i, n in enumerate(names)])
+    np.testing.assert_array_equal(together, alone)

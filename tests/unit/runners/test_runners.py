@@ -33,8 +33,9 @@ from signals.models.ppo.artifact import import_ppo, load_ppo
 from signals.models.ppo.training import PpoHyperParameters, train_ppo
 from signals.models.registry import StoredModel
 from signals.runners.cnn_lstm import CnnLstmRunner
-from signals.runners.common import batching_options, group_by_model, model_attr
+from signals.runners.common import batching_options, model_attr
 from signals.runners.ppo import PpoRunner
+from signals.serving.local import group_by_model
 from signals.serving.wire import NO_ACTION, ObservationRequest, WindowRequest
 from tests.support.factories import random_walk_candles
 from tests.support.models import tiny_cnn_lstm
@@ -85,7 +86,7 @@ def test_cnn_runner_groups_by_model_keeps_order_and_matches_each_model_alone(
     cnn_models: dict[str, StoredModel],
 ) -> None:
     runner = CnnLstmRunner.inner(settings=settings(*SYMBOLS))
-    assert set(runner.models) == set(cnn_models)
+    assert set(runner.local.models) == set(cnn_models)
     names = list(cnn_models)
     # Interleaved models, plus one nobody trained, in one batch.
     order = [names[0], names[1], names[1], "cnn-lstm-doge-usdt-1h", names[0], names[1], names[0]]
@@ -111,7 +112,7 @@ def test_cnn_runner_groups_by_model_keeps_order_and_matches_each_model_alone(
 
 def test_cnn_runner_loads_only_the_configured_universe(cnn_models: dict[str, StoredModel]) -> None:
     runner = CnnLstmRunner.inner(settings=settings(SYMBOLS[0]))
-    assert list(runner.models) == [model_name(SYMBOLS[0], TF)]
+    assert list(runner.local.models) == [model_name(SYMBOLS[0], TF)]
 
 
 def test_window_request_validates_shape_and_dtype() -> None:
@@ -140,7 +141,7 @@ def test_tampered_model_is_left_out_and_named_while_others_load(
 ) -> None:
     runner = CnnLstmRunner.inner(settings=settings(*SYMBOLS, TAMPERED_SYMBOL))
     bad = model_name(TAMPERED_SYMBOL, TF)
-    assert set(runner.models) == set(cnn_models)
+    assert set(runner.local.models) == set(cnn_models)
     assert list(runner.status().failed) == [bad]
     message = runner.status().failed[bad]
     assert WEIGHTS_FILE in message and "SHA-256" in message and "ModelIntegrityError" in message
@@ -190,7 +191,7 @@ def test_runner_auto_device_loads_models_on_cuda_when_available(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(cnn_artifact_module, "load_cnn_lstm", fake_load)
     runner = CnnLstmRunner.inner(settings=settings(*SYMBOLS, device="auto"))
-    assert runner.device == torch.device("cuda") and seen == [torch.device("cuda")] * len(cnn_models)
+    assert runner.local.device == torch.device("cuda") and seen == [torch.device("cuda")] * len(cnn_models)
 
 
 @pytest.mark.parametrize(("size", "batchable"), [(64, True), (2, True), (1, False)])

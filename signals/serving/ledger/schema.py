@@ -1,0 +1,134 @@
+"""The ledger's tables (SQLAlchemy Core). Times are UTC epoch milliseconds (BigInteger): exact, portable between
+SQLite and PostgreSQL, and cheap to index; probabilities are DOUBLE so that a replay compares them bit for bit.
+
+Changing a table means a new Alembic revision in `migrations/versions/` (tests check that the migrated database
+and this metadata agree).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+signal_records = Table(
+    "signal_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(96), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("symbol", String(48), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("candle_ms", BigInteger, nullable=False),  # open time of the last closed candle the signal used
+    Column("mode", String(16), nullable=False),  # live | backfill | shadow
+    Column("p_short", Double, nullable=False),
+    Column("p_no_trade", Double, nullable=False),
+    Column("p_long", Double, nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("confidence", Double, nullable=False),
+    Column("actionable", Boolean, nullable=False),
+    Column("abstain_reason", Text),
+    Column("threshold", Double),
+    Column("edge_verdict", String(24), nullable=False),
+    Column("horizon_bars", Integer),
+    Column("expires_ms", BigInteger),  # end of the horizon: the resolver's due time
+    Column("close", Double, nullable=False),
+    Column("risk", Double),  # stop distance / entry, the plan's R as a fraction of price
+    Column("reversal", SmallInteger),  # what the reversal rule said at this candle
+    Column("persistence", SmallInteger),  # the last resolved label at this candle
+    Column("features_hash", String(64), nullable=False),  # SHA-256 of the float32 window bytes
+    Column("data_source", String(48), nullable=False),
+    Column("recorded_ms", BigInteger, nullable=False),
+    Column("payload", JSON, nullable=False),  # the Signal as served
+    # What happened (filled by the resolver once the horizon ended)
+    Column("resolved_ms", BigInteger),
+    Column("outcome_label", SmallInteger),
+    Column("touched", SmallInteger),
+    Column("bars_to_exit", Integer),
+    Column("long_return", Double),
+    Column("short_return", Double),
+    Column("call_return", Double),  # after costs, of the direction called (actionable) or the argmax (counterfactual)
+    Column("outcome_note", Text),
+    UniqueConstraint("model_name", "model_version", "symbol", "timeframe", "candle_ms", name="uq_signal_once"),
+    Index("ix_signals_pair_time", "symbol", "timeframe", "candle_ms"),
+    Index("ix_signals_due", "resolved_ms", "expires_ms"),
+    Index("ix_signals_version", "model_name", "model_version"),
+)
+
+action_records = Table(
+    "action_records",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(96), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("symbol", String(48), nullable=False),
+    Column("timeframe", String(8), nullable=False),
+    Column("candle_ms", BigInteger, nullable=False),
+    Column("position", String(8), nullable=False),  # flat | long: the caller's position the action answered
+    Column("mode", String(16), nullable=False),
+    Column("action_name", String(8), nullable=False),
+    Column("p_hold", Double, nullable=False),
+    Column("p_buy", Double, nullable=False),
+    Column("p_sell", Double, nullable=False),
+    Column("actionable", Boolean, nullable=False),
+    Column("edge_verdict", String(24), nullable=False),
+    Column("close", Double, nullable=False),
+    Column("data_source", String(48), nullable=False),
+    Column("recorded_ms", BigInteger, nullable=False),
+    Column("payload", JSON, nullable=False),
+    UniqueConstraint(
+        "model_name", "model_version", "symbol", "timeframe", "candle_ms", "position", name="uq_action_once"
+    ),
+    Index("ix_actions_pair_time", "symbol", "timeframe", "candle_ms"),
+)
+
+refresh_leases = Table(
+    "refresh_leases",
+    metadata,
+    Column("timeframe", String(8), primary_key=True),
+    Column("candle_ms", BigInteger, primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("lease_until_ms", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # claimed | done | failed
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("finished_ms", BigInteger),
+    Column("detail", JSON),
+)
+
+model_events = Table(
+    "model_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),  # promote | rollback | pin | unpin | fallback | candidate
+    Column("model_name", String(96), nullable=False),
+    Column("from_version", String(64)),
+    Column("to_version", String(64)),
+    Column("reason", Text, nullable=False),
+    Column("detail", JSON),
+    Index("ix_model_events_name", "model_name", "at_ms"),
+)
+
+model_state = Table(
+    "model_state",
+    metadata,
+    Column("model_name", String(96), primary_key=True),
+    Column("served_version", String(64)),  # None: the newest verified version serves
+    Column("pinned", Boolean, nullable=False, default=False),  # a pin holds even when newer versions arrive
+    Column("updated_ms", BigInteger, nullable=False),
+)

@@ -1,0 +1,432 @@
+"""The ledger's database: connection, migration, and every query the server makes of it.
+
+Writes are idempotent (`INSERT ... ON CONFLICT DO NOTHING` on each table's natural key), so a retry or a second
+worker recording the same signal changes nothing. The refresh lease is one row per (timeframe, candle): the
+first `INSERT` wins; a holder that died is replaced once its lease expired, by an `UPDATE` whose `WHERE` only
+one contender can satisfy. Both are single statements the database makes atomic, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+from signals.core.errors import LedgerUnavailable
+from signals.core.settings import Settings
+from signals.serving.ledger.schema import action_records, model_events, model_state, refresh_leases, signal_records
+
+logger = logging.getLogger(__name__)
+
+SQLITE_BUSY_MS = 5000
+MIGRATION_LOCK_KEY = 4_720_311  # PostgreSQL advisory lock id: one migration at a time across replicas
+
+
+def database_url(settings: Settings) -> str:
+    """`SIGNALS_DATABASE_URL`, or the embedded SQLite file `<data_dir>/signals.db`."""
+    if settings.database_url:
+        return settings.database_url
+    return f"sqlite:///{Path(settings.data_dir).resolve() / 'signals.db'}"
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs and health."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL must not break a log line
+        return "<unparsable database url>"
+
+
+@dataclass(frozen=True)
+class Lease:
+    timeframe: str
+    candle_ms: int
+    holder: str
+    status: str
+    lease_until_ms: int
+    attempts: int
+    started_ms: int
+    detail: dict[str, Any] | None
+
+
+class Ledger:
+    """One database, shared by every worker and replica that points at it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect = sa.engine.make_url(url).get_backend_name()
+        if self.dialect == "sqlite":
+            path = sa.engine.make_url(url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ledger:
+        return cls(database_url(settings))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- schema -----------------------------------------------------------------------------------------------
+    def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision; safe when several processes start at once."""
+        config = Config()
+        config.set_main_option("script_location", str(files("signals.serving.ledger") / "migrations"))
+        with self._migration_lock(), self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        if self.dialect == "postgresql":
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                    connection.commit()
+            return
+        path = sa.engine.make_url(self.url).database
+        if not path or path == ":memory:":
+            yield
+            return
+        with open(f"{path}.migrate.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            try:
+                return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            except sa.exc.DBAPIError:
+                return None
+
+    def ping(self) -> None:
+        """Raise `LedgerUnavailable` unless the database answers a query."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as error:
+            raise LedgerUnavailable(f"the ledger database does not answer: {_short(error)}") from error
+
+    # --- records ----------------------------------------------------------------------------------------------
+    def _insert_ignoring_duplicates(self, table: sa.Table) -> Any:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+
+    def record_signals(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert signal records, each at most once; returns how many were new."""
+        return self._record(signal_records, rows)
+
+    def record_actions(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        return self._record(action_records, rows)
+
+    def _record(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
+        if not rows:
+            return 0
+        new = 0
+        key = next(iter(table.primary_key.columns))
+        with self.engine.begin() as connection:
+            statement = self._insert_ignoring_duplicates(table).returning(key)
+            for row in rows:  # RETURNING says exactly which rows were new (rowcount is not portable here)
+                new += connection.execute(statement, dict(row)).first() is not None
+        return new
+
+    def signal_at(
+        self, symbol: str, timeframe: str, candle_ms: int, *, model_name: str | None = None, version: str | None = None
+    ) -> dict[str, Any] | None:
+        """The record of one candle's signal: the given version's, else the served one's (live), else any."""
+        query = sa.select(signal_records).where(
+            signal_records.c.symbol == symbol,
+            signal_records.c.timeframe == timeframe,
+            signal_records.c.candle_ms == candle_ms,
+        )
+        if model_name is not None:
+            query = query.where(signal_records.c.model_name == model_name)
+        if version is not None:
+            query = query.where(signal_records.c.model_version == version)
+        order = sa.case((signal_records.c.mode == "live", 0), (signal_records.c.mode == "backfill", 1), else_=2)
+        with self.engine.connect() as connection:
+            row = connection.execute(query.order_by(order, signal_records.c.id.desc()).limit(1)).mappings().first()
+        return dict(row) if row else None
+
+    def signals_for_candle(self, timeframe: str, candle_ms: int, mode: str = "live") -> list[dict[str, Any]]:
+        query = sa.select(signal_records).where(
+            signal_records.c.timeframe == timeframe,
+            signal_records.c.candle_ms == candle_ms,
+            signal_records.c.mode == mode,
+        )
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def recorded_since(self, timeframe: str, since_ms: int, mode: str = "live") -> list[dict[str, Any]]:
+        """Records of a timeframe written at or after `since_ms` (what a refresh's leader recorded)."""
+        query = sa.select(signal_records).where(
+            signal_records.c.timeframe == timeframe,
+            signal_records.c.recorded_ms >= since_ms,
+            signal_records.c.mode == mode,
+        )
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def signals_after(
+        self, after_id: int, *, limit: int = 500, modes: Sequence[str] = ("live",)
+    ) -> list[dict[str, Any]]:
+        """Records newer than `after_id` (the stream's resume point), oldest first."""
+        query = (
+            sa.select(signal_records)
+            .where(signal_records.c.id > after_id, signal_records.c.mode.in_(list(modes)))
+            .order_by(signal_records.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def last_signal_id(self) -> int:
+        with self.engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.max(signal_records.c.id))).scalar() or 0)
+
+    # --- outcomes ---------------------------------------------------------------------------------------------
+    def due(self, now_ms: int, *, limit: int = 5000) -> list[dict[str, Any]]:
+        """Unresolved records whose horizon has ended by `now_ms`, oldest first."""
+        query = (
+            sa.select(signal_records)
+            .where(signal_records.c.resolved_ms.is_(None), signal_records.c.expires_ms <= now_ms)
+            .order_by(signal_records.c.expires_ms)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def resolve(self, outcomes: Sequence[Mapping[str, Any]]) -> int:
+        """Write outcomes (`id` plus outcome columns); a record already resolved is left alone."""
+        done = 0
+        with self.engine.begin() as connection:
+            for outcome in outcomes:
+                values = {key: value for key, value in outcome.items() if key != "id"}
+                statement = (
+                    sa.update(signal_records)
+                    .where(signal_records.c.id == outcome["id"], signal_records.c.resolved_ms.is_(None))
+                    .values(**values)
+                )
+                done += max(connection.execute(statement).rowcount, 0)
+        return done
+
+    def history(
+        self, symbol: str, timeframe: str | None = None, *, limit: int = 100, modes: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
+        query = sa.select(signal_records).where(signal_records.c.symbol == symbol)
+        if timeframe is not None:
+            query = query.where(signal_records.c.timeframe == timeframe)
+        if modes:
+            query = query.where(signal_records.c.mode.in_(list(modes)))
+        query = query.order_by(signal_records.c.candle_ms.desc(), signal_records.c.id.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def resolved(
+        self,
+        *,
+        timeframe: str | None = None,
+        symbol: str | None = None,
+        model_version: str | None = None,
+        model_name: str | None = None,
+        modes: Sequence[str] | None = None,
+        since_ms: int | None = None,
+        limit: int = 200_000,
+    ) -> list[dict[str, Any]]:
+        """Resolved records matching the filters, oldest candle first (the scorecard's input)."""
+        query = sa.select(signal_records).where(
+            signal_records.c.resolved_ms.is_not(None), signal_records.c.outcome_label.is_not(None)
+        )
+        for column, value in (
+            (signal_records.c.timeframe, timeframe),
+            (signal_records.c.symbol, symbol),
+            (signal_records.c.model_version, model_version),
+            (signal_records.c.model_name, model_name),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if modes:
+            query = query.where(signal_records.c.mode.in_(list(modes)))
+        if since_ms is not None:
+            query = query.where(signal_records.c.candle_ms >= since_ms)
+        query = query.order_by(signal_records.c.candle_ms, signal_records.c.id).limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def counts(self) -> dict[str, int]:
+        """How many records there are, and how many wait for their outcome (health and metrics)."""
+        with self.engine.connect() as connection:
+            total = connection.execute(sa.select(sa.func.count()).select_from(signal_records)).scalar() or 0
+            pending = (
+                connection.execute(
+                    sa.select(sa.func.count()).select_from(signal_records).where(signal_records.c.resolved_ms.is_(None))
+                ).scalar()
+                or 0
+            )
+            actions = connection.execute(sa.select(sa.func.count()).select_from(action_records)).scalar() or 0
+        return {"signals": int(total), "pending": int(pending), "actions": int(actions)}
+
+    # --- refresh leases ---------------------------------------------------------------------------------------
+    def claim(self, timeframe: str, candle_ms: int, holder: str, now_ms: int, lease_ms: int) -> bool:
+        """Take the refresh of (timeframe, candle) if nobody holds it, or if its holder's lease ran out unfinished."""
+        with self.engine.begin() as connection:
+            inserted = connection.execute(
+                self._insert_ignoring_duplicates(refresh_leases).returning(refresh_leases.c.holder),
+                {
+                    "timeframe": timeframe,
+                    "candle_ms": candle_ms,
+                    "holder": holder,
+                    "lease_until_ms": now_ms + lease_ms,
+                    "status": "claimed",
+                    "attempts": 1,
+                    "started_ms": now_ms,
+                },
+            ).first()
+            if inserted is not None:
+                return True
+            taken = connection.execute(
+                sa.update(refresh_leases)
+                .where(
+                    refresh_leases.c.timeframe == timeframe,
+                    refresh_leases.c.candle_ms == candle_ms,
+                    refresh_leases.c.status != "done",
+                    refresh_leases.c.lease_until_ms < now_ms,
+                )
+                .values(
+                    holder=holder,
+                    lease_until_ms=now_ms + lease_ms,
+                    status="claimed",
+                    attempts=refresh_leases.c.attempts + 1,
+                    started_ms=now_ms,
+                )
+            ).rowcount
+            return taken == 1
+
+    def finish(
+        self, timeframe: str, candle_ms: int, holder: str, now_ms: int, status: str, detail: dict[str, Any]
+    ) -> bool:
+        """Close a lease this holder still holds (`done` or `failed`); False when another holder took it over."""
+        with self.engine.begin() as connection:
+            return (
+                connection.execute(
+                    sa.update(refresh_leases)
+                    .where(
+                        refresh_leases.c.timeframe == timeframe,
+                        refresh_leases.c.candle_ms == candle_ms,
+                        refresh_leases.c.holder == holder,
+                    )
+                    .values(status=status, finished_ms=now_ms, detail=detail, lease_until_ms=now_ms)
+                ).rowcount
+                == 1
+            )
+
+    def lease(self, timeframe: str, candle_ms: int) -> Lease | None:
+        query = sa.select(refresh_leases).where(
+            refresh_leases.c.timeframe == timeframe, refresh_leases.c.candle_ms == candle_ms
+        )
+        with self.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        if row is None:
+            return None
+        return Lease(
+            row["timeframe"],
+            row["candle_ms"],
+            row["holder"],
+            row["status"],
+            row["lease_until_ms"],
+            row["attempts"],
+            row["started_ms"],
+            row["detail"],
+        )
+
+    def leases(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        query = sa.select(refresh_leases).order_by(refresh_leases.c.candle_ms.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    # --- model versions ---------------------------------------------------------------------------------------
+    def add_event(self, event: Mapping[str, Any]) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(sa.insert(model_events), dict(event))
+
+    def events(self, model_name: str | None = None, *, limit: int = 200) -> list[dict[str, Any]]:
+        query = sa.select(model_events)
+        if model_name is not None:
+            query = query.where(model_events.c.model_name == model_name)
+        query = query.order_by(model_events.c.at_ms.desc(), model_events.c.id.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+
+    def model_states(self) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as connection:
+            return {row["model_name"]: dict(row) for row in connection.execute(sa.select(model_state)).mappings()}
+
+    def set_model_state(self, model_name: str, served_version: str | None, pinned: bool, now_ms: int) -> None:
+        values = {"served_version": served_version, "pinned": pinned, "updated_ms": now_ms}
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                sa.update(model_state).where(model_state.c.model_name == model_name).values(**values)
+            ).rowcount
+            if updated == 0:
+                connection.execute(sa.insert(model_state), {"model_name": model_name, **values})
+
+    def live_summary(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Per (model name, version): records, resolved ones, hits of the argmax, actionable calls and their P&L."""
+        c = signal_records.c
+        resolved = c.resolved_ms.is_not(None)
+        hit = sa.and_(
+            resolved, c.outcome_label == sa.case((c.direction == "SHORT", 0), (c.direction == "LONG", 2), else_=1)
+        )
+        query = sa.select(
+            c.model_name,
+            c.model_version,
+            sa.func.count().label("recorded"),
+            sa.func.sum(sa.case((resolved, 1), else_=0)).label("resolved"),
+            sa.func.sum(sa.case((hit, 1), else_=0)).label("hits"),
+            sa.func.sum(sa.case((sa.and_(resolved, c.actionable), 1), else_=0)).label("calls"),
+            sa.func.sum(sa.case((sa.and_(resolved, c.actionable), c.call_return), else_=0.0)).label("call_return_sum"),
+            sa.func.max(c.candle_ms).label("last_candle_ms"),
+        ).group_by(c.model_name, c.model_version)
+        with self.engine.connect() as connection:
+            return {
+                (row["model_name"], row["model_version"]): dict(row) for row in connection.execute(query).mappings()
+            }
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL: readers never wait for the writer; busy_timeout: a writer waits for another instead of failing."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _short(error: BaseException) -> str:
+    text = " ".join(str(getattr(error, "orig", None) or error).split())
+    return text[:300]

@@ -1,0 +1,84 @@
+"""The server's own Prometheus metrics (`signals_*`), served by BentoML at `/metrics` beside its request metrics.
+
+`prometheus_client` is imported only when the metrics are first made (in the service's `__init__`): BentoML sets
+`PROMETHEUS_MULTIPROC_DIR` in each worker after `service.py` is imported, and prometheus_client picks single- or
+multi-process storage when it is imported. One set per process (`server_metrics()`), shared by every engine.
+Gauges aggregate across API workers as documented per gauge (`multiprocess_mode`).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+_LOCK = threading.Lock()
+_METRICS: ServerMetrics | None = None
+
+
+class ServerMetrics:
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.produced = Counter(
+            "signals_produced", "Signals computed (not served from the cache).", ["timeframe", "mode", "trigger"]
+        )
+        self.recorded = Counter("signals_recorded", "Ledger records written (new ones only).", ["kind"])
+        self.ledger_failures = Counter(
+            "signals_ledger_write_failures", "Ledger writes that failed (database down, disk full, ...).", ["kind"]
+        )
+        self.ledger_dropped = Counter(
+            "signals_ledger_dropped", "Records dropped because the ledger queue was full.", ["kind"]
+        )
+        self.cache = Counter("signals_cache_requests", "Signal lookups by result.", ["result"])
+        self.cache_hit_ratio = Gauge(
+            "signals_cache_hit_ratio",
+            "Share of signal lookups answered from the cache (per worker).",
+            multiprocess_mode="livemax",
+        )
+        self.scheduler_lag = Gauge(
+            "signals_scheduler_lag_seconds",
+            "Seconds from a candle's close to every signal of its timeframe recorded and cached.",
+            ["timeframe"],
+            multiprocess_mode="livemax",
+        )
+        self.staleness = Gauge(
+            "signals_data_staleness_seconds",
+            "Seconds since the close of the newest candle the timeframe's signals were computed from.",
+            ["timeframe"],
+            multiprocess_mode="livemin",
+        )
+        self.refresh_seconds = Histogram(
+            "signals_refresh_duration_seconds",
+            "Time of one universe refresh of a timeframe (sync + features + forward + record + cache).",
+            ["timeframe"],
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60),
+        )
+        self.refreshes = Counter("signals_refreshes", "Refreshes by outcome.", ["timeframe", "outcome"])
+        self.resolved = Counter("signals_resolved", "Signals whose outcome was resolved.", ["timeframe"])
+        self.live_hit_rate = Gauge(
+            "signals_live_hit_rate",
+            "Hit rate of the resolved live signals' most likely outcome, per timeframe.",
+            ["timeframe"],
+            multiprocess_mode="livemax",
+        )
+        self._hits = 0
+        self._lookups = 0
+
+    def lookup(self, hit: bool) -> None:
+        self.cache.labels("hit" if hit else "miss").inc()
+        self._hits += hit
+        self._lookups += 1
+        self.cache_hit_ratio.set(self._hits / self._lookups)
+
+    def snapshot(self) -> dict[str, Any]:
+        """This process's cache figures (health shows them)."""
+        return {"cache_lookups": self._lookups, "cache_hits": self._hits}
+
+
+def server_metrics() -> ServerMetrics:
+    """The process's metrics, made on first use (see the module doc for why not at import)."""
+    global _METRICS
+    with _LOCK:
+        if _METRICS is None:
+            _METRICS = ServerMetrics()
+        return _METRICS

@@ -1,0 +1,177 @@
+"""What runs beside the engine in an API process: the ledger and its writer, the scheduler, the served versions,
+and the figures health, `/models` and `/scorecard` show.
+
+A ledger that cannot be opened or migrated does not stop the server: signals are then served but not recorded,
+health says so with the reason, and the routes that need the ledger answer 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from signals.core.errors import LedgerUnavailable
+from signals.core.settings import Settings
+from signals.core.symbols import normalize_symbol
+from signals.core.timeframes import parse_timeframe, utc_now
+from signals.features.labels import round_trip_cost
+from signals.serving import schemas
+from signals.serving.catalog import ModelCatalog
+from signals.serving.engine import SignalEngine
+from signals.serving.ledger.records import ms
+from signals.serving.ledger.store import Ledger, redact
+from signals.serving.ledger.writer import LedgerWriter
+from signals.serving.market import MarketData
+from signals.serving.metrics import server_metrics
+from signals.serving.scheduler import Scheduler
+from signals.serving.scorecard import scorecard
+from signals.serving.versions import current_catalog
+
+logger = logging.getLogger(__name__)
+
+
+class Operations:
+    def __init__(
+        self,
+        settings: Settings,
+        ledger: Ledger | None,
+        writer: LedgerWriter | None,
+        catalog: ModelCatalog,
+        market: MarketData,
+        ledger_error: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.ledger = ledger
+        self.writer = writer
+        self.catalog = catalog
+        self.market = market
+        self.ledger_error = ledger_error
+        self.scheduler: Scheduler | None = None
+
+    @classmethod
+    def start(cls, settings: Settings) -> Operations:
+        """Open and migrate the ledger (or record why not), start its writer, build the catalog of served versions."""
+        opened = Ledger.from_settings(settings)
+        ledger: Ledger | None = opened
+        error = None
+        try:
+            opened.migrate()
+        except Exception as failure:  # the server serves without a track record rather than not at all
+            error = f"{type(failure).__name__}: {' '.join(str(failure).split())[:300]}"
+            logger.error("ledger %s unavailable, signals will not be recorded: %s", redact(opened.url), error)
+            ledger = None
+        writer = None if ledger is None else LedgerWriter(ledger, server_metrics(), capacity=settings.ledger_queue)
+        catalog = current_catalog(settings, ledger)
+        return cls(settings, ledger, writer, catalog, MarketData(settings), error)
+
+    def start_scheduler(self, engine: SignalEngine) -> None:
+        if self.settings.scheduler and self.ledger is not None and self.writer is not None:
+            self.scheduler = Scheduler(engine, self.ledger, self.writer, self.settings)
+            self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        if self.writer is not None:
+            self.writer.close()
+        if self.ledger is not None:
+            self.ledger.close()
+
+    def require_ledger(self) -> Ledger:
+        if self.ledger is None:
+            raise LedgerUnavailable(f"the ledger is unavailable ({self.ledger_error}); signals are not recorded")
+        return self.ledger
+
+    def reload(self, engine: SignalEngine) -> dict[str, Any]:
+        """Rebuild the catalog from the store and the ledger's version state; say what changed."""
+        before = {e.name: e.version for e in engine.catalog.entries}
+        engine.catalog = current_catalog(self.settings, self.ledger)
+        after = {e.name: e.version for e in engine.catalog.entries}
+        return {
+            "served": after,
+            "changed": {
+                name: [before.get(name), version] for name, version in after.items() if before.get(name) != version
+            },
+            "shadow": {e.name: e.version for e in engine.catalog.shadows},
+        }
+
+    def scorecard(self, request: schemas.ScorecardRequest) -> dict[str, Any]:
+        return scorecard_of(self.require_ledger(), self.settings, request)
+
+    def model_infos(self, engine: SignalEngine) -> list[schemas.ModelInfo]:
+        """Every served model with a `live` block per version: what its recorded signals did so far."""
+        infos = engine.models()
+        if self.ledger is None:
+            return infos
+        try:
+            live = self.ledger.live_summary()
+        except Exception as error:  # the figures are extra: without them /models still answers
+            logger.warning("live summary unavailable: %s", error)
+            return infos
+        for info in infos:
+            block = live.get((info.name, info.version))
+            info.metrics["live"] = _live_block(block)
+            shadow = next((e for e in engine.catalog.shadows if e.name == info.name), None)
+            if shadow is not None:
+                info.metrics["shadow"] = {
+                    "version": shadow.version,
+                    "live": _live_block(live.get((shadow.name, shadow.version))),
+                }
+        return infos
+
+    def status(self, engine: SignalEngine) -> dict[str, Any]:
+        """The health of the track record: ledger, writer, scheduler, and the served and shadow versions."""
+        ledger: dict[str, Any] = {"url": redact(self.ledger.url) if self.ledger else None, "error": self.ledger_error}
+        if self.ledger is not None:
+            try:
+                ledger["records"] = self.ledger.counts()
+                ledger["status"] = "degraded" if self.writer and self.writer.status.degraded else "ok"
+            except Exception as error:
+                ledger["status"], ledger["error"] = "unavailable", f"{type(error).__name__}: {error}"
+        else:
+            ledger["status"] = "unavailable"
+        if self.writer is not None:
+            ledger["writer"] = self.writer.status.__dict__ | {"degraded": self.writer.status.degraded}
+        return {
+            "ledger": ledger,
+            "scheduler": None if self.scheduler is None else self.scheduler.status(),
+            "versions": {
+                "served": {e.name: e.version for e in engine.catalog.entries},
+                "shadow": {e.name: e.version for e in engine.catalog.shadows},
+                "notes": {e.name: e.note for e in engine.catalog.entries if e.note},
+            },
+            "cache": server_metrics().snapshot(),
+            "time": utc_now().isoformat(),
+        }
+
+
+def _live_block(block: dict[str, Any] | None) -> dict[str, Any]:
+    if not block:
+        return {"recorded": 0, "resolved": 0}
+    resolved, calls = int(block["resolved"] or 0), int(block["calls"] or 0)
+    return {
+        "recorded": int(block["recorded"]),
+        "resolved": resolved,
+        "hit_rate": (int(block["hits"] or 0) / resolved) if resolved else None,
+        "actionable_calls": calls,
+        "mean_call_return": (float(block["call_return_sum"] or 0.0) / calls) if calls else None,
+        "last_candle": pd.Timestamp(int(block["last_candle_ms"]), unit="ms", tz="UTC").isoformat()
+        if block.get("last_candle_ms")
+        else None,
+    }
+
+
+def scorecard_of(ledger: Ledger, settings: Settings, request: schemas.ScorecardRequest) -> dict[str, Any]:
+    """The scorecard of the resolved records matching the request's filters (live and backfill by default)."""
+    filters = request.model_dump(mode="json", exclude_none=True)
+    modes = [request.mode] if request.mode else ["live", "backfill"]
+    rows = ledger.resolved(
+        timeframe=None if request.timeframe is None else parse_timeframe(request.timeframe),
+        symbol=None if request.symbol is None else normalize_symbol(request.symbol),
+        model_version=request.model_version,
+        modes=modes,
+        since_ms=None if request.since is None else ms(request.since),
+    )
+    return scorecard(rows, cost=round_trip_cost(settings.fee, settings.slippage), filters=filters)

@@ -1,0 +1,261 @@
+"""The loop at candle close: one refresh per (timeframe, candle) across API workers and servers, then outcomes.
+
+At each candle close of each served timeframe (plus `SIGNALS_SCHEDULER_DELAY_S` for the exchange to publish the
+candle), every worker of every server sharing the ledger asks for the refresh lease of that (timeframe, candle):
+- the one that gets it (`Ledger.claim`) syncs the candles (ccxt in live mode, the store otherwise), computes every
+  served model's signal of the timeframe in one batched pass, records them (mode `live`) and its shadows (mode
+  `shadow`), which also leaves them in its signal cache; pairs whose exchange calls failed are retried with
+  backoff, and those still failing are reported stale (their previous signal keeps serving, marked stale);
+  then it resolves the signals whose horizon has ended;
+- the others wait for the lease to be done and warm their caches from the ledger records, so that every worker
+  answers the first requests after a close from its cache.
+A holder that dies mid-refresh loses its lease when it expires (`SIGNALS_REFRESH_LEASE_S`); the next worker to ask
+takes it over. At start-up each worker does the same for the current candle of every timeframe (a catch-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from signals.core.errors import ExchangeUnavailable, SignalsError
+from signals.core.settings import Settings
+from signals.core.timeframes import close_time, last_closed_open, parse_timeframe, timeframe_seconds, utc_now
+from signals.serving import schemas
+from signals.serving.engine import SignalEngine
+from signals.serving.ledger.records import ms, signal_from_row
+from signals.serving.ledger.store import Ledger
+from signals.serving.ledger.writer import LedgerWriter
+from signals.serving.outcomes import resolve_due
+from signals.serving.versions import current_catalog
+
+logger = logging.getLogger(__name__)
+
+FOLLOW_POLL_S = 0.2
+
+
+@dataclass
+class RefreshReport:
+    timeframe: str
+    candle_time: pd.Timestamp
+    role: str  # leader | follower | skipped
+    signals: int = 0
+    recorded: int = 0
+    shadows: int = 0
+    errors: dict[str, str] = field(default_factory=dict)  # symbol -> last error
+    stale: list[str] = field(default_factory=list)  # pairs whose exchange failed every attempt
+    resolved: int = 0
+    seconds: float = 0.0
+    lag_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "timeframe": self.timeframe,
+            "candle_time": self.candle_time.isoformat(),
+            "role": self.role,
+            "signals": self.signals,
+            "recorded": self.recorded,
+            "shadows": self.shadows,
+            "errors": self.errors,
+            "stale": self.stale,
+            "resolved": self.resolved,
+            "seconds": round(self.seconds, 4),
+            "lag_seconds": round(self.lag_seconds, 3),
+        }
+
+
+class Scheduler:
+    def __init__(
+        self,
+        engine: SignalEngine,
+        ledger: Ledger,
+        writer: LedgerWriter,
+        settings: Settings,
+        *,
+        clock: Callable[[], pd.Timestamp] = utc_now,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.engine = engine
+        self.ledger = ledger
+        self.writer = writer
+        self.settings = settings
+        self.clock = clock
+        self.sleep = sleep
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.timeframes = sorted({parse_timeframe(tf) for tf in settings.timeframes}, key=timeframe_seconds)
+        self.last: dict[str, RefreshReport] = {}
+        self.last_error: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run(), name="signals-scheduler")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+    async def run(self) -> None:
+        """Catch up on the current candles, then refresh at every close until stopped."""
+        await self.tick(self.timeframes)
+        while not self._stopping.is_set():
+            now = self.clock()
+            due_at, due = self.next_due(now)
+            await self.sleep(max(0.0, (due_at - now).total_seconds()))
+            await self.tick(due)
+
+    def next_due(self, now: pd.Timestamp) -> tuple[pd.Timestamp, list[str]]:
+        """When the next refresh is due (a close plus the delay) and for which timeframes."""
+        delay = pd.Timedelta(seconds=self.settings.scheduler_delay_s)
+        # The first close after (now - delay), plus the delay: a close at 10:00 is refreshed at 10:00 + delay.
+        upcoming = {
+            tf: close_time(last_closed_open(now - delay, tf), tf) + pd.Timedelta(seconds=timeframe_seconds(tf)) + delay
+            for tf in self.timeframes
+        }
+        first = min(upcoming.values())
+        return first, [tf for tf, at in upcoming.items() if at == first]
+
+    async def tick(self, timeframes: list[str]) -> list[RefreshReport]:
+        reports = []
+        for timeframe in timeframes:
+            try:
+                reports.append(await self.refresh(timeframe))
+            except Exception as error:  # the loop must survive anything one refresh does
+                self.last_error = f"{timeframe}: {type(error).__name__}: {error}"
+                logger.exception("refresh of %s failed", timeframe)
+        await self._reload_catalog()
+        return reports
+
+    # --- one refresh --------------------------------------------------------------------------------------------
+    async def refresh(self, timeframe: str) -> RefreshReport:
+        """The refresh of `timeframe`'s current candle: led by whoever gets the lease, followed by the others.
+
+        A follower keeps asking while the lease is held: if its holder dies, the lease expires and the next ask
+        takes it over (and leads)."""
+        started = time.perf_counter()
+        candle_time = last_closed_open(self.clock(), timeframe)
+        candle_ms = ms(candle_time)
+        lease_ms = int(self.settings.refresh_lease_s * 1000)
+        deadline = time.monotonic() + 2 * self.settings.refresh_lease_s
+        while True:
+            now_ms = ms(self.clock())
+            if await asyncio.to_thread(self.ledger.claim, timeframe, candle_ms, self.holder, now_ms, lease_ms):
+                report = await self._lead(timeframe, candle_time, started)
+                break
+            lease = await asyncio.to_thread(self.ledger.lease, timeframe, candle_ms)
+            if lease is None or lease.status != "claimed" or time.monotonic() > deadline:
+                report = await self._follow(timeframe, candle_time, lease.started_ms if lease else now_ms, started)
+                break
+            await self.sleep(FOLLOW_POLL_S)
+        report.lag_seconds = (self.clock() - close_time(candle_time, timeframe)).total_seconds()
+        self.engine.metrics.scheduler_lag.labels(timeframe).set(report.lag_seconds)
+        self.engine.metrics.refreshes.labels(timeframe, report.role).inc()
+        self.last[timeframe] = report
+        return report
+
+    async def _lead(self, timeframe: str, candle_time: pd.Timestamp, started: float) -> RefreshReport:
+        report = RefreshReport(timeframe, candle_time, "leader")
+        try:
+            symbols = self.engine.catalog.cnn_symbols(timeframe)
+            signals, errors = await self._signals_with_retries(timeframe, symbols)
+            report.signals = len(signals)
+            report.errors = {symbol: str(error) for symbol, error in errors.items()}
+            report.stale = sorted(s for s, e in errors.items() if isinstance(e, ExchangeUnavailable))
+            report.shadows = len(await self.engine.shadow(timeframe))
+            flushed = await asyncio.to_thread(self.writer.flush, 30.0)
+            report.recorded = len(signals) if flushed else 0
+            report.resolved = await self.resolve()
+            if signals:
+                newest = max(pd.Timestamp(s.candle_time) for s in signals)
+                staleness = (self.clock() - close_time(newest, timeframe)).total_seconds()
+                self.engine.metrics.staleness.labels(timeframe).set(staleness)
+            status = "done"
+        except Exception as error:
+            report.errors["*"] = f"{type(error).__name__}: {error}"
+            status = "failed"
+            raise
+        finally:
+            report.seconds = time.perf_counter() - started
+            self.engine.metrics.refresh_seconds.labels(timeframe).observe(report.seconds)
+            await asyncio.to_thread(
+                self.ledger.finish, timeframe, ms(candle_time), self.holder, ms(self.clock()), status, report.as_dict()
+            )
+        return report
+
+    async def _signals_with_retries(
+        self, timeframe: str, symbols: list[str]
+    ) -> tuple[list[schemas.Signal], dict[str, SignalsError]]:
+        """Every symbol's signal; symbols whose exchange failed are retried with exponential backoff."""
+        signals: list[schemas.Signal] = []
+        errors: dict[str, SignalsError] = {}
+        todo = list(symbols)
+        for attempt in range(self.settings.scheduler_retries + 1):
+            if attempt:
+                await self.sleep(self.settings.exchange_backoff_s * 2 ** (attempt - 1))
+            results = await self.engine.predict_many([(s, timeframe) for s in todo], trigger="scheduler")
+            retry = []
+            for symbol, result in zip(todo, results, strict=True):
+                if isinstance(result, schemas.Signal):
+                    signals.append(result)
+                    errors.pop(symbol, None)
+                else:
+                    errors[symbol] = result
+                    if isinstance(result, ExchangeUnavailable):
+                        retry.append(symbol)
+            if not retry:
+                break
+            todo = retry
+        return signals, errors
+
+    async def _follow(
+        self, timeframe: str, candle_time: pd.Timestamp, lease_started_ms: int, started: float
+    ) -> RefreshReport:
+        """Take the leader's signals from the ledger into this worker's cache."""
+        report = RefreshReport(timeframe, candle_time, "follower")
+        rows = await asyncio.to_thread(self.ledger.recorded_since, timeframe, lease_started_ms)
+        tags = {(e.symbol or "", e.timeframe or ""): e.tag for e in self.engine.catalog.entries}
+        report.signals = self.engine.warm([signal_from_row(row) for row in rows], tags)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    # --- outcomes and versions ----------------------------------------------------------------------------------
+    async def resolve(self) -> int:
+        """Resolve every recorded signal whose horizon has ended (`outcomes.resolve_due`)."""
+        return await resolve_due(self.engine, self.ledger)
+
+    async def _reload_catalog(self) -> None:
+        """Pick up new model versions (a candidate joins the shadow runs; a promotion or pin takes effect)."""
+        try:
+            self.engine.catalog = await asyncio.to_thread(current_catalog, self.settings, self.ledger, self.clock)
+        except Exception as error:  # keep serving the catalog we have
+            self.last_error = f"catalog reload: {type(error).__name__}: {error}"
+            logger.exception("catalog reload failed")
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        due_at, due = self.next_due(now)
+        return {
+            "running": self._task is not None and not self._task.done(),
+            "holder": self.holder,
+            "next_refresh": due_at.isoformat(),
+            "next_timeframes": due,
+            "last": {tf: report.as_dict() for tf, report in self.last.items()},
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,173 @@
+"""The ledger on SQLite and on a real PostgreSQL server: migrations, idempotent records, outcomes, the refresh
+lease that exactly one of many contenders wins, and model version state."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from signals.core.settings import Settings
+from signals.serving.ledger.schema import metadata
+from signals.serving.ledger.store import Ledger, database_url, redact
+
+
+def record(**overrides: Any) -> dict[str, Any]:
+    row = {
+        "model_name": "cnn-lstm-btc-usdt-1h",
+        "model_version": "v1",
+        "symbol": "BTC/USDT",
+        "timeframe": "1h",
+        "candle_ms": 1_700_000_000_000,
+        "mode": "live",
+        "p_short": 0.2,
+        "p_no_trade": 0.3,
+        "p_long": 0.5,
+        "direction": "LONG",
+        "confidence": 0.5,
+        "actionable": False,
+        "abstain_reason": "no demonstrated edge",
+        "threshold": None,
+        "edge_verdict": "none",
+        "horizon_bars": 10,
+        "expires_ms": 1_700_000_000_000 + 11 * 3_600_000,
+        "close": 60_000.0,
+        "risk": 0.01,
+        "reversal": 0,
+        "persistence": 1,
+        "features_hash": "0" * 64,
+        "data_source": "synthetic",
+        "recorded_ms": 1_700_000_100_000,
+        "payload": {"symbol": "BTC/USDT"},
+    }
+    return {**row, **overrides}
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Ledger:
+    ledger = Ledger(database_url)
+    ledger.migrate()
+    yield ledger
+    ledger.close()
+
+
+def test_the_migrated_schema_is_exactly_the_declared_one(ledger: Ledger) -> None:
+    with ledger.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert differences == []
+    assert ledger.revision() is not None
+    ledger.migrate()  # a second start migrates nothing and fails on nothing
+
+
+def test_a_signal_is_recorded_once_per_model_version_pair_and_candle(ledger: Ledger) -> None:
+    assert ledger.record_signals([record()]) == 1
+    assert ledger.record_signals([record(), record(p_long=0.9)]) == 0  # the same key: kept as first recorded
+    assert ledger.record_signals([record(model_version="v2"), record(candle_ms=1_700_003_600_000)]) == 2
+    stored = ledger.signal_at("BTC/USDT", "1h", 1_700_000_000_000, version="v1")
+    assert stored is not None and stored["p_long"] == 0.5 and stored["payload"] == {"symbol": "BTC/USDT"}
+    assert ledger.counts() == {"signals": 3, "pending": 3, "actions": 0}
+
+
+def test_probabilities_come_back_bit_for_bit(ledger: Ledger) -> None:
+    values = (0.1234567890123456789, 1 / 3, float.fromhex("0x1.fffffffffffffp-2"))
+    ledger.record_signals([record(p_short=values[0], p_no_trade=values[1], p_long=values[2])])
+    stored = ledger.signal_at("BTC/USDT", "1h", 1_700_000_000_000)
+    assert stored is not None
+    assert (stored["p_short"], stored["p_no_trade"], stored["p_long"]) == values
+
+
+def test_outcomes_resolve_due_records_once(ledger: Ledger) -> None:
+    ledger.record_signals([record(), record(candle_ms=1_800_000_000_000, expires_ms=1_800_000_000_000 + 39_600_000)])
+    due = ledger.due(now_ms=1_750_000_000_000)
+    assert [r["candle_ms"] for r in due] == [1_700_000_000_000]
+    outcome = {
+        "id": due[0]["id"],
+        "resolved_ms": 1,
+        "outcome_label": 2,
+        "touched": 1,
+        "bars_to_exit": 3,
+        "long_return": 0.01,
+        "short_return": -0.01,
+        "call_return": 0.007,
+    }
+    assert ledger.resolve([outcome]) == 1
+    assert ledger.resolve([{**outcome, "outcome_label": 0}]) == 0  # already resolved: left as it was
+    assert ledger.due(now_ms=1_750_000_000_000) == []
+    (resolved,) = ledger.resolved(timeframe="1h")
+    assert resolved["outcome_label"] == 2 and resolved["call_return"] == 0.007
+    summary = ledger.live_summary()[("cnn-lstm-btc-usdt-1h", "v1")]
+    assert (summary["recorded"], summary["resolved"], summary["hits"]) == (2, 1, 1)
+
+
+def test_exactly_one_of_many_contenders_claims_a_refresh(ledger: Ledger) -> None:
+    winners: list[str] = []
+    start = threading.Barrier(8)
+
+    def contend(name: str) -> None:
+        start.wait()
+        if ledger.claim("1h", 1_700_000_000_000, name, now_ms=1_000, lease_ms=60_000):
+            winners.append(name)
+
+    threads = [threading.Thread(target=contend, args=(f"worker-{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+    lease = ledger.lease("1h", 1_700_000_000_000)
+    assert lease is not None and lease.holder == winners[0] and lease.status == "claimed"
+
+
+def test_a_dead_holders_lease_is_taken_over_once_it_expires_and_a_finished_one_never(ledger: Ledger) -> None:
+    assert ledger.claim("4h", 1, "a", now_ms=1_000, lease_ms=10_000)
+    assert not ledger.claim("4h", 1, "b", now_ms=5_000, lease_ms=10_000)  # a's lease runs
+    assert ledger.claim("4h", 1, "b", now_ms=12_000, lease_ms=10_000)  # a died: b takes over
+    assert not ledger.finish("4h", 1, "a", now_ms=13_000, status="done", detail={})  # a no longer holds it
+    assert ledger.finish("4h", 1, "b", now_ms=14_000, status="done", detail={"recorded": 3})
+    assert not ledger.claim("4h", 1, "c", now_ms=99_000, lease_ms=10_000)  # done is done
+    lease = ledger.lease("4h", 1)
+    assert lease is not None and (lease.holder, lease.status, lease.attempts, lease.detail) == (
+        "b",
+        "done",
+        2,
+        {"recorded": 3},
+    )
+
+
+def test_model_state_and_events_are_kept(ledger: Ledger) -> None:
+    ledger.set_model_state("ppo-1h", "v2", True, 10)
+    ledger.set_model_state("ppo-1h", "v3", False, 20)
+    assert ledger.model_states()["ppo-1h"]["served_version"] == "v3"
+    ledger.add_event(
+        {
+            "at_ms": 20,
+            "kind": "promote",
+            "model_name": "ppo-1h",
+            "from_version": "v2",
+            "to_version": "v3",
+            "reason": "better",
+            "detail": {"n": 1},
+        }
+    )
+    (event,) = ledger.events("ppo-1h")
+    assert event["kind"] == "promote" and event["detail"] == {"n": 1}
+
+
+def test_the_default_database_is_sqlite_in_the_data_directory_and_urls_are_redacted(tmp_path: Any) -> None:
+    assert database_url(Settings(data_dir=tmp_path)) == f"sqlite:///{tmp_path.resolve() / 'signals.db'}"
+    url = "postgresql+psycopg://user:secret@db.example:5432/signals"
+    assert database_url(Settings(database_url=url)) == url
+    assert "secret" not in redact(url) and "db.example" in redact(url)
+
+
+def test_a_database_that_does_not_answer_is_a_clear_503() -> None:
+    from signals.core.errors import LedgerUnavailable
+
+    down = Ledger("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1")
+    with pytest.raises(LedgerUnavailable, match="does not answer"):
+        down.ping()
+    assert sa.engine.make_url(down.url).port == 1

@@ -45,13 +45,15 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
 # `make serve`: demo data and models when the stores lack them (idempotent), then the server on 127.0.0.1.
-# The demo candles live under exchange id `synthetic`; point SIGNALS_EXCHANGE elsewhere for real data.
+# The demo candles live under exchange id `synthetic`, and the simulated source continues them as time goes on
+# (so the candle-close loop has new candles); point SIGNALS_EXCHANGE / SIGNALS_SOURCE elsewhere for real data.
 SERVE_HOST ?= 127.0.0.1
 SERVE_PORT ?= 3000
 SERVE_URL := http://$(SERVE_HOST):$(SERVE_PORT)
 
 .PHONY: serve
 serve: export SIGNALS_EXCHANGE ?= synthetic
+serve: export SIGNALS_SOURCE ?= simulated
 serve: install
 	$(BIN)/signals bootstrap
 	@echo "Serving on $(SERVE_URL) (OpenAPI at $(SERVE_URL)/docs; exchange: $(SIGNALS_EXCHANGE)). Try:"
@@ -64,3 +66,4 @@ serve: install
 bench: install
 	$(PIP) -e '.[dev,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.live_loop

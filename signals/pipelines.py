@@ -22,7 +22,7 @@ from signals.core.errors import SignalsError
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe, timeframe_seconds
 from signals.data.store import CandleStore
-from signals.data.synthetic import SYNTHETIC_EXCHANGE, synthetic_universe
+from signals.data.synthetic import DEMO_SEED, SYNTHETIC_EXCHANGE, extend_stored_market, synthetic_universe
 
 if TYPE_CHECKING:
     from signals.models.cnn_lstm.network import CnnLstmConfig
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEMO_SEED = 7
 DEMO_SYMBOLS: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 DEMO_PPO_TIMEFRAME = "1h"
 # 730 daily bars: ~630 labelled 1d windows, enough for a purged train / validation / test split (each
@@ -195,6 +194,12 @@ def ensure_demo_world(store: CandleStore, world: DemoWorld | None = None, *, for
             frames = write_synthetic_market(store, [symbol], timeframes, world.days, world.seed, end=world.end)
             step.status = "generated"
             step.detail = ", ".join(f"{tf}: {len(frames[(symbol, tf)])}" for tf in timeframes)
+        if world.end is None:  # a current demo: the market goes on to now, as the simulated source continues it
+            added = extend_stored_market(
+                store, SYNTHETIC_EXCHANGE, symbol, timeframes, pd.Timestamp.now(tz="UTC"), seed=world.seed
+            )
+            if added:
+                step.detail = f"{step.detail}; +{added} bars to now".lstrip("; ")
         step.seconds = time.perf_counter() - started
         yield step
     existing = latest_cnn_lstm_tags()

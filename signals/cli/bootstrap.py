@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -28,6 +29,8 @@ from signals.core.errors import SignalsError
 from signals.core.timeframes import MODEL_TIMEFRAMES
 from signals.data.synthetic import SYNTHETIC_EXCHANGE
 from signals.pipelines import DEMO_DAYS, DEMO_EPOCHS, DEMO_PPO_TIMESTEPS, DEMO_SYMBOLS
+
+DEMO_BACKFILL_DAYS = 14
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ def bootstrap(
         int, typer.Option("--ppo-timesteps", min=64, help="PPO environment steps.")
     ] = DEMO_PPO_TIMESTEPS,
     force: Annotated[bool, typer.Option("--force", help="Regenerate the candles and retrain every model.")] = False,
+    backfill_days: Annotated[
+        int, typer.Option("--backfill-days", min=0, help="Days of backfill that give the demo a track record.")
+    ] = DEMO_BACKFILL_DAYS,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -89,6 +95,7 @@ def bootstrap(
                 progress.update(overall, advance=1, description=f"{step.step} {step.item}")
     except (SignalsError, ValueError) as error:
         raise fail(error) from error
+    steps.append(_backfill_demo(store.root, backfill_days, force))
     seconds = time.perf_counter() - started
     logger.info("bootstrap done in %.1f s", seconds)
     emit_table(
@@ -98,3 +105,53 @@ def bootstrap(
     )
     if any(step.status == "failed" for step in steps):
         raise typer.Exit(code=1)
+
+
+def _backfill_demo(data_dir: Path, days: int, force: bool) -> Any:
+    """The served demo models over the last `days` of demo candles, as if live (mode backfill), once."""
+    import asyncio
+
+    import pandas as pd
+
+    from signals.core.settings import get_settings
+    from signals.pipelines import Step
+    from signals.serving.backfill import backfill
+    from signals.serving.engine import SignalEngine
+    from signals.serving.ledger.store import Ledger
+    from signals.serving.ledger.writer import LedgerWriter
+    from signals.serving.local import LocalCnnLstm, LocalPpo
+    from signals.serving.market import MarketData
+    from signals.serving.metrics import server_metrics
+    from signals.serving.versions import current_catalog
+
+    step = Step("backfill", f"last {days} days", "kept")
+    started = time.perf_counter()
+    settings = get_settings().model_copy(
+        update={"data_dir": data_dir, "exchange": SYNTHETIC_EXCHANGE, "universe": list(DEMO_SYMBOLS)}
+    )
+    ledger = Ledger.from_settings(settings)
+    ledger.migrate()
+    if days == 0 or (ledger.counts()["signals"] and not force):
+        step.detail = "the ledger has records" if days else "--backfill-days 0"
+        return step
+    writer = LedgerWriter(ledger, server_metrics())
+    engine = SignalEngine(
+        settings,
+        current_catalog(settings, ledger),
+        MarketData(settings),
+        LocalCnnLstm(settings),
+        LocalPpo(settings),
+        writer=writer,
+    )
+    until = pd.Timestamp.now(tz="UTC")
+    reports = asyncio.run(
+        backfill(
+            engine, ledger, writer, timeframes=settings.timeframes, since=until - pd.Timedelta(days=days), until=until
+        )
+    )
+    writer.close()
+    ledger.close()
+    step.status = "recorded"
+    step.detail = ", ".join(f"{r.timeframe}: {r.recorded} signals, {r.resolved} resolved" for r in reports)
+    step.seconds = time.perf_counter() - started
+    return step

@@ -23,8 +23,8 @@ from signals.core.errors import InvalidInput, SignalsError
 from signals.core.settings import DEFAULT_UNIVERSE
 from signals.core.timeframes import MODEL_TIMEFRAMES, iso_z, parse_timeframe
 from signals.data.store import CandleStore, parse_exchange
-from signals.data.synthetic import SYNTHETIC_EXCHANGE, default_end
-from signals.pipelines import DEMO_SEED, write_synthetic_market
+from signals.data.synthetic import DEMO_SEED, SYNTHETIC_EXCHANGE, default_end
+from signals.pipelines import write_synthetic_market
 
 logger = logging.getLogger(__name__)
 

@@ -37,8 +37,10 @@ class Settings(BaseSettings):
     universe: list[str] = Field(default_factory=lambda: list(DEFAULT_UNIVERSE))
     timeframes: list[str] = Field(default_factory=lambda: list(MODEL_TIMEFRAMES))
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    source: Literal["store", "live"] = Field(
-        "store", description="Serve candles from the Parquet store, or live from the exchange through ccxt."
+    source: Literal["store", "live", "simulated"] = Field(
+        "store",
+        description="Candles from the Parquet store, live from the exchange through ccxt, or the simulated demo "
+        "market (the synthetic store, extended to now as time goes on).",
     )
     stale_grace_s: float = Field(120.0, ge=0, description="A signal is stale when its candle is older than tf + this.")
     stop_atr: float = Field(1.5, gt=0, description="Stop-loss distance in ATRs (and the first target: 1 R).")

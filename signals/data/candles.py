@@ -11,6 +11,7 @@ from signals.core.timeframes import parse_timeframe, timeframe_seconds
 from signals.core.errors import CandleDataError
 
 PRICE_COLUMNS: Final = ("open", "high", "low", "close")
+_UTC_NS: Final = pd.DatetimeTZDtype("ns", "UTC")
 CANDLE_COLUMNS: Final = ("timestamp", *PRICE_COLUMNS, "volume")
 
 
@@ -32,9 +33,11 @@ def validate_candles(frame: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     if missing:
         raise CandleDataError(f"candles lack columns {missing}; expected {list(CANDLE_COLUMNS)}")
     out = frame.loc[:, list(CANDLE_COLUMNS)].reset_index(drop=True)
-    out["timestamp"] = _utc_timestamps(out["timestamp"])
+    if out["timestamp"].dtype != _UTC_NS:
+        out["timestamp"] = _utc_timestamps(out["timestamp"])
     for column in CANDLE_COLUMNS[1:]:
-        out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
+        if out[column].dtype != np.float64:  # already float64 (the store, ccxt frames): nothing to convert
+            out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
     if out.empty:
         return out
     _check_order(out["timestamp"])
@@ -76,23 +79,23 @@ def _check_grid(timestamps: pd.Series, timeframe: str) -> None:
 
 
 def _check_values(frame: pd.DataFrame) -> None:
-    values = frame.loc[:, list(CANDLE_COLUMNS[1:])]
-    bad_rows = values.isna().any(axis=1)
+    """In plain numpy: this runs on every read of the store, and pandas' row-wise operations cost milliseconds."""
+    o, h, lo, c, v = (frame[column].to_numpy() for column in CANDLE_COLUMNS[1:])
+    values = np.column_stack((o, h, lo, c, v))
+    bad_rows = np.isnan(values).any(axis=1)
     if bad_rows.any():
-        at = int(np.flatnonzero(bad_rows.to_numpy())[0])
-        columns = [c for c in values.columns if pd.isna(values.iloc[at][c])]
+        at = int(np.flatnonzero(bad_rows)[0])
+        columns = [name for name, value in zip(CANDLE_COLUMNS[1:], values[at], strict=True) if np.isnan(value)]
         raise CandleDataError(f"NaN in {columns} at row {at} ({frame['timestamp'].iloc[at].isoformat()})")
-    _first_failing(frame, (frame.loc[:, list(PRICE_COLUMNS)] <= 0).any(axis=1), "non-positive price")
-    _first_failing(frame, frame["high"] < frame["low"], "high < low")
-    body_high = frame[["open", "close"]].max(axis=1)
-    body_low = frame[["open", "close"]].min(axis=1)
-    _first_failing(frame, (body_high > frame["high"]) | (body_low < frame["low"]), "open/close outside [low, high]")
-    _first_failing(frame, frame["volume"] < 0, "negative volume")
+    _first_failing(frame, np.asarray((values[:, :4] <= 0).any(axis=1)), "non-positive price")
+    _first_failing(frame, h < lo, "high < low")
+    _first_failing(frame, (np.maximum(o, c) > h) | (np.minimum(o, c) < lo), "open/close outside [low, high]")
+    _first_failing(frame, v < 0, "negative volume")
 
 
-def _first_failing(frame: pd.DataFrame, failing: pd.Series, what: str) -> None:
+def _first_failing(frame: pd.DataFrame, failing: np.ndarray, what: str) -> None:
     if failing.any():
-        at = int(np.flatnonzero(failing.to_numpy())[0])
+        at = int(np.flatnonzero(failing)[0])
         row = frame.iloc[at]
         raise CandleDataError(
             f"{what} at row {at} ({row['timestamp'].isoformat()}): "

@@ -24,11 +24,13 @@ import pandas as pd
 
 from signals.data.candles import CANDLE_COLUMNS, empty_candles, validate_candles
 from signals.core.symbols import normalize_symbol
+from signals.data.store import CandleStore
 from signals.core.timeframes import TIMEFRAME_SECONDS, parse_timeframe, timeframe_seconds
 from signals.core.errors import InvalidInput
 
 # Exchange id of the synthetic market in the candle store; answers built from it say data_source "synthetic".
 SYNTHETIC_EXCHANGE: Final = "synthetic"
+DEMO_SEED: Final = 7  # the demo market's seed: its history (`signals bootstrap`) and its continuation (simulated)
 logger = logging.getLogger(__name__)
 
 DAY_SECONDS: Final = 86_400
@@ -377,3 +379,83 @@ __all__ = [
     "symbol_profile",
     "synthetic_universe",
 ]
+
+
+# --- the simulated live market --------------------------------------------------------------------------------
+SIMULATED_BASE: Final = "15m"
+_VOL_WINDOW: Final = 96  # the bars whose realised volatility and volume the next bar is drawn with
+
+
+def continue_market(
+    candles: pd.DataFrame, until: pd.Timestamp, *, symbol: str, seed: int, timeframe: str = SIMULATED_BASE
+) -> pd.DataFrame:
+    """The bars after the last of `candles` up to the last one closed at `until`: the demo market, going on.
+
+    Each bar is drawn from a generator seeded by (seed, symbol, its open time), with the realised volatility and
+    the median volume of the `_VOL_WINDOW` bars before it (so clustering goes on), Student-t shocks and wicks like
+    `generate_market`. A bar depends only on the bars before it: every process that extends the same history
+    writes the same bars (replicas agree), however many steps it takes to get there.
+    """
+    step = timeframe_seconds(timeframe)
+    if candles.empty:
+        return empty_candles()
+    last_ns = int(candles["timestamp"].iloc[-1].value)
+    newest = (int(_as_utc(until).value) // (step * NS)) * (step * NS) - step * NS  # the last bar closed at `until`
+    count = (newest - last_ns) // (step * NS)
+    if count <= 0:
+        return empty_candles()
+    normalized = normalize_symbol(symbol)
+    floor = (symbol_profile(normalized).daily_vol ** 2) * step / DAY_SECONDS / 100.0
+    closes = list(candles["close"].to_numpy(np.float64)[-_VOL_WINDOW - 1 :])
+    volumes = list(candles["volume"].to_numpy(np.float64)[-_VOL_WINDOW:])
+    t_scale = math.sqrt((STUDENT_T_DF - 2.0) / STUDENT_T_DF)
+    rows = []
+    for k in range(1, int(count) + 1):
+        open_ns = last_ns + k * step * NS
+        digest = _digest("synthetic-live", int(seed), normalized, open_ns)
+        rng = np.random.default_rng(int.from_bytes(digest[:16], "big"))
+        returns = np.diff(np.log(closes[-_VOL_WINDOW - 1 :]))
+        sigma = math.sqrt(max(float(np.mean(returns**2)) if len(returns) else 0.0, floor))
+        shock = float(np.clip(rng.standard_t(STUDENT_T_DF) * t_scale, -12.0, 12.0))
+        previous = closes[-1]
+        log_return = -0.5 * sigma**2 + sigma * shock
+        open_ = previous * math.exp(float(rng.normal(0.0, GAP_NOISE)) * sigma)
+        close = previous * math.exp(log_return)
+        high = max(open_, close) * math.exp(float(rng.exponential(WICK_SCALE)) * sigma)
+        low = min(open_, close) * math.exp(-float(rng.exponential(WICK_SCALE)) * sigma)
+        level = float(np.median(volumes[-_VOL_WINDOW:]))
+        volume = level * (0.45 + 0.55 * abs(log_return) / sigma) * math.exp(float(rng.normal(-0.08, 0.4)))
+        rows.append((open_ns, open_, high, low, close, volume))
+        closes.append(close)
+        volumes.append(volume)
+    frame = pd.DataFrame(rows, columns=list(CANDLE_COLUMNS))
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ns", utc=True)
+    return validate_candles(frame, timeframe)
+
+
+def extend_stored_market(
+    store: CandleStore, exchange: str, symbol: str, timeframes: Iterable[str], until: pd.Timestamp, *, seed: int
+) -> int:
+    """Extend a stored synthetic symbol to `until`: new base bars, and the coarser timeframes' complete buckets.
+
+    Returns the number of new base bars (0 when the store is current, or holds no base series to continue).
+    """
+    if not store.exists(exchange, symbol, SIMULATED_BASE):
+        return 0
+    base = store.read(exchange, symbol, SIMULATED_BASE)
+    fresh = continue_market(base, until, symbol=symbol, seed=seed)
+    if fresh.empty:
+        return 0
+    store.write(exchange, symbol, SIMULATED_BASE, fresh)
+    history = pd.concat([base, fresh], ignore_index=True)
+    for timeframe in timeframes:
+        if timeframe == SIMULATED_BASE or not store.exists(exchange, symbol, timeframe):
+            continue
+        last = store.last_timestamp(exchange, symbol, timeframe)
+        after = history if last is None else history.loc[history["timestamp"] > last]
+        coarse = _resample_valid(after.reset_index(drop=True), SIMULATED_BASE, timeframe)
+        if last is not None:
+            coarse = coarse.loc[coarse["timestamp"] > last]
+        if len(coarse):
+            store.write(exchange, symbol, timeframe, coarse)
+    return len(fresh)

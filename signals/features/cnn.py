@@ -73,33 +73,45 @@ def compute_features(candles: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(feature_matrix(candles), index=index, columns=list(FEATURE_NAMES))
 
 
-def feature_matrix(candles: pd.DataFrame) -> np.ndarray:
-    """The features as a float64 (n_bars, N_FEATURES) array, columns in FEATURE_NAMES order.
+def feature_matrix(candles: pd.DataFrame, rows: int | None = None) -> np.ndarray:
+    """The features as a float64 (n_bars, N_FEATURES) array, columns in FEATURE_NAMES order; with `rows`, only
+    the last `rows` bars (serving needs a window, not the whole tail: the same bits, a fraction of the work).
 
     The one implementation behind training and serving; plain numpy because at serving size (460 bars)
     building a DataFrame cost more than every indicator together.
     """
+    if rows is not None and len(candles) < rows:  # fewer bars than rows: NaN in front, as in a longer history
+        return np.vstack([np.full((rows - len(candles), N_FEATURES), np.nan), feature_matrix(candles)])
     o, h, lo, c, v = (candles[col].to_numpy(dtype=np.float64) for col in ("open", "high", "low", "close", "volume"))
-    body_top, body_bottom = np.maximum(o, c), np.minimum(o, c)
-    macd_line, macd_signal, macd_hist = macd(c)
-    bb_mean, bb_std = rolling_mean_std(c, BOLLINGER_PERIOD)
+    macd_line, macd_signal, macd_hist = macd(c)  # infinite memory: over the whole input, then cut
+    rsi_column, atr_column = rsi(c), atr(h, lo, c)
     log_volume = np.log1p(v)
-    vol_mean, vol_std = rolling_mean_std(log_volume, VOLUME_PERIOD)
+    bb_mean, bb_std = rolling_mean_std(c, BOLLINGER_PERIOD, rows)  # finite memory: only the rows asked for
+    vol_mean, vol_std = rolling_mean_std(log_volume, VOLUME_PERIOD, rows)
+    if rows is not None:
+        keep = slice(len(c) - rows, None)
+        returns = [log_return(c[-(rows + lag) :], lag)[-rows:] for lag in (1, 4, 16)]
+        o, h, lo, c, log_volume = o[keep], h[keep], lo[keep], c[keep], log_volume[keep]
+        macd_line, macd_signal, macd_hist = macd_line[keep], macd_signal[keep], macd_hist[keep]
+        rsi_column, atr_column = rsi_column[keep], atr_column[keep]
+    else:
+        returns = [log_return(c, lag) for lag in (1, 4, 16)]
+    body_top, body_bottom = np.maximum(o, c), np.minimum(o, c)
     columns = (
-        log_return(c, 1),  # log_return_1
-        log_return(c, 4),  # log_return_4
-        log_return(c, 16),  # log_return_16
+        returns[0],  # log_return_1
+        returns[1],  # log_return_4
+        returns[2],  # log_return_16
         (h - lo) / c,  # range_hl
         (c - o) / c,  # body
         (h - body_top) / c,  # upper_wick
         (body_bottom - lo) / c,  # lower_wick
-        rsi(c) / 100.0 - 0.5,  # rsi_14
+        rsi_column / 100.0 - 0.5,  # rsi_14
         macd_line / c,  # macd
         macd_signal / c,  # macd_signal
         macd_hist / c,  # macd_hist
         safe_ratio(c - (bb_mean - 2 * bb_std), 4 * bb_std, where_zero=0.5),  # bb_percent_b
         4 * bb_std / bb_mean,  # bb_width
-        atr(h, lo, c) / c,  # natr_14
+        atr_column / c,  # natr_14
         safe_ratio(log_volume - vol_mean, vol_std),  # volume_z_20
     )
     return np.column_stack(columns)
@@ -126,7 +138,7 @@ def serving_window(candles: pd.DataFrame) -> np.ndarray:
             f"found {len(candles)} closed candles, need at least {MIN_CANDLES} "
             f"({LOOKBACK} for the window + {FIRST_VALID_ROW} for indicator warm-up)"
         )
-    window = feature_matrix(candles.iloc[-SERVING_TAIL:])[-LOOKBACK:].astype(np.float32)
+    window = feature_matrix(candles.iloc[-SERVING_TAIL:], rows=LOOKBACK).astype(np.float32)
     if not np.isfinite(window).all():
         raise NotEnoughCandles("the feature window holds non-finite values; the candles contain NaN or zeros")
     return window

@@ -15,13 +15,18 @@ from numpy.lib.stride_tricks import sliding_window_view
 FloatArray = np.ndarray
 
 
-def rolling_mean_std(values: FloatArray, period: int) -> tuple[FloatArray, FloatArray]:
-    """Mean and population std of the last `period` values at each bar (NaN before the first full window).
+def rolling_mean_std(values: FloatArray, period: int, rows: int | None = None) -> tuple[FloatArray, FloatArray]:
+    """Mean and population std of the last `period` values at each bar (NaN before the first full window); with
+    `rows`, of the last `rows` bars only (the same bits: each value depends on its own window alone).
 
     A window of identical values gets exactly that value as its mean and exactly 0 as its std. Summing rounds
     (20 x 0.1 / 20 != 0.1), and the tiny nonzero std that rounding leaves would turn a flat market's z-score or %B
     into noise (1.0, 0.25 / 0.75) instead of the neutral value `safe_ratio` gives for a zero std.
     """
+    if rows is not None:
+        values = values[-(rows + period - 1) :]
+        mean, std = rolling_mean_std(values, period)
+        return _last(mean, rows), _last(std, rows)
     mean = np.full(values.shape, np.nan)
     std = np.full(values.shape, np.nan)
     if len(values) >= period:
@@ -30,6 +35,13 @@ def rolling_mean_std(values: FloatArray, period: int) -> tuple[FloatArray, Float
         mean[period - 1 :] = np.where(flat, windows[:, 0], windows.mean(axis=1))
         std[period - 1 :] = np.where(flat, 0.0, windows.std(axis=1))
     return mean, std
+
+
+def _last(values: FloatArray, rows: int) -> FloatArray:
+    """The last `rows` values, NaN-padded at the front when there are fewer."""
+    if len(values) >= rows:
+        return values[-rows:]
+    return np.concatenate([np.full(rows - len(values), np.nan), values])
 
 
 def log_return(close: FloatArray, lag: int) -> FloatArray:

@@ -38,9 +38,9 @@ FLAT: Final = 0.0
 LONG_POSITION: Final = 1.0
 
 
-def market_features(candles: pd.DataFrame) -> np.ndarray:
-    """(n_bars, 9) float32 scaled market features (NaN in warm-up rows)."""
-    features = feature_matrix(candles)[:, _MARKET_COLUMNS]
+def market_features(candles: pd.DataFrame, rows: int | None = None) -> np.ndarray:
+    """(n_bars, 9) float32 scaled market features (NaN in warm-up rows); with `rows`, the last `rows` bars only."""
+    features = feature_matrix(candles, rows)[:, _MARKET_COLUMNS]
     scaled = features * _MARKET_SCALES
     return np.clip(scaled, -CLIP, CLIP).astype(np.float32)
 
@@ -66,7 +66,7 @@ def serving_market_window(candles: pd.DataFrame) -> np.ndarray:
     """The (50, 9) market part of the observation ending at the last candle, from its last SERVING_TAIL bars."""
     if len(candles) < PPO_MIN_CANDLES:
         raise NotEnoughCandles(f"found {len(candles)} closed candles, need at least {PPO_MIN_CANDLES}")
-    window = market_features(candles.iloc[-SERVING_TAIL:])[-PPO_LOOKBACK:]
+    window = market_features(candles.iloc[-SERVING_TAIL:], rows=PPO_LOOKBACK)
     if not np.isfinite(window).all():
         raise NotEnoughCandles("the observation holds non-finite values; the candles contain NaN or zeros")
     return window

@@ -177,16 +177,12 @@ class SignalEngine:
     def ledger_row(
         self, item: Pending, signal: schemas.Signal, mode: str, recorded: pd.Timestamp | None = None
     ) -> dict[str, Any]:
-        horizon = item.entry.horizon
-        reversal, persistence = (None, None) if horizon is None else item.snapshot.baselines(horizon, self._stop_atr)
         return signal_row(
             signal,
             model_name=item.entry.name,
             window=item.window,
             threshold=item.entry.threshold,
             risk=item.snapshot.risk(self._stop_atr),
-            reversal=reversal,
-            persistence=persistence,
             mode=mode,
             recorded=self.clock() if recorded is None else recorded,
         )

@@ -1,4 +1,5 @@
-"""Closed candles for serving: from the Parquet store (default) or live from the exchange through ccxt.
+"""Closed candles for serving: from the Parquet store (default), live from the exchange through ccxt, or from the
+simulated demo market (`simulated`: the synthetic store, extended to the last closed candle as time goes on).
 
 Store: the tail of a file is cached until the file changes (mtime and size). Live: the tail is cached until
 the next candle closes; then only the candles missing since the last stored one are fetched, merged into the
@@ -20,13 +21,12 @@ import pandas as pd
 
 from signals.core.errors import NotEnoughCandles
 from signals.core.settings import Settings
-from signals.core.timeframes import next_close, timeframe_delta, utc_now
+from signals.core.timeframes import MODEL_TIMEFRAMES, last_closed_open, next_close, timeframe_delta, utc_now
 from signals.data.exchange import ExchangeConfig, ExchangeSource
 from signals.data.store import CandleStore, merge_candles
-from signals.data.synthetic import SYNTHETIC_EXCHANGE
+from signals.data.synthetic import DEMO_SEED, SIMULATED_BASE, SYNTHETIC_EXCHANGE, extend_stored_market
 from signals.features.cnn import MIN_CANDLES, SERVING_TAIL, serving_window
 from signals.features.indicators import atr as average_true_range
-from signals.features.labels import persistence_calls, reversal_calls, trade_plan_outcomes
 from signals.features.ppo import PPO_MIN_CANDLES, serving_market_window
 
 logger = logging.getLogger(__name__)
@@ -65,21 +65,6 @@ class MarketSnapshot:
         """The plan's R as a fraction of the last close (stop distance / entry)."""
         return stop_atr * self.atr / self.close
 
-    def baselines(self, horizon: int, stop_atr: float) -> tuple[int, int]:
-        """What the reversal and persistence baselines call at the last candle (the scorecard compares)."""
-        key = (horizon, stop_atr)
-        if key not in self._baselines:
-            close = self.candles["close"].to_numpy(np.float64)
-            outcomes = trade_plan_outcomes(self.candles, horizon, stop_atr)
-            reversal = reversal_calls(close, horizon)[-1]
-            persistence = persistence_calls(outcomes.label, horizon)[-1]
-            self._baselines[key] = (int(reversal), int(persistence))
-        return self._baselines[key]
-
-    @cached_property
-    def _baselines(self) -> dict[tuple[int, float], tuple[int, int]]:
-        return {}
-
     @cached_property
     def atr(self) -> float:
         """ATR(14) at the last closed candle, over the same tail the windows come from."""
@@ -98,7 +83,10 @@ class MarketData:
         self.store = CandleStore(settings.data_dir)
         self.exchange_id = settings.exchange
         self.live = settings.source == "live"
+        self.simulated = settings.source == "simulated"
         self.clock = clock
+        self._simulated_to: dict[str, pd.Timestamp] = {}
+        self._simulating: dict[str, asyncio.Lock] = {}
         self._cache: dict[tuple[str, str], tuple[Any, MarketSnapshot]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._paths: dict[tuple[str, str], str] = {}
@@ -112,6 +100,8 @@ class MarketData:
 
     async def snapshot(self, symbol: str, timeframe: str) -> MarketSnapshot:
         key = (symbol, timeframe)
+        if self.simulated:
+            await self.simulate(symbol)
         if not self.live:  # hot path: a cached tail whose file has not changed needs no lock and no await
             cached = self._cache.get(key)
             if cached is not None and cached[0] == self._file_version(key):
@@ -120,6 +110,26 @@ class MarketData:
             if self.live:
                 return await self._live_snapshot(symbol, timeframe)
             return await self._store_snapshot(symbol, timeframe)
+
+    async def simulate(self, symbol: str) -> None:
+        """The simulated market: extend the symbol's stored candles to the last closed candle (deterministic, so
+        workers and replicas that do it at once write the same bars; the store's lock serialises the writes)."""
+        target = last_closed_open(self.clock(), SIMULATED_BASE)
+        if self._simulated_to.get(symbol, target - timeframe_delta(SIMULATED_BASE)) >= target:
+            return
+        async with self._simulating.setdefault(symbol, asyncio.Lock()):
+            if self._simulated_to.get(symbol, target - timeframe_delta(SIMULATED_BASE)) >= target:
+                return
+            await asyncio.to_thread(
+                extend_stored_market,
+                self.store,
+                self.exchange_id,
+                symbol,
+                list(MODEL_TIMEFRAMES),
+                self.clock(),
+                seed=DEMO_SEED,
+            )
+            self._simulated_to[symbol] = target
 
     def _file_version(self, key: tuple[str, str]) -> tuple[int, int] | None:
         """(mtime, size) of the store file: the writer replaces it atomically, so a change shows here."""
@@ -138,9 +148,9 @@ class MarketData:
         cached = self._cache.get(key)
         if cached is not None and version is not None and cached[0] == version:
             return cached[1]
-        candles = await asyncio.to_thread(self.store.read, self.exchange_id, symbol, timeframe)
+        candles = await asyncio.to_thread(self.store.read_tail, self.exchange_id, symbol, timeframe, SERVING_TAIL)
         snapshot = self._checked(
-            MarketSnapshot(candles.iloc[-SERVING_TAIL:].reset_index(drop=True), self.data_source, None),
+            MarketSnapshot(candles, self.data_source, None),
             symbol,
             timeframe,
         )

@@ -3,7 +3,8 @@
 For a signal of candle t the resolver takes the same closed candles the server computed it from (the last
 SERVING_TAIL bars up to t, so the ATR and hence the plan's R are the served ones) plus the `horizon` bars after t,
 and runs `features.labels.trade_plan_outcomes` on them: the realized label, which barrier the price touched first
-(pessimistic when one candle touched both), how many bars that took, and what a LONG and a SHORT plan returned.
+(pessimistic when one candle touched both), how many bars that took, and what a LONG and a SHORT plan returned;
+and what the reversal and persistence baselines called at t (from candles up to t only), for the scorecard.
 The call's after-cost return is recorded for actionable signals (what following them earned) and, as a
 counterfactual, for the argmax of the others.
 """
@@ -21,7 +22,7 @@ import pandas as pd
 
 from signals.core.timeframes import timeframe_seconds
 from signals.features.cnn import SERVING_TAIL
-from signals.features.labels import round_trip_cost, trade_plan_outcomes
+from signals.features.labels import persistence_calls, reversal_calls, round_trip_cost, trade_plan_outcomes
 from signals.serving.engine import SignalEngine
 from signals.serving.ledger.records import ms
 from signals.serving.ledger.store import Ledger
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 # A record whose candles are still missing this many horizons after it expired is closed as unresolvable.
 GIVE_UP_HORIZONS = 3
 
-CandleReader = Callable[[str, str], pd.DataFrame]
+CandleReader = Callable[[str, str, pd.Timestamp], pd.DataFrame]  # (symbol, timeframe, from) -> candles
 
 
 def resolve_records(
@@ -50,8 +51,10 @@ def resolve_records(
         by_pair[(record["symbol"], record["timeframe"])].append(record)
     out = []
     for (symbol, timeframe), pair_records in by_pair.items():
+        step = pd.Timedelta(seconds=timeframe_seconds(timeframe))
+        first = pd.Timestamp(min(r["candle_ms"] for r in pair_records), unit="ms", tz="UTC") - SERVING_TAIL * step
         try:
-            candles = read_candles(symbol, timeframe)
+            candles = read_candles(symbol, timeframe, first)
         except Exception as error:  # no file yet: try again next time (or give up, below)
             logger.warning("outcomes: no %s %s candles: %s", symbol, timeframe, error)
             candles = None
@@ -93,8 +96,12 @@ def _resolve(
     note = None
     if record.get("risk") and not np.isclose(outcomes.risk[i], record["risk"], rtol=1e-9):
         note = f"risk recomputed {outcomes.risk[i]:.6g} vs served {record['risk']:.6g}: the candles changed"
+    close = window["close"].to_numpy(np.float64)
     return {
         "outcome_label": int(outcomes.label[i]),
+        # The two baselines as they stood at the signal's candle (known then; computed now, off the refresh path).
+        "reversal": int(reversal_calls(close, horizon)[i]),
+        "persistence": int(persistence_calls(outcomes.label, horizon)[i]),
         "touched": int(outcomes.touched[i]),
         "bars_to_exit": int(outcomes.bars_to_exit[i]),
         "long_return": long_return,
@@ -109,8 +116,8 @@ async def resolve_due(engine: SignalEngine, ledger: Ledger) -> int:
     market, settings = engine.market, engine.settings
     now_ms = ms(engine.clock())
 
-    def read(symbol: str, timeframe: str) -> pd.DataFrame:
-        return market.store.read(market.exchange_id, symbol, timeframe)
+    def read(symbol: str, timeframe: str, start: pd.Timestamp) -> pd.DataFrame:
+        return market.store.read_since(market.exchange_id, symbol, timeframe, start)
 
     total = 0
     while True:

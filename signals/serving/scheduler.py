@@ -56,6 +56,7 @@ class RefreshReport:
     resolved: int = 0
     seconds: float = 0.0
     lag_seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step of a leader's refresh
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,7 @@ class RefreshReport:
             "resolved": self.resolved,
             "seconds": round(self.seconds, 4),
             "lag_seconds": round(self.lag_seconds, 3),
+            "phases": {name: round(seconds, 4) for name, seconds in self.phases.items()},
         }
 
 
@@ -172,16 +174,27 @@ class Scheduler:
 
     async def _lead(self, timeframe: str, candle_time: pd.Timestamp, started: float) -> RefreshReport:
         report = RefreshReport(timeframe, candle_time, "leader")
+        mark = started
+
+        def phase(name: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            report.phases[name] = now - mark
+            mark = now
+
         try:
+            phase("lease")
             symbols = self.engine.catalog.cnn_symbols(timeframe)
             signals, errors = await self._signals_with_retries(timeframe, symbols)
+            phase("signals")
             report.signals = len(signals)
             report.errors = {symbol: str(error) for symbol, error in errors.items()}
             report.stale = sorted(s for s, e in errors.items() if isinstance(e, ExchangeUnavailable))
             report.shadows = len(await self.engine.shadow(timeframe))
+            phase("shadows")
             flushed = await asyncio.to_thread(self.writer.flush, 30.0)
+            phase("record")
             report.recorded = len(signals) if flushed else 0
-            report.resolved = await self.resolve()
             if signals:
                 newest = max(pd.Timestamp(s.candle_time) for s in signals)
                 staleness = (self.clock() - close_time(newest, timeframe)).total_seconds()
@@ -192,11 +205,15 @@ class Scheduler:
             status = "failed"
             raise
         finally:
-            report.seconds = time.perf_counter() - started
+            report.seconds = time.perf_counter() - started  # candles read .. every signal recorded and cached
             self.engine.metrics.refresh_seconds.labels(timeframe).observe(report.seconds)
             await asyncio.to_thread(
                 self.ledger.finish, timeframe, ms(candle_time), self.holder, ms(self.clock()), status, report.as_dict()
             )
+        # After the refresh (its signals are served already): outcomes of the signals whose horizon has ended.
+        mark = time.perf_counter()
+        report.resolved = await self.resolve()
+        phase("resolve")
         return report
 
     async def _signals_with_retries(

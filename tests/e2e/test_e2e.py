@@ -7,14 +7,7 @@ that every request is cold and reaches the runner: that is what the batching pro
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import bentoml
 import httpx
@@ -24,18 +17,11 @@ import pytest
 from signals.data.store import CandleStore
 from signals.features.cnn import training_windows
 from signals.models.cnn_lstm.artifact import load_cnn_lstm, model_name
-from tests.support.paths import REPO_ROOT
+from tests.support.servers import bentoml_server
 from tests.support.world import EXCHANGE, World, build_world
 
 pytestmark = pytest.mark.slow
-START_TIMEOUT_S = 180
 CONCURRENT = 32
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -45,50 +31,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 @pytest.fixture(scope="module")
 def server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, **world.env(), "SIGNALS_SIGNAL_CACHE_SIZE": "0", "BENTOML_DO_NOT_TRACK": "true"}
-    log = tmp_path_factory.mktemp("e2e-log") / "serve.log"
-    command = [str(Path(sys.executable).parent / "bentoml"), "serve", "service:SignalService"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the stop below reaches every worker
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process, log)
-        yield url
-    finally:
-        _stop(process)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"bentoml serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"server not ready after {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    env = {**world.env(), "SIGNALS_SIGNAL_CACHE_SIZE": "0"}
+    with bentoml_server(env, tmp_path_factory.mktemp("e2e-log")) as running:
+        yield running.url
 
 
 def test_generated_client_serves_every_api(server: str) -> None:

@@ -30,8 +30,6 @@ def signal_row(
     window: np.ndarray,
     threshold: float | None,
     risk: float | None,
-    reversal: int | None,
-    persistence: int | None,
     mode: str,
     recorded: pd.Timestamp,
 ) -> dict[str, Any]:
@@ -57,8 +55,6 @@ def signal_row(
         "expires_ms": None if signal.expires_at is None else ms(signal.expires_at),
         "close": signal.current_price,
         "risk": risk,
-        "reversal": reversal,
-        "persistence": persistence,
         "features_hash": window_hash(window),
         "data_source": signal.data_source,
         "recorded_ms": ms(recorded),

@@ -48,8 +48,8 @@ signal_records = Table(
     Column("expires_ms", BigInteger),  # end of the horizon: the resolver's due time
     Column("close", Double, nullable=False),
     Column("risk", Double),  # stop distance / entry, the plan's R as a fraction of price
-    Column("reversal", SmallInteger),  # what the reversal rule said at this candle
-    Column("persistence", SmallInteger),  # the last resolved label at this candle
+    Column("reversal", SmallInteger),  # what the reversal rule said at this candle (filled when resolved)
+    Column("persistence", SmallInteger),  # the last resolved label at this candle (filled when resolved)
     Column("features_hash", String(64), nullable=False),  # SHA-256 of the float32 window bytes
     Column("data_source", String(48), nullable=False),
     Column("recorded_ms", BigInteger, nullable=False),

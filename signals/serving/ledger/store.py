@@ -147,12 +147,12 @@ class Ledger:
     def _record(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
         if not rows:
             return 0
-        new = 0
         key = next(iter(table.primary_key.columns))
         with self.engine.begin() as connection:
+            # One statement for the batch (SQLAlchemy's insertmanyvalues); RETURNING lists exactly the new rows
+            # (rowcount is not portable with ON CONFLICT DO NOTHING).
             statement = self._insert_ignoring_duplicates(table).returning(key)
-            for row in rows:  # RETURNING says exactly which rows were new (rowcount is not portable here)
-                new += connection.execute(statement, dict(row)).first() is not None
+            new = len(connection.execute(statement, [dict(row) for row in rows]).all())
         return new
 
     def signal_at(

@@ -21,7 +21,6 @@ from signals.serving.metrics import ServerMetrics
 logger = logging.getLogger(__name__)
 
 BATCH = 500
-IDLE_WAIT_S = 0.05
 
 
 @dataclass
@@ -91,10 +90,10 @@ class LedgerWriter:
             if item is None:
                 return
             batch: dict[str, list[Mapping[str, Any]]] = {item[0]: [item[1]]}
-            deadline = time.monotonic() + IDLE_WAIT_S
+            # What queued up while the last batch was written goes in this one; nothing waits for more.
             while sum(map(len, batch.values())) < BATCH:
                 try:
-                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:

@@ -285,3 +285,37 @@ def test_cli_exchange_option_and_bad_input(tmp_path: Path) -> None:
     assert bad_tf.exit_code == 2 and "unknown timeframe" in bad_tf.output
     bad_exchange = runner.invoke(app, ["demo-data", "--exchange", "../x", "--data-dir", str(tmp_path)])
     assert bad_exchange.exit_code == 2
+
+
+# --- the simulated live market ---------------------------------------------------------------------------------
+def test_the_simulated_market_continues_deterministically_however_many_steps_it_takes(tmp_path: Path) -> None:
+    from signals.data.store import CandleStore
+    from signals.data.synthetic import continue_market, extend_stored_market
+
+    history = generate_market("BTC/USDT", days=5, seed=7, end=pd.Timestamp("2026-11-20", tz="UTC"))
+    until = pd.Timestamp("2026-11-20 06:07", tz="UTC")
+    at_once = continue_market(history, until, symbol="BTC/USDT", seed=7)
+    assert at_once["timestamp"].iloc[0] == pd.Timestamp("2026-11-20", tz="UTC")
+    assert at_once["timestamp"].iloc[-1] == pd.Timestamp("2026-11-20 05:45", tz="UTC")  # the last closed by 06:07
+    first = continue_market(history, pd.Timestamp("2026-11-20 02:00", tz="UTC"), symbol="BTC/USDT", seed=7)
+    second = continue_market(pd.concat([history, first], ignore_index=True), until, symbol="BTC/USDT", seed=7)
+    pd.testing.assert_frame_equal(pd.concat([first, second], ignore_index=True), at_once)
+    other = continue_market(history, until, symbol="BTC/USDT", seed=8)
+    assert not np.allclose(other["close"], at_once["close"])  # the seed matters
+    returns = np.diff(np.log(np.r_[history["close"].iloc[-1], at_once["close"]]))
+    assert 0.0005 < returns.std() < 0.05  # a 15m crypto bar, not a flat line or a blow-up
+
+    store = CandleStore(tmp_path)
+    frames = synthetic_universe(["ETH/USDT"], ["15m", "1h", "4h"], days=3, seed=7, end=pd.Timestamp("2026-11-20", tz="UTC"))
+    for (symbol, tf), frame in frames.items():
+        store.write("synthetic", symbol, tf, frame)
+    added = extend_stored_market(store, "synthetic", "ETH/USDT", ["1h", "4h"], pd.Timestamp("2026-11-20 09:20", tz="UTC"), seed=7)
+    assert added == 37  # 00:00 .. 09:00, the last bar closed by 09:20
+    hourly = store.read("synthetic", "ETH/USDT", "1h")
+    assert hourly["timestamp"].iloc[-1] == pd.Timestamp("2026-11-20 08:00", tz="UTC")  # complete hours only
+    base = store.read("synthetic", "ETH/USDT", "15m")
+    pd.testing.assert_frame_equal(
+        resample_candles(base, "1h").tail(9).reset_index(drop=True), hourly.tail(9).reset_index(drop=True)
+    )
+    assert store.read("synthetic", "ETH/USDT", "4h")["timestamp"].iloc[-1] == pd.Timestamp("2026-11-20 04:00", tz="UTC")
+    assert extend_stored_market(store, "synthetic", "ETH/USDT", ["1h"], pd.Timestamp("2026-11-20 09:20", tz="UTC"), seed=7) == 0

@@ -25,6 +25,7 @@ from signals.features.cnn import (
     N_FEATURES,
     SERVING_TAIL,
     compute_features,
+    feature_matrix,
     serving_window,
     training_windows,
 )
@@ -504,3 +505,13 @@ def test_serving_observation_with_too_few_candles_says_how_many_were_found_and_n
     n = PPO_MIN_CANDLES - 1
     with pytest.raises(NotEnoughCandles, match=rf"found {n} closed candles, need at least {PPO_MIN_CANDLES}\b"):
         serving_observation(random_walk(n, seed=20), FLAT)
+
+
+@pytest.mark.parametrize(("bars", "rows"), [(460, 60), (200, 60), (93, 60), (40, 60), (460, 1)])
+def test_computing_only_the_last_rows_gives_the_same_bits(bars: int, rows: int) -> None:
+    """Serving computes the window's rows only; the values are those of the full computation, bit for bit."""
+    candles = random_walk(bars, seed=21)
+    full = feature_matrix(candles)
+    last = feature_matrix(candles, rows=rows)
+    expected = full[-rows:] if bars >= rows else np.vstack([np.full((rows - bars, full.shape[1]), np.nan), full])
+    np.testing.assert_array_equal(last, expected)

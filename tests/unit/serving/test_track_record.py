@@ -19,7 +19,7 @@ from signals.core.errors import ExchangeUnavailable
 from signals.core.settings import Settings
 from signals.core.timeframes import close_time, timeframe_delta
 from signals.features.cnn import SERVING_TAIL
-from signals.features.labels import trade_plan_outcomes
+from signals.features.labels import persistence_calls, reversal_calls, trade_plan_outcomes
 from signals.serving import audit, schemas
 from signals.serving.backfill import backfill
 from signals.serving.engine import SignalEngine
@@ -114,7 +114,8 @@ def test_every_computed_signal_is_recorded_once_and_cache_hits_are_not(stack: St
         first.probabilities.NO_TRADE,
         first.probabilities.LONG,
     )
-    assert row["features_hash"] and row["risk"] > 0 and row["reversal"] in (0, 1, 2) and row["persistence"] in (0, 1, 2)
+    assert row["features_hash"] and row["risk"] > 0
+    assert row["reversal"] is None and row["persistence"] is None  # the baselines come with the outcome
     assert row["expires_ms"] == ms(first.candle_time) + (first.horizon_bars + 1) * 3_600_000
     assert stack.ledger.counts() == {"signals": 1, "pending": 1, "actions": 1}
 
@@ -158,6 +159,9 @@ def test_backfill_records_resolves_and_scores_with_the_training_label_function(s
         window = candles.iloc[at - SERVING_TAIL + 1 : at + row["horizon_bars"] + 1].reset_index(drop=True)
         expected = trade_plan_outcomes(window, row["horizon_bars"], 1.5)
         assert row["outcome_label"] == int(expected.label[SERVING_TAIL - 1])
+        close = window["close"].to_numpy(np.float64)
+        assert row["reversal"] == int(reversal_calls(close, row["horizon_bars"])[SERVING_TAIL - 1])
+        assert row["persistence"] == int(persistence_calls(expected.label, row["horizon_bars"])[SERVING_TAIL - 1])
         assert row["long_return"] == pytest.approx(expected.long_return[SERVING_TAIL - 1], rel=1e-12)
         signal = json.loads(json.dumps(row["payload"]))
         assert signal["prediction_time"] == close_time(

@@ -1,0 +1,263 @@
+"""`python -m bench.live_loop` (part of `make bench`): the candle-close loop and the ledger, measured in one run.
+
+- Universe refresh: 34 pairs x 4 timeframes, one pooled network per timeframe (default size). A new candle is
+  written to every store file, then the timer runs from "candles available" to "every signal of the timeframe
+  recorded and cached" (`Scheduler.refresh`: lease, features, one batched forward, gate, ledger write, cache),
+  for one timeframe (34 models) and for all four (136). The runner is in-process here: a deployment adds one
+  HTTP hop per timeframe (~1-2 ms, BENCHMARKS.md "floors").
+- Ledger write throughput: rows per second through `LedgerWriter.write_now`, SQLite (WAL) and, where PostgreSQL
+  is installed, a throwaway server.
+- The ledger's cost on `/predict`: the engine's warm path (cache hit) with and without a ledger writer, and the
+  cold path (a signal computed and queued for recording) with and without it, in-process, interleaved.
+Ratios come from one run; absolute numbers move with the machine's load (see BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("bench.live_loop")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXCHANGE = "synthetic"
+END = "2026-11-20"
+TIMEFRAMES = ("15m", "1h", "4h", "1d")
+
+
+def build_world(work: Path, symbols: tuple[str, ...], days: int) -> dict[str, float]:
+    """Candles for every pair and timeframe, one pooled network per timeframe (one epoch: cost, not skill)."""
+    import pandas as pd
+    import torch
+
+    from signals.data.store import CandleStore
+    from signals.models.cnn_lstm.training import TrainConfig
+    from signals.pipelines import train_cnn_lstm_models, write_synthetic_market
+
+    store = CandleStore(work / "data")
+    timings = {}
+    started = time.perf_counter()
+    write_synthetic_market(store, symbols, TIMEFRAMES, days, seed=11, end=pd.Timestamp(END, tz="UTC"))
+    timings["candles_s"] = time.perf_counter() - started
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    started = time.perf_counter()
+    config = TrainConfig(epochs=1, folds=0, max_bars=1500, seed=1)
+    for timeframe in TIMEFRAMES:
+        train_cnn_lstm_models(store, EXCHANGE, symbols, timeframe, config)
+    timings["train_s"] = time.perf_counter() - started
+    return timings
+
+
+def refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[str, Any]:
+    """Each round: a fresh ledger and a cold engine (nothing cached, every tail read from the store), the clock
+    just after the world's last candles closed (all four timeframes close together at midnight)."""
+    import pandas as pd
+
+    from signals.core.settings import Settings
+    from signals.serving.engine import SignalEngine
+    from signals.serving.ledger.store import Ledger
+    from signals.serving.ledger.writer import LedgerWriter
+    from signals.serving.local import LocalCnnLstm, LocalPpo
+    from signals.serving.market import MarketData
+    from signals.serving.metrics import server_metrics
+    from signals.serving.scheduler import Scheduler
+    from signals.serving.versions import current_catalog
+
+    base = Settings(
+        data_dir=work / "data", exchange=EXCHANGE, universe=list(symbols), timeframes=list(TIMEFRAMES), device="cpu"
+    )
+    cnn, ppo = LocalCnnLstm(base), LocalPpo(base)
+    now = pd.Timestamp(END, tz="UTC") + pd.Timedelta(seconds=1)
+    one: list[float] = []
+    universe: list[float] = []
+    phases: list[dict[str, float]] = []
+    for round_ in range(rounds):
+        settings = base.model_copy(update={"database_url": f"sqlite:///{work / f'refresh-{round_}.db'}"})
+        ledger = Ledger.from_settings(settings)
+        ledger.migrate()
+        writer = LedgerWriter(ledger, server_metrics())
+        engine = SignalEngine(
+            settings, current_catalog(settings, ledger), MarketData(settings), cnn, ppo, writer=writer,
+            clock=lambda: now,
+        )
+        scheduler = Scheduler(engine, ledger, writer, settings, clock=lambda: now)
+        started = time.perf_counter()
+        report = asyncio.run(scheduler.refresh("1h"))
+        one.append(report.seconds)
+        phases.append(report.phases)
+        assert report.signals == len(symbols), report
+        started = time.perf_counter()
+        reports = asyncio.run(_refresh_all(scheduler))
+        universe.append(sum(r.seconds for r in reports))
+        assert sum(r.signals for r in reports) == 3 * len(symbols), [r.as_dict() for r in reports]
+        writer.close()
+        ledger.close()
+    return {
+        "pairs": len(symbols),
+        "one_timeframe_ms": _summary(one),
+        "other_three_timeframes_ms": _summary(universe),
+        "universe_136_ms_median": round(1000 * (statistics.median(one) + statistics.median(universe)), 1),
+        "one_timeframe_phases_ms_median": {
+            name: round(1000 * statistics.median(p[name] for p in phases), 1) for name in phases[0]
+        },
+    }
+
+
+async def _refresh_all(scheduler: Any) -> list[Any]:
+    return [await scheduler.refresh(tf) for tf in ("15m", "4h", "1d")]
+
+
+def _summary(seconds: list[float]) -> dict[str, float]:
+    ms = sorted(1000 * s for s in seconds)
+    return {"min": round(ms[0], 1), "median": round(statistics.median(ms), 1), "max": round(ms[-1], 1), "n": len(ms)}
+
+
+def ledger_throughput(url: str, rows: int) -> dict[str, Any]:
+    from signals.serving.ledger.store import Ledger
+    from signals.serving.ledger.writer import LedgerWriter
+    from signals.serving.metrics import server_metrics
+
+    ledger = Ledger(url)
+    ledger.migrate()
+    writer = LedgerWriter(ledger, server_metrics())
+    template = {
+        "model_name": "cnn-lstm-btc-usdt-1h",
+        "model_version": "bench",
+        "symbol": "BTC/USDT",
+        "timeframe": "1h",
+        "mode": "live",
+        "p_short": 0.3,
+        "p_no_trade": 0.3,
+        "p_long": 0.4,
+        "direction": "LONG",
+        "confidence": 0.4,
+        "actionable": False,
+        "abstain_reason": "no edge",
+        "threshold": None,
+        "edge_verdict": "none",
+        "horizon_bars": 10,
+        "expires_ms": 0,
+        "close": 1.0,
+        "risk": 0.01,
+        "reversal": 0,
+        "persistence": 1,
+        "features_hash": "0" * 64,
+        "data_source": "bench",
+        "recorded_ms": 0,
+        "payload": {"x": 1},
+    }
+    batch = 500
+    started = time.perf_counter()
+    for start in range(0, rows, batch):
+        writer.write_now("signal", [{**template, "candle_ms": i} for i in range(start, min(start + batch, rows))])
+    seconds = time.perf_counter() - started
+    writer.close()
+    ledger.close()
+    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
+
+
+def predict_cost(work: Path, symbols: tuple[str, ...], calls: int) -> dict[str, Any]:
+    """Engine time per /predict, warm (cache hit) and cold (cache off), with and without a ledger writer."""
+    from signals.core.settings import Settings
+    from signals.serving.engine import SignalEngine
+    from signals.serving.ledger.store import Ledger
+    from signals.serving.ledger.writer import LedgerWriter
+    from signals.serving.local import LocalCnnLstm, LocalPpo
+    from signals.serving.market import MarketData
+    from signals.serving.metrics import server_metrics
+    from signals.serving.versions import current_catalog
+
+    base = Settings(
+        data_dir=work / "data",
+        exchange=EXCHANGE,
+        universe=list(symbols),
+        timeframes=list(TIMEFRAMES),
+        device="cpu",
+    )
+    cnn, ppo = LocalCnnLstm(base), LocalPpo(base)
+    ledger = Ledger(f"sqlite:///{work / 'predict-cost.db'}")
+    ledger.migrate()
+    writer = LedgerWriter(ledger, server_metrics())
+    results: dict[str, list[float]] = {}
+    for label, cache, with_writer in (
+        ("warm_without_ledger", 4096, False),
+        ("warm_with_ledger", 4096, True),
+        ("cold_without_ledger", 0, False),
+        ("cold_with_ledger", 0, True),
+    ):
+        settings = base.model_copy(update={"signal_cache_size": cache})
+        engine = SignalEngine(
+            settings,
+            current_catalog(settings, None),
+            MarketData(settings),
+            cnn,
+            ppo,
+            writer=writer if with_writer else None,
+        )
+        asyncio.run(engine.predict(symbols[0], "1h"))  # warm the market tail (and the cache)
+
+        async def loop(engine: SignalEngine = engine) -> list[float]:
+            out = []
+            for i in range(calls):
+                started = time.perf_counter()
+                await engine.predict(symbols[i % len(symbols)], "1h")
+                out.append(time.perf_counter() - started)
+            return out
+
+        results[label] = asyncio.run(loop())
+    writer.close()
+    ledger.close()
+    return {
+        key: {"median_us": round(1e6 * statistics.median(v), 1), "p90_us": round(1e6 * sorted(v)[int(0.9 * len(v))], 1)}
+        for key, v in results.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=34)
+    parser.add_argument("--days", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    work = Path(tempfile.mkdtemp(prefix="bench-live-loop-"))
+    os.environ["BENTOML_HOME"] = str(work / "bentoml")
+    os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+    from signals.core.settings import DEFAULT_UNIVERSE
+    from signals.models.device import configure_torch
+
+    symbols = tuple(DEFAULT_UNIVERSE[: args.pairs])
+    results: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    results["world"] = build_world(work, symbols, args.days)
+    configure_torch()
+    results["refresh"] = refresh_timings(work, symbols, args.rounds)
+    results["ledger_sqlite"] = ledger_throughput(f"sqlite:///{work / 'throughput.db'}", args.rows)
+    try:
+        from tests.support.postgres import binaries, postgres_server
+
+        if binaries() is not None:
+            with postgres_server() as server:
+                results["ledger_postgresql"] = ledger_throughput(server.create_database("bench"), args.rows)
+    except Exception as error:  # PostgreSQL is optional here
+        results["ledger_postgresql"] = {"error": str(error)}
+    results["predict_cost"] = predict_cost(work, symbols, args.calls)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"live-loop-{dt.date.today().isoformat()}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))  # noqa: T201  (a command's report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

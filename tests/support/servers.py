@@ -1,0 +1,86 @@
+"""Real servers for end-to-end tests: `bentoml serve` on a free 127.0.0.1 port in its own process group, ready
+when `/readyz` answers 200, stopped (SIGTERM, then SIGKILL) by the test that started it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.paths import REPO_ROOT
+
+START_TIMEOUT_S = 180
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
+@contextmanager
+def bentoml_server(env: Mapping[str, str], log_dir: Path, *, name: str = "serve") -> Iterator[Server]:
+    """`bentoml serve service:SignalService` with `env` on top of this process's environment."""
+    port = free_port()
+    log = log_dir / f"{name}.log"
+    command = [str(Path(sys.executable).parent / "bentoml"), "serve", "service:SignalService"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env={**os.environ, "BENTOML_DO_NOT_TRACK": "true", **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the stop below reaches every worker
+        )
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        stop(process)
+
+
+def wait_ready(server: Server, timeout: float = START_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"bentoml serve exited with {server.process.returncode}:\n{server.log_tail()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"server not ready after {timeout} s:\n{server.log_tail()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)

@@ -140,16 +140,6 @@ def list_stored_models(
     emit_table(rows, as_json=as_json, title="Model store (walk-forward figures, 95 % intervals)")
 
 
-def _overlaps(candles_first: str, candles_last: str, metadata: dict[str, Any]) -> bool:
-    """Whether the evaluation candles reach into the bars the model was trained or calibrated on."""
-    ranges = metadata.get("data_range", {})
-    try:
-        fitted_first, fitted_last = ranges["train"]["first"], ranges["val"]["last"]
-    except (KeyError, TypeError):
-        return False
-    return bool(candles_first <= fitted_last and candles_last >= fitted_first)
-
-
 @app.command("evaluate")
 def evaluate_models(
     data_dir: DataDirOption = None,
@@ -161,7 +151,8 @@ def evaluate_models(
     """Score the latest CNN-LSTMs on the candles of another store (another period, other data), as they serve:
     accuracy with its interval beside the majority, reversal and persistence baselines, log-loss and Brier skill,
     calibration with sharpness, and the actionable calls' hit rate and after-cost expectancy; per model and
-    pooled per timeframe."""
+    pooled per timeframe. Samples sharing a bar with the model's training or validation samples are purged
+    (`purged` counts them)."""
     from signals.cli.report import score_row
     from signals.core.symbols import normalize_symbol
     from signals.core.timeframes import parse_timeframe
@@ -209,7 +200,7 @@ def evaluate_models(
                     **score_row(evaluation.scores, as_json=as_json),
                     "data_first": first,
                     "data_last": last,
-                    "overlaps_training": bool(first and last and _overlaps(first, last, predictor.stored.metadata)),
+                    "purged": evaluation.purged,
                 }
             )
             progress.advance(task)

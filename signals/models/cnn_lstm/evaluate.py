@@ -2,6 +2,8 @@
 
 Each model is scored with its own horizon, stop, temperature, threshold and costs, exactly as it would serve:
 the same samples, labels and `skill.score` as the walk-forward at training time, so the figures compare.
+Samples whose window or label reaches into the bars the model was fitted or calibrated on are purged: a score on
+them would be a score on training data.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from signals.core.timeframes import timeframe_seconds
+from signals.features.cnn import LOOKBACK
 from signals.features.labels import round_trip_cost
 from signals.models.cnn_lstm.artifact import CnnLstmPredictor
-from signals.models.cnn_lstm.dataset import build_samples
+from signals.models.cnn_lstm.dataset import NS, Samples, build_samples
 from signals.models.skill import Scored, calls_of, score
 
 
@@ -32,6 +36,7 @@ class Evaluation:
     cost: float
     first: pd.Timestamp | None
     last: pd.Timestamp | None
+    purged: int
 
 
 def cost_of(predictor: CnnLstmPredictor) -> float:
@@ -39,11 +44,36 @@ def cost_of(predictor: CnnLstmPredictor) -> float:
     return float(costs.get("round_trip", round_trip_cost(0.001, 0.0005)))
 
 
+def fitted_span_ns(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The open times of the first training and the last validation sample, from the stored `data_range`."""
+    ranges = metadata.get("data_range") or {}
+    try:
+        first, last = ranges["train"]["first"], ranges["val"]["last"] or ranges["train"]["last"]
+    except (KeyError, TypeError):
+        return None
+    if not first or not last:
+        return None
+    return pd.Timestamp(first).value, pd.Timestamp(last).value
+
+
+def outside_fitted(samples: Samples, metadata: Mapping[str, Any]) -> np.ndarray:
+    """Indices of the samples that share no bar (window or label horizon) with any fitted sample's."""
+    span = fitted_span_ns(metadata)
+    if span is None:
+        return np.arange(len(samples))
+    step_ns = timeframe_seconds(samples.timeframe) * NS
+    reach_ns = (samples.horizon + LOOKBACK) * step_ns
+    first, last = span
+    keep = (samples.time_ns + reach_ns < first) | (samples.time_ns - reach_ns > last)
+    return np.flatnonzero(keep)
+
+
 def evaluate_model(predictor: CnnLstmPredictor, candles: pd.DataFrame) -> Evaluation:
-    """Score one stored model on `candles` of its own (symbol, timeframe)."""
+    """Score one stored model on `candles` of its own (symbol, timeframe), outside the bars it was fitted on."""
     meta = predictor.stored.metadata
     symbol, timeframe = str(meta["symbol"]), str(meta["timeframe"])
-    samples = build_samples({symbol: candles}, timeframe, predictor.horizon, predictor.stop_atr)
+    every = build_samples({symbol: candles}, timeframe, predictor.horizon, predictor.stop_atr)
+    samples = every.subset(outside_fitted(every, meta))
     probabilities = predictor.predict_proba(samples.windows()) if len(samples) else np.empty((0, 3), np.float32)
     scored = samples.scored(probabilities.astype(np.float64))
     calls = calls_of(probabilities, predictor.threshold)
@@ -59,6 +89,7 @@ def evaluate_model(predictor: CnnLstmPredictor, candles: pd.DataFrame) -> Evalua
         cost=cost,
         first=timestamps.iloc[0] if len(timestamps) else None,
         last=timestamps.iloc[-1] if len(timestamps) else None,
+        purged=len(every) - len(samples),
     )
 
 

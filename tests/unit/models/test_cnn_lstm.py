@@ -348,8 +348,14 @@ def test_cli_train_models_and_evaluate(tmp_path: Path) -> None:
     assert scored.exit_code == 0, scored.output
     result = json.loads(scored.stdout)
     assert [r["model"].split(":")[0] for r in result] == ["cnn-lstm-ada-usdt-15m"]
-    assert result[0]["n"] > 300 and 0 <= result[0]["ece"] <= 1 and result[0]["overlaps_training"] is False
+    assert result[0]["n"] > 300 and 0 <= result[0]["ece"] <= 1 and result[0]["purged"] == 0
     assert set(result[0]["baselines"]) == {"majority", "reversal", "persistence"}
     assert "no 15m candles for DOT/USDT" in scored.stderr
+    on_its_training_data = runner.invoke(
+        app, [*args[:2], str(train_store), *args[3:], "--json"], env=WIDE
+    )  # every sample shares bars with the fitted ones: nothing is left to score, and it says so
+    assert on_its_training_data.exit_code == 0, on_its_training_data.output
+    purged = json.loads(on_its_training_data.stdout)
+    assert purged[0]["n"] == 0 and purged[0]["purged"] > 300
     scored_table = runner.invoke(app, args, env={**WIDE, "COLUMNS": "400"})
     assert "cnn-lstm-ada-usdt-15m" in scored_table.stdout and "accuracy" in scored_table.stdout

@@ -116,3 +116,23 @@ def test_score_sets_every_figure_beside_its_baselines() -> None:
     assert report["log_loss_skill"]["value"] == pytest.approx(0.0, abs=0.01)  # no better than the frequencies
     assert report["sharpness"] == pytest.approx(0.0)
     assert report["edge"]["verdict"] in {"negative", "none"}  # always LONG: right half the time, minus costs
+
+
+def test_direction_accuracy_counts_only_directional_labels_and_ranks_the_most_confident_tenth() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.choice([SHORT, NO_TRADE, LONG], size=2000)
+    margin = rng.uniform(0.0, 0.4, size=2000)  # |P(LONG) - P(SHORT)|
+    right = margin > 0.2  # the confident half is right about the direction, the rest wrong
+    says_up = np.where(right, labels == LONG, labels != LONG)
+    p_long = np.where(says_up, 0.3 + margin / 2, 0.3 - margin / 2)
+    p_short = np.where(says_up, 0.3 - margin / 2, 0.3 + margin / 2)
+    probabilities = np.column_stack([p_short, 1 - p_long - p_short, p_long])
+    result = score(scored(probabilities, labels, blocks=20), threshold=None, cost=0.0)["direction"]
+
+    directional = labels != NO_TRADE
+    assert result["n"] == int(directional.sum())  # NO_TRADE outcomes have no direction to be right about
+    assert result["accuracy"]["value"] == pytest.approx(right[directional].mean())
+    assert result["top_decile_accuracy"]["value"] == 1.0  # the tenth with the widest margin is all right
+    assert result["reversal"]["value"] == pytest.approx((labels[directional] == SHORT).mean())  # always SHORT here
+    assert result["accuracy"]["ci_low"] < result["accuracy"]["value"] < result["accuracy"]["ci_high"]
+    assert result["up_share"] == pytest.approx((labels[directional] == LONG).mean())

@@ -1,0 +1,131 @@
+"""MODELS.md's tables from the JSON that `signals train cnn-lstm --json`, `signals evaluate --json` and
+`signals train ppo --json` print: `python -m bench.models_report --train T.json --evaluate E.json --ppo P.json`.
+
+Generated, not typed: every figure in MODELS.md comes from one of those files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def ci(figure: Any, digits: int = 3, scale: float = 1.0) -> str:
+    if not isinstance(figure, dict) or figure.get("value") is None:
+        return "–"
+    value, low, high = (
+        scale * figure[k] if figure.get(k) is not None else None for k in ("value", "ci_low", "ci_high")
+    )
+    interval = f" [{low:.{digits}f}, {high:.{digits}f}]" if low is not None and high is not None else ""
+    return f"{value:.{digits}f}{interval}"
+
+
+def verdict_of(row: dict[str, Any]) -> str:
+    edge = row.get("edge")
+    return str(edge if isinstance(edge, str) else (edge or {}).get("verdict", "–"))
+
+
+def pooled_table(rows: list[dict[str, Any]]) -> str:
+    out = [
+        "| timeframe | samples | accuracy [95 %] | majority | reversal | persistence | up/down acc. | top-10 % up/down "
+        "| log-loss skill | ECE | calls | hit rate | break-even | after-cost expectancy, % per call | edge | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        tf = r["model"].split()[-1]
+        if not r.get("n"):
+            out.append(f"| {tf} | 0 | {' | '.join(['–'] * 12)} | {verdict_of(r)} | {r.get('seconds', 0):.0f} |")
+            continue
+        calls, base, direction = r["calls"], r["baselines"], r.get("direction") or {}
+        out.append(
+            f"| {tf} | {r['n']:,} | {ci(r['accuracy'])} | {r['majority_share']:.3f} | {ci(base['reversal'])} "
+            f"| {ci(base['persistence'])} | {ci(direction.get('accuracy'))} "
+            f"| {ci(direction.get('top_decile_accuracy'))} "
+            f"| {ci(r['log_loss_skill'])} | {r['ece']:.3f} | {calls['n']:,} | {ci(calls['hit_rate'])} "
+            f"| {calls['break_even_hit_rate']:.3f} | {ci(calls['expectancy_pct'], 2, 100)} | **{verdict_of(r)}** "
+            f"| {r.get('seconds', 0):.0f} |"
+        )
+    return "\n".join(out)
+
+
+def per_pair_table(rows: list[dict[str, Any]]) -> str:
+    by_tf: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_tf[r["model"].split(":")[0].rsplit("-", 1)[1]].append(r)
+
+    def scored(r: dict[str, Any], key: str) -> bool:
+        return bool(r.get("n")) and isinstance(r.get(key), dict) and r[key].get("ci_low") is not None
+
+    out = [
+        "| timeframe | pairs | edge verdicts | accuracy above the majority (interval) | below it | "
+        "log-loss skill above 0 (interval) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for tf, group in by_tf.items():
+        verdicts = ", ".join(f"{k} {n}" for k, n in Counter(verdict_of(r) for r in group).most_common())
+        above = sum(scored(r, "accuracy") and r["accuracy"]["ci_low"] > r["majority_share"] for r in group)
+        below = sum(scored(r, "accuracy") and r["accuracy"]["ci_high"] < r["majority_share"] for r in group)
+        skill = sum(scored(r, "log_loss_skill") and r["log_loss_skill"]["ci_low"] > 0 for r in group)
+        out.append(f"| {tf} | {len(group)} | {verdicts} | {above} | {below} | {skill} |")
+    return "\n".join(out)
+
+
+def evaluation_table(rows: list[dict[str, Any]]) -> str:
+    out = [
+        "| model | samples | purged | accuracy [95 %] | majority | reversal | up/down acc. | log-loss skill "
+        "| calls | edge |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if not r.get("n"):
+            out.append(f"| {r['model'].split(':')[0]} | 0 | {r.get('purged', '–')} | {' | '.join(['–'] * 6)} | – |")
+            continue
+        direction = r.get("direction") or {}
+        out.append(
+            f"| {r['model'].split(':')[0]} | {r['n']:,} | {r.get('purged', '–')} | {ci(r['accuracy'])} "
+            f"| {r['majority_share']:.3f} | {ci(r['baselines']['reversal'])} | {ci(direction.get('accuracy'))} "
+            f"| {ci(r['log_loss_skill'])} | {r['calls']['n']} | {verdict_of(r)} |"
+        )
+    return "\n".join(out)
+
+
+def ppo_table(rows: list[dict[str, Any]]) -> str:
+    n = len(rows)
+    mean = lambda key: statistics.mean(r[key] for r in rows)  # noqa: E731
+    return "\n".join(
+        [
+            "| symbols | policy return (mean) | buy & hold | flat | beats flat | beats buy & hold | trades per symbol "
+            "| max drawdown: policy / buy & hold |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {n} | {100 * mean('policy'):+.1f} % | {100 * mean('buy_hold'):+.1f} % | 0 % "
+            f"| {sum(r['policy'] > 0 for r in rows)} / {n} | {sum(r['policy'] > r['buy_hold'] for r in rows)} / {n} "
+            f"| {mean('trades'):.0f} | {100 * mean('policy_max_dd'):.0f} % / {100 * mean('buy_hold_max_dd'):.0f} % |",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=Path, required=True)
+    parser.add_argument("--evaluate", type=Path)
+    parser.add_argument("--ppo", type=Path)
+    args = parser.parse_args(argv)
+    trained = json.loads(args.train.read_text())
+    pooled = [r for r in trained if r["model"].startswith("pooled")]
+    pairs = [r for r in trained if not r["model"].startswith("pooled")]
+    parts = ["### Walk-forward, pooled per timeframe", pooled_table(pooled), "", "### Walk-forward, per pair",
+             per_pair_table(pairs)]  # fmt: skip
+    if args.evaluate:
+        parts += ["", "### Out of time: 2023", evaluation_table(json.loads(args.evaluate.read_text()))]
+    if args.ppo:
+        parts += ["", "### PPO, held out", ppo_table(json.loads(args.ppo.read_text()))]
+    print("\n".join(parts))  # noqa: T201  (a command's report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,11 +26,14 @@ lint: install
 	$(BIN)/lint-imports
 
 # What the tests need beyond Python: Debian's PostgreSQL (the ledger's second database, started by the tests on
-# 127.0.0.1). Installed with apt-get when missing and allowed (root); otherwise a one-line message and exit 2.
+# 127.0.0.1) and a headless Chromium with its WebDriver (the dashboard's tests). Installed with apt-get when missing
+# and allowed (root); otherwise a one-line message and exit 2.
 .PHONY: system-deps
 system-deps:
 	@missing=""; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing system packages:$$missing"; \
@@ -56,7 +59,7 @@ serve: export SIGNALS_EXCHANGE ?= synthetic
 serve: export SIGNALS_SOURCE ?= simulated
 serve: install
 	$(BIN)/signals bootstrap
-	@echo "Serving on $(SERVE_URL) (OpenAPI at $(SERVE_URL)/docs; exchange: $(SIGNALS_EXCHANGE)). Try:"
+	@echo "Serving on $(SERVE_URL): dashboard at $(SERVE_URL)/ui/, OpenAPI at $(SERVE_URL)/docs (exchange: $(SIGNALS_EXCHANGE)). Try:"
 	@echo "  curl -s -X POST $(SERVE_URL)/predict -H 'Content-Type: application/json' -d '{\"symbol\": \"BTC/USDT\", \"timeframe\": \"1h\"}'"
 	$(BIN)/bentoml serve service:SignalService --host $(SERVE_HOST) --port $(SERVE_PORT)
 
@@ -67,3 +70,4 @@ bench: install
 	$(PIP) -e '.[dev,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.live_loop
+	$(BIN)/python -m bench.fanout

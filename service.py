@@ -1,7 +1,8 @@
 """SignalService: the HTTP API of the signal server (contract: ../shared/DESIGN.md, "HTTP contract").
 
 A table of contents: the runners it depends on, the routes, and where each one's logic lives
-(`signals.serving`). Compatibility GET routes are a FastAPI app mounted under /api.
+(`signals.serving`). Compatibility GET routes are a FastAPI app mounted under /api; the dashboard (/ui), the
+OpenAPI page (/docs), the event stream (/api/stream) and the WebSocket (/ws/{client_id}) one mounted at the root.
 Run: `bentoml serve service:SignalService` (or `make serve`).
 """
 
@@ -20,17 +21,25 @@ from signals.runners.cnn_lstm import CnnLstmRunner
 from signals.runners.common import RunnerStatus
 from signals.runners.ppo import PpoRunner
 from signals.serving import audit, schemas, versions
-from signals.serving.compat import EngineSlot, create_compat_app
+from signals.serving.compat import create_compat_app
 from signals.serving.engine import SignalEngine
-from signals.serving.http import answer_server_errors
+from signals.serving.http import answer_server_errors, cors_config
 from signals.serving.ops import Operations
+from signals.serving.push import PushHub
+from signals.serving.slots import Slot
+from signals.serving.web import create_web_app
 
 logger = logging.getLogger(__name__)
-engine_slot = EngineSlot()
+engine_slot: Slot[SignalEngine] = Slot("the signal engine")
+hub_slot: Slot[PushHub] = Slot("the push stream (it needs the ledger)")
+settings = get_settings()
 
 
-@bentoml.service(name="signal_service", traffic={"timeout": 10}, workers=get_settings().api_workers)
+@bentoml.service(
+    name="signal_service", traffic={"timeout": 10}, workers=settings.api_workers, http=cors_config(settings)
+)
 @bentoml.asgi_app(create_compat_app(engine_slot), path="/api")
+@bentoml.asgi_app(create_web_app(engine_slot, hub_slot, heartbeat_s=settings.stream_heartbeat_s), path="/")
 class SignalService:
     cnn_lstm = bentoml.depends(CnnLstmRunner)
     ppo = bentoml.depends(PpoRunner)
@@ -47,11 +56,13 @@ class SignalService:
             writer=self.ops.writer,
         )
         engine_slot.bind(self.engine)
+        if self.ops.hub is not None:
+            hub_slot.bind(self.ops.hub)
         gc.freeze()  # what is loaded now lives as long as the process: keep it out of gen-2 collections
 
     @bentoml.on_startup
-    async def start_scheduler(self) -> None:
-        self.ops.start_scheduler(self.engine)
+    async def start_background(self) -> None:
+        self.ops.start_background(self.engine)  # the push stream's tail and the candle-close loop
 
     def __is_ready__(self) -> bool:
         return self.engine.catalog.ready
@@ -59,6 +70,8 @@ class SignalService:
     @bentoml.on_shutdown
     async def close(self) -> None:
         engine_slot.release(self.engine)
+        if self.ops.hub is not None:
+            hub_slot.release(self.ops.hub)
         await self.ops.stop()
         await self.engine.aclose()
 
@@ -151,6 +164,12 @@ class SignalService:
     async def reload(self) -> dict[str, Any]:
         """Pick up the model versions now in the store (new candidates go to shadow, promotions take effect)."""
         return await asyncio.to_thread(self.ops.reload, self.engine)
+
+    @bentoml.api(route="/admin/refresh", input_spec=schemas.RefreshRequest)
+    @answer_server_errors
+    async def refresh(self, timeframe: str) -> dict[str, Any]:
+        """Compute, record and push every signal of a timeframe now (e.g. after importing candles)."""
+        return (await self.ops.refresh_now(self.engine, timeframe)).as_dict()
 
     @bentoml.api(route="/admin/promote", input_spec=schemas.VersionRequest)
     @answer_server_errors

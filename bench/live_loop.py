@@ -85,16 +85,19 @@ def refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[s
         ledger.migrate()
         writer = LedgerWriter(ledger, server_metrics())
         engine = SignalEngine(
-            settings, current_catalog(settings, ledger), MarketData(settings), cnn, ppo, writer=writer,
+            settings,
+            current_catalog(settings, ledger),
+            MarketData(settings),
+            cnn,
+            ppo,
+            writer=writer,
             clock=lambda: now,
         )
         scheduler = Scheduler(engine, ledger, writer, settings, clock=lambda: now)
-        started = time.perf_counter()
         report = asyncio.run(scheduler.refresh("1h"))
         one.append(report.seconds)
         phases.append(report.phases)
         assert report.signals == len(symbols), report
-        started = time.perf_counter()
         reports = asyncio.run(_refresh_all(scheduler))
         universe.append(sum(r.seconds for r in reports))
         assert sum(r.signals for r in reports) == 3 * len(symbols), [r.as_dict() for r in reports]

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     pinned_versions: dict[str, str] = Field(
         default_factory=dict, description="Model name -> version to serve whatever else is in the store (JSON)."
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='Origins whose pages may call the server (JSON list, e.g. ["https://desk.example"]; ["*"]: any).',
+    )
+    stream_poll_s: float = Field(
+        1.0, gt=0, description="How often each worker looks for signals other workers recorded."
+    )
+    stream_heartbeat_s: float = Field(15.0, gt=0, description="Seconds between keep-alive comments on an idle stream.")
 
 
 @lru_cache(maxsize=1)

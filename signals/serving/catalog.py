@@ -176,6 +176,11 @@ class ModelCatalog:
             raise ModelNotFound(f"no PPO policy for timeframe {timeframe}; available: {available}")
         return _usable(entry)
 
+    def serves_ppo(self, timeframe: str) -> bool:
+        """A verified policy serves this timeframe."""
+        entry = self._ppo.get(timeframe)
+        return entry is not None and entry.error is None
+
     def served_cnn(self, symbol: str, timeframe: str) -> ModelEntry | None:
         """The served CNN-LSTM entry, usable or not; None when there is none."""
         return self._cnn.get((symbol, timeframe))

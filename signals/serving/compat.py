@@ -1,8 +1,9 @@
-"""GET routes of the two older APIs, mounted into the service so existing dashboards and bots keep working.
+"""GET routes of the two older APIs, in the shapes their clients read (`legacy.py`), mounted under /api.
 
-Each route delegates to a `SignalEngine` that the app is given (dependency injection: `EngineSlot`), so the
-routes run the same behind `bentoml serve` and in a plain test client. Domain errors keep their status and
-message. Symbols in paths are written without a slash: `BTCUSDT` or `BTC-USDT`.
+Each route asks the `SignalEngine` the service binds into a `Slot` (dependency injection), so the routes run the
+same behind `bentoml serve` and in a plain test client. Symbols in paths are written without a slash: `BTCUSDT`
+or `BTC-USDT`. Every error, ours or the framework's, answers `{success: false, error, detail}` with its status
+(and `Retry-After` on a 503), the envelope the older clients check.
 """
 
 from __future__ import annotations
@@ -11,37 +12,18 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from signals.core.errors import SignalsError
-from signals.models.families import PPO
-from signals.serving import schemas
+from signals.serving import legacy, schemas
 from signals.serving.engine import SignalEngine
 from signals.serving.http import retry_headers
 
-
-class EngineSlot:
-    """Where a service puts its engine once built, for routes that were mounted before it existed.
-
-    A stack, not a variable: a second service instance in the same process (tests do this) binds its own
-    engine and releases it on shutdown, and the first one's is current again.
-    """
-
-    def __init__(self) -> None:
-        self._engines: list[SignalEngine] = []
-
-    def bind(self, engine: SignalEngine) -> None:
-        self._engines.append(engine)
-
-    def release(self, engine: SignalEngine) -> None:
-        if engine in self._engines:
-            self._engines.remove(engine)
-
-    def __call__(self) -> SignalEngine:
-        if not self._engines:
-            raise HTTPException(503, "the service is starting; retry in a few seconds", {"Retry-After": "5"})
-        return self._engines[-1]
+DEFAULT_TIMEFRAME = "15m"  # the first older API's default
+SERVICE_NAME = "signal_service"
 
 
 def _engine(request: Request) -> SignalEngine:
@@ -50,35 +32,33 @@ def _engine(request: Request) -> SignalEngine:
 
 
 EngineDep = Annotated[SignalEngine, Depends(_engine)]
+CommaSeparated = Annotated[str | None, Query(description="Comma-separated, e.g. BTCUSDT,ETH-USDT")]
 router = APIRouter()
 
 
-def _split(values: str | None) -> list[str] | None:
+def split_csv(values: str | None) -> list[str] | None:
     return [v.strip() for v in values.split(",") if v.strip()] if values else None
 
 
-@router.get("/predictions", response_model=schemas.BatchResponse)
+@router.get("/predictions")
 async def predictions(
-    engine: EngineDep,
-    timeframe: str = "1h",
-    symbols: Annotated[str | None, Query(description="Comma-separated")] = None,
-) -> schemas.BatchResponse:
-    return await engine.batch(_split(symbols), timeframe)
+    engine: EngineDep, timeframe: str = DEFAULT_TIMEFRAME, symbols: CommaSeparated = None
+) -> dict[str, Any]:
+    """Every symbol with a model on the timeframe (or `symbols`), keyed by its compact name."""
+    return legacy.predictions_envelope(await engine.batch(split_csv(symbols), timeframe))
 
 
-@router.get("/predictions/{symbol}", response_model=schemas.Signal)
-async def prediction(engine: EngineDep, symbol: str, timeframe: str = "1h") -> schemas.Signal:
-    return await engine.predict(symbol, timeframe)
+@router.get("/predictions/{symbol}")
+async def prediction(engine: EngineDep, symbol: str, timeframe: str = DEFAULT_TIMEFRAME) -> dict[str, Any]:
+    return legacy.prediction_envelope(await engine.predict(symbol, timeframe))
 
 
-@router.get("/predictions/{symbol}/summary", response_model=schemas.SummaryResponse)
-async def prediction_summary(
-    engine: EngineDep, symbol: str, timeframes: Annotated[str | None, Query(description="Comma-separated")] = None
-) -> schemas.SummaryResponse:
-    return await engine.summary(symbol, _split(timeframes))
+@router.get("/predictions/{symbol}/summary")
+async def prediction_summary(engine: EngineDep, symbol: str, timeframes: CommaSeparated = None) -> dict[str, Any]:
+    return legacy.summary_envelope(await engine.summary(symbol, split_csv(timeframes)))
 
 
-@router.get("/v1/prediction/predict/{symbol}", response_model=schemas.Action)
+@router.get("/v1/prediction/predict/{symbol}")
 async def ppo_prediction(
     engine: EngineDep,
     symbol: str,
@@ -86,7 +66,8 @@ async def ppo_prediction(
     timeframe: str | None = None,
     position: Literal["flat", "long"] = "flat",
     entry_price: Annotated[float | None, Query(gt=0)] = None,
-) -> schemas.Action:
+) -> dict[str, Any]:
+    """The PPO policy's action; `symbol` is answered as written."""
     try:
         held = schemas.Position(side=position, entry_price=entry_price)
     except ValidationError as error:
@@ -94,35 +75,53 @@ async def ppo_prediction(
     request = schemas.ActionRequest(
         symbol=symbol, timeframe=timeframe, position=held, include_explanation=include_explanation
     )
-    return await engine.action(request)
+    action = await engine.action(request)
+    return legacy.ppo_prediction(action, symbol_as_written=symbol, at=engine.clock())
 
 
 @router.get("/v1/prediction/model/info")
-async def model_info(engine: EngineDep) -> list[dict[str, Any]]:
-    return [m.model_dump(mode="json") for m in engine.models() if m.family == PPO.name]
+async def model_info(engine: EngineDep) -> dict[str, Any]:
+    return legacy.ppo_model_info(engine.models(), engine.settings.ppo_timeframe)
 
 
 @router.get("/v1/prediction/model/health")
-async def model_health(engine: EngineDep) -> dict[str, Any]:
-    models = engine.models()
-    unavailable = [m.name for m in models if m.status != "ok"]
-    healthy = bool(models) and len(unavailable) < len(models)
-    return {
-        "status": "healthy" if healthy and not unavailable else "degraded" if healthy else "unhealthy",
-        "models": len(models),
-        "unavailable": unavailable,
-    }
+async def model_health(engine: EngineDep) -> JSONResponse:
+    """200 `healthy` when the default policy serves, else 503 `unavailable` (with the reason in `message`)."""
+    body = legacy.ppo_model_health(engine.models(), engine.settings.ppo_timeframe, SERVICE_NAME)
+    return JSONResponse(body, status_code=200 if body["model_loaded"] else 503)
 
 
-def create_compat_app(engine: Callable[[], SignalEngine]) -> FastAPI:
-    """The compatibility routes, answering from `engine()` (an `EngineSlot`, or any function returning one)."""
-    app = FastAPI(title="Compatibility routes", description="GET routes of the earlier prediction APIs.")
-    app.state.engine = engine
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """The older APIs' error envelope: `error` is the reason phrase's kind, `detail` what to fix."""
+    kind = "client error" if status < 500 else "service unavailable" if status == 503 else "server error"
+    return {"success": False, "error": message if status < 500 else kind, "detail": message, "status": status}
+
+
+def add_error_envelopes(app: FastAPI) -> None:
+    """Every error of `app` in the older envelope (domain errors, HTTP errors, request validation -> 400)."""
 
     @app.exception_handler(SignalsError)
     async def _domain_error(_: Request, error: SignalsError) -> JSONResponse:
-        """FastAPI's body shape (`{"detail": ...}`), with the same status and Retry-After as the POST routes."""
-        return JSONResponse({"detail": str(error)}, status_code=int(error.error_code), headers=retry_headers(error))
+        status = int(error.error_code)
+        return JSONResponse(error_body(status, str(error)), status_code=status, headers=retry_headers(error))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            error_body(error.status_code, str(error.detail)), status_code=error.status_code, headers=error.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("query", "path"))
+        return JSONResponse(error_body(400, f"{where}: {first.get('msg')}".strip(": ")), status_code=400)
+
+
+def create_compat_app(engine: Callable[[], SignalEngine]) -> FastAPI:
+    """The compatibility routes, answering from `engine()` (a `Slot`, or any function returning an engine)."""
+    app = FastAPI(title="Compatibility routes", description="GET routes of the earlier prediction APIs.")
+    app.state.engine = engine
+    add_error_envelopes(app)
     app.include_router(router)
     return app

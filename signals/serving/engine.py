@@ -258,6 +258,19 @@ class SignalEngine:
             return signal.model_copy(update=update)
         return signal.model_copy(update={"stale": True})
 
+    def as_of_now(self, kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """A recorded signal or action (its fresh form, as the ledger keeps it) as it reads now: `stale`, and no
+        longer actionable once stale (what the push stream sends)."""
+        if kind == "signal":
+            return self._as_of_now(schemas.Signal.model_validate(payload)).model_dump(mode="json")
+        action = schemas.Action.model_validate(payload)
+        if not self._is_stale(pd.Timestamp(action.candle_time), action.timeframe):
+            return action.model_dump(mode="json")
+        update: dict[str, Any] = {"stale": True}
+        if action.actionable:
+            update |= {"actionable": False, "abstain_reason": STALE_REASON}
+        return action.model_copy(update=update).model_dump(mode="json")
+
     def _remember(self, key: tuple[str, str, str, pd.Timestamp], signal: schemas.Signal) -> None:
         if self.settings.signal_cache_size == 0:
             return

@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 from starlette.responses import JSONResponse
 
 from signals.core.errors import SignalsError
+from signals.core.settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -44,3 +45,20 @@ def answer_server_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Await
             return error_response(error)
 
     return wrapper
+
+
+def cors_config(settings: Settings) -> dict[str, Any]:
+    """BentoML's `http` service config: CORS for `SIGNALS_CORS_ORIGINS` on every route (the mounted apps too) and
+    their preflight `OPTIONS`; none when the list is empty (the default: same origin only)."""
+    if not settings.cors_origins:
+        return {}
+    return {
+        "cors": {
+            "enabled": True,
+            "access_control_allow_origins": list(settings.cors_origins),
+            "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
+            "access_control_allow_headers": ["Content-Type", "Authorization", "Last-Event-ID", "X-API-Key"],
+            "access_control_expose_headers": ["Retry-After"],
+            "access_control_max_age": 600,
+        }
+    }

@@ -25,7 +25,8 @@ from signals.serving.ledger.store import Ledger, redact
 from signals.serving.ledger.writer import LedgerWriter
 from signals.serving.market import MarketData
 from signals.serving.metrics import server_metrics
-from signals.serving.scheduler import Scheduler
+from signals.serving.push import PushHub
+from signals.serving.scheduler import RefreshReport, Scheduler
 from signals.serving.scorecard import scorecard
 from signals.serving.versions import current_catalog
 
@@ -49,6 +50,10 @@ class Operations:
         self.market = market
         self.ledger_error = ledger_error
         self.scheduler: Scheduler | None = None
+        self.hub: PushHub | None = None
+        if ledger is not None and writer is not None:
+            self.hub = PushHub(ledger, poll_s=settings.stream_poll_s)
+            writer.on_recorded(self.hub.poke)  # the worker that records wakes its own subscribers at once
 
     @classmethod
     def start(cls, settings: Settings) -> Operations:
@@ -66,18 +71,34 @@ class Operations:
         catalog = current_catalog(settings, ledger)
         return cls(settings, ledger, writer, catalog, MarketData(settings), error)
 
+    def start_background(self, engine: SignalEngine) -> None:
+        """The push stream's tail and, when enabled, the candle-close loop (in the server's event loop)."""
+        if self.hub is not None:
+            self.hub.present = engine.as_of_now
+            self.hub.start()
+        self.start_scheduler(engine)
+
     def start_scheduler(self, engine: SignalEngine) -> None:
         if self.settings.scheduler and self.ledger is not None and self.writer is not None:
             self.scheduler = Scheduler(engine, self.ledger, self.writer, self.settings)
             self.scheduler.start()
 
     async def stop(self) -> None:
+        if self.hub is not None:
+            await self.hub.stop()
         if self.scheduler is not None:
             await self.scheduler.stop()
         if self.writer is not None:
             self.writer.close()
         if self.ledger is not None:
             self.ledger.close()
+
+    async def refresh_now(self, engine: SignalEngine, timeframe: str) -> RefreshReport:
+        """An operator's refresh of one timeframe on this worker (`Scheduler.refresh_now`)."""
+        ledger, writer = self.require_ledger(), self.writer
+        assert writer is not None  # a ledger always comes with its writer
+        scheduler = self.scheduler or Scheduler(engine, ledger, writer, self.settings)
+        return await scheduler.refresh_now(timeframe)
 
     def require_ledger(self) -> Ledger:
         if self.ledger is None:
@@ -137,6 +158,7 @@ class Operations:
         return {
             "ledger": ledger,
             "scheduler": None if self.scheduler is None else self.scheduler.status(),
+            "push": None if self.hub is None else self.hub.status(),
             "versions": {
                 "served": {e.name: e.version for e in engine.catalog.entries},
                 "shadow": {e.name: e.version for e in engine.catalog.shadows},

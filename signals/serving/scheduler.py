@@ -47,10 +47,11 @@ FOLLOW_POLL_S = 0.2
 class RefreshReport:
     timeframe: str
     candle_time: pd.Timestamp
-    role: str  # leader | follower | skipped
+    role: str  # leader | follower | manual
     signals: int = 0
     recorded: int = 0
     shadows: int = 0
+    actions: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # symbol -> last error
     stale: list[str] = field(default_factory=list)  # pairs whose exchange failed every attempt
     resolved: int = 0
@@ -66,6 +67,7 @@ class RefreshReport:
             "signals": self.signals,
             "recorded": self.recorded,
             "shadows": self.shadows,
+            "actions": self.actions,
             "errors": self.errors,
             "stale": self.stale,
             "resolved": self.resolved,
@@ -174,35 +176,12 @@ class Scheduler:
 
     async def _lead(self, timeframe: str, candle_time: pd.Timestamp, started: float) -> RefreshReport:
         report = RefreshReport(timeframe, candle_time, "leader")
-        mark = started
-
-        def phase(name: str) -> None:
-            nonlocal mark
-            now = time.perf_counter()
-            report.phases[name] = now - mark
-            mark = now
-
+        status = "failed"
         try:
-            phase("lease")
-            symbols = self.engine.catalog.cnn_symbols(timeframe)
-            signals, errors = await self._signals_with_retries(timeframe, symbols)
-            phase("signals")
-            report.signals = len(signals)
-            report.errors = {symbol: str(error) for symbol, error in errors.items()}
-            report.stale = sorted(s for s, e in errors.items() if isinstance(e, ExchangeUnavailable))
-            report.shadows = len(await self.engine.shadow(timeframe))
-            phase("shadows")
-            flushed = await asyncio.to_thread(self.writer.flush, 30.0)
-            phase("record")
-            report.recorded = len(signals) if flushed else 0
-            if signals:
-                newest = max(pd.Timestamp(s.candle_time) for s in signals)
-                staleness = (self.clock() - close_time(newest, timeframe)).total_seconds()
-                self.engine.metrics.staleness.labels(timeframe).set(staleness)
+            await self._compute(report, started)
             status = "done"
         except Exception as error:
             report.errors["*"] = f"{type(error).__name__}: {error}"
-            status = "failed"
             raise
         finally:
             report.seconds = time.perf_counter() - started  # candles read .. every signal recorded and cached
@@ -213,8 +192,59 @@ class Scheduler:
         # After the refresh (its signals are served already): outcomes of the signals whose horizon has ended.
         mark = time.perf_counter()
         report.resolved = await self.resolve()
-        phase("resolve")
+        report.phases["resolve"] = time.perf_counter() - mark
         return report
+
+    async def refresh_now(self, timeframe: str) -> RefreshReport:
+        """An operator's refresh (`/admin/refresh`), e.g. after importing candles: this worker computes and records
+        every signal of the timeframe now, outside the lease (recording is idempotent), then resolves outcomes."""
+        timeframe = parse_timeframe(timeframe)
+        started = time.perf_counter()
+        report = RefreshReport(timeframe, last_closed_open(self.clock(), timeframe), "manual")
+        await self._compute(report, started)
+        report.seconds = time.perf_counter() - started
+        report.resolved = await self.resolve()
+        self.last[timeframe] = report
+        return report
+
+    async def _compute(self, report: RefreshReport, started: float) -> None:
+        """Signals (with retries), shadows and, on the policy's timeframe, actions for a flat position; recorded."""
+        timeframe = report.timeframe
+        mark = started
+
+        def phase(name: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            report.phases[name] = now - mark
+            mark = now
+
+        phase("lease")
+        symbols = self.engine.catalog.cnn_symbols(timeframe)
+        signals, errors = await self._signals_with_retries(timeframe, symbols)
+        phase("signals")
+        report.signals = len(signals)
+        report.errors = {symbol: str(error) for symbol, error in errors.items()}
+        report.stale = sorted(s for s, e in errors.items() if isinstance(e, ExchangeUnavailable))
+        report.shadows = len(await self.engine.shadow(timeframe))
+        phase("shadows")
+        report.actions = await self._actions(timeframe, symbols or list(self.settings.universe))
+        phase("actions")
+        flushed = await asyncio.to_thread(self.writer.flush, 30.0)
+        phase("record")
+        report.recorded = len(signals) if flushed else 0
+        if signals:
+            newest = max(pd.Timestamp(s.candle_time) for s in signals)
+            staleness = (self.clock() - close_time(newest, timeframe)).total_seconds()
+            self.engine.metrics.staleness.labels(timeframe).set(staleness)
+
+    async def _actions(self, timeframe: str, symbols: list[str]) -> int:
+        """The policy's action for a flat position on each symbol, on the policy's timeframe only (pushed as
+        `prediction_update`); failures are the requests' business and are not retried here."""
+        if parse_timeframe(self.settings.ppo_timeframe) != timeframe or not self.engine.catalog.serves_ppo(timeframe):
+            return 0
+        requests = [schemas.ActionRequest(symbol=symbol, timeframe=timeframe) for symbol in symbols]
+        answers = await asyncio.gather(*(self.engine.action(r) for r in requests), return_exceptions=True)
+        return sum(isinstance(answer, schemas.Action) for answer in answers)
 
     async def _signals_with_retries(
         self, timeframe: str, symbols: list[str]

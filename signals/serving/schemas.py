@@ -263,6 +263,10 @@ class ReplayResponse(BaseModel):
     compared: list[str]
 
 
+class RefreshRequest(Request):
+    timeframe: str = Field(description="15m, 1h, 4h or 1d", examples=["1h"])
+
+
 class VersionRequest(Request):
     model: str = Field(description="Store name, e.g. cnn-lstm-btc-usdt-1h or ppo-1h.")
     version: str | None = Field(None, description="Default: the newest stored version (promote).")

@@ -57,11 +57,12 @@ def test_generated_client_serves_every_api(server: str) -> None:
 
 def test_compatibility_routes_and_health_answer_over_http(server: str) -> None:
     with httpx.Client(base_url=server, timeout=30) as http:
-        assert http.get("/api/predictions/BTCUSDT", params={"timeframe": "15m"}).json()["timeframe"] == "15m"
-        assert len(http.get("/api/predictions", params={"timeframe": "1h"}).json()["signals"]) == 2
-        assert http.get("/api/predictions/BTCUSDT/summary").json()["symbol"] == "BTC/USDT"
+        one = http.get("/api/predictions/BTCUSDT", params={"timeframe": "15m"}).json()
+        assert one["success"] is True and one["prediction"]["timeframe"] == "15m"
+        assert http.get("/api/predictions", params={"timeframe": "1h"}).json()["count"] == 2
+        assert http.get("/api/predictions/BTCUSDT/summary").json()["symbol"] == "BTCUSDT"
         assert http.get("/api/v1/prediction/predict/BTCUSDT").json()["action_name"] in ("HOLD", "BUY", "SELL")
-        assert http.get("/api/v1/prediction/model/info").json()[0]["family"] == "ppo"
+        assert http.get("/api/v1/prediction/model/info").json()["model_type"] == "PPO"
         assert http.get("/api/v1/prediction/model/health").json()["status"] == "healthy"
         assert http.get("/livez").status_code == 200
         assert "bentoml" in http.get("/metrics").text

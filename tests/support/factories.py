@@ -1,6 +1,8 @@
-"""Small candle-frame builders for unit tests (no I/O, seeded)."""
+"""Small builders for unit tests: candle frames and ledger rows (no I/O, seeded)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,3 +24,75 @@ def random_walk_candles(
     return pd.DataFrame(
         {"timestamp": timestamps, "open": open_, "high": high, "low": low, "close": close, "volume": volume}
     )
+
+
+def next_bar(candles: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """A plausible closed candle right after the last one (+0.1 %)."""
+    last = candles.iloc[-1]
+    open_, close = float(last["close"]), float(last["close"]) * 1.001
+    return pd.DataFrame(
+        {
+            "timestamp": [last["timestamp"] + timeframe_delta(timeframe)],
+            "open": [open_],
+            "high": [close * 1.0005],
+            "low": [open_ * 0.9995],
+            "close": [close],
+            "volume": [float(last["volume"])],
+        }
+    )
+
+
+def signal_record(**overrides: Any) -> dict[str, Any]:
+    """A ledger row of a served signal (`signal_records`), with plausible values."""
+    row = {
+        "model_name": "cnn-lstm-btc-usdt-1h",
+        "model_version": "v1",
+        "symbol": "BTC/USDT",
+        "timeframe": "1h",
+        "candle_ms": 1_700_000_000_000,
+        "mode": "live",
+        "p_short": 0.2,
+        "p_no_trade": 0.3,
+        "p_long": 0.5,
+        "direction": "LONG",
+        "confidence": 0.5,
+        "actionable": False,
+        "abstain_reason": "no demonstrated edge",
+        "threshold": None,
+        "edge_verdict": "none",
+        "horizon_bars": 10,
+        "expires_ms": 1_700_000_000_000 + 11 * 3_600_000,
+        "close": 60_000.0,
+        "risk": 0.01,
+        "reversal": 0,
+        "persistence": 1,
+        "features_hash": "0" * 64,
+        "data_source": "synthetic",
+        "recorded_ms": 1_700_000_100_000,
+        "payload": {"symbol": "BTC/USDT"},
+    }
+    return {**row, **overrides}
+
+
+def action_record(**overrides: Any) -> dict[str, Any]:
+    """A ledger row of a policy action (`action_records`), with plausible values."""
+    row = {
+        "model_name": "ppo-1h",
+        "model_version": "ppo1",
+        "symbol": "BTC/USDT",
+        "timeframe": "1h",
+        "candle_ms": 1_700_000_000_000,
+        "position": "flat",
+        "mode": "live",
+        "action_name": "HOLD",
+        "p_hold": 0.5,
+        "p_buy": 0.3,
+        "p_sell": 0.2,
+        "actionable": False,
+        "edge_verdict": "negative",
+        "close": 60_000.0,
+        "data_source": "synthetic",
+        "recorded_ms": 1_700_000_100_000,
+        "payload": {"symbol": "BTC/USDT", "action_name": "HOLD"},
+    }
+    return {**row, **overrides}

@@ -5,11 +5,15 @@ Quality does not matter here; shapes, verification and the data path do. Everyth
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from signals.core.settings import get_settings
 from signals.data.store import CandleStore
 from signals.models.cnn_lstm.network import CnnLstmConfig
 from signals.models.cnn_lstm.training import TrainConfig
@@ -63,3 +67,20 @@ def build_world(
         train_cnn_lstm_models(store, EXCHANGE, pooled, timeframe, config, tiny)
     train_ppo_policy(store, EXCHANGE, symbols[:2], ppo_timeframe, timesteps=128, seed=1, max_bars=900)
     return World(data_dir, symbols, timeframes, models, ppo_timeframe)
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables (and re-read settings); restore both on exit."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()

@@ -67,6 +67,7 @@ signal_records = Table(
     Index("ix_signals_pair_time", "symbol", "timeframe", "candle_ms"),
     Index("ix_signals_due", "resolved_ms", "expires_ms"),
     Index("ix_signals_version", "model_name", "model_version"),
+    Index("ix_signals_recorded", "recorded_ms"),
 )
 
 action_records = Table(
@@ -94,6 +95,7 @@ action_records = Table(
         "model_name", "model_version", "symbol", "timeframe", "candle_ms", "position", name="uq_action_once"
     ),
     Index("ix_actions_pair_time", "symbol", "timeframe", "candle_ms"),
+    Index("ix_actions_recorded", "recorded_ms"),
 )
 
 refresh_leases = Table(

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_MS = 5000
 MIGRATION_LOCK_KEY = 4_720_311  # PostgreSQL advisory lock id: one migration at a time across replicas
+STREAM_LIMIT = 5000  # records one stream query returns at most (a resume further back starts at the newest)
 
 
 def database_url(settings: Settings) -> str:
@@ -192,22 +193,48 @@ class Ledger:
         with self.engine.connect() as connection:
             return [dict(row) for row in connection.execute(query).mappings()]
 
-    def signals_after(
-        self, after_id: int, *, limit: int = 500, modes: Sequence[str] = ("live",)
-    ) -> list[dict[str, Any]]:
-        """Records newer than `after_id` (the stream's resume point), oldest first."""
-        query = (
-            sa.select(signal_records)
-            .where(signal_records.c.id > after_id, signal_records.c.mode.in_(list(modes)))
-            .order_by(signal_records.c.id)
+    # --- the push stream --------------------------------------------------------------------------------------
+    def published_since(self, since_ms: int, *, limit: int = STREAM_LIMIT) -> list[dict[str, Any]]:
+        """What the stream publishes, recorded at or after `since_ms`, in recording order: served signals (mode
+        `live`) and the actions answered to a flat position (a caller's own position is not broadcast).
+
+        Each row: kind (`signal` | `action`), id, symbol, timeframe, model_version, candle_ms, recorded_ms, payload.
+        """
+        signals = (
+            sa.select(*_stream_columns(signal_records, "signal"))
+            .where(signal_records.c.recorded_ms >= since_ms, signal_records.c.mode == "live")
+            .order_by(signal_records.c.recorded_ms, signal_records.c.id)
+            .limit(limit)
+        )
+        actions = (
+            sa.select(*_stream_columns(action_records, "action"))
+            .where(
+                action_records.c.recorded_ms >= since_ms,
+                action_records.c.mode == "live",
+                action_records.c.position == "flat",
+            )
+            .order_by(action_records.c.recorded_ms, action_records.c.id)
             .limit(limit)
         )
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            rows = [dict(r) for query in (signals, actions) for r in connection.execute(query).mappings()]
+        rows.sort(key=stream_order)
+        return rows[:limit]
 
-    def last_signal_id(self) -> int:
+    def published(self, kind: str, model_version: str, symbol: str, candle_ms: int) -> dict[str, Any] | None:
+        """One published record by its stream key (a `Last-Event-ID`), or None."""
+        table = signal_records if kind == "signal" else action_records
+        query = sa.select(*_stream_columns(table, kind)).where(
+            table.c.model_version == model_version,
+            table.c.symbol == symbol,
+            table.c.candle_ms == candle_ms,
+            table.c.mode == "live",
+        )
+        if kind == "action":
+            query = query.where(action_records.c.position == "flat")
         with self.engine.connect() as connection:
-            return int(connection.execute(sa.select(sa.func.max(signal_records.c.id))).scalar() or 0)
+            row = connection.execute(query.limit(1)).mappings().first()
+        return dict(row) if row is not None else None
 
     # --- outcomes ---------------------------------------------------------------------------------------------
     def due(self, now_ms: int, *, limit: int = 5000) -> list[dict[str, Any]]:
@@ -430,3 +457,21 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
 def _short(error: BaseException) -> str:
     text = " ".join(str(getattr(error, "orig", None) or error).split())
     return text[:300]
+
+
+def _stream_columns(table: sa.Table, kind: str) -> list[Any]:
+    return [
+        sa.literal(kind).label("kind"),
+        table.c.id,
+        table.c.symbol,
+        table.c.timeframe,
+        table.c.model_version,
+        table.c.candle_ms,
+        table.c.recorded_ms,
+        table.c.payload,
+    ]
+
+
+def stream_order(row: Mapping[str, Any]) -> tuple[int, str, int]:
+    """The stream's total order over both tables: recording time, then kind, then row id."""
+    return (int(row["recorded_ms"]), str(row["kind"]), int(row["id"]))

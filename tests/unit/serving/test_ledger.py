@@ -14,37 +14,7 @@ from alembic.migration import MigrationContext
 from signals.core.settings import Settings
 from signals.serving.ledger.schema import metadata
 from signals.serving.ledger.store import Ledger, database_url, redact
-
-
-def record(**overrides: Any) -> dict[str, Any]:
-    row = {
-        "model_name": "cnn-lstm-btc-usdt-1h",
-        "model_version": "v1",
-        "symbol": "BTC/USDT",
-        "timeframe": "1h",
-        "candle_ms": 1_700_000_000_000,
-        "mode": "live",
-        "p_short": 0.2,
-        "p_no_trade": 0.3,
-        "p_long": 0.5,
-        "direction": "LONG",
-        "confidence": 0.5,
-        "actionable": False,
-        "abstain_reason": "no demonstrated edge",
-        "threshold": None,
-        "edge_verdict": "none",
-        "horizon_bars": 10,
-        "expires_ms": 1_700_000_000_000 + 11 * 3_600_000,
-        "close": 60_000.0,
-        "risk": 0.01,
-        "reversal": 0,
-        "persistence": 1,
-        "features_hash": "0" * 64,
-        "data_source": "synthetic",
-        "recorded_ms": 1_700_000_100_000,
-        "payload": {"symbol": "BTC/USDT"},
-    }
-    return {**row, **overrides}
+from tests.support.factories import signal_record as record
 
 
 @pytest.fixture

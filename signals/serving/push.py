@@ -1,0 +1,282 @@
+"""Push: every newly recorded signal (and the policy's action for a flat position) to the stream's subscribers.
+
+The ledger is the source of truth: each API worker's hub tails it, so a subscriber of any worker of any
+server sharing the ledger gets what the candle-close loop recorded, whichever worker led that refresh.
+The worker that wrote the records wakes its own hub at once (`poke`, from the writer's thread); the others
+notice within `poll_s`.
+
+- Tailing reads the records of the last `settle_ms` each time and skips those already published: a record
+  committed late (a busy writer, a concurrent transaction on PostgreSQL) is still published once.
+- An event's id is its stream key, `<model version>|<symbol>|<candle time>`, unique in the ledger; a
+  subscriber that reconnects with it (`Last-Event-ID`) gets everything recorded after it from the ledger.
+- Each subscriber has a bounded queue. One that cannot keep up is closed rather than silently skipped,
+  so nothing is lost: it reconnects with the id of the last event it got.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import pandas as pd
+
+from signals.core.errors import InvalidInput
+from signals.core.symbols import normalize_symbol
+from signals.core.timeframes import iso_z, parse_timeframe, utc_now
+from signals.serving.ledger.records import ms
+from signals.serving.ledger.store import STREAM_LIMIT, Ledger, stream_order
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["signal", "action"]
+Present = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
+KINDS: Final[frozenset[str]] = frozenset({"signal", "action"})
+QUEUE_BATCHES: Final = 256  # batches a subscriber may be behind before it is closed (and resumes by its id)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: Kind
+    id: str  # the stream key: <model version>|<symbol>|<candle time>
+    symbol: str
+    timeframe: str
+    data: Mapping[str, Any]  # the Signal or the Action as served
+    order: tuple[int, str, int]  # (recorded_ms, kind, row id): the stream's total order
+    rendered: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # wire forms, made once
+
+    def render(self, form: str, make: Callable[[Event], str]) -> str:
+        """This event in a wire form, made once however many subscribers it goes to (1,000 subscribers must not
+        mean 1,000 JSON encodings of each event)."""
+        text = self.rendered.get(form)
+        if text is None:
+            text = self.rendered[form] = make(self)
+        return text
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], present: Present | None = None) -> Event:
+        """The event of a ledger row; `present` turns the recorded payload into what it reads as now."""
+        candle = iso_z(pd.Timestamp(int(row["candle_ms"]), unit="ms", tz="UTC"))
+        return cls(
+            kind=row["kind"],
+            id=f"{row['model_version']}|{row['symbol']}|{candle}",
+            symbol=str(row["symbol"]),
+            timeframe=str(row["timeframe"]),
+            data=row["payload"] if present is None else present(row["kind"], row["payload"]),
+            order=stream_order(row),
+        )
+
+
+def parse_event_id(event_id: str) -> tuple[str, str, int]:
+    """(model version, symbol, candle ms) of a stream key; InvalidInput (400) when it is not one."""
+    parts = event_id.split("|")
+    if len(parts) != 3:
+        raise InvalidInput(
+            f"Last-Event-ID {event_id[:80]!r} is not an event id (<model version>|<symbol>|<candle time>)"
+        )
+    version, symbol, candle = parts
+    try:
+        return version, normalize_symbol(symbol), ms(pd.Timestamp(candle))
+    except (ValueError, TypeError) as error:
+        raise InvalidInput(f"Last-Event-ID {event_id[:80]!r}: {error}") from error
+
+
+@dataclass(frozen=True)
+class Interest:
+    """What a subscriber asked for: symbols and timeframes (None: all), kinds of events."""
+
+    symbols: frozenset[str] | None = None
+    timeframes: frozenset[str] | None = None
+    kinds: frozenset[str] = KINDS
+
+    @classmethod
+    def parse(
+        cls, symbols: Iterable[str] | None, timeframes: Iterable[str] | None, kinds: Iterable[str] | None = None
+    ) -> Interest:
+        """From request parameters in any accepted spelling; InvalidInput (400) names a bad one."""
+        wanted_kinds = frozenset(k.strip() for k in kinds or () if k.strip()) or KINDS
+        if not wanted_kinds <= KINDS:
+            raise InvalidInput(f"unknown event kind(s) {sorted(wanted_kinds - KINDS)}; accepted: signal, action")
+        parsed_symbols = frozenset(normalize_symbol(s) for s in symbols or () if s.strip())
+        parsed_timeframes = frozenset(parse_timeframe(t) for t in timeframes or () if t.strip())
+        return cls(parsed_symbols or None, parsed_timeframes or None, wanted_kinds)
+
+    def wants(self, event: Event) -> bool:
+        return (
+            event.kind in self.kinds
+            and (self.symbols is None or event.symbol in self.symbols)
+            and (self.timeframes is None or event.timeframe in self.timeframes)
+        )
+
+
+@dataclass(eq=False)
+class Subscription:
+    interest: Interest
+    since_ms: int = 0  # events recorded before the subscription are the replay's business, not the tail's
+    queue: asyncio.Queue[list[Event]] = field(default_factory=lambda: asyncio.Queue(QUEUE_BATCHES))
+    overflowed: bool = False
+    delivered: int = 0
+
+    @property
+    def closed(self) -> bool:
+        """Closed (too far behind, or the server stops) and nothing left to send: the reader ends the stream."""
+        return self.overflowed and self.queue.empty()
+
+    def close(self) -> None:
+        self.overflowed = True
+        if not self.queue.full():
+            self.queue.put_nowait([])  # wake the reader
+
+    def offer(self, events: list[Event]) -> bool:
+        """Queue the events this subscriber wants; False when it is too far behind (it must be closed)."""
+        mine = [e for e in events if e.order[0] >= self.since_ms and self.interest.wants(e)]
+        if not mine or self.overflowed:
+            return not self.overflowed
+        try:
+            self.queue.put_nowait(mine)
+        except asyncio.QueueFull:  # the reader sends what is queued, sees `overflowed` and closes
+            self.overflowed = True
+            return False
+        self.delivered += len(mine)
+        return True
+
+
+class PushHub:
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        poll_s: float = 1.0,
+        settle_ms: int = 30_000,
+        clock: Callable[[], pd.Timestamp] = utc_now,
+        present: Present | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.present = present  # the engine's `as_of_now`: a recorded signal as it reads now (stale or not)
+        self.poll_s = poll_s
+        self.settle_ms = settle_ms
+        self.clock = clock
+        self.subscriptions: set[Subscription] = set()
+        self.published = 0
+        self.closed_slow = 0
+        self.last_error: str | None = None
+        self.last_publish_s: float | None = None  # seconds from a wake-up to every queue filled
+        self._seen: dict[tuple[str, int], int] = {}  # (kind, row id) -> recorded_ms, for the settle window
+        self._cursor_ms = ms(clock())
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._loop = asyncio.get_running_loop()
+            self._cursor_ms = ms(self.clock())
+            self._task = self._loop.create_task(self._run(), name="signals-push")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for subscription in list(self.subscriptions):
+            subscription.close()
+
+    def poke(self, *_: Any) -> None:
+        """Look at the ledger now (thread-safe: the ledger writer calls it after each write)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    # --- subscribers ----------------------------------------------------------------------------------------
+    def subscribe(self, interest: Interest) -> Subscription:
+        subscription = Subscription(interest, since_ms=ms(self.clock()))
+        self.subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscriptions.discard(subscription)
+
+    async def replay(self, last_event_id: str, interest: Interest) -> list[Event] | None:
+        """What was published after `last_event_id` (the subscriber's interest only), oldest first; None when
+        the ledger has no such event (then the subscriber starts from now)."""
+        version, symbol, candle_ms = parse_event_id(last_event_id)
+        kind = "action" if version.startswith("ppo") else "signal"
+        row = await asyncio.to_thread(self.ledger.published, kind, version, symbol, candle_ms)
+        if row is None and kind == "signal":  # a version string says nothing of its family: try the other table
+            row = await asyncio.to_thread(self.ledger.published, "action", version, symbol, candle_ms)
+        if row is None:
+            return None
+        after = stream_order(row)
+        events: list[Event] = []
+        since = after[0]
+        while True:
+            rows = await asyncio.to_thread(self.ledger.published_since, since)
+            page = [Event.from_row(r, self.present) for r in rows if stream_order(r) > after]
+            events.extend(e for e in page if interest.wants(e))
+            if len(rows) < STREAM_LIMIT or not page:
+                return events
+            after, since = page[-1].order, page[-1].order[0]
+
+    # --- the tail -------------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.tail()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the ledger may be down for a while: keep trying, say why
+                self.last_error = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+                logger.warning("push: reading the ledger failed: %s", self.last_error)
+
+    async def tail(self) -> int:
+        """Publish what was recorded since the last look (and not published yet); the number published."""
+        now_ms = ms(self.clock())
+        if not self.subscriptions:  # nobody listens: nothing to read, only move on
+            self._cursor_ms = now_ms
+            self._seen.clear()
+            return 0
+        since = self._cursor_ms - self.settle_ms
+        rows = await asyncio.to_thread(self.ledger.published_since, since)
+        started = time.perf_counter()
+        fresh = []
+        for row in rows:
+            key = (str(row["kind"]), int(row["id"]))
+            if key not in self._seen:
+                self._seen[key] = int(row["recorded_ms"])
+                fresh.append(Event.from_row(row, self.present))
+        self._cursor_ms = max(self._cursor_ms, now_ms)
+        horizon = self._cursor_ms - 2 * self.settle_ms
+        self._seen = {key: at for key, at in self._seen.items() if at >= horizon}
+        if fresh:
+            self.publish(fresh)
+            self.last_publish_s = time.perf_counter() - started
+        self.last_error = None
+        return len(fresh)
+
+    def publish(self, events: list[Event]) -> None:
+        self.published += len(events)
+        for subscription in list(self.subscriptions):
+            if not subscription.offer(events):
+                self.closed_slow += 1
+                self.subscriptions.discard(subscription)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "subscribers": len(self.subscriptions),
+            "published": self.published,
+            "closed_slow_subscribers": self.closed_slow,
+            "last_publish_s": None if self.last_publish_s is None else round(self.last_publish_s, 4),
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,246 @@
+"""What a browser and a push client reach: the dashboard, the OpenAPI page, the event stream, the WebSocket.
+
+Mounted at the root of the service (BentoML tries a mounted app's routes before its own only where one of them
+matches, so every other path still reaches BentoML):
+- `/` redirects to the dashboard at `/ui/` (one static page, its chart library vendored: no CDN, no build);
+- `/docs` is BentoML's own OpenAPI page (the schema stays at `/docs.json`);
+- `GET /api/stream` sends server-sent events: one per newly recorded signal (`event: signal`) and per policy
+  action for a flat position (`event: action`), resumable with `Last-Event-ID`, with keep-alive comments;
+- `/ws/{client_id}` sends the same as WebSocket messages: `signal_update` (a Signal) and `prediction_update`
+  (the older PPO shape), answers `{"type": "ping"}` with a pong and `{"type": "subscribe", ...}` by
+  narrowing what it sends;
+- `GET /api/candles/{symbol}` gives the closed candles a signal is computed from (the dashboard's chart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from signals.core.errors import DataNotFound, InvalidInput
+from signals.core.symbols import normalize_symbol
+from signals.core.timeframes import iso_z, parse_timeframe, utc_now
+from signals.serving import legacy, schemas
+from signals.serving.compat import add_error_envelopes, split_csv
+from signals.serving.engine import SignalEngine
+from signals.serving.push import Event, Interest, PushHub, Subscription
+
+logger = logging.getLogger(__name__)
+
+UI_DIR = Path(str(files("signals.serving") / "ui"))
+RETRY_MS = 3000  # what an EventSource waits before reconnecting
+MAX_CANDLES = 1000
+
+
+def openapi_page() -> Path:
+    """BentoML's own OpenAPI page (served at `/` by BentoML until the dashboard took `/`).
+
+    BentoML ships it inside its implementation package and picks one of two by a container flag; we serve the
+    same file rather than FastAPI's page, which loads Swagger UI from a CDN.
+    """
+    import _bentoml_impl.server as server
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    name = "main-ui.html" if BentoMLContainer.new_index else "main-openapi.html"
+    return Path(server.__file__).parent / name
+
+
+def sse(events: Sequence[Event]) -> str:
+    """Events in the text/event-stream format, one JSON line of data each."""
+    return "".join(e.render("sse", _sse_event) for e in events)
+
+
+def _sse_event(event: Event) -> str:
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(event.data, separators=(',', ':'))}\n\n"
+
+
+def websocket_text(event: Event) -> str:
+    return event.render("websocket", lambda e: json.dumps(websocket_message(e), separators=(",", ":")))
+
+
+def websocket_message(event: Event) -> dict[str, Any]:
+    """`signal_update` with the Signal, or `prediction_update` in the older PPO shape."""
+    now = iso_z(utc_now())
+    if event.kind == "signal":
+        return {"type": "signal_update", "id": event.id, "data": dict(event.data), "timestamp": now}
+    action = schemas.Action.model_validate(event.data)
+    return {
+        "type": "prediction_update",
+        "id": event.id,
+        "data": legacy.ppo_update(action, at=utc_now()) | {"timeframe": action.timeframe, "pair": action.symbol},
+        "timestamp": now,
+    }
+
+
+def create_web_app(
+    engine: Callable[[], SignalEngine], hub: Callable[[], PushHub], *, heartbeat_s: float = 15.0
+) -> FastAPI:
+    """The root app; `engine()` and `hub()` are the service's slots (503 while it starts)."""
+    app = FastAPI(title="Dashboard and push", docs_url=None, redoc_url=None, openapi_url=None)
+    add_error_envelopes(app)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=307)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> FileResponse:
+        return FileResponse(openapi_page())
+
+    @app.get("/ui", include_in_schema=False)
+    async def ui_without_slash() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=307)
+
+    app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
+
+    @app.get("/api/candles/{symbol}")
+    async def candles(
+        symbol: str, timeframe: str = "1h", limit: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 300
+    ) -> dict[str, Any]:
+        """The last closed candles of a pair (at most the serving tail), times in seconds since the epoch."""
+        current = engine()
+        pair, tf = normalize_symbol(symbol), parse_timeframe(timeframe)
+        if pair not in current.settings.universe:
+            raise DataNotFound(f"{pair} is not in the served universe ({len(current.settings.universe)} pairs)")
+        snapshot = await current.market.snapshot(pair, tf)
+        frame = snapshot.candles.iloc[-limit:]
+        times = (frame["timestamp"].astype("int64") // 1_000_000_000).tolist()
+        columns = [frame[c].tolist() for c in ("open", "high", "low", "close", "volume")]
+        return {
+            "symbol": pair,
+            "timeframe": tf,
+            "data_source": snapshot.data_source,
+            "candles": [
+                {"time": t, "open": o, "high": h, "low": lo, "close": c, "volume": v}
+                for t, o, h, lo, c, v in zip(times, *columns, strict=True)
+            ],
+        }
+
+    @app.get("/api/stream")
+    async def stream(
+        request: Request,
+        timeframes: Annotated[str | None, Query(description="Comma-separated; default: all")] = None,
+        symbols: Annotated[str | None, Query(description="Comma-separated; default: all")] = None,
+        kinds: Annotated[str | None, Query(description="signal, action; default: both")] = None,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> StreamingResponse:
+        """Server-sent events: each newly recorded signal (and flat-position action) as it is recorded."""
+        interest = Interest.parse(split_csv(symbols), split_csv(timeframes), split_csv(kinds))
+        push = hub()
+        subscription = push.subscribe(interest)  # before the replay: nothing falls between the two
+        try:
+            backlog = await push.replay(last_event_id, interest) if last_event_id else []
+        except Exception:
+            push.unsubscribe(subscription)
+            raise
+        return StreamingResponse(
+            _event_stream(push, subscription, backlog, heartbeat_s, resumed=last_event_id),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.websocket("/ws/{client_id}")
+    async def websocket(socket: WebSocket, client_id: str) -> None:
+        try:
+            push = hub()
+        except Exception:
+            await socket.close(code=1013, reason="the push stream is not available yet; retry in a few seconds")
+            return
+        await socket.accept()
+        subscription = push.subscribe(Interest())
+        try:
+            await socket.send_json({"type": "connected", "client_id": client_id, "timestamp": iso_z(utc_now())})
+            await _serve_socket(socket, subscription)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            push.unsubscribe(subscription)
+
+    return app
+
+
+async def _event_stream(
+    push: PushHub, subscription: Subscription, backlog: list[Event] | None, heartbeat_s: float, *, resumed: str | None
+) -> AsyncIterator[str]:
+    try:
+        yield f"retry: {RETRY_MS}\n: connected\n\n"
+        if resumed and backlog is None:
+            notice = {"reason": f"event {resumed} is not in the ledger; streaming from now"}
+            yield f"event: reset\ndata: {json.dumps(notice)}\n\n"
+        replayed = {e.id for e in backlog or ()}
+        if backlog:
+            yield sse(backlog)
+        while not subscription.closed:
+            try:
+                batch = await asyncio.wait_for(subscription.queue.get(), timeout=heartbeat_s)
+            except TimeoutError:
+                yield ": ping\n\n"
+                continue
+            fresh = [e for e in batch if e.id not in replayed] if replayed else batch
+            if fresh:
+                yield sse(fresh)
+    finally:
+        push.unsubscribe(subscription)
+
+
+async def _serve_socket(socket: WebSocket, subscription: Subscription) -> None:
+    """Send events and answer the client's messages until either side stops."""
+
+    async def send_events() -> None:
+        while not subscription.closed:
+            for event in await subscription.queue.get():
+                await socket.send_text(websocket_text(event))
+        await socket.close(code=1013, reason="too far behind; reconnect")
+
+    async def answer() -> None:
+        while True:
+            text = await socket.receive_text()
+            try:
+                message = json.loads(text)
+                kind = message.get("type") if isinstance(message, dict) else None
+            except json.JSONDecodeError:
+                kind, message = None, None
+            if kind == "ping":
+                await socket.send_json({"type": "pong", "timestamp": iso_z(utc_now())})
+            elif kind == "subscribe":
+                try:
+                    subscription.interest = Interest.parse(
+                        message.get("symbols"), message.get("timeframes"), message.get("kinds")
+                    )
+                except (InvalidInput, AttributeError, TypeError) as error:
+                    await socket.send_json({"type": "error", "error": str(error)})
+                    continue
+                await socket.send_json({"type": "subscribed", **_interest_json(subscription.interest)})
+            else:
+                await socket.send_json(
+                    {"type": "error", "error": 'expected {"type": "ping"} or {"type": "subscribe", ...}'}
+                )
+
+    tasks = [asyncio.ensure_future(send_events()), asyncio.ensure_future(answer())]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # a disconnect ends both; anything else is raised
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+def _interest_json(interest: Interest) -> dict[str, Any]:
+    return {
+        "symbols": sorted(interest.symbols) if interest.symbols else None,
+        "timeframes": sorted(interest.timeframes) if interest.timeframes else None,
+        "kinds": sorted(interest.kinds),
+    }

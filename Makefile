@@ -63,6 +63,12 @@ serve: install
 	@echo "  curl -s -X POST $(SERVE_URL)/predict -H 'Content-Type: application/json' -d '{\"symbol\": \"BTC/USDT\", \"timeframe\": \"1h\"}'"
 	$(BIN)/bentoml serve service:SignalService --host $(SERVE_HOST) --port $(SERVE_PORT)
 
+# The reliability battery (issue 12): limits, fuzzing, exchange outage, runner kill, soak, full disk.
+.PHONY: chaos
+chaos: install
+	$(PIP) -e '.[dev,bench]'
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
+
 # The benchmark (issue 5): its own world under bench/.work, results in bench/results/ and BENCHMARKS.md.
 # BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS="--duration 5 --clients 1,16"`.
 .PHONY: bench

@@ -9,6 +9,7 @@ Run: `bentoml serve service:SignalService` (or `make serve`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 from datetime import datetime
@@ -16,14 +17,19 @@ from typing import Any
 
 import bentoml
 
+from signals.core.errors import InvalidInput
 from signals.core.settings import get_settings
+from signals.models.device import resolve_device
 from signals.runners.cnn_lstm import CnnLstmRunner
 from signals.runners.common import RunnerStatus
 from signals.runners.ppo import PpoRunner
 from signals.serving import audit, schemas, versions
+from signals.serving.access import AccessControl
 from signals.serving.compat import create_compat_app
 from signals.serving.engine import SignalEngine
-from signals.serving.http import answer_server_errors, cors_config
+from signals.serving.http import answer_errors, cors_config, quiet_client_errors
+from signals.serving.middleware import ErrorEnvelope, RequestLimits
+from signals.serving.openapi import openapi_document
 from signals.serving.ops import Operations
 from signals.serving.push import PushHub
 from signals.serving.slots import Slot
@@ -33,14 +39,24 @@ logger = logging.getLogger(__name__)
 engine_slot: Slot[SignalEngine] = Slot("the signal engine")
 hub_slot: Slot[PushHub] = Slot("the push stream (it needs the ledger)")
 settings = get_settings()
+try:  # an impossible device fails the start once, in one line, instead of crash-looping every runner worker
+    resolve_device(settings.device)
+except InvalidInput as error:
+    raise SystemExit(f"signals: cannot start: {error}") from None
+
+
+compat_app = create_compat_app(engine_slot)
+web_app = create_web_app(engine_slot, hub_slot, heartbeat_s=settings.stream_heartbeat_s)
 
 
 @bentoml.service(
     name="signal_service", traffic={"timeout": 10}, workers=settings.api_workers, http=cors_config(settings)
 )
-@bentoml.asgi_app(create_compat_app(engine_slot), path="/api")
-@bentoml.asgi_app(create_web_app(engine_slot, hub_slot, heartbeat_s=settings.stream_heartbeat_s), path="/")
+@bentoml.asgi_app(compat_app, path="/api")
+@bentoml.asgi_app(web_app, path="/")
 class SignalService:
+    """See the module doc; the routes' contract is ../shared/DESIGN.md, "HTTP contract"."""
+
     cnn_lstm = bentoml.depends(CnnLstmRunner)
     ppo = bentoml.depends(PpoRunner)
 
@@ -62,7 +78,8 @@ class SignalService:
 
     @bentoml.on_startup
     async def start_background(self) -> None:
-        self.ops.start_background(self.engine)  # the push stream's tail and the candle-close loop
+        # the push stream's tail, alerts, the candle-close loop, and the Telegram bot in the first worker only
+        self.ops.start_background(self.engine, first_worker=bentoml.server_context.worker_index in (None, 1))
 
     def __is_ready__(self) -> bool:
         return self.engine.catalog.ready
@@ -76,26 +93,26 @@ class SignalService:
         await self.engine.aclose()
 
     @bentoml.api(route="/predict", input_spec=schemas.PredictRequest)
-    @answer_server_errors
+    @answer_errors
     async def predict(self, symbol: str, timeframe: str) -> schemas.Signal:
         """The CNN-LSTM signal for one (symbol, timeframe): actionable with risk levels only when the model has an
         edge and the call clears its threshold."""
         return await self.engine.predict(symbol, timeframe)
 
     @bentoml.api(route="/batch", input_spec=schemas.BatchRequest)
-    @answer_server_errors
+    @answer_errors
     async def batch(self, timeframe: str, symbols: list[str] | None = None) -> schemas.BatchResponse:
         """Signals for many symbols on one timeframe (default: every symbol with a model); errors per symbol."""
         return await self.engine.batch(symbols, timeframe)
 
     @bentoml.api(route="/summary", input_spec=schemas.SummaryRequest)
-    @answer_server_errors
+    @answer_errors
     async def summary(self, symbol: str, timeframes: list[str] | None = None) -> schemas.SummaryResponse:
         """One symbol across timeframes (default 15m, 1h, 4h, 1d) and the consensus of the actionable ones."""
         return await self.engine.summary(symbol, timeframes)
 
     @bentoml.api(route="/action", input_spec=schemas.ActionRequest)
-    @answer_server_errors
+    @answer_errors
     async def action(
         self,
         symbol: str,
@@ -113,12 +130,13 @@ class SignalService:
         return await self.engine.action(request)
 
     @bentoml.api(route="/models", input_spec=schemas.EmptyRequest)
-    def models(self) -> list[schemas.ModelInfo]:
+    @answer_errors
+    async def models(self) -> list[schemas.ModelInfo]:
         """Every served model: family, symbol, timeframe, version, status, edge, walk-forward and live figures."""
-        return self.ops.model_infos(self.engine)
+        return await asyncio.to_thread(self.ops.model_infos, self.engine)
 
     @bentoml.api(route="/scorecard", input_spec=schemas.ScorecardRequest)
-    @answer_server_errors
+    @answer_errors
     async def scorecard(
         self,
         timeframe: str | None = None,
@@ -135,7 +153,7 @@ class SignalService:
         return await asyncio.to_thread(self.ops.scorecard, request)
 
     @bentoml.api(route="/history", input_spec=schemas.HistoryRequest)
-    @answer_server_errors
+    @answer_errors
     async def history(
         self, symbol: str, timeframe: str | None = None, limit: int = 100, mode: schemas.Mode | None = None
     ) -> schemas.HistoryResponse:
@@ -144,13 +162,14 @@ class SignalService:
         return await asyncio.to_thread(audit.history, self.ops.require_ledger(), request)
 
     @bentoml.api(route="/replay", input_spec=schemas.ReplayRequest)
-    @answer_server_errors
+    @answer_errors
     async def replay(self, symbol: str, timeframe: str, candle_time: datetime) -> schemas.ReplayResponse:
         """Rebuild a recorded signal from the stored candles and its model version; compare field by field."""
         request = schemas.ReplayRequest(symbol=symbol, timeframe=timeframe, candle_time=candle_time)
         return await audit.replay(self.engine, self.ops.require_ledger(), request)
 
     @bentoml.api(route="/status", input_spec=schemas.EmptyRequest)
+    @answer_errors
     async def status(self) -> dict[str, Any]:
         """Runners (what they loaded, device, batching), the ledger, the scheduler, the served versions."""
         runners: dict[str, RunnerStatus] = {
@@ -160,19 +179,19 @@ class SignalService:
         return {**runners, **self.ops.status(self.engine)}
 
     @bentoml.api(route="/admin/reload", input_spec=schemas.EmptyRequest)
-    @answer_server_errors
+    @answer_errors
     async def reload(self) -> dict[str, Any]:
         """Pick up the model versions now in the store (new candidates go to shadow, promotions take effect)."""
         return await asyncio.to_thread(self.ops.reload, self.engine)
 
     @bentoml.api(route="/admin/refresh", input_spec=schemas.RefreshRequest)
-    @answer_server_errors
+    @answer_errors
     async def refresh(self, timeframe: str) -> dict[str, Any]:
         """Compute, record and push every signal of a timeframe now (e.g. after importing candles)."""
         return (await self.ops.refresh_now(self.engine, timeframe)).as_dict()
 
     @bentoml.api(route="/admin/promote", input_spec=schemas.VersionRequest)
-    @answer_server_errors
+    @answer_errors
     async def promote(self, model: str, version: str | None = None, force: bool = False) -> dict[str, Any]:
         """Serve a candidate version when its scorecard beats the served one's (versions.PROMOTION_RULE)."""
         decision = await asyncio.to_thread(
@@ -182,9 +201,27 @@ class SignalService:
         return decision.as_dict()
 
     @bentoml.api(route="/admin/rollback", input_spec=schemas.VersionRequest)
-    @answer_server_errors
+    @answer_errors
     async def rollback(self, model: str, version: str | None = None, force: bool = False) -> dict[str, Any]:
         """Serve again the version served before the last promotion."""
         decision = await asyncio.to_thread(versions.rollback, self.ops.require_ledger(), model)
         await asyncio.to_thread(self.ops.reload, self.engine)
         return decision.as_dict()
+
+
+# The decorators made SignalService a bentoml.Service (its stubs still say the class).
+service: bentoml.Service[Any] = SignalService
+service.add_asgi_middleware(AccessControl, keys=settings.api_keys)  # outermost: no key, no work
+service.add_asgi_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
+service.add_asgi_middleware(ErrorEnvelope)
+web_app.state.openapi = functools.cache(
+    lambda: openapi_document(
+        service,
+        {"/api": compat_app, "": web_app},
+        title="trading-signals",
+        version="1",
+        keys=bool(settings.api_keys),
+        universe=len(settings.universe),
+    )
+)
+quiet_client_errors()

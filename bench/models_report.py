@@ -32,19 +32,20 @@ def verdict_of(row: dict[str, Any]) -> str:
 def pooled_table(rows: list[dict[str, Any]]) -> str:
     out = [
         "| timeframe | samples | accuracy [95 %] | majority | reversal | persistence | up/down acc. | top-10 % up/down "
-        "| log-loss skill | ECE | calls | hit rate | break-even | after-cost expectancy, % per call | edge | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| reversal up/down | log-loss skill | ECE | calls | hit rate | break-even | after-cost expectancy, % per call "
+        "| edge | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         tf = r["model"].split()[-1]
         if not r.get("n"):
-            out.append(f"| {tf} | 0 | {' | '.join(['–'] * 12)} | {verdict_of(r)} | {r.get('seconds', 0):.0f} |")
+            out.append(f"| {tf} | 0 | {' | '.join(['–'] * 13)} | {verdict_of(r)} | {r.get('seconds', 0):.0f} |")
             continue
         calls, base, direction = r["calls"], r["baselines"], r.get("direction") or {}
         out.append(
             f"| {tf} | {r['n']:,} | {ci(r['accuracy'])} | {r['majority_share']:.3f} | {ci(base['reversal'])} "
             f"| {ci(base['persistence'])} | {ci(direction.get('accuracy'))} "
-            f"| {ci(direction.get('top_decile_accuracy'))} "
+            f"| {ci(direction.get('top_decile_accuracy'))} | {ci(direction.get('reversal'))} "
             f"| {ci(r['log_loss_skill'])} | {r['ece']:.3f} | {calls['n']:,} | {ci(calls['hit_rate'])} "
             f"| {calls['break_even_hit_rate']:.3f} | {ci(calls['expectancy_pct'], 2, 100)} | **{verdict_of(r)}** "
             f"| {r.get('seconds', 0):.0f} |"
@@ -76,19 +77,19 @@ def per_pair_table(rows: list[dict[str, Any]]) -> str:
 
 def evaluation_table(rows: list[dict[str, Any]]) -> str:
     out = [
-        "| model | samples | purged | accuracy [95 %] | majority | reversal | up/down acc. | log-loss skill "
-        "| calls | edge |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | samples | purged | accuracy [95 %] | majority | reversal | up/down acc. | reversal up/down "
+        "| log-loss skill | calls | edge |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if not r.get("n"):
-            out.append(f"| {r['model'].split(':')[0]} | 0 | {r.get('purged', '–')} | {' | '.join(['–'] * 6)} | – |")
+            out.append(f"| {r['model'].split(':')[0]} | 0 | {r.get('purged', '–')} | {' | '.join(['–'] * 7)} | – |")
             continue
         direction = r.get("direction") or {}
         out.append(
             f"| {r['model'].split(':')[0]} | {r['n']:,} | {r.get('purged', '–')} | {ci(r['accuracy'])} "
             f"| {r['majority_share']:.3f} | {ci(r['baselines']['reversal'])} | {ci(direction.get('accuracy'))} "
-            f"| {ci(r['log_loss_skill'])} | {r['calls']['n']} | {verdict_of(r)} |"
+            f"| {ci(direction.get('reversal'))} | {ci(r['log_loss_skill'])} | {r['calls']['n']} | {verdict_of(r)} |"
         )
     return "\n".join(out)
 

@@ -81,7 +81,7 @@ def progress_bar() -> Progress:
 
 def fail(error: Exception) -> typer.Exit:
     """Report a domain error in one line and exit 2 (no traceback: the message says what to fix)."""
-    stderr.print(f"[red]error:[/red] {error}", markup=True, highlight=False)
+    stderr.print(f"[red]error:[/red] {error}", markup=True, highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 

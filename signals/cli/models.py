@@ -23,9 +23,10 @@ from signals.cli.app import (
     progress_bar,
     split_csv,
     stderr,
+    stdout,
 )
 from signals.cli.report import with_interval
-from signals.core.errors import SignalsError
+from signals.core.errors import InvalidInput, SignalsError
 from signals.core.timeframes import iso_z
 
 _FIRST_KEYS = ("first", "first_bar", "start")
@@ -296,3 +297,27 @@ def reload_command(server: ServerOption = DEFAULT_SERVER) -> None:
     stderr.print(message)
     if " reloaded:" not in message:
         raise typer.Exit(code=2)
+
+
+@models_app.command("sign")
+def sign_command(
+    names: Annotated[list[str] | None, typer.Argument(help="Model names or name:version; default: all.")] = None,
+) -> None:
+    """Sign stored models with SIGNALS_MODEL_SIGNING_KEY (HMAC-SHA256 over their files' SHA-256), so that a server
+    with the key refuses any file changed afterwards. Each model's files are checked against their hashes first."""
+    from signals.core.settings import get_settings
+    from signals.models.registry import list_models, sign_model
+
+    secret = get_settings().model_signing_key
+    if secret is None:
+        raise fail(InvalidInput("set SIGNALS_MODEL_SIGNING_KEY to the key the servers verify with"))
+    wanted = set(names or [])
+    tags = [str(m.tag) for m in list_models() if not wanted or m.tag.name in wanted or str(m.tag) in wanted]
+    if not tags:
+        raise fail(InvalidInput(f"no stored model matches {sorted(wanted)}; `signals models` lists them"))
+    for tag in tags:
+        try:
+            sign_model(tag, secret.get_secret_value())
+        except SignalsError as error:
+            raise fail(error) from error
+        stdout.print(f"signed {tag}", highlight=False)

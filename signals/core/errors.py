@@ -12,9 +12,13 @@ from bentoml.exceptions import BentoMLException
 
 
 class SignalsError(BentoMLException):
-    """Base of every error this project raises on purpose."""
+    """Base of every error this project raises on purpose. `retry_after_s`: when a caller may try again (503, 429)."""
 
     error_code = HTTPStatus.INTERNAL_SERVER_ERROR
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class InvalidInput(SignalsError, ValueError):
@@ -69,3 +73,51 @@ class LedgerUnavailable(SignalsError):
     """The ledger database does not answer (down, full disk, read-only): 503 for what needs it."""
 
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class PayloadTooLarge(InvalidInput):
+    """A body or a list larger than the server accepts: 413, saying the limit."""
+
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A body that is not JSON: 415."""
+
+    error_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class Unauthorized(SignalsError):
+    """No API key, or one the server does not know: 401."""
+
+    error_code = HTTPStatus.UNAUTHORIZED
+
+
+class Forbidden(SignalsError):
+    """A known API key without the scope the route needs: 403."""
+
+    error_code = HTTPStatus.FORBIDDEN
+
+
+class TooManyRequests(SignalsError):
+    """An API key over its rate limit: 429 with Retry-After."""
+
+    error_code = HTTPStatus.TOO_MANY_REQUESTS
+
+
+class RunnerUnavailable(SignalsError):
+    """A model runner does not answer (restarting after a crash, overloaded): 503 with Retry-After."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class StorageUnavailable(SignalsError):
+    """The data directory cannot be written (disk full, read-only): 503 in the server, one line in the CLI."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class Conflict(SignalsError):
+    """The request is well-formed but the state does not allow it (nothing to roll back to): 409."""
+
+    error_code = HTTPStatus.CONFLICT

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from signals.core.timeframes import MODEL_TIMEFRAMES
@@ -19,6 +19,20 @@ DEFAULT_UNIVERSE: tuple[str, ...] = tuple(
         "MATIC MKR NEAR OP PEPE RUNE SEI SHIB SOL STX SUI TIA TRX UNI WLD XRP"
     ).split()
 )
+
+
+Scope = Literal["read", "admin"]
+
+
+class ApiKey(BaseModel):
+    """One API key, as the server keeps it: the SHA-256 of the key, never the key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 (hex) of the key")
+    scopes: tuple[Scope, ...] = ("read",)
+    rate_per_minute: int | None = Field(600, ge=1, description="Requests per minute per worker; null: no limit.")
 
 
 class Settings(BaseSettings):
@@ -34,6 +48,11 @@ class Settings(BaseSettings):
     exchange_timeout_ms: int = Field(10_000, gt=0, description="ccxt request timeout.")
     exchange_retries: int = Field(4, ge=0, description="Retries on network errors, 429 and 5xx.")
     exchange_backoff_s: float = Field(0.5, ge=0, description="First retry delay; doubles each retry.")
+    exchange_budget_s: float = Field(
+        2.0, gt=0, description="A request waits at most this long for the exchange (503 + Retry-After after it)."
+    )
+    exchange_breaker_failures: int = Field(5, ge=1, description="Failed fetches in a row that open the circuit.")
+    exchange_breaker_cooldown_s: float = Field(30.0, gt=0, description="How long an open circuit fails fast.")
     universe: list[str] = Field(default_factory=lambda: list(DEFAULT_UNIVERSE))
     timeframes: list[str] = Field(default_factory=lambda: list(MODEL_TIMEFRAMES))
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -51,6 +70,9 @@ class Settings(BaseSettings):
     signal_cache_size: int = Field(4096, ge=0, description="Signals kept per (model version, last closed candle).")
     max_batch_size: int = Field(64, ge=1, description="Adaptive batching: most windows per runner call.")
     max_latency_ms: int = Field(1000, ge=1, description="Adaptive batching deadline (generous: it sheds load).")
+    runner_timeout_s: float = Field(
+        5.0, gt=0, description="A runner call that takes longer is a 503 (below the 10 s request timeout)."
+    )
     api_workers: int = Field(1, ge=1, description="Processes of the API service (each with its own signal cache).")
     database_url: str | None = Field(
         None, description="The ledger database (SQLAlchemy URL); default: SQLite at <data_dir>/signals.db."
@@ -64,10 +86,32 @@ class Settings(BaseSettings):
     pinned_versions: dict[str, str] = Field(
         default_factory=dict, description="Model name -> version to serve whatever else is in the store (JSON)."
     )
+    api_keys: list[ApiKey] = Field(
+        default_factory=list,
+        description="Who may call the server (JSON list of {name, sha256, scopes, rate_per_minute}); empty: anyone "
+        "who can reach it (the demo on 127.0.0.1). `signals keys new` makes one.",
+    )
+    model_signing_key: SecretStr | None = Field(
+        None, description="When set, every model must carry a signature made with this key (HMAC-SHA256)."
+    )
+    alerts: bool = Field(True, description="Deliver alerts (webhooks, Telegram) from the server's workers.")
+    alert_max_attempts: int = Field(8, ge=1, description="Delivery attempts before a message is dead.")
+    alert_lease_s: float = Field(60.0, gt=0, description="How long a sender holds a message before another may.")
+    webhooks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Webhook subscriptions kept in sync at start (JSON list of {name, url, secret, filters}); "
+        "`signals alerts add` is the other way.",
+    )
+    telegram_token: SecretStr | None = Field(None, description="A Telegram bot token: starts the bot.")
+    telegram_api_url: str = Field("https://api.telegram.org", description="The Bot API server.")
+    telegram_symbol: str = Field("BTC/USDT", description="The symbol /status answers for.")
+    telegram_server_url: str = Field("http://127.0.0.1:3000", description="The server `signals bot` asks.")
+    telegram_server_key: SecretStr | None = Field(None, description="The API key `signals bot` sends, if any.")
     cors_origins: list[str] = Field(
         default_factory=list,
         description='Origins whose pages may call the server (JSON list, e.g. ["https://desk.example"]; ["*"]: any).',
     )
+    max_body_bytes: int = Field(262_144, ge=1024, description="Largest request body accepted (413 above it).")
     stream_poll_s: float = Field(
         1.0, gt=0, description="How often each worker looks for signals other workers recorded."
     )

@@ -18,6 +18,16 @@ _JOINED = re.compile(rf"^({_ASSET})$")
 _EXAMPLES = "BTC/USDT, BTCUSDT, BTC-USDT or btc_usdt"
 
 
+def _any_case(text: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in text)
+
+
+_QUOTES = "(" + "|".join(_any_case(q) for q in KNOWN_QUOTES) + ")"
+# A regular expression every spelling `normalize_symbol` accepts without trimming matches (the request schemas
+# publish and enforce it): BASE[/_-]QUOTE with BASE up to 20 characters, or BASEQUOTE up to 20 characters.
+SYMBOL_PATTERN: Final = rf"^([A-Za-z0-9]{{1,20}}[/_-]{_QUOTES}|[A-Za-z0-9]{{1,15}}{_QUOTES})$"
+
+
 def normalize_symbol(raw: str) -> str:
     """``BTC/USDT``, ``BTCUSDT``, ``BTC-USDT``, ``btc_usdt`` -> ``BTC/USDT``; anything else raises."""
     if not isinstance(raw, str) or not raw:
@@ -46,3 +56,10 @@ def normalize_symbol(raw: str) -> str:
 def symbol_stem(symbol: str) -> str:
     """File-name stem of a symbol: ``BTC/USDT`` -> ``BTC_USDT`` (always normalised first)."""
     return normalize_symbol(symbol).replace("/", "_")
+
+
+def symbols_csv_pattern(most: int | None = None) -> str:
+    """A comma-separated list of symbols (at most `most`), as a regular expression."""
+    inner = SYMBOL_PATTERN[1:-1]
+    repeat = "*" if most is None else f"{{0,{max(most - 1, 0)}}}"
+    return f"^{inner}(,{inner}){repeat}$"

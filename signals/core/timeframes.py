@@ -80,3 +80,9 @@ def iso_z(stamp: pd.Timestamp | datetime | None) -> str | None:
     moment = pd.Timestamp(stamp)
     moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def timeframes_csv_pattern() -> str:
+    """A comma-separated list of supported timeframes, as a regular expression."""
+    one = "(" + "|".join(TIMEFRAME_SECONDS) + ")"
+    return f"^{one}(,{one})*$"

@@ -20,7 +20,15 @@ from urllib.parse import urlsplit
 import aiohttp
 import ccxt.async_support as ccxt_async
 import pandas as pd
-from ccxt.base.errors import BadSymbol, BaseError, DDoSProtection, ExchangeError, NetworkError, RateLimitExceeded
+from ccxt.base.errors import (
+    BadResponse,
+    BadSymbol,
+    BaseError,
+    DDoSProtection,
+    ExchangeError,
+    NetworkError,
+    RateLimitExceeded,
+)
 
 from signals.data.candles import CANDLE_COLUMNS, empty_candles, validate_candles
 from signals.data.store import CandleStore, WriteResult, parse_exchange
@@ -74,9 +82,10 @@ class SyncResult(WriteResult):
 
 
 def is_transient(error: BaseException) -> bool:
-    """Worth retrying: network errors, timeouts, 429/418 and 5xx (all `NetworkError` in ccxt 4.5), and
-    a body cut short, which ccxt wraps as a plain `ExchangeError` raised from aiohttp's ``ClientPayloadError``."""
-    if isinstance(error, NetworkError | RateLimitExceeded | DDoSProtection):
+    """Worth retrying: network errors, timeouts, 429/418 and 5xx (all `NetworkError` in ccxt 4.5), a malformed or
+    empty body (`BadResponse`), and a body cut short, which ccxt wraps as a plain `ExchangeError` raised from
+    aiohttp's ``ClientPayloadError``."""
+    if isinstance(error, NetworkError | RateLimitExceeded | DDoSProtection | BadResponse):
         return True
     return isinstance(error, ExchangeError) and isinstance(error.__cause__, aiohttp.ClientError)
 

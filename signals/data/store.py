@@ -7,9 +7,11 @@ validated value (exchange id pattern, normalised symbol, known timeframe), never
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +25,9 @@ import pyarrow.parquet as pq
 from signals.data.candles import CANDLE_COLUMNS, empty_candles, validate_candles
 from signals.core.symbols import normalize_symbol, symbol_stem
 from signals.core.timeframes import TIMEFRAME_SECONDS, parse_timeframe, timeframe_seconds
-from signals.core.errors import CandleDataError, DataNotFound, InvalidInput
+from signals.core.errors import CandleDataError, DataNotFound, InvalidInput, StorageUnavailable
+
+logger = logging.getLogger(__name__)
 
 _EXCHANGE_ID = re.compile(r"^[a-z][a-z0-9_]{1,31}$")
 _FILE_NAME = re.compile(r"^(?P<stem>[A-Z0-9]{1,20}_[A-Z0-9]{1,20})-(?P<tf>[0-9]+[mhd])\.parquet$")
@@ -188,7 +192,7 @@ class CandleStore:
         """Merge `candles` into the stored file (dedupe on timestamp) and replace it atomically."""
         path = self.path_for(exchange, symbol, timeframe)
         new = validate_candles(candles, timeframe)
-        with self._locked(path):
+        with self._writable(path), self._locked(path):
             old = self.read_or_empty(exchange, symbol, timeframe)  # validated on read
             merged = merge_candles(old, new)  # two valid frames, deduped and sorted: valid by construction
             write_parquet_atomic(merged, path)
@@ -198,9 +202,41 @@ class CandleStore:
         """Replace the stored file with exactly `candles` (no merge), atomically: for regenerated data sets."""
         path = self.path_for(exchange, symbol, timeframe)
         new = validate_candles(candles, timeframe)
-        with self._locked(path):
+        with self._writable(path), self._locked(path):
             write_parquet_atomic(new, path)
         return WriteResult(added=len(new), total=len(new), path=path)
+
+    @contextmanager
+    def _writable(self, path: Path) -> Iterator[None]:
+        """A write that the file system refuses (disk full, read-only, quota, a file where a directory should be)
+        is a `StorageUnavailable` naming the file relative to the store and the cause; the old file is intact."""
+        try:
+            yield
+        except OSError as error:
+            where = path.relative_to(self.root) if path.is_relative_to(self.root) else path.name
+            cause = error.strerror or type(error).__name__
+            raise StorageUnavailable(
+                f"cannot write {where} in the candle store: {cause} (errno {error.errno}); free disk space or make "
+                "the data directory writable; the stored file is unchanged"
+            ) from error
+
+    def remove_orphans(self, older_than_s: float = 60.0) -> list[Path]:
+        """Delete temp files that a killed writer left (`.<name>.<random>.tmp`), once older than `older_than_s` (a
+        live writer's temp file is younger); the removed paths."""
+        removed: list[Path] = []
+        if not self.root.is_dir():
+            return removed
+        cutoff = time.time() - older_than_s
+        for path in self.root.glob("*/.*.tmp"):
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except OSError as error:  # vanished meanwhile, or not ours to remove: leave it
+                logger.debug("could not remove %s: %s", path, error)
+        if removed:
+            logger.warning("removed %d orphan temp file(s) a killed writer left in %s", len(removed), self.root)
+        return removed
 
     def entries(self, exchange: str | None = None) -> Iterator[StoreEntry]:
         """Describe every well-named file of the store (others are ignored), sorted by path."""

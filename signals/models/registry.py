@@ -8,6 +8,8 @@ and the check on load that refuses a missing or altered file with a message nami
 from __future__ import annotations
 
 import hashlib
+import hmac
+import json
 import logging
 import platform
 from collections.abc import Callable, Iterator
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 FileWriter = Callable[[Path], None]
 SHA256_KEY = "sha256"
+SIGNATURE_FILE = "signature.json"  # beside the files, outside the SHA-256 map it signs
 _TRACKED_LIBRARIES = ("torch", "numpy", "pandas", "ta-lib", "stable-baselines3", "gymnasium", "bentoml", "safetensors")
 
 
@@ -79,6 +82,9 @@ def save_model(
         versions: dict[str, Any] = dict(library_versions())
         model.info.metadata.setdefault("library_versions", versions)
     logger.info("saved %s with files %s", model.tag, sorted(hashes))
+    key = _signing_key()
+    if key is not None:
+        sign_model(str(model.tag), key)
     return load_model(str(model.tag))
 
 
@@ -91,8 +97,9 @@ def without_none(value: Any) -> Any:
     return value
 
 
-def load_model(tag: str) -> StoredModel:
-    """Resolve `tag` (``name`` or ``name:version``, default latest) and verify every recorded file."""
+def load_model(tag: str, *, check_signature: bool = True) -> StoredModel:
+    """Resolve `tag` (``name`` or ``name:version``, default latest) and verify every recorded file (and, when a
+    signing key is configured and `check_signature`, the model's signature)."""
     try:
         model = bentoml.models.get(tag)
     except BentoNotFound as error:
@@ -106,13 +113,16 @@ def load_model(tag: str) -> StoredModel:
         expected = str(expected)
         path = root / filename
         if not path.is_file():
-            raise ModelIntegrityError(f"model {model.tag}: file {filename!r} is missing from {root}")
+            raise ModelIntegrityError(f"model {model.tag}: file {filename!r} is missing from its store directory")
         actual = sha256_of(path)
         if actual != expected:
             raise ModelIntegrityError(
                 f"model {model.tag}: file {filename!r} fails its SHA-256 (recorded {expected[:12]}..., "
                 f"found {actual[:12]}...); the file was altered or corrupted, re-train or re-import it"
             )
+    key = _signing_key() if check_signature else None
+    if key is not None:
+        _verify_signature(model, hashes, key)
     return StoredModel(
         tag=str(model.tag),
         name=model.tag.name,
@@ -123,8 +133,113 @@ def load_model(tag: str) -> StoredModel:
     )
 
 
+# --- signatures -----------------------------------------------------------------------------------------------
+# The SHA-256 map sits in the model's own metadata: it detects a corrupted file, not a swapped one (whoever can
+# replace policy.zip can rewrite its recorded hash too). With SIGNALS_MODEL_SIGNING_KEY set, every model must also
+# carry an HMAC-SHA256 over its name, version, labels and that map, made with the key: without the key a changed
+# file cannot be re-signed, and the loader refuses it.
+
+
+def manifest(tag: str, labels: dict[str, Any], hashes: dict[str, Any]) -> bytes:
+    """What a signature covers, canonical JSON."""
+    body = {"tag": tag, "labels": labels, SHA256_KEY: {k: str(v) for k, v in hashes.items()}}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def key_id(key: str) -> str:
+    """A short public fingerprint of a signing key (which key signed, without revealing it)."""
+    return hashlib.sha256(b"signals-key-id:" + key.encode()).hexdigest()[:16]
+
+
+def sign_model(tag: str, key: str) -> Path:
+    """Write `signature.json` for a stored model (its files checked first); the file's path."""
+    model = bentoml.models.get(tag)
+    recorded = model.info.metadata.get(SHA256_KEY)
+    hashes: dict[str, Any] = dict(recorded) if isinstance(recorded, dict) else {}
+    if not hashes:
+        raise ModelIntegrityError(f"model {model.tag} records no SHA-256 for its files; re-import it")
+    load_model(str(model.tag), check_signature=False)  # refuse to sign files that already fail their hashes
+    value = hmac.new(key.encode(), manifest(str(model.tag), dict(model.info.labels), hashes), "sha256").hexdigest()
+    path = Path(model.path) / SIGNATURE_FILE
+    path.write_text(json.dumps({"alg": "hmac-sha256", "key_id": key_id(key), "value": value}))
+    return path
+
+
+def _verify_signature(model: bentoml.Model, hashes: dict[str, Any], key: str) -> None:
+    path = Path(model.path) / SIGNATURE_FILE
+    if not path.is_file():
+        raise ModelIntegrityError(
+            f"model {model.tag} is not signed, and SIGNALS_MODEL_SIGNING_KEY requires signed models; "
+            f"sign it with `signals models sign {model.tag.name}` (after checking where it came from)"
+        )
+    try:
+        signature = json.loads(path.read_text())
+        recorded, signer = str(signature["value"]), str(signature["key_id"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelIntegrityError(f"model {model.tag}: {SIGNATURE_FILE} is malformed ({error})") from error
+    if signer != key_id(key):
+        raise ModelIntegrityError(f"model {model.tag} was signed with another key ({signer}); re-sign it")
+    expected = hmac.new(key.encode(), manifest(str(model.tag), dict(model.info.labels), hashes), "sha256").hexdigest()
+    if not hmac.compare_digest(recorded, expected):
+        raise ModelIntegrityError(
+            f"model {model.tag}: its signature does not match its files' recorded SHA-256; the files or their hashes "
+            "were changed after signing, refused"
+        )
+
+
+def _signing_key() -> str | None:
+    from signals.core.settings import get_settings
+
+    secret = get_settings().model_signing_key
+    return secret.get_secret_value() if secret is not None else None
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A version in the store whose `model.yaml` (or layout) BentoML cannot read: skipped, named, and why."""
+
+    tag: str
+    reason: str
+
+
+def store_root() -> Path:
+    """The model store's directory (BentoML keeps it on its container; there is no public accessor)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return Path(BentoMLContainer.model_store.get()._path)
+
+
+def scan_store() -> tuple[list[bentoml.Model], list[Unreadable]]:
+    """Every readable model version, and the unreadable ones named with the reason.
+
+    `bentoml.models.list()` raises on the first malformed `model.yaml`, and a server listing its models at start
+    would then never start (its worker crash-loops). Here each version is read on its own."""
+    root = store_root()
+    models: list[bentoml.Model] = []
+    unreadable: list[Unreadable] = []
+    if not root.is_dir():
+        return models, unreadable
+    for name_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for version_dir in sorted(p for p in name_dir.iterdir() if p.is_dir()):
+            tag = f"{name_dir.name}:{version_dir.name}"
+            try:
+                models.append(bentoml.models.get(tag))
+            except Exception as error:  # a malformed model.yaml raises YAML, attrs or value errors
+                reason = public_text(f"{type(error).__name__}: {' '.join(str(error).split())}", root)[:300]
+                unreadable.append(Unreadable(tag, reason))
+                logger.warning("model %s is unreadable and skipped: %s", tag, reason)
+    return models, unreadable
+
+
+def public_text(text: str, root: Path | None = None) -> str:
+    """`text` without the model store's absolute path (messages reach HTTP callers)."""
+    root = root or store_root()
+    return text.replace(str(root), "<model store>")
+
+
 def list_models(family: str | None = None) -> Iterator[bentoml.Model]:
-    """Every stored model (all versions, newest first per name), optionally of one family label."""
-    for model in sorted(bentoml.models.list(), key=lambda m: (m.tag.name, m.info.creation_time), reverse=True):
+    """Every readable stored model (all versions, newest first per name), optionally of one family label."""
+    models, _ = scan_store()
+    for model in sorted(models, key=lambda m: (m.tag.name, m.info.creation_time), reverse=True):
         if family is None or model.info.labels.get("family") == family:
             yield model

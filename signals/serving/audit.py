@@ -20,7 +20,7 @@ from signals.features.cnn import SERVING_TAIL
 from signals.models.families import CNN_LSTM
 from signals.serving import schemas
 from signals.serving.catalog import verified_entry
-from signals.serving.engine import Pending, SignalEngine, probabilities_of
+from signals.serving.engine import Pending, SignalEngine, probabilities_of, runner_call
 from signals.serving.ledger.records import ms, signal_from_row, window_hash
 from signals.serving.ledger.store import Ledger
 from signals.serving.market import MarketSnapshot
@@ -84,12 +84,12 @@ def history(ledger: Ledger, request: schemas.HistoryRequest) -> schemas.HistoryR
 
 async def replay(engine: SignalEngine, ledger: Ledger, request: schemas.ReplayRequest) -> schemas.ReplayResponse:
     symbol, timeframe = normalize_symbol(request.symbol), parse_timeframe(request.timeframe)
-    candle_time = pd.Timestamp(request.candle_time)
-    candle_time = candle_time.tz_localize("UTC") if candle_time.tzinfo is None else candle_time.tz_convert("UTC")
     served = engine.catalog.served_cnn(symbol, timeframe)  # prefer the served model's record of that candle
-    row = ledger.signal_at(symbol, timeframe, ms(candle_time), model_name=None if served is None else served.name)
+    when = ms(request.candle_time)
+    row = ledger.signal_at(symbol, timeframe, when, model_name=None if served is None else served.name)
     if row is None:
-        raise ModelNotFound(f"no recorded signal for {symbol} {timeframe} at {candle_time.isoformat()}")
+        raise ModelNotFound(f"no recorded signal for {symbol} {timeframe} at {request.candle_time.isoformat()}")
+    candle_time = pd.Timestamp(when, unit="ms", tz="UTC")  # recorded: within pandas' range
     recorded = signal_from_row(row)
     tag = f"{row['model_name']}:{row['model_version']}"
     entry = verified_entry(CNN_LSTM, tag, symbol, timeframe, {})
@@ -102,7 +102,7 @@ async def replay(engine: SignalEngine, ledger: Ledger, request: schemas.ReplayRe
         raise ModelNotFound(f"the store holds no {timeframe} candle for {symbol} at {candle_time.isoformat()}")
     snapshot = MarketSnapshot(upto, recorded.data_source, None)
     item = Pending(entry, snapshot, snapshot.cnn_window)
-    (answer,) = await engine.cnn_lstm.predict([item.request()])
+    (answer,) = await runner_call("CNN-LSTM", engine.cnn_lstm.predict([item.request()]))
     probabilities = probabilities_of(answer)
     if probabilities is None:
         raise ModelIntegrityError(f"the CNN-LSTM runner could not load {tag}; see /status")

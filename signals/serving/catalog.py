@@ -21,9 +21,10 @@ from typing import Any
 
 from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
 from signals.core.settings import Settings
+from signals.models.cnn_lstm.artifact import model_name as cnn_model_name
 from signals.models.families import CNN_LSTM, FAMILIES, PPO
 from signals.models.family import ModelFamily
-from signals.models.registry import list_models, load_model
+from signals.models.registry import Unreadable, load_model, scan_store
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +112,15 @@ def choose_versions(
 class ModelCatalog:
     """The served version of each model of the configured universe, verified; candidates in shadow beside them."""
 
-    def __init__(self, entries: list[ModelEntry], shadows: list[ModelEntry] | None = None) -> None:
+    def __init__(
+        self,
+        entries: list[ModelEntry],
+        shadows: list[ModelEntry] | None = None,
+        unreadable: list[Unreadable] | None = None,
+    ) -> None:
         self.entries = entries
         self.shadows = shadows or []
+        self.unreadable = unreadable or []  # versions whose model.yaml BentoML cannot read: skipped, named
         self._cnn = {(e.symbol, e.timeframe): e for e in entries if e.family == CNN_LSTM.name}
         self._ppo = {e.timeframe: e for e in entries if e.family == PPO.name}
 
@@ -128,10 +135,12 @@ class ModelCatalog:
         contract); `verified` caches verification per tag across reloads."""
         cache = verified if verified is not None else {}
         entries, shadows = [], []
+        readable, unreadable = scan_store()
+        newest_first = sorted(readable, key=lambda m: (m.tag.name, m.info.creation_time), reverse=True)
         for family in FAMILIES:
             wanted = family.wanted(settings)
             versions: dict[str, list[Any]] = {}
-            for model in list_models(family.name):  # newest first per name
+            for model in (m for m in newest_first if m.info.labels.get("family") == family.name):
                 if wanted(model.info.labels) is not None:
                     versions.setdefault(model.tag.name, []).append(model)
             for name, models in versions.items():
@@ -157,12 +166,13 @@ class ModelCatalog:
             sum(e.error is not None for e in entries),
             len(shadows),
         )
-        return cls(sorted(entries, key=_order), sorted(shadows, key=_order))
+        return cls(sorted(entries, key=_order), sorted(shadows, key=_order), unreadable)
 
     def cnn(self, symbol: str, timeframe: str) -> ModelEntry:
         """The CNN-LSTM for (symbol, timeframe): 404 listing what exists, 503 if it failed verification."""
         entry = self._cnn.get((symbol, timeframe))
         if entry is None:
+            self._raise_if_unreadable(cnn_model_name(symbol, timeframe))
             available = sorted(f"{s} {tf}" for s, tf in self._cnn)
             raise ModelNotFound(
                 f"no CNN-LSTM model for {symbol} {timeframe}; available: {', '.join(available) or 'none'}"
@@ -172,9 +182,16 @@ class ModelCatalog:
     def ppo(self, timeframe: str) -> ModelEntry:
         entry = self._ppo.get(timeframe)
         if entry is None:
+            self._raise_if_unreadable(f"{PPO.name}-{timeframe}")
             available = ", ".join(sorted(tf for tf in self._ppo if tf)) or "none"
             raise ModelNotFound(f"no PPO policy for timeframe {timeframe}; available: {available}")
         return _usable(entry)
+
+    def _raise_if_unreadable(self, name: str) -> None:
+        """A model that exists but cannot be read is a 503 naming it, not a 404."""
+        bad = next((u for u in self.unreadable if u.tag.split(":")[0] == name), None)
+        if bad is not None:
+            raise ModelIntegrityError(f"model {bad.tag} is unreadable ({bad.reason}); fix or re-import it")
 
     def serves_ppo(self, timeframe: str) -> bool:
         """A verified policy serves this timeframe."""

@@ -3,26 +3,28 @@
 Each route asks the `SignalEngine` the service binds into a `Slot` (dependency injection), so the routes run the
 same behind `bentoml serve` and in a plain test client. Symbols in paths are written without a slash: `BTCUSDT`
 or `BTC-USDT`. Every error, ours or the framework's, answers `{success: false, error, detail}` with its status
-(and `Retry-After` on a 503), the envelope the older clients check.
+(and `Retry-After` on a 503), the one error shape of `http.py`, which is the envelope the older clients check.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from signals.core.errors import SignalsError
+from signals.core.errors import InvalidInput, SignalsError
+from signals.core.symbols import SYMBOL_PATTERN, symbols_csv_pattern
+from signals.core.timeframes import timeframes_csv_pattern
 from signals.serving import legacy, schemas
 from signals.serving.engine import SignalEngine
-from signals.serving.http import retry_headers
+from signals.serving.http import error_body, retry_headers, validation_errors
 
-DEFAULT_TIMEFRAME = "15m"  # the first older API's default
+DEFAULT_TIMEFRAME: Final = "15m"  # the first older API's default
 SERVICE_NAME = "signal_service"
 
 
@@ -32,49 +34,83 @@ def _engine(request: Request) -> SignalEngine:
 
 
 EngineDep = Annotated[SignalEngine, Depends(_engine)]
-CommaSeparated = Annotated[str | None, Query(description="Comma-separated, e.g. BTCUSDT,ETH-USDT")]
+# Path and query parameters publish the request schemas' pattern and enum; the routes check them with the same
+# functions as the POST bodies (`schemas.checked_symbol`), so the published schema and the answers agree.
+SymbolPath = Annotated[
+    str, Path(description="BTCUSDT or BTC-USDT", json_schema_extra={"pattern": SYMBOL_PATTERN, "maxLength": 32})
+]
+SymbolList = Annotated[
+    str | None,
+    Query(description="Comma-separated, e.g. BTCUSDT,ETH-USDT", json_schema_extra={"pattern": symbols_csv_pattern()}),
+]
+TimeframeList = Annotated[
+    str | None,
+    Query(description="Comma-separated, e.g. 15m,1h", json_schema_extra={"pattern": timeframes_csv_pattern()}),
+]
 router = APIRouter()
 
 
 def split_csv(values: str | None) -> list[str] | None:
-    return [v.strip() for v in values.split(",") if v.strip()] if values else None
+    """None when the parameter is absent; a list of the comma-separated items otherwise (400 when empty)."""
+    if values is None:
+        return None
+    items = [v.strip() for v in values.split(",")]
+    if not all(items):
+        raise InvalidInput(f"empty item in {values[:60]!r}: a comma-separated list of one or more values, no blanks")
+    return items
+
+
+def symbols_of(values: str | None) -> list[str] | None:
+    symbols = split_csv(values)
+    return None if symbols is None else [schemas.checked_symbol(s) for s in symbols]
 
 
 @router.get("/predictions")
 async def predictions(
-    engine: EngineDep, timeframe: str = DEFAULT_TIMEFRAME, symbols: CommaSeparated = None
+    engine: EngineDep, timeframe: schemas.TimeframeName = DEFAULT_TIMEFRAME, symbols: SymbolList = None
 ) -> dict[str, Any]:
     """Every symbol with a model on the timeframe (or `symbols`), keyed by its compact name."""
-    return legacy.predictions_envelope(await engine.batch(split_csv(symbols), timeframe))
+    return legacy.predictions_envelope(await engine.batch(symbols_of(symbols), timeframe))
 
 
 @router.get("/predictions/{symbol}")
-async def prediction(engine: EngineDep, symbol: str, timeframe: str = DEFAULT_TIMEFRAME) -> dict[str, Any]:
-    return legacy.prediction_envelope(await engine.predict(symbol, timeframe))
+async def prediction(
+    engine: EngineDep, symbol: SymbolPath, timeframe: schemas.TimeframeName = DEFAULT_TIMEFRAME
+) -> dict[str, Any]:
+    return legacy.prediction_envelope(await engine.predict(schemas.checked_symbol(symbol), timeframe))
 
 
 @router.get("/predictions/{symbol}/summary")
-async def prediction_summary(engine: EngineDep, symbol: str, timeframes: CommaSeparated = None) -> dict[str, Any]:
-    return legacy.summary_envelope(await engine.summary(symbol, split_csv(timeframes)))
+async def prediction_summary(engine: EngineDep, symbol: SymbolPath, timeframes: TimeframeList = None) -> dict[str, Any]:
+    return legacy.summary_envelope(await engine.summary(schemas.checked_symbol(symbol), split_csv(timeframes)))
 
 
 @router.get("/v1/prediction/predict/{symbol}")
 async def ppo_prediction(
     engine: EngineDep,
-    symbol: str,
+    symbol: SymbolPath,
     include_explanation: bool = False,
-    timeframe: str | None = None,
+    timeframe: schemas.TimeframeName | None = None,
     position: Literal["flat", "long"] = "flat",
-    entry_price: Annotated[float | None, Query(gt=0)] = None,
+    entry_price: Annotated[
+        float | None,
+        Query(ge=schemas.MIN_PRICE, le=schemas.MAX_PRICE, description="Read only with position=long."),
+    ] = None,
 ) -> dict[str, Any]:
     """The PPO policy's action; `symbol` is answered as written."""
+    if position == "flat":
+        entry_price = None  # a query string cannot tie two parameters together: a flat position has no entry
     try:
         held = schemas.Position(side=position, entry_price=entry_price)
     except ValidationError as error:
         raise HTTPException(400, f"bad position: {error.errors()[0]['msg']}") from error
-    request = schemas.ActionRequest(
-        symbol=symbol, timeframe=timeframe, position=held, include_explanation=include_explanation
-    )
+    try:
+        request = schemas.ActionRequest(
+            symbol=symbol, timeframe=timeframe, position=held, include_explanation=include_explanation
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise HTTPException(400, f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from error
     action = await engine.action(request)
     return legacy.ppo_prediction(action, symbol_as_written=symbol, at=engine.clock())
 
@@ -85,16 +121,10 @@ async def model_info(engine: EngineDep) -> dict[str, Any]:
 
 
 @router.get("/v1/prediction/model/health")
-async def model_health(engine: EngineDep) -> JSONResponse:
-    """200 `healthy` when the default policy serves, else 503 `unavailable` (with the reason in `message`)."""
-    body = legacy.ppo_model_health(engine.models(), engine.settings.ppo_timeframe, SERVICE_NAME)
-    return JSONResponse(body, status_code=200 if body["model_loaded"] else 503)
-
-
-def error_body(status: int, message: str) -> dict[str, Any]:
-    """The older APIs' error envelope: `error` is the reason phrase's kind, `detail` what to fix."""
-    kind = "client error" if status < 500 else "service unavailable" if status == 503 else "server error"
-    return {"success": False, "error": message if status < 500 else kind, "detail": message, "status": status}
+async def model_health(engine: EngineDep) -> dict[str, Any]:
+    """`healthy` when the default policy serves, else `unavailable` with the reason in `message` (200 either way,
+    as the older API answered: its clients read `status`, and our error shape has a numeric one)."""
+    return legacy.ppo_model_health(engine.models(), engine.settings.ppo_timeframe, SERVICE_NAME)
 
 
 def add_error_envelopes(app: FastAPI) -> None:
@@ -113,9 +143,9 @@ def add_error_envelopes(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("query", "path"))
-        return JSONResponse(error_body(400, f"{where}: {first.get('msg')}".strip(": ")), status_code=400)
+        fields = validation_errors(error.errors())
+        message = "; ".join(f"{f['field']}: {f['message']}" if f["field"] else f["message"] for f in fields)
+        return JSONResponse(error_body(400, message or "invalid request", errors=fields), status_code=400)
 
 
 def create_compat_app(engine: Callable[[], SignalEngine]) -> FastAPI:

@@ -11,14 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from http import HTTPStatus
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from signals.core.errors import ModelIntegrityError, SignalsError
+from signals.core.errors import (
+    ExchangeUnavailable,
+    InvalidInput,
+    ModelIntegrityError,
+    ModelNotFound,
+    RunnerUnavailable,
+    SignalsError,
+)
 from signals.core.settings import Settings
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import MODEL_TIMEFRAMES, horizon_end, next_close, parse_timeframe, utc_now
@@ -38,6 +46,7 @@ from signals.serving.risk import risk_levels
 from signals.serving.wire import ActionRow, CnnLstmPort, ObservationRequest, PpoPort, WindowRequest
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A call carrying this many windows is a batch already: it goes to the runner directly, not through its queue.
 DIRECT_CALL_MIN_WINDOWS = 8
@@ -80,6 +89,8 @@ class SignalEngine:
         self.clock = clock
         self.writer = writer
         self.metrics = server_metrics()
+        self._universe = frozenset(normalize_symbol(s) for s in settings.universe)
+        self._runner_timeout = settings.runner_timeout_s
         self._cache: OrderedDict[tuple[str, str, str, pd.Timestamp], schemas.Signal] = OrderedDict()
 
     # --- CNN-LSTM signals -------------------------------------------------------------------------------
@@ -87,7 +98,7 @@ class SignalEngine:
         prepared = await self._prepare(symbol, timeframe)  # one pair: no gather, errors raise directly
         if isinstance(prepared, schemas.Signal):
             return prepared
-        (row,) = await self.cnn_lstm.predict([prepared.request()])
+        (row,) = await runner_call("CNN-LSTM", self.cnn_lstm.predict([prepared.request()]), self._runner_timeout)
         result = self._signal_or_error(prepared, row)
         if isinstance(result, SignalsError):
             raise result
@@ -121,7 +132,7 @@ class SignalEngine:
         """One runner call for the windows; a batch goes straight to the model, a few join the batching queue."""
         requests = [item.request() for item in items]
         call = self.cnn_lstm.predict_many if len(requests) >= DIRECT_CALL_MIN_WINDOWS else self.cnn_lstm.predict
-        return await call(requests)
+        return await runner_call("CNN-LSTM", call(requests), self._runner_timeout)
 
     async def shadow(self, timeframe: str) -> list[schemas.Signal]:
         """Signals of the candidate (shadow) versions of a timeframe: recorded with mode `shadow`, never served."""
@@ -144,8 +155,20 @@ class SignalEngine:
             signals.append(signal)
         return signals
 
+    def served_symbol(self, raw_symbol: str) -> str:
+        """The symbol in ccxt form, if the server serves it (404 otherwise: in live mode an arbitrary symbol would
+        make the server fetch and store any market the exchange lists)."""
+        symbol = normalize_symbol(raw_symbol)
+        if symbol not in self._universe:
+            shown = ", ".join(self.settings.universe[:8]) + (", ..." if len(self.settings.universe) > 8 else "")
+            raise ModelNotFound(
+                f"{symbol} is not in the served universe ({len(self.settings.universe)} pairs: {shown}; "
+                "SIGNALS_UNIVERSE sets it)"
+            )
+        return symbol
+
     async def _prepare(self, raw_symbol: str, raw_timeframe: str) -> Pending | schemas.Signal:
-        symbol, timeframe = normalize_symbol(raw_symbol), parse_timeframe(raw_timeframe)
+        symbol, timeframe = self.served_symbol(raw_symbol), parse_timeframe(raw_timeframe)
         entry = self.catalog.cnn(symbol, timeframe)
         snapshot = await self.market.snapshot(symbol, timeframe)
         key = (entry.tag, symbol, timeframe, snapshot.candle_time)
@@ -285,17 +308,24 @@ class SignalEngine:
 
     async def batch(self, symbols: list[str] | None, timeframe: str) -> schemas.BatchResponse:
         timeframe = parse_timeframe(timeframe)
-        wanted = symbols if symbols is not None else self.catalog.cnn_symbols(timeframe)
+        if symbols is not None and len(symbols) > len(self.settings.universe):
+            raise InvalidInput(
+                f"{len(symbols):,} symbols asked; at most {len(self.settings.universe)} (the served universe) per "
+                "request, or none for every symbol with a model"
+            )
+        wanted = list(dict.fromkeys(symbols)) if symbols is not None else self.catalog.cnn_symbols(timeframe)
         pairs = [(s, timeframe) for s in wanted]
         answered, errors = _split_answers(pairs, await self.predict_many(pairs))
+        raise_if_nothing_answered(answered, errors)
         signals = [signal for _, signal in answered]
         return schemas.BatchResponse(timeframe=timeframe, signals=signals, errors=errors)
 
     async def summary(self, symbol: str, timeframes: list[str] | None) -> schemas.SummaryResponse:
-        symbol = normalize_symbol(symbol)
-        wanted = [parse_timeframe(tf) for tf in (timeframes or MODEL_TIMEFRAMES)]
+        symbol = self.served_symbol(symbol)
+        wanted = list(dict.fromkeys(parse_timeframe(tf) for tf in (timeframes or MODEL_TIMEFRAMES)))
         pairs = [(symbol, tf) for tf in wanted]
         answered, errors = _split_answers(pairs, await self.predict_many(pairs))
+        raise_if_nothing_answered(answered, errors)
         signals = {tf: signal for (_, tf), signal in answered}
         return schemas.SummaryResponse(
             symbol=symbol, signals=signals, consensus=consensus(signals.values()), errors=errors
@@ -303,13 +333,14 @@ class SignalEngine:
 
     # --- PPO actions ------------------------------------------------------------------------------------
     async def action(self, request: schemas.ActionRequest) -> schemas.Action:
-        symbol = normalize_symbol(request.symbol)
+        symbol = self.served_symbol(request.symbol)
         timeframe = parse_timeframe(request.timeframe or self.settings.ppo_timeframe)
         entry = self.catalog.ppo(timeframe)
         snapshot = await self.market.snapshot(symbol, timeframe)
         position = LONG_POSITION if request.position.side == "long" else 0.0
         observation = observation_with_position(snapshot.ppo_market_window, position)
-        (answer,) = await self.ppo.act([ObservationRequest(model=entry.tag, observation=observation)])
+        request_row = ObservationRequest(model=entry.tag, observation=observation)
+        (answer,) = await runner_call("PPO", self.ppo.act([request_row]), self._runner_timeout)
         row = ActionRow.model_validate(answer, from_attributes=True)  # a dict when it crossed the hop as JSON
         if row.missing:
             raise ModelIntegrityError(f"model {entry.name} is not loaded by the PPO runner; see /models")
@@ -355,7 +386,20 @@ class SignalEngine:
 
     # --- models -----------------------------------------------------------------------------------------
     def models(self) -> list[schemas.ModelInfo]:
-        return [_model_info(entry) for entry in self.catalog.entries]
+        """Every served model, and every unreadable version in the store named with the reason."""
+        unreadable = [
+            schemas.ModelInfo(
+                family=bad.tag.split("-")[0] if bad.tag.startswith("ppo") else "cnn-lstm",
+                name=bad.tag.split(":")[0],
+                symbol=None,
+                timeframe=None,
+                version=bad.tag.split(":")[1],
+                status="unavailable",
+                error=f"unreadable, skipped: {bad.reason}",
+            )
+            for bad in self.catalog.unreadable
+        ]
+        return [_model_info(entry) for entry in self.catalog.entries] + unreadable
 
 
 def probabilities_of(row: Sequence[float | None]) -> np.ndarray | None:
@@ -410,3 +454,41 @@ def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
         metrics=metrics,
         data_range=data_range,
     )
+
+
+RUNNER_RETRY_AFTER_S = 5
+
+
+async def runner_call(family: str, call: Awaitable[T], timeout_s: float = 5.0) -> T:
+    """A runner call whose failure (the worker restarting after a crash, a refused connection, no answer within
+    `timeout_s`) is a 503 with Retry-After, never a 500 or the server's 504: the rest of the API (cached signals,
+    the ledger, the other family) serves on."""
+    try:
+        return await asyncio.wait_for(call, timeout=timeout_s)
+    except SignalsError:
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:
+        logger.warning("%s runner call failed: %s: %s", family, type(error).__name__, error)
+        raise RunnerUnavailable(
+            f"the {family} runner is not answering ({type(error).__name__}); it restarts by itself, retry shortly",
+            retry_after_s=RUNNER_RETRY_AFTER_S,
+        ) from error
+
+
+def raise_if_nothing_answered(answered: Sequence[Any], errors: Sequence[schemas.RequestError]) -> None:
+    """Every pair failed: answer the failure itself (503 when any was ours, else the callers' common status) rather
+    than a 200 with nothing in it."""
+    if answered or not errors:
+        return
+    statuses = {e.status for e in errors}
+    summary = "; ".join(f"{e.symbol} {e.timeframe or ''}: {e.message}".replace("  ", " ") for e in errors[:5])
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    message = f"no pair could be answered: {summary}{more}"
+    if any(status >= 500 for status in statuses):
+        raise ExchangeUnavailable(message)  # 503 + Retry-After; the message names what failed
+    if len(statuses) == 1:
+        error = SignalsError(message)
+        error.error_code = HTTPStatus(statuses.pop())
+        raise error

@@ -1,15 +1,24 @@
-"""The HTTP edge: how domain errors become responses.
+"""The HTTP edge: one error shape for every route, and how domain errors become responses.
 
-BentoML answers a 4xx `BentoMLException` with its message but hides the message of every 5xx. Our 503s
-carry what the caller needs (which model file failed, that the exchange timed out and when to retry), so
-API methods return those as a JSON response themselves, in BentoML's own 4xx body shape.
+Every error the contract's routes answer, whoever raised it (our domain errors, request validation, BentoML,
+FastAPI, an unknown route), has one body:
+
+    {"success": false, "status": 400, "error": "what is wrong and what to fix", "detail": "<the same message>",
+     "errors": [{"field": "symbol", "message": "..."}]}      # `errors` only for request validation
+
+`success` and `detail` are what the older clients read (`legacy.py`); `error` is the message. 503 and 429 carry
+`Retry-After`. API methods answer domain errors themselves (`answer_errors`), so BentoML never logs a caller's
+mistake as a traceback; the `ErrorEnvelope` middleware (`middleware.py`) rewrites what reaches the wire otherwise.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 from starlette.responses import JSONResponse
@@ -20,31 +29,116 @@ from signals.core.settings import Settings
 P = ParamSpec("P")
 R = TypeVar("R")
 RETRY_AFTER_S = 30
+RETRY_STATUSES = (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS)
+
+
+def error_body(status: int, message: str, *, errors: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The one error shape (see the module doc); absolute paths of this machine are left out of `message`."""
+    message = public_message(message)
+    body: dict[str, Any] = {"success": False, "status": status, "error": message, "detail": message}
+    if errors:
+        body["errors"] = [dict(e) for e in errors]
+    return body
+
+
+def public_message(message: str) -> str:
+    """`message` without this machine's absolute paths (the data directory, the model store, the home
+    directory): what a caller needs is which file of which store, not where it lives."""
+    from signals.core.settings import get_settings
+
+    data_dir = get_settings().data_dir
+    replacements = [
+        (str(data_dir.resolve()), "<data>"),
+        (str(_model_store()), "<model store>"),
+        (str(Path.home()), "~"),
+    ]
+    if data_dir.is_absolute():
+        replacements.insert(1, (str(data_dir), "<data>"))
+    for path, label in replacements:
+        if path and path not in ("/", "."):
+            message = message.replace(path, label)
+    return message
+
+
+@functools.cache
+def _model_store() -> str:
+    try:
+        from signals.models.registry import store_root
+
+        return str(store_root())
+    except Exception:  # no BentoML home configured: nothing to hide
+        return ""
+
+
+def validation_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Pydantic's (or FastAPI's) error list as `[{field, message}]`, the field a dotted path of the input."""
+    out = []
+    for error in errors:
+        where = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        out.append(
+            {
+                "field": ".".join(where),
+                "message": str(error.get("msg", "invalid value")),
+                "type": str(error.get("type")),
+            }
+        )
+    return out
 
 
 def retry_headers(error: SignalsError) -> dict[str, str] | None:
-    """`Retry-After` for a 503 (the exchange or a model is unavailable for now), nothing otherwise."""
-    return {"Retry-After": str(RETRY_AFTER_S)} if error.error_code == HTTPStatus.SERVICE_UNAVAILABLE else None
+    """`Retry-After` for a 503 or 429 (the error's own delay when it knows one), nothing otherwise."""
+    if error.error_code not in RETRY_STATUSES:
+        return None
+    delay = getattr(error, "retry_after_s", None)
+    return {"Retry-After": str(max(1, math.ceil(delay)) if delay is not None else RETRY_AFTER_S)}
 
 
 def error_response(error: SignalsError) -> JSONResponse:
-    """BentoML's own body shape for errors: `[{"error": message}]`."""
-    return JSONResponse([{"error": str(error)}], status_code=int(error.error_code), headers=retry_headers(error))
+    status = int(error.error_code)
+    return JSONResponse(error_body(status, str(error)), status_code=status, headers=retry_headers(error))
 
 
-def answer_server_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Let 4xx domain errors reach BentoML (which answers them), and answer 5xx ones with their message."""
+def answer_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Answer every domain error in the one shape (BentoML hides 5xx messages and logs 4xx as tracebacks)."""
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         try:
             return await method(*args, **kwargs)
         except SignalsError as error:
-            if int(error.error_code) < 500:
-                raise
+            if int(error.error_code) >= 500:
+                logging.getLogger(method.__module__).warning("%s: %s", method.__name__, error)
             return error_response(error)
 
     return wrapper
+
+
+class ClientErrorsInOneLine(logging.Filter):
+    """BentoML logs every failed request, request validation included, as an ERROR with a traceback; a caller's
+    mistake is one line at INFO (the answer already tells the caller what to fix)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None:
+            return True
+        from pydantic import ValidationError
+
+        code = getattr(error, "error_code", None)
+        if isinstance(error, ValidationError) or (code is not None and int(code) < 500):
+            first = " ".join(str(error).split())[:200]
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {first}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_client_errors() -> None:
+    """Install `ClientErrorsInOneLine` on BentoML's request logger (idempotent)."""
+    target = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, ClientErrorsInOneLine) for f in target.filters):
+        target.addFilter(ClientErrorsInOneLine())
 
 
 def cors_config(settings: Settings) -> dict[str, Any]:

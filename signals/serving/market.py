@@ -2,8 +2,9 @@
 simulated demo market (`simulated`: the synthetic store, extended to the last closed candle as time goes on).
 
 Store: the tail of a file is cached until the file changes (mtime and size). Live: the tail is cached until
-the next candle closes; then only the candles missing since the last stored one are fetched, merged into the
-store (atomic write) and the cache. One lock per (symbol, timeframe) so concurrent requests fetch once.
+the next candle closes; then only the candles missing since the last stored one are fetched (one fetch per
+(symbol, timeframe) shared by its waiters), merged into the store (atomic write) and the cache, within a request
+budget and behind a circuit breaker (`_live_snapshot`).
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from signals.core.errors import NotEnoughCandles
+from signals.core.errors import CandleDataError, ExchangeUnavailable, NotEnoughCandles, StorageUnavailable
 from signals.core.settings import Settings
-from signals.core.timeframes import MODEL_TIMEFRAMES, last_closed_open, next_close, timeframe_delta, utc_now
+from signals.core.timeframes import MODEL_TIMEFRAMES, iso_z, last_closed_open, next_close, timeframe_delta, utc_now
 from signals.data.exchange import ExchangeConfig, ExchangeSource
 from signals.data.store import CandleStore, merge_candles
 from signals.data.synthetic import DEMO_SEED, SIMULATED_BASE, SYNTHETIC_EXCHANGE, extend_stored_market
 from signals.features.cnn import MIN_CANDLES, SERVING_TAIL, serving_window
 from signals.features.indicators import atr as average_true_range
 from signals.features.ppo import PPO_MIN_CANDLES, serving_market_window
+from signals.serving.breaker import CircuitBreaker
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ class MarketData:
     def __init__(self, settings: Settings, *, clock: Callable[[], pd.Timestamp] = utc_now) -> None:
         self.settings = settings
         self.store = CandleStore(settings.data_dir)
+        self.store.remove_orphans()  # what a writer killed mid-write left behind
         self.exchange_id = settings.exchange
         self.live = settings.source == "live"
         self.simulated = settings.source == "simulated"
@@ -91,6 +94,14 @@ class MarketData:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._paths: dict[tuple[str, str], str] = {}
         self._source: ExchangeSource | None = None
+        self._inflight: dict[tuple[str, str], asyncio.Task[MarketSnapshot]] = {}
+        self._unsaved: dict[tuple[str, str], pd.DataFrame] = {}
+        self.store_error: str | None = None
+        self.breaker = CircuitBreaker(
+            settings.exchange,
+            failures=settings.exchange_breaker_failures,
+            cooldown_s=settings.exchange_breaker_cooldown_s,
+        )
 
     @property
     def data_source(self) -> str:
@@ -106,9 +117,9 @@ class MarketData:
             cached = self._cache.get(key)
             if cached is not None and cached[0] == self._file_version(key):
                 return cached[1]
+        if self.live:
+            return await self._live_snapshot(symbol, timeframe)
         async with self._locks.setdefault(key, asyncio.Lock()):
-            if self.live:
-                return await self._live_snapshot(symbol, timeframe)
             return await self._store_snapshot(symbol, timeframe)
 
     async def simulate(self, symbol: str) -> None:
@@ -166,24 +177,106 @@ class MarketData:
         return snapshot
 
     async def _live_snapshot(self, symbol: str, timeframe: str) -> MarketSnapshot:
-        step = timeframe_delta(timeframe)
-        cached = self._cache.get((symbol, timeframe))
-        now = self.clock()
-        if cached is not None and now < next_close(cached[1].candle_time, timeframe):  # not replaced yet
+        """The cached tail until the next close; then one fetch per (symbol, timeframe) shared by every waiter
+        (single flight), answered within the request budget: a fetch still running after `exchange_budget_s`
+        goes on in the background (its candles serve the next request) and this one gets a 503 now."""
+        key = (symbol, timeframe)
+        cached = self._cache.get(key)
+        if cached is not None and self.clock() < next_close(cached[1].candle_time, timeframe):  # not replaced yet
             return cached[1]
+        task = self._inflight.get(key)
+        if task is None:
+            self.breaker.before_call()  # open: a 503 at once, with the cooldown as Retry-After
+            task = asyncio.create_task(self._fetch_live(symbol, timeframe), name=f"fetch {symbol} {timeframe}")
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._fetched(key, done))
+        budget = self.settings.exchange_budget_s
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout=budget)
+        except TimeoutError:
+            raise ExchangeUnavailable(
+                f"{self.exchange_id} has not answered for {symbol} {timeframe} within {budget:g} s; the fetch goes on "
+                "in the background, retry shortly",
+                retry_after_s=max(2.0, budget),
+            ) from None
+
+    def _fetched(self, key: tuple[str, str], task: asyncio.Task[MarketSnapshot]) -> None:
+        """A fetch ended: forget it, and tell the breaker how the exchange did (our own store errors aside)."""
+        self._inflight.pop(key, None)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            self.breaker.success()
+        elif isinstance(error, ExchangeUnavailable):
+            self.breaker.failure(error)
+
+    async def _fetch_live(self, symbol: str, timeframe: str) -> MarketSnapshot:
+        """Fetch what is missing since the last known candle until the tail reaches the last closed candle.
+
+        A page that stops short of it (truncated, or the exchange is late) or that breaks the candle contract is
+        asked again with backoff, and never served as fresh: after the retries it is a 503 saying what came."""
+        key = (symbol, timeframe)
+        step = timeframe_delta(timeframe)
+        cached = self._cache.get(key)
         if cached is not None:
             known = cached[1].candles
         else:
             known = await asyncio.to_thread(self.store.read_or_empty, self.exchange_id, symbol, timeframe)
-        since = known["timestamp"].iloc[-1] + step if len(known) else now - step * (SERVING_TAIL + 2)
         source = self._exchange_source()
-        fresh = await source.fetch(symbol, timeframe, since)
-        if len(fresh):
-            await asyncio.to_thread(self.store.write, self.exchange_id, symbol, timeframe, fresh)
-        tail = merge_candles(known, fresh).iloc[-SERVING_TAIL:].reset_index(drop=True)
+        attempts = self.settings.exchange_retries + 1
+        for attempt in range(attempts):
+            now = self.clock()
+            since = known["timestamp"].iloc[-1] + step if len(known) else now - step * (SERVING_TAIL + 2)
+            try:
+                fresh = await source.fetch(symbol, timeframe, since)
+            except CandleDataError as error:  # a malformed page: the exchange's fault, asked again
+                problem = f"a malformed page ({error})"
+            else:
+                known = merge_candles(known, fresh) if len(fresh) else known
+                await self._save(symbol, timeframe, known, fresh)
+                expected = last_closed_open(now, timeframe)
+                if known.empty or known["timestamp"].iloc[-1] >= expected:
+                    break  # current, or a market with no recent candles at all (422 below, not a retry)
+                last = iso_z(known["timestamp"].iloc[-1]) if len(known) else "nothing"
+                problem = f"candles up to {last}, {iso_z(expected)} expected (a truncated or late answer)"
+            if attempt + 1 == attempts:
+                raise ExchangeUnavailable(
+                    f"{self.exchange_id} gave {problem} for {symbol} {timeframe} after {attempts} attempt(s)"
+                )
+            await asyncio.sleep(self.settings.exchange_backoff_s * 2**attempt)
+        tail = known.iloc[-SERVING_TAIL:].reset_index(drop=True)
         snapshot = self._checked(MarketSnapshot(tail, self.data_source, _tick_size(source, symbol)), symbol, timeframe)
-        self._cache[(symbol, timeframe)] = (None, snapshot)  # an empty tail raised above: fetched again next time
+        self._cache[key] = (None, snapshot)  # an empty tail raised above: fetched again next time
         return snapshot
+
+    async def _save(self, symbol: str, timeframe: str, known: pd.DataFrame, fresh: pd.DataFrame) -> None:
+        """Write what was fetched (and anything an earlier failed write left) to the store. A full or read-only
+        disk does not fail the request: the candles serve from memory, health says the store is failing, and the
+        next write carries them."""
+        key = (symbol, timeframe)
+        pending = self._unsaved.pop(key, None)
+        frame = fresh if pending is None else merge_candles(pending, fresh)
+        if frame.empty:
+            return
+        try:
+            await asyncio.to_thread(self.store.write, self.exchange_id, symbol, timeframe, frame)
+            self.store_error = None
+        except StorageUnavailable as error:
+            self._unsaved[key] = frame
+            self.store_error = str(error)
+            logger.warning("serving %s %s from memory: %s", symbol, timeframe, error)
+
+    def status(self) -> dict[str, Any]:
+        """What health shows: the source, the exchange's circuit (live) and the store's last write error."""
+        return {
+            "source": self.settings.source,
+            "data_source": self.data_source,
+            "exchange": self.breaker.status() if self.live else None,
+            "store_error": self.store_error,
+            "unsaved_series": len(self._unsaved),
+            "degraded": (self.live and self.breaker.degraded) or self.store_error is not None,
+        }
 
     def _exchange_source(self) -> ExchangeSource:
         if self._source is None:

@@ -7,6 +7,7 @@ health says so with the reason, and the routes that need the ledger answer 503.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -18,6 +19,8 @@ from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe, utc_now
 from signals.features.labels import round_trip_cost
 from signals.serving import schemas
+from signals.serving.alerts.dispatcher import AlertDispatcher
+from signals.serving.alerts.outbox import RetryPolicy, sync_webhooks
 from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine
 from signals.serving.ledger.records import ms
@@ -51,9 +54,21 @@ class Operations:
         self.ledger_error = ledger_error
         self.scheduler: Scheduler | None = None
         self.hub: PushHub | None = None
+        self.alerts: AlertDispatcher | None = None
+        self.bot: Any = None
         if ledger is not None and writer is not None:
             self.hub = PushHub(ledger, poll_s=settings.stream_poll_s)
             writer.on_recorded(self.hub.poke)  # the worker that records wakes its own subscribers at once
+            if settings.alerts:
+                self.alerts = AlertDispatcher(
+                    ledger.engine,
+                    policy=RetryPolicy(max_attempts=settings.alert_max_attempts),
+                    lease_s=settings.alert_lease_s,
+                    chats=chat_sender(settings),
+                    render=alert_text_of(settings),
+                    health=self.health_components,
+                )
+                writer.on_recorded(self.alerts.poke)
 
     @classmethod
     def start(cls, settings: Settings) -> Operations:
@@ -71,12 +86,49 @@ class Operations:
         catalog = current_catalog(settings, ledger)
         return cls(settings, ledger, writer, catalog, MarketData(settings), error)
 
-    def start_background(self, engine: SignalEngine) -> None:
-        """The push stream's tail and, when enabled, the candle-close loop (in the server's event loop)."""
+    def start_background(self, engine: SignalEngine, *, first_worker: bool = True) -> None:
+        """The push stream's tail, the alert sender, the candle-close loop when enabled, and the Telegram bot when
+        a token is set (in one worker only: Telegram allows one poller per bot)."""
+        self._engine = engine
         if self.hub is not None:
             self.hub.present = engine.as_of_now
             self.hub.start()
+        if self.alerts is not None and self.ledger is not None:
+            sync_webhooks(self.ledger.engine, self.settings.webhooks)
+            self.alerts.start()
         self.start_scheduler(engine)
+        token = self.settings.telegram_token
+        if token is not None and first_worker and self.ledger is not None:
+            from signals.serving.alerts.telegram import EngineSource, SignalsBot
+
+            self.bot = SignalsBot(
+                token.get_secret_value(),
+                EngineSource(engine),
+                self.ledger.engine,
+                api_url=self.settings.telegram_api_url,
+                symbol=self.settings.telegram_symbol,
+            )
+            asyncio.get_running_loop().create_task(self._start_bot(), name="signals-telegram")
+
+    async def _start_bot(self) -> None:
+        try:
+            await self.bot.start()
+        except Exception as error:  # a bad token or an unreachable Bot API must not stop the server
+            logger.error("the Telegram bot did not start: %s", error)
+            self.bot = None
+
+    def health_components(self) -> dict[str, tuple[bool, str | None]]:
+        """What the alert watch compares: the exchange's circuit (live mode) and each served model."""
+        components: dict[str, tuple[bool, str | None]] = {}
+        engine = getattr(self, "_engine", None)
+        if engine is None:
+            return components
+        market = engine.market
+        if market.live:
+            components["exchange"] = (market.breaker.state != "closed", market.breaker.last_error)
+        for entry in engine.catalog.entries:
+            components[f"model {entry.name}"] = (entry.error is not None, entry.error)
+        return components
 
     def start_scheduler(self, engine: SignalEngine) -> None:
         if self.settings.scheduler and self.ledger is not None and self.writer is not None:
@@ -84,6 +136,10 @@ class Operations:
             self.scheduler.start()
 
     async def stop(self) -> None:
+        if self.bot is not None:
+            await self.bot.stop()
+        if self.alerts is not None:
+            await self.alerts.stop()
         if self.hub is not None:
             await self.hub.stop()
         if self.scheduler is not None:
@@ -159,6 +215,8 @@ class Operations:
             "ledger": ledger,
             "scheduler": None if self.scheduler is None else self.scheduler.status(),
             "push": None if self.hub is None else self.hub.status(),
+            "alerts": None if self.alerts is None else self.alerts.status(),
+            "market": engine.market.status(),
             "versions": {
                 "served": {e.name: e.version for e in engine.catalog.entries},
                 "shadow": {e.name: e.version for e in engine.catalog.shadows},
@@ -197,3 +255,19 @@ def scorecard_of(ledger: Ledger, settings: Settings, request: schemas.ScorecardR
         since_ms=None if request.since is None else ms(request.since),
     )
     return scorecard(rows, cost=round_trip_cost(settings.fee, settings.slippage), filters=filters)
+
+
+def chat_sender(settings: Settings) -> Any:
+    if settings.telegram_token is None:
+        return None
+    from signals.serving.alerts.telegram import TelegramChats
+
+    return TelegramChats(settings.telegram_token.get_secret_value(), settings.telegram_api_url)
+
+
+def alert_text_of(settings: Settings) -> Any:
+    if settings.telegram_token is None:
+        return None
+    from signals.serving.alerts.telegram import alert_text
+
+    return alert_text

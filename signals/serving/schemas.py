@@ -6,15 +6,56 @@ timezone-aware UTC and serialise as ISO-8601 with ``Z``.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    WithJsonSchema,
+    model_validator,
+)
+
+from signals.core.errors import InvalidSymbol
+from signals.core.symbols import SYMBOL_PATTERN, normalize_symbol
 
 Direction = Literal["LONG", "SHORT", "NO_TRADE"]
+# What requests accept, published as the schema's enum and pattern and enforced by validation, so that a request
+# the schema allows is never refused for its spelling (tests/e2e run schemathesis against the served schema).
+TimeframeName = Literal["1m", "5m", "15m", "30m", "1h", "2h", "4h", "1d"]
+# Times in requests: an ISO-8601 string with its offset (e.g. 2026-11-20T09:00:00Z), as the schema says; not a
+# bare number, which pydantic would otherwise read as epoch seconds.
+RequestTime = Annotated[AwareDatetime, Strict()]
+_SYMBOL = re.compile(SYMBOL_PATTERN)
+
+
+def checked_symbol(value: str) -> str:
+    """A symbol as a request may write it: a spelling `normalize_symbol` accepts and the published pattern
+    matches (no padding, base of at most 20 characters); the error says what is accepted."""
+    normalize_symbol(value)  # InvalidSymbol (a ValueError) says what is wrong and what is accepted
+    if not _SYMBOL.fullmatch(value):
+        raise InvalidSymbol(f"symbol {value[:40]!r} is not written as BTC/USDT, BTCUSDT or BTC-USDT (no spaces)")
+    return value
+
+
+SymbolName = Annotated[
+    str,
+    AfterValidator(checked_symbol),
+    Field(max_length=32, description="BTC/USDT, BTCUSDT or BTC-USDT", examples=["BTCUSDT"]),
+    WithJsonSchema({"type": "string", "pattern": SYMBOL_PATTERN, "maxLength": 32, "example": "BTCUSDT"}),
+]
 ActionName = Literal["HOLD", "BUY", "SELL"]
 Verdict = Literal["positive", "none", "negative", "insufficient_data"]
-_SYMBOL_HELP = "BTC/USDT, BTCUSDT or BTC-USDT"
+MODEL_NAME_PATTERN = r"^(cnn-lstm-[a-z0-9]{1,20}-[a-z0-9]{1,8}|ppo)-(1m|5m|15m|30m|1h|2h|4h|1d)$"
+MAX_SYMBOLS = 1000  # a list longer than any universe is refused by validation, before any work
+MAX_TIMEFRAMES = 8
+MIN_PRICE, MAX_PRICE = 1e-12, 1e12  # finite and positive, no subnormal or overflowing entries
 
 
 class Request(BaseModel):
@@ -22,23 +63,35 @@ class Request(BaseModel):
 
 
 class PredictRequest(Request):
-    symbol: str = Field(description=_SYMBOL_HELP, examples=["BTC/USDT"])
-    timeframe: str = Field(description="15m, 1h, 4h or 1d", examples=["1h"])
+    symbol: SymbolName
+    timeframe: TimeframeName = Field(description="15m, 1h, 4h or 1d have models", examples=["1h"])
 
 
 class BatchRequest(Request):
-    symbols: list[str] | None = Field(None, description="Default: every symbol with a model for the timeframe.")
-    timeframe: str = Field(examples=["15m"])
+    symbols: list[SymbolName] | None = Field(
+        None,
+        max_length=MAX_SYMBOLS,
+        description="Default: every symbol with a model for the timeframe. At most the served universe's size.",
+    )
+    timeframe: TimeframeName = Field(examples=["15m"])
 
 
 class SummaryRequest(Request):
-    symbol: str = Field(description=_SYMBOL_HELP, examples=["BTC/USDT"])
-    timeframes: list[str] | None = Field(None, description="Default: 15m, 1h, 4h, 1d.")
+    symbol: SymbolName
+    timeframes: list[TimeframeName] | None = Field(
+        None, max_length=MAX_TIMEFRAMES, description="Default: 15m, 1h, 4h, 1d."
+    )
 
 
 class Position(Request):
     side: Literal["flat", "long"] = "flat"
-    entry_price: float | None = Field(None, gt=0, description="Average entry price of the long position.")
+    entry_price: float | None = Field(
+        None,
+        ge=MIN_PRICE,
+        le=MAX_PRICE,
+        allow_inf_nan=False,
+        description=f"Average entry price of the long position: finite, {MIN_PRICE:g} to {MAX_PRICE:g}.",
+    )
 
     @model_validator(mode="after")
     def _entry_only_when_long(self) -> Position:
@@ -47,11 +100,34 @@ class Position(Request):
         return self
 
 
+_PRICE = {"type": "number", "minimum": MIN_PRICE, "maximum": MAX_PRICE}
+# What `Position` accepts, as a schema: flat (the default) with no entry price, or long with an optional one.
+POSITION_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"side": {"type": "string", "enum": ["flat"]}, "entry_price": {"type": "null"}},
+        },
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["side"],
+            "properties": {
+                "side": {"type": "string", "enum": ["long"]},
+                "entry_price": {"anyOf": [_PRICE, {"type": "null"}]},
+            },
+        },
+    ],
+    "description": "The caller's position: flat (default), or long with its average entry price.",
+}
+
+
 class ActionRequest(Request):
-    symbol: str = Field(description=_SYMBOL_HELP, examples=["BTC/USDT"])
-    timeframe: str | None = Field(None, description="Default: the configured PPO timeframe (1h).")
-    position: Position = Field(default_factory=Position)
-    include_explanation: bool = False
+    symbol: SymbolName
+    timeframe: TimeframeName | None = Field(None, description="Default: the configured PPO timeframe (1h).")
+    position: Annotated[Position, WithJsonSchema(POSITION_SCHEMA)] = Field(default_factory=Position)
+    include_explanation: StrictBool = False
 
 
 class EmptyRequest(Request):
@@ -203,16 +279,16 @@ Mode = Literal["live", "backfill", "shadow"]
 
 
 class ScorecardRequest(Request):
-    timeframe: str | None = Field(None, description="Only this timeframe.")
-    symbol: str | None = Field(None, description=_SYMBOL_HELP)
-    model_version: str | None = Field(None, description="Only this model version.")
+    timeframe: TimeframeName | None = Field(None, description="Only this timeframe.")
+    symbol: SymbolName | None = None
+    model_version: str | None = Field(None, max_length=64, description="Only this model version.")
     mode: Mode | None = Field(None, description="live, backfill or shadow; default: live and backfill.")
-    since: datetime | None = Field(None, description="Only signals of candles at or after this time (UTC).")
+    since: RequestTime | None = Field(None, description="Only signals of candles at or after this time.")
 
 
 class HistoryRequest(Request):
-    symbol: str = Field(description=_SYMBOL_HELP, examples=["BTC/USDT"])
-    timeframe: str | None = Field(None, description="Only this timeframe.")
+    symbol: SymbolName
+    timeframe: TimeframeName | None = Field(None, description="Only this timeframe.")
     limit: int = Field(100, ge=1, le=1000)
     mode: Mode | None = Field(None, description="Default: every mode.")
 
@@ -243,9 +319,9 @@ class HistoryResponse(BaseModel):
 
 
 class ReplayRequest(Request):
-    symbol: str = Field(description=_SYMBOL_HELP, examples=["BTC/USDT"])
-    timeframe: str = Field(examples=["1h"])
-    candle_time: datetime = Field(description="Open time (UTC) of the candle the recorded signal was computed at.")
+    symbol: SymbolName
+    timeframe: TimeframeName = Field(examples=["1h"])
+    candle_time: RequestTime = Field(description="Open time of the candle the recorded signal was computed at.")
 
 
 class Difference(BaseModel):
@@ -264,10 +340,14 @@ class ReplayResponse(BaseModel):
 
 
 class RefreshRequest(Request):
-    timeframe: str = Field(description="15m, 1h, 4h or 1d", examples=["1h"])
+    timeframe: TimeframeName = Field(description="15m, 1h, 4h or 1d have models", examples=["1h"])
 
 
 class VersionRequest(Request):
-    model: str = Field(description="Store name, e.g. cnn-lstm-btc-usdt-1h or ppo-1h.")
-    version: str | None = Field(None, description="Default: the newest stored version (promote).")
+    model: str = Field(
+        pattern=MODEL_NAME_PATTERN, max_length=96, description="Store name, e.g. cnn-lstm-btc-usdt-1h or ppo-1h."
+    )
+    version: str | None = Field(
+        None, pattern=r"^[a-z0-9]{1,64}$", description="Default: the newest stored version (promote)."
+    )
     force: bool = False

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import pandas as pd
 
-from signals.core.errors import InvalidInput, ModelNotFound
+from signals.core.errors import Conflict, ModelNotFound
 from signals.core.settings import Settings
 from signals.core.timeframes import utc_now
 from signals.features.labels import round_trip_cost
@@ -96,7 +96,7 @@ def promote(
     versions = _versions(model_name)
     candidate = version or versions[0]
     if candidate not in versions:
-        raise InvalidInput(f"{model_name} has no version {candidate!r}; stored: {', '.join(versions[:10])}")
+        raise ModelNotFound(f"{model_name} has no version {candidate!r}; stored: {', '.join(versions[:10])}")
     state = ledger.model_states().get(model_name, {})
     served = state.get("served_version")
     if served == candidate:
@@ -163,7 +163,7 @@ def rollback(ledger: Ledger, model_name: str, *, clock: Callable[[], pd.Timestam
     """Serve again the version served before the last promotion (or rollback)."""
     state = ledger.model_states().get(model_name)
     if not state or not state.get("served_version"):
-        raise InvalidInput(f"{model_name} has no served version recorded to roll back from")
+        raise Conflict(f"{model_name} has no served version recorded to roll back from")
     current = state["served_version"]
     previous = next(
         (
@@ -174,7 +174,7 @@ def rollback(ledger: Ledger, model_name: str, *, clock: Callable[[], pd.Timestam
         None,
     )
     if previous is None:
-        raise InvalidInput(f"{model_name}: no earlier served version is recorded")
+        raise Conflict(f"{model_name}: no earlier served version is recorded")
     now = ms(clock())
     ledger.set_model_state(model_name, previous, bool(state.get("pinned")), now)
     ledger.add_event(
@@ -200,7 +200,7 @@ def pin(
     now = ms(clock())
     if version is None:
         if current is None:
-            raise InvalidInput(f"{model_name} is not pinned")
+            raise Conflict(f"{model_name} is not pinned")
         ledger.set_model_state(model_name, current, False, now)
         ledger.add_event(
             {
@@ -215,7 +215,7 @@ def pin(
         )
         return Decision(model_name, current, current, False, "unpinned", {}, {})
     if version not in _versions(model_name):
-        raise InvalidInput(f"{model_name} has no version {version!r}")
+        raise ModelNotFound(f"{model_name} has no version {version!r}")
     ledger.set_model_state(model_name, version, True, now)
     ledger.add_event(
         {

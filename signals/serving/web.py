@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from signals.core.errors import DataNotFound, InvalidInput
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe, utc_now
 from signals.serving import legacy, schemas
-from signals.serving.compat import add_error_envelopes, split_csv
+from signals.serving.compat import SymbolList, SymbolPath, TimeframeList, add_error_envelopes, split_csv
 from signals.serving.engine import SignalEngine
 from signals.serving.push import Event, Interest, PushHub, Subscription
 
@@ -97,6 +97,11 @@ def create_web_app(
     async def docs() -> FileResponse:
         return FileResponse(openapi_page())
 
+    @app.get("/docs.json", include_in_schema=False)
+    async def docs_json(request: Request) -> JSONResponse:
+        """The OpenAPI document (`openapi.py`), built once; the service sets `app.state.openapi`."""
+        return JSONResponse(request.app.state.openapi())
+
     @app.get("/ui", include_in_schema=False)
     async def ui_without_slash() -> RedirectResponse:
         return RedirectResponse("/ui/", status_code=307)
@@ -105,11 +110,13 @@ def create_web_app(
 
     @app.get("/api/candles/{symbol}")
     async def candles(
-        symbol: str, timeframe: str = "1h", limit: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 300
+        symbol: SymbolPath,
+        timeframe: schemas.TimeframeName = "1h",
+        limit: Annotated[int, Query(ge=1, le=MAX_CANDLES)] = 300,
     ) -> dict[str, Any]:
         """The last closed candles of a pair (at most the serving tail), times in seconds since the epoch."""
         current = engine()
-        pair, tf = normalize_symbol(symbol), parse_timeframe(timeframe)
+        pair, tf = normalize_symbol(schemas.checked_symbol(symbol)), parse_timeframe(timeframe)
         if pair not in current.settings.universe:
             raise DataNotFound(f"{pair} is not in the served universe ({len(current.settings.universe)} pairs)")
         snapshot = await current.market.snapshot(pair, tf)
@@ -129,8 +136,8 @@ def create_web_app(
     @app.get("/api/stream")
     async def stream(
         request: Request,
-        timeframes: Annotated[str | None, Query(description="Comma-separated; default: all")] = None,
-        symbols: Annotated[str | None, Query(description="Comma-separated; default: all")] = None,
+        timeframes: TimeframeList = None,
+        symbols: SymbolList = None,
         kinds: Annotated[str | None, Query(description="signal, action; default: both")] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> StreamingResponse:

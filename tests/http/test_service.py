@@ -123,20 +123,20 @@ def restored_file(path: Path) -> Iterator[Path]:
 
 
 def bento_error(response: Any) -> str:
-    """The message of a BentoML route's error: a list-wrapped body `[{"error": ...}]`."""
+    """The message of an error in the one shape: `{"success": false, "status", "error", "detail"}`."""
     body = response.json()
-    assert isinstance(body, list) and set(body[0]) == {"error"}, body
-    message = body[0]["error"]
-    assert isinstance(message, str) and message
+    assert isinstance(body, dict) and body["success"] is False and body["status"] == response.status_code, body
+    message = body["error"]
+    assert isinstance(message, str) and message and body["detail"] == message
     return message
 
 
-def validation_errors(response: Any) -> list[tuple[str, list[Any]]]:
-    """A request that failed pydantic validation: `{"error": ..., "detail": [{type, loc, msg}, ...]}`."""
-    body = response.json()
-    assert isinstance(body, dict) and body["error"], body
-    assert all(item["msg"] for item in body["detail"])
-    return [(item["type"], item["loc"]) for item in body["detail"]]
+def validation_errors(response: Any) -> list[tuple[str, list[str]]]:
+    """A request that failed validation: the one shape with `errors: [{field, message, type}]`."""
+    bento_error(response)
+    items = response.json()["errors"]
+    assert all(item["message"] for item in items)
+    return [(item["type"], item["field"].split(".") if item["field"] else []) for item in items]
 
 
 def compat_error(response: Any) -> str:
@@ -384,19 +384,30 @@ def test_batch_defaults_to_every_symbol_with_a_model_on_the_timeframe(
 
 
 def test_batch_answers_what_it_can_and_lists_each_failure(client: TestClient, world: World) -> None:
-    body = post(client, "/batch", {"timeframe": "1h", "symbols": ["BTCUSDT", "NOT A SYMBOL", "SOL/USDT", "eth-usdt"]})
+    malformed = post(client, "/batch", {"timeframe": "1h", "symbols": ["eth-usdt", "NOT A SYMBOL"]})
+    assert malformed.status_code == 400 and validation_errors(malformed) == [("value_error", ["symbols", "1"])]
+    assert SYMBOL_HELP in bento_error(malformed)  # a spelling mistake is the caller's to fix before anything runs
+    body = post(client, "/batch", {"timeframe": "1h", "symbols": ["eth-usdt", "SOL/USDT"]})
     assert body.status_code == 200, body.text
     body = body.json()
-    assert [s["symbol"] for s in body["signals"]] == [BTC, ETH]
+    assert [s["symbol"] for s in body["signals"]] == [ETH]
     for signal in body["signals"]:
         assert_signal(signal, world, signal["symbol"], "1h")
     errors = {e["symbol"]: e for e in body["errors"]}
-    assert set(errors) == {"NOT A SYMBOL", "SOL/USDT"}
-    assert errors["NOT A SYMBOL"]["status"] == 400 and SYMBOL_HELP in errors["NOT A SYMBOL"]["message"]
+    assert set(errors) == {"SOL/USDT"}
     assert errors["SOL/USDT"]["status"] == 404
     assert "no CNN-LSTM model for SOL/USDT 1h" in errors["SOL/USDT"]["message"]
     assert "BTC/USDT 1h" in errors["SOL/USDT"]["message"]  # it lists what exists
     assert all(e["timeframe"] == "1h" for e in body["errors"])
+
+
+def test_batch_asks_for_at_most_the_universe_and_answers_a_failure_when_nothing_answered(client: TestClient) -> None:
+    too_many = post(client, "/batch", {"timeframe": "1h", "symbols": ["BTCUSDT", "ETHUSDT", "SOLUSDT", "ADAUSDT"]})
+    assert too_many.status_code == 400 and "at most 3 (the served universe)" in too_many.json()["error"]
+    huge = post(client, "/batch", {"timeframe": "1h", "symbols": ["BTCUSDT"] * 5000})
+    assert huge.status_code == 400 and huge.json()["errors"][0]["field"] == "symbols"  # refused by validation
+    none_served = post(client, "/batch", {"timeframe": "1h", "symbols": ["SOLUSDT"]})
+    assert none_served.status_code == 404 and "no pair could be answered" in none_served.json()["error"]
 
 
 # --- /summary ------------------------------------------------------------------------------------------
@@ -435,12 +446,17 @@ def test_the_consensus_counts_only_actionable_signals(world: World, catalog: Mod
     assert summary.consensus.score == pytest.approx(0.6)
 
 
-def test_summary_with_explicit_timeframes_and_no_model_has_no_consensus(client: TestClient) -> None:
-    body = post(client, "/summary", {"symbol": "SOL-USDT", "timeframes": ["1h", "1d"]}).json()
-    assert body["signals"] == {} and body["consensus"] is None
-    assert [(e["timeframe"], e["status"]) for e in body["errors"]] == [("1h", 404), ("1d", 404)]
+def test_summary_with_explicit_timeframes_and_no_model_is_a_404_naming_each(client: TestClient) -> None:
+    response = post(client, "/summary", {"symbol": "SOL-USDT", "timeframes": ["1h", "1d"]})
+    assert response.status_code == 404
+    message = bento_error(response)
+    assert "no pair could be answered" in message and "SOL/USDT 1h" in message and "SOL/USDT 1d" in message
+    partly = post(client, "/summary", {"symbol": BTC, "timeframes": ["1h", "1d"]}).json()
+    assert list(partly["signals"]) == ["1h"] and [(e["timeframe"], e["status"]) for e in partly["errors"]] == [
+        ("1d", 404)
+    ]
     response = post(client, "/summary", {"symbol": BTC, "timeframes": ["1h", "3h"]})
-    assert response.status_code == 400 and "accepted: " in bento_error(response)
+    assert response.status_code == 400 and validation_errors(response) == [("literal_error", ["timeframes", "1"])]
 
 
 # --- /action -------------------------------------------------------------------------------------------
@@ -519,7 +535,8 @@ def test_action_explanation_names_the_moves_and_the_open_return(client: TestClie
     ("position", "error_type", "where", "says"),
     [
         ({"side": "short"}, "literal_error", ["position", "side"], "'flat' or 'long'"),
-        ({"side": "long", "entry_price": -5}, "greater_than", ["position", "entry_price"], "greater than 0"),
+        ({"side": "long", "entry_price": -5}, "greater_than_equal", ["position", "entry_price"], "greater than or"),
+        ({"side": "long", "entry_price": 1e-320}, "greater_than_equal", ["position", "entry_price"], "greater than or"),
         ({"side": "flat", "entry_price": 100}, "value_error", ["position"], "entry_price applies only to side 'long'"),
         ({"side": "long", "size": 1}, "extra_forbidden", ["position", "size"], "not permitted"),
     ],
@@ -530,7 +547,20 @@ def test_action_refuses_a_bad_position_with_400(
     response = post(client, "/action", {"symbol": BTC, "position": position})
     assert response.status_code == 400, response.text
     assert validation_errors(response) == [(error_type, where)]
-    assert says in response.json()["detail"][0]["msg"]
+    assert says in response.json()["errors"][0]["message"]
+
+
+@pytest.mark.parametrize("number", [b"1e999", b"Infinity", b"NaN", b"-1e999"])
+def test_an_entry_price_must_be_a_finite_number(client: TestClient, number: bytes) -> None:
+    body = b'{"symbol": "BTC/USDT", "position": {"side": "long", "entry_price": ' + number + b"}}"
+    response = client.post("/action", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert validation_errors(response)[0][1] in (["position", "entry_price"], [])
+
+
+def test_include_explanation_must_be_a_real_boolean(client: TestClient) -> None:
+    response = post(client, "/action", {"symbol": BTC, "include_explanation": "yes"})
+    assert response.status_code == 400 and validation_errors(response) == [("bool_type", ["include_explanation"])]
 
 
 def test_action_for_a_timeframe_without_policy_is_404_listing_the_policies(client: TestClient) -> None:
@@ -601,7 +631,8 @@ def test_an_unknown_symbol_format_is_400_saying_what_is_accepted(client: TestCli
 def test_an_unknown_timeframe_is_400_listing_the_accepted_ones(client: TestClient) -> None:
     response = predict(client, BTC, "3h")
     assert response.status_code == 400
-    assert bento_error(response).endswith("accepted: " + ", ".join(TIMEFRAME_SECONDS))
+    assert validation_errors(response) == [("literal_error", ["timeframe"])]
+    assert all(f"'{tf}'" in bento_error(response) for tf in TIMEFRAME_SECONDS)
 
 
 def test_no_model_is_404_listing_the_models(client: TestClient) -> None:
@@ -727,6 +758,9 @@ def test_exchange_down_is_503_with_retry_after_while_the_rest_serves(world: Worl
             message = bento_error(down)
             assert "binance unavailable for ETH/USDT 1h after 2 attempt(s)" in message and "retry later" in message
             assert server.post("/models", json={}).status_code == 200
+            nothing = post(server, "/batch", {"timeframe": "1h", "symbols": ["ETHUSDT"]})  # every pair failed
+            assert nothing.status_code == 503 and nothing.headers["Retry-After"].isdigit()
+            assert "no pair could be answered: ETHUSDT 1h: binance unavailable" in bento_error(nothing)
             assert predict(server, BTC, "1h").json() == signal  # its candle is cached until the next one closes
             exchange.fail_next(0)
             assert predict(server, ETH, "1h").status_code == 200

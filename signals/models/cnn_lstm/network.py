@@ -4,7 +4,7 @@ Why this shape:
 - Conv1d blocks first: they learn short local patterns (a few bars of returns, wicks, volume bursts) with
   shared weights along time, which is cheap in parameters (same padding keeps every bar).
 - Then an average pool over `pool` bars (4 by default: 60 -> 15 steps). The LSTM is the sequential, costly
-  part; pooling the conv output cut training time per sample 1.8x at equal size (BENCHMARKS/MODELS.md
+  part; pooling the conv output cut training time 1.6-1.7x at equal size, same scores (BENCHMARKS/MODELS.md
   compare both), and the conv has already summarised each bar's neighbourhood.
 - An LSTM over the pooled sequence then carries slower context (trend, volatility regime) across the
   60 bars; only its last hidden state feeds the head, because the question is "what now".

@@ -11,7 +11,9 @@ loaded without unpickling anything.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -134,6 +136,38 @@ def _safe_objects(metadata: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+ZIP_ENTRIES: Final = frozenset(
+    {
+        "data",
+        "pytorch_variables.pth",
+        "policy.pth",
+        "policy.optimizer.pth",
+        "_stable_baselines3_version",
+        "system_info.txt",
+    }
+)
+
+
+def check_zip(tag: str, path: Path, replaced: set[str]) -> None:
+    """Refuse a policy zip that SB3 would unpickle anything from: an entry SB3's `save` does not write, or a
+    cloudpickled (``:serialized:``) value in ``data`` that `_safe_objects` does not replace. Runs before
+    ``PPO.load`` opens the file; the `.pth` entries are read by torch with ``weights_only=True``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            extra = sorted(set(archive.namelist()) - ZIP_ENTRIES)
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as error:
+        raise ModelIntegrityError(f"model {tag}: {POLICY_FILE} is not an SB3 policy archive ({error})") from error
+    if extra:
+        raise ModelIntegrityError(f"model {tag}: {POLICY_FILE} holds entries SB3 does not write: {extra}; refused")
+    pickled = sorted(k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v and k not in replaced)
+    if pickled:
+        raise ModelIntegrityError(
+            f"model {tag}: {POLICY_FILE} holds pickled values the loader does not replace: {pickled}; refused "
+            "(loading them would run code from the file)"
+        )
+
+
 def load_ppo(tag: str = "ppo-1h:latest", device: str = "cpu") -> PpoPolicy:
     """Load a stored policy for inference.
 
@@ -143,7 +177,9 @@ def load_ppo(tag: str = "ppo-1h:latest", device: str = "cpu") -> PpoPolicy:
     """
     stored = load_model(tag)
     check_contract(stored)
-    model = PPO.load(stored.file(POLICY_FILE), device=device, custom_objects=_safe_objects(stored.metadata))
+    replacements = _safe_objects(stored.metadata)
+    check_zip(stored.tag, stored.file(POLICY_FILE), set(replacements))
+    model = PPO.load(stored.file(POLICY_FILE), device=device, custom_objects=replacements)
     model.policy.set_training_mode(False)
     logger.info("loaded %s on %s", stored.tag, device)
     return PpoPolicy(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -11,10 +12,15 @@ import pandas as pd
 from signals.serving import schemas
 
 CLASS_CODE = {"SHORT": 0, "NO_TRADE": 1, "LONG": 2}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def ms(moment: Any) -> int:
-    """UTC epoch milliseconds of a timestamp or datetime."""
+    """UTC epoch milliseconds of a timestamp or datetime (any year a datetime holds: a request may name year 9999,
+    beyond pandas' nanosecond range; a naive datetime is UTC)."""
+    if isinstance(moment, datetime) and not isinstance(moment, pd.Timestamp):
+        aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        return (aware - EPOCH) // timedelta(milliseconds=1)
     return int(pd.Timestamp(moment).value // 1_000_000)
 
 

@@ -134,3 +134,49 @@ model_state = Table(
     Column("pinned", Boolean, nullable=False, default=False),  # a pin holds even when newer versions arrive
     Column("updated_ms", BigInteger, nullable=False),
 )
+
+
+alert_subscriptions = Table(
+    "alert_subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # webhook | telegram
+    Column("target", String(512), nullable=False),  # the URL, or the Telegram chat id
+    Column("secret", String(128)),  # HMAC key of a webhook (it must sign, so it is kept as given)
+    Column("filters", JSON, nullable=False),  # symbols, timeframes, directions, actionable_only, min_confidence, events
+    Column("active", Boolean, nullable=False, default=True),
+    Column("created_ms", BigInteger, nullable=False),
+    UniqueConstraint("kind", "target", name="uq_alert_target"),
+)
+
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscription_id", Integer, nullable=False),
+    Column("event_key", String(200), nullable=False),  # the receivers' idempotency key
+    Column("event_type", String(32), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | sending | delivered | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("lease_until_ms", BigInteger),  # a sender's claim; expired: the next sender takes the message
+    Column("delivered_ms", BigInteger),
+    Column("last_error", Text),
+    UniqueConstraint("subscription_id", "event_key", name="uq_outbox_once"),
+    Index("ix_outbox_due", "status", "next_attempt_ms"),
+)
+
+alert_attempts = Table(
+    "alert_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("outbox_id", Integer, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("status_code", Integer),  # the receiver's HTTP status; null when none came (timeout, refused)
+    Column("error", Text),
+    Column("duration_ms", Integer, nullable=False),
+    Index("ix_attempts_outbox", "outbox_id"),
+)

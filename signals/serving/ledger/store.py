@@ -24,13 +24,26 @@ from sqlalchemy.engine import Engine
 
 from signals.core.errors import LedgerUnavailable
 from signals.core.settings import Settings
+from signals.serving.alerts.outbox import enqueue, enqueue_action_events, enqueue_signal_events
+from signals.serving.alerts.rules import model_alert
 from signals.serving.ledger.schema import action_records, model_events, model_state, refresh_leases, signal_records
 
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_MS = 5000
 MIGRATION_LOCK_KEY = 4_720_311  # PostgreSQL advisory lock id: one migration at a time across replicas
-STREAM_LIMIT = 5000  # records one stream query returns at most (a resume further back starts at the newest)
+STREAM_LIMIT = 5000
+# What a newly recorded row's alert needs (RETURNING them saves reading the rows back).
+_ALERT_COLUMNS = {
+    "signal_records": (
+        "id", "model_name", "model_version", "symbol", "timeframe", "candle_ms", "mode", "direction", "actionable",
+        "confidence", "recorded_ms", "payload",
+    ),
+    "action_records": (
+        "id", "model_name", "model_version", "symbol", "timeframe", "candle_ms", "mode", "position", "action_name",
+        "actionable", "recorded_ms", "payload",
+    ),
+}  # fmt: skip  # records one stream query returns at most (a resume further back starts at the newest)
 
 
 def database_url(settings: Settings) -> str:
@@ -139,22 +152,29 @@ class Ledger:
         return sqlite_insert(table).on_conflict_do_nothing()
 
     def record_signals(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Insert signal records, each at most once; returns how many were new."""
-        return self._record(signal_records, rows)
+        """Insert signal records, each at most once; returns how many were new. The alerts their newly recorded
+        live signals make go into the outbox in the same transaction: recorded means alerted, or neither."""
+        return self._record(signal_records, rows, alerts=True)
 
     def record_actions(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        return self._record(action_records, rows)
+        """Insert action records, each at most once; a flat-position action that changed makes an alert (same
+        transaction)."""
+        return self._record(action_records, rows, alerts=True)
 
-    def _record(self, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    def _record(self, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, alerts: bool = False) -> int:
         if not rows:
             return 0
-        key = next(iter(table.primary_key.columns))
+        names = _ALERT_COLUMNS[table.name] if alerts else ("id",)
         with self.engine.begin() as connection:
             # One statement for the batch (SQLAlchemy's insertmanyvalues); RETURNING lists exactly the new rows
             # (rowcount is not portable with ON CONFLICT DO NOTHING).
-            statement = self._insert_ignoring_duplicates(table).returning(key)
-            new = len(connection.execute(statement, [dict(row) for row in rows]).all())
-        return new
+            statement = self._insert_ignoring_duplicates(table).returning(*(table.c[name] for name in names))
+            new = [dict(row) for row in connection.execute(statement, [dict(row) for row in rows]).mappings()]
+            if alerts and new:
+                now_ms = max(int(r["recorded_ms"]) for r in new)
+                enqueue_events = enqueue_signal_events if table is signal_records else enqueue_action_events
+                enqueue_events(connection, new, now_ms)
+        return len(new)
 
     def signal_at(
         self, symbol: str, timeframe: str, candle_ms: int, *, model_name: str | None = None, version: str | None = None
@@ -398,8 +418,13 @@ class Ledger:
 
     # --- model versions ---------------------------------------------------------------------------------------
     def add_event(self, event: Mapping[str, Any]) -> None:
+        """Record a model version event; a promotion or rollback is also an alert, enqueued in the same transaction."""
         with self.engine.begin() as connection:
-            connection.execute(sa.insert(model_events), dict(event))
+            inserted = connection.execute(sa.insert(model_events), dict(event)).inserted_primary_key
+            assert inserted is not None
+            alert = model_alert({**event, "id": inserted[0]})
+            if alert is not None:
+                enqueue(connection, [alert], int(event["at_ms"]))
 
     def events(self, model_name: str | None = None, *, limit: int = 200) -> list[dict[str, Any]]:
         query = sa.select(model_events)

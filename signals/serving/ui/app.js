@@ -35,21 +35,25 @@ const el = (tag, attrs = {}, ...children) => {
   return node;
 };
 
-async function post(route, body = {}) {
-  const response = await fetch(route, {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
+// A server with SIGNALS_API_KEYS set answers 401: ask for a key once, keep it in this browser only.
+const KEY_STORE = "signals-api-key";
+const apiKey = () => localStorage.getItem(KEY_STORE);
+const withKey = (headers = {}) => (apiKey() ? { ...headers, Authorization: `Bearer ${apiKey()}` } : headers);
+
+async function call(route, options, retried = false) {
+  const response = await fetch(route, { ...options, headers: withKey(options.headers) });
+  if (response.status === 401 && !retried) {
+    const key = window.prompt("This server needs an API key (it stays in this browser):");
+    if (key) { localStorage.setItem(KEY_STORE, key.trim()); return call(route, options, true); }
+  }
   const data = await response.json().catch(() => null);
   if (!response.ok) throw new Error(errorText(data) || `${route}: HTTP ${response.status}`);
   return data;
 }
 
-async function get(route) {
-  const response = await fetch(route);
-  const data = await response.json().catch(() => null);
-  if (!response.ok) throw new Error(errorText(data) || `${route}: HTTP ${response.status}`);
-  return data;
-}
+const post = (route, body = {}) =>
+  call(route, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+const get = (route) => call(route, {});
 
 function errorText(data) {
   if (!data) return null;
@@ -385,7 +389,8 @@ function connectStream() {
   const pill = $("stream-status");
   pill.dataset.state = "connecting";
   pill.textContent = "connecting";
-  const stream = new EventSource(`/api/stream?timeframes=${state.timeframe}&kinds=signal`);
+  const key = apiKey() ? `&api_key=${encodeURIComponent(apiKey())}` : "";  // EventSource cannot send headers
+  const stream = new EventSource(`/api/stream?timeframes=${state.timeframe}&kinds=signal${key}`);
   stream.onopen = () => { pill.dataset.state = "live"; pill.textContent = "live"; };
   stream.onerror = () => { pill.dataset.state = "reconnecting"; pill.textContent = "reconnecting"; };
   stream.addEventListener("signal", (message) => updateCard(JSON.parse(message.data)));

@@ -76,3 +76,30 @@ def test_console_script_is_installed() -> None:
     completed = subprocess.run([str(executable), "--help"], capture_output=True, text=True, timeout=60, check=False)
     assert completed.returncode == 0
     assert "candles" in completed.stdout
+
+
+def test_a_full_disk_is_one_line_and_exit_code_2_not_a_traceback(tmp_path: Path) -> None:
+    """A real write failure: the process may write at most 2 kB per file (RLIMIT_FSIZE), so the Parquet write
+    fails with EFBIG as it would with ENOSPC on a full disk."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def small_files() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with an error instead of a signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+
+    command = [str(Path(sys.executable).parent / "signals"), "demo-data", "--symbols", "BTC/USDT"]
+    done = subprocess.run(
+        [*command, "--timeframes", "1h", "--days", "30", "--data-dir", str(tmp_path / "data")],
+        preexec_fn=small_files,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr
+    assert "cannot write synthetic/BTC_USDT-1h.parquet in the candle store: File too large" in errors[0]
+    assert not list((tmp_path / "data").rglob("*.tmp"))  # nothing half-written left behind

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from signals.cli import app
-from signals.core.errors import CandleDataError, DataNotFound, InvalidInput, InvalidSymbol
+from signals.core.errors import StorageUnavailable, CandleDataError, DataNotFound, InvalidInput, InvalidSymbol
 from signals.data import store as store_module
 from signals.data.importer import read_candle_file
 from signals.data.store import CandleStore, atomic_write, find_gaps
@@ -73,12 +73,12 @@ def test_a_write_that_fails_halfway_leaves_the_old_file_intact(tmp_path: Path, m
     def crash_halfway(frame: pd.DataFrame, target: Path) -> None:
         def write(handle) -> None:  # type: ignore[no-untyped-def]
             handle.write(before[: len(before) // 2])
-            raise OSError("disk full")
+            raise OSError(28, "No space left on device")
 
         atomic_write(target, write)
 
     monkeypatch.setattr(store_module, "write_parquet_atomic", crash_halfway)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(StorageUnavailable, match="No space left on device"):
         store.write("binance", "BTC/USDT", "15m", random_walk_candles(80))
     assert path.read_bytes() == before
     pd.testing.assert_frame_equal(store.read("binance", "BTC/USDT", "15m"), original)
@@ -193,3 +193,30 @@ def test_real_files_import_with_their_documented_gaps(tmp_path: Path) -> None:
     (entry,) = list(store.entries())
     assert entry.bars == 34994
     assert [(g.last_before.isoformat(), g.missing_bars) for g in entry.gaps] == [("2023-03-24T12:30:00+00:00", 5)]
+
+
+def test_temp_files_a_killed_writer_left_are_removed_and_a_live_writers_are_kept(tmp_path: Path) -> None:
+    import os
+    import time as clock
+
+    store = CandleStore(tmp_path)
+    store.write("binance", "BTC/USDT", "1h", random_walk_candles(50, timeframe="1h"))
+    folder = tmp_path / "binance"
+    orphan, live = folder / ".BTC_USDT-1h.parquet.abc123.tmp", folder / ".BTC_USDT-1h.parquet.def456.tmp"
+    orphan.write_bytes(b"half a parquet file")
+    live.write_bytes(b"being written now")
+    old = clock.time() - 3600
+    os.utime(orphan, (old, old))
+    assert store.remove_orphans(older_than_s=60) == [orphan]
+    assert not orphan.exists() and live.exists()
+    assert len(store.read("binance", "BTC/USDT", "1h")) == 50  # the data file is untouched
+
+
+def test_a_write_the_file_system_refuses_is_one_storage_error_and_the_old_file_stays(tmp_path: Path) -> None:
+    store = CandleStore(tmp_path)
+    store.write("binance", "BTC/USDT", "1h", random_walk_candles(50, timeframe="1h"))
+    (tmp_path / "synthetic").write_text("a file where a directory should be")
+    with pytest.raises(StorageUnavailable, match=r"cannot write synthetic/BTC_USDT-1h.parquet in the candle store") as refused:
+        store.write("synthetic", "BTC/USDT", "1h", random_walk_candles(50, timeframe="1h"))
+    assert str(tmp_path) not in str(refused.value)  # the file is named relative to the store
+    assert len(store.read("binance", "BTC/USDT", "1h")) == 50

@@ -6,7 +6,9 @@ Everything runs on tiny seeded random-walk candles built here, so each test take
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -240,3 +242,119 @@ def test_cli_train_ppo_writes_the_policy_to_the_store(tmp_path: Path) -> None:
 
     missing = CliRunner().invoke(app, [*args, "--symbols", "DOGE/USDT", "--data-dir", str(tmp_path)])
     assert missing.exit_code == 2
+
+
+def _rewrite_zip(path: Path, change: Any) -> None:
+    """Rewrite a policy zip through `change(entries)` (a dict name -> bytes), as an attacker with the file could."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    change(entries)
+    path.chmod(0o644)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+
+
+def _record_new_hash(stored: Any) -> None:
+    """Update the model's recorded SHA-256 of its zip, so that only the zip's content can refuse it."""
+    import bentoml
+
+    from signals.models.registry import sha256_of
+
+    model = bentoml.models.get(stored.tag)
+    yaml_path = Path(model.path) / "model.yaml"
+    text = yaml_path.read_text()
+    old = str(model.info.metadata["sha256"][POLICY_FILE])
+    yaml_path.write_text(text.replace(old, sha256_of(Path(stored.file(POLICY_FILE)))))
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda entries: entries.__setitem__("evil.pkl", b"cos\nsystem\n."), "entries SB3 does not write"),
+        (
+            lambda entries: entries.__setitem__(
+                "data",
+                entries["data"].replace(
+                    b'"verbose"', b'"sneaky": {":type:": "x", ":serialized:": "gAR9lC4="}, "verbose"'
+                ),
+            ),
+            "pickled values the loader does not replace: ['sneaky']",
+        ),
+    ],
+    ids=["extra-entry", "extra-pickled-value"],
+)
+def test_a_policy_zip_with_extra_pickled_parts_is_refused_even_with_a_matching_hash(
+    trained: PpoTrainingResult, monkeypatch: pytest.MonkeyPatch, change: Any, says: str
+) -> None:
+    import cloudpickle
+    from stable_baselines3 import PPO
+
+    stored = import_ppo(trained)
+    _rewrite_zip(Path(stored.file(POLICY_FILE)), change)
+    _record_new_hash(stored)  # the hash check passes: the zip's own content must refuse it
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the zip was unpickled")
+
+    monkeypatch.setattr(PPO, "load", must_not_run)
+    monkeypatch.setattr(cloudpickle, "loads", must_not_run)
+    with pytest.raises(ModelIntegrityError, match=re.escape(says)):
+        load_ppo(stored.tag)
+
+
+def test_with_a_signing_key_a_swapped_zip_and_its_rewritten_hash_are_refused(
+    trained: PpoTrainingResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signals.core.settings import get_settings
+    from signals.models.registry import SIGNATURE_FILE
+
+    monkeypatch.setenv("SIGNALS_MODEL_SIGNING_KEY", "a-secret-the-model-store-does-not-hold")
+    get_settings.cache_clear()
+    try:
+        stored = import_ppo(trained)  # saved with the key: signed
+        assert (Path(stored.path) / SIGNATURE_FILE).is_file()
+        assert load_ppo(stored.tag).tag == stored.tag
+        other = import_ppo(trained)  # another valid policy zip, with its own correct hash
+        Path(stored.file(POLICY_FILE)).chmod(0o644)
+        Path(stored.file(POLICY_FILE)).write_bytes(Path(other.file(POLICY_FILE)).read_bytes() + b"\0")
+        _record_new_hash(stored)
+        with pytest.raises(ModelIntegrityError, match="signature does not match"):
+            load_ppo(stored.tag)
+        (Path(other.path) / SIGNATURE_FILE).unlink()
+        with pytest.raises(ModelIntegrityError, match="is not signed"):
+            load_ppo(other.tag)
+        monkeypatch.setenv("SIGNALS_MODEL_SIGNING_KEY", "another-key")
+        get_settings.cache_clear()
+        fresh = import_ppo(trained)
+        monkeypatch.setenv("SIGNALS_MODEL_SIGNING_KEY", "a-secret-the-model-store-does-not-hold")
+        get_settings.cache_clear()
+        with pytest.raises(ModelIntegrityError, match="signed with another key"):
+            load_ppo(fresh.tag)
+    finally:
+        monkeypatch.delenv("SIGNALS_MODEL_SIGNING_KEY")
+        get_settings.cache_clear()
+
+
+def test_signals_models_sign_signs_what_passes_its_hashes(trained: PpoTrainingResult, monkeypatch: Any) -> None:
+    from typer.testing import CliRunner
+
+    from signals.cli import app
+    from signals.core.settings import get_settings
+    from signals.models.registry import SIGNATURE_FILE
+
+    stored = import_ppo(trained)  # unsigned: no key yet
+    assert not (Path(stored.path) / SIGNATURE_FILE).exists()
+    unset = CliRunner().invoke(app, ["models", "sign", stored.tag])
+    assert unset.exit_code == 2 and "set SIGNALS_MODEL_SIGNING_KEY" in unset.output
+    monkeypatch.setenv("SIGNALS_MODEL_SIGNING_KEY", "k")
+    get_settings.cache_clear()
+    try:
+        signed = CliRunner().invoke(app, ["models", "sign", stored.tag])
+        assert signed.exit_code == 0 and f"signed {stored.tag}" in signed.output
+        assert load_ppo(stored.tag).tag == stored.tag
+    finally:
+        monkeypatch.delenv("SIGNALS_MODEL_SIGNING_KEY")
+        get_settings.cache_clear()

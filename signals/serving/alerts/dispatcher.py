@@ -1,0 +1,201 @@
+"""The sender: takes due messages from the outbox, delivers them (webhook POST, Telegram message), records each
+attempt; and the watch that turns health changes into alerts.
+
+It runs in every API worker (and as `signals alerts run`): claims are per message (`outbox.claim_due`), so senders
+share the work without sending a message twice at once. A sender killed mid-delivery loses its claim when the lease
+expires and the message goes out again under the same idempotency key: at least once, a repeat only after a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import httpx
+from sqlalchemy.engine import Engine
+
+from signals.serving.alerts import webhook
+from signals.serving.alerts.outbox import Claimed, RetryPolicy, claim_due, enqueue, outbox_counts, record_attempt
+from signals.serving.alerts.rules import health_alert
+
+logger = logging.getLogger(__name__)
+
+
+class ChatSender(Protocol):
+    """Sends a text to a chat (the Telegram bot, `telegram.py`)."""
+
+    async def send(self, chat_id: str, text: str) -> webhook.Outcome: ...
+
+
+class AlertDispatcher:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        policy: RetryPolicy | None = None,
+        chats: ChatSender | None = None,
+        render: Callable[[Mapping[str, Any]], str] | None = None,
+        health: Callable[[], Mapping[str, tuple[bool, str | None]]] | None = None,
+        poll_s: float = 1.0,
+        lease_s: float = 60.0,
+        timeout_s: float = 10.0,
+        concurrency: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.policy = policy or RetryPolicy()
+        self.chats = chats
+        self.render = render
+        self.health = health
+        self.poll_s = poll_s
+        self.lease_ms = int(lease_s * 1000)
+        self.timeout_s = timeout_s
+        self.concurrency = concurrency
+        self.clock = clock
+        self.sent: Counter[str] = Counter()
+        self.last_error: str | None = None
+        self._known_health: dict[str, bool] = {}
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # --- lifecycle ------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self.run(), name="signals-alerts")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def poke(self, *_: Any) -> None:
+        """Look at the outbox now (thread-safe: the ledger writer calls it after recording)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.watch_health()
+                while await self.deliver_due():
+                    pass
+                self.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the database may be down for a while: keep trying, say why
+                self.last_error = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+                logger.warning("alerts: %s", self.last_error)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+
+    # --- delivery -------------------------------------------------------------------------------------------
+    async def deliver_due(self) -> int:
+        """Claim and deliver what is due; how many were attempted."""
+        claimed = await asyncio.to_thread(claim_due, self.engine, self.now_ms(), self.lease_ms, self.concurrency * 4)
+        if not claimed:
+            return 0
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def one(message: Claimed) -> None:
+            async with gate:
+                await self.deliver(message)
+
+        await asyncio.gather(*(one(message) for message in claimed))
+        return len(claimed)
+
+    async def deliver(self, message: Claimed) -> str:
+        started = time.perf_counter()
+        outcome = await self._send(message)
+        status = await asyncio.to_thread(
+            record_attempt,
+            self.engine,
+            message,
+            ok=outcome.ok,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=int(1000 * (time.perf_counter() - started)),
+            now_ms=self.now_ms(),
+            policy=self.policy,
+        )
+        self.sent[status] += 1
+        if status == "dead":
+            logger.warning("alert %s to %s %s is dead after %d attempts", message.event_key, message.kind,
+                           message.target, message.attempts + 1)  # fmt: skip
+        return status
+
+    async def _send(self, message: Claimed) -> webhook.Outcome:
+        if message.kind == "webhook":
+            return await webhook.post(
+                self._http(), message.target, message.secret, message.event_type, message.event_key, message.payload
+            )
+        if message.kind == "telegram" and self.chats is not None:
+            text = self.render(message.payload) if self.render is not None else str(message.payload)
+            return await self.chats.send(message.target, text)
+        return webhook.Outcome(False, None, f"no sender for {message.kind} here (is SIGNALS_TELEGRAM_TOKEN set?)")
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout_s, follow_redirects=False)
+        return self._client
+
+    # --- health -----------------------------------------------------------------------------------------------
+    async def watch_health(self) -> int:
+        """Alerts for components whose health changed since the last look (the first look only learns)."""
+        if self.health is None:
+            return 0
+        now = self.health()
+        changed = [
+            health_alert(component, degraded, detail, self.now_ms())
+            for component, (degraded, detail) in now.items()
+            if component in self._known_health and self._known_health[component] != degraded
+        ]
+        self._known_health = {component: degraded for component, (degraded, _) in now.items()}
+        if not changed:
+            return 0
+
+        def write() -> int:
+            with self.engine.begin() as connection:
+                return enqueue(connection, changed, self.now_ms())
+
+        return await asyncio.to_thread(write)
+
+    def status(self) -> dict[str, Any]:
+        try:
+            counts = outbox_counts(self.engine)
+        except Exception as error:  # health must answer even when the database does not
+            counts = {"error": f"{type(error).__name__}"}  # type: ignore[dict-item]
+        return {
+            "running": self._task is not None,
+            "outbox": counts,
+            "sent": dict(self.sent),
+            "last_error": self.last_error,
+        }
+
+
+async def drain(dispatcher: AlertDispatcher, until: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
+    """Deliver until `until()` says done (tests and `signals alerts run --once`)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not await until():
+        await dispatcher.deliver_due()
+        await asyncio.sleep(0.05)

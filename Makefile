@@ -26,7 +26,8 @@ lint: install
 	$(BIN)/lint-imports
 
 # What the tests need beyond Python: Debian's PostgreSQL (the ledger's second database, started by the tests on
-# 127.0.0.1) and a headless Chromium with its WebDriver (the dashboard's tests). Installed with apt-get when missing
+# 127.0.0.1), a headless Chromium with its WebDriver (the dashboard's tests), and podman, runc and debootstrap (the
+# container image: `make image` and its test). Installed with apt-get when missing
 # and allowed (root); otherwise a one-line message and exit 2.
 .PHONY: system-deps
 system-deps:
@@ -34,6 +35,9 @@ system-deps:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	command -v podman >/dev/null 2>&1 || missing="$$missing podman"; \
+	command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || missing="$$missing runc"; \
+	command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing system packages:$$missing"; \
@@ -63,6 +67,18 @@ serve: install
 	@echo "  curl -s -X POST $(SERVE_URL)/predict -H 'Content-Type: application/json' -d '{\"symbol\": \"BTC/USDT\", \"timeframe\": \"1h\"}'"
 	$(BIN)/bentoml serve service:SignalService --host $(SERVE_HOST) --port $(SERVE_PORT)
 
+# `make image`: an OCI image of the bento, built here with podman (no Docker engine, no Docker Hub): a debootstrapped
+# Debian base (deploy/image/base.sh, cached), the demo models in the store, `bentoml build`, `bentoml containerize`.
+# Run it: podman run --rm --network=host -e SIGNALS_SOURCE=simulated -e SIGNALS_EXCHANGE=synthetic trading-signals:latest
+IMAGE_TAG ?= trading-signals:latest
+export CONTAINERS_CONF := $(CURDIR)/deploy/image/containers.conf
+.PHONY: image
+image: install system-deps
+	deploy/image/base.sh
+	SIGNALS_EXCHANGE=synthetic $(BIN)/signals bootstrap --backfill-days 0
+	$(BIN)/bentoml build
+	$(BIN)/bentoml containerize trading-signals:latest --backend podman -t $(IMAGE_TAG) --opt network=host
+
 # The reliability battery (issue 12): limits, fuzzing, exchange outage, runner kill, soak, full disk.
 .PHONY: chaos
 chaos: install
@@ -77,3 +93,4 @@ bench: install
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.live_loop
 	$(BIN)/python -m bench.fanout
+	$(BIN)/python -m bench.scale

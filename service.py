@@ -57,8 +57,10 @@ web_app = create_web_app(engine_slot, hub_slot, heartbeat_s=settings.stream_hear
 class SignalService:
     """See the module doc; the routes' contract is ../shared/DESIGN.md, "HTTP contract"."""
 
-    cnn_lstm = bentoml.depends(CnnLstmRunner)
-    ppo = bentoml.depends(PpoRunner)
+    # In one process tree by default; with SIGNALS_CNN_LSTM_URL / SIGNALS_PPO_URL set, each runner is its own
+    # deployment (`bentoml serve signals.runners.cnn_lstm:CnnLstmRunner`), reached by URL, scaled on its own.
+    cnn_lstm = bentoml.depends(CnnLstmRunner, url=settings.cnn_lstm_url)
+    ppo = bentoml.depends(PpoRunner, url=settings.ppo_url)
 
     def __init__(self) -> None:
         settings = get_settings()

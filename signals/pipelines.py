@@ -22,7 +22,7 @@ from signals.core.errors import SignalsError
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe, timeframe_seconds
 from signals.data.store import CandleStore
-from signals.data.synthetic import DEMO_SEED, SYNTHETIC_EXCHANGE, extend_stored_market, synthetic_universe
+from signals.data.synthetic import DEMO_DAYS, DEMO_SEED, SYNTHETIC_EXCHANGE, extend_stored_market, synthetic_universe
 
 if TYPE_CHECKING:
     from signals.models.cnn_lstm.network import CnnLstmConfig
@@ -36,7 +36,6 @@ DEMO_SYMBOLS: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 DEMO_PPO_TIMEFRAME = "1h"
 # 730 daily bars: ~630 labelled 1d windows, enough for a purged train / validation / test split (each
 # boundary drops lookback + horizon = 64 samples) and far more than a serving window needs (93 bars).
-DEMO_DAYS = 730
 DEMO_EPOCHS = 3
 DEMO_PPO_TIMESTEPS = 2048
 # Demo training reads only the most recent bars of each series: minutes, not hours, on two cores.

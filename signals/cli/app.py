@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -58,13 +59,26 @@ def emit_table(rows: list[dict[str, Any]], *, as_json: bool, title: str | None =
     if as_json:
         stdout.print_json(json.dumps(rows, default=str))
         return
+    if not rows:
+        stdout.print("(nothing)")
+        return
     table = Table(title=title)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     for column in columns:
         table.add_column(column)
     for row in rows:
         table.add_row(*("" if row.get(column) is None else str(row[column]) for column in columns))
-    stdout.print(table if rows else "(nothing)")
+    if Measurement.get(stdout, stdout.options.update_width(100_000), table).maximum <= stdout.width:
+        stdout.print(table)
+        return
+    # Too wide for this terminal: one field per line for each row, rather than columns squeezed to an ellipsis.
+    for number, row in enumerate(rows, start=1):
+        record = Table(title=f"{title or 'row'} ({number} of {len(rows)})", show_header=False)
+        record.add_column("field", style="bold")
+        record.add_column("value", overflow="fold")
+        for column in columns:
+            record.add_row(column, "" if row.get(column) is None else str(row[column]))
+        stdout.print(record)
 
 
 def progress_bar() -> Progress:

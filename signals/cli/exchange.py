@@ -30,7 +30,6 @@ from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe
 from signals.data.exchange import ExchangeConfig, ExchangeSource, SyncResult, sync_candles
 from signals.data.store import CandleStore
-from signals.testing.local_exchange import LocalExchange
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +126,10 @@ def exchange_server(
     exchange: ExchangeOption = None,
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")] = 8765,
 ) -> None:
-    """Serve the candle store as a local Binance-compatible API on 127.0.0.1 until Ctrl-C."""
+    """Serve the candle store as a local Binance-compatible API on 127.0.0.1 until Ctrl-C (a development tool: it
+    is not in the bento, where `signals.testing` does not ship)."""
+    from signals.testing.local_exchange import LocalExchange
+
     store = CandleStore(data_dir_or_default(data_dir))
     try:
         server = LocalExchange(store, exchange_id=exchange_or_default(exchange), port=port)

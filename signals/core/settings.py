@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     signal_cache_size: int = Field(4096, ge=0, description="Signals kept per (model version, last closed candle).")
     max_batch_size: int = Field(64, ge=1, description="Adaptive batching: most windows per runner call.")
     max_latency_ms: int = Field(1000, ge=1, description="Adaptive batching deadline (generous: it sheds load).")
+    cnn_lstm_url: str | None = Field(None, description="The CNN-LSTM runner as a service of its own (URL).")
+    ppo_url: str | None = Field(None, description="The PPO runner as a service of its own (URL).")
     runner_timeout_s: float = Field(
         5.0, gt=0, description="A runner call that takes longer is a 503 (below the 10 s request timeout)."
     )

@@ -30,6 +30,7 @@ from signals.core.errors import InvalidInput
 
 # Exchange id of the synthetic market in the candle store; answers built from it say data_source "synthetic".
 SYNTHETIC_EXCHANGE: Final = "synthetic"
+DEMO_DAYS: Final = 730  # the demo market's history: 1d models need ~600 bars to train, 460 to serve
 DEMO_SEED: Final = 7  # the demo market's seed: its history (`signals bootstrap`) and its continuation (simulated)
 logger = logging.getLogger(__name__)
 
@@ -459,3 +460,16 @@ def extend_stored_market(
         if len(coarse):
             store.write(exchange, symbol, timeframe, coarse)
     return len(fresh)
+
+
+def seed_stored_market(
+    store: CandleStore, exchange: str, symbol: str, timeframes: Iterable[str], until: pd.Timestamp, *, seed: int
+) -> bool:
+    """Give a symbol with no stored base series the demo's history up to `until` (a container or a fresh machine
+    serving `SIGNALS_SOURCE=simulated` with no `signals bootstrap` run); False when it already has one."""
+    if store.exists(exchange, symbol, SIMULATED_BASE):
+        return False
+    frames = synthetic_universe([symbol], timeframes, DEMO_DAYS, seed, end=until, base_timeframe=SIMULATED_BASE)
+    for (name, timeframe), candles in frames.items():
+        store.write(exchange, name, timeframe, candles)
+    return True

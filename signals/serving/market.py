@@ -25,7 +25,13 @@ from signals.core.settings import Settings
 from signals.core.timeframes import MODEL_TIMEFRAMES, iso_z, last_closed_open, next_close, timeframe_delta, utc_now
 from signals.data.exchange import ExchangeConfig, ExchangeSource
 from signals.data.store import CandleStore, merge_candles
-from signals.data.synthetic import DEMO_SEED, SIMULATED_BASE, SYNTHETIC_EXCHANGE, extend_stored_market
+from signals.data.synthetic import (
+    DEMO_SEED,
+    SIMULATED_BASE,
+    SYNTHETIC_EXCHANGE,
+    extend_stored_market,
+    seed_stored_market,
+)
 from signals.features.cnn import MIN_CANDLES, SERVING_TAIL, serving_window
 from signals.features.indicators import atr as average_true_range
 from signals.features.ppo import PPO_MIN_CANDLES, serving_market_window
@@ -131,6 +137,15 @@ class MarketData:
         async with self._simulating.setdefault(symbol, asyncio.Lock()):
             if self._simulated_to.get(symbol, target - timeframe_delta(SIMULATED_BASE)) >= target:
                 return
+            await asyncio.to_thread(  # a fresh machine or a container: the demo's history first
+                seed_stored_market,
+                self.store,
+                self.exchange_id,
+                symbol,
+                list(MODEL_TIMEFRAMES),
+                target,
+                seed=DEMO_SEED,
+            )
             await asyncio.to_thread(
                 extend_stored_market,
                 self.store,

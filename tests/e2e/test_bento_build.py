@@ -86,5 +86,12 @@ def test_bentoml_build_references_the_runner_models(bentoml_home: Path) -> None:
     assert (src / "signals" / "cli" / "bootstrap.py").is_file() and (src / "signals" / "features" / "cnn.py").is_file()
     assert not (src / "tests").exists() and not (src / "data").exists() and not (src / ".venv").exists()
     assert not (src / "signals" / "testing").exists()  # test doubles do not ship
+    shipped = {p.relative_to(src).as_posix() for p in (src / "signals").rglob("*") if p.is_file()}
+    package = {
+        p.relative_to(REPO_ROOT).as_posix()
+        for p in (REPO_ROOT / "signals").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and "testing" not in p.parts
+    }
+    assert package <= shipped, sorted(package - shipped)  # every module (signals/data too), the page, migrations
     requirements = (bento / "env" / "python" / "requirements.txt").read_text()
     assert "bentoml==1.4.39" in requirements and "torch" in requirements

@@ -8,7 +8,11 @@ recorded once; /metrics shows the leader and follower counts of every worker tog
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +22,7 @@ import sqlalchemy as sa
 
 from signals.serving.ledger.schema import refresh_leases, signal_records
 from tests.support.postgres import Postgres
-from tests.support.servers import bentoml_server
+from tests.support.servers import Server, bentoml_server
 from tests.support.world import World, build_world
 
 pytestmark = pytest.mark.slow
@@ -133,3 +137,53 @@ def test_two_servers_on_one_postgresql_refresh_each_candle_once(
         one = httpx.post(f"{first.url}/predict", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=30).json()
         two = httpx.post(f"{second.url}/predict", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=30).json()
         assert one["probabilities"] == two["probabilities"] and one["candle_time"] == two["candle_time"]
+
+        # Kill the replica that led every refresh (SIGKILL, every process of it): nothing it recorded is lost, and
+        # the other replica serves the same signals, records a new candle once, and answers its history.
+        before = record_keys(url)
+        kill_replica(first)
+        assert (
+            httpx.post(f"{second.url}/predict", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=30).json()[
+                "probabilities"
+            ]
+            == one["probabilities"]
+        )
+        add_candle(world, "1h")
+        refreshed = httpx.post(f"{second.url}/admin/refresh", json={"timeframe": "1h"}, timeout=60).json()
+        assert refreshed["recorded"] == refreshed["signals"] > 0
+        after = record_keys(url)
+        assert before < after and len(after) == len(before) + refreshed["signals"]  # kept, plus each new one once
+        history = httpx.post(f"{second.url}/history", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=30).json()
+        assert len(history["items"]) >= 2  # the killed replica's record and the survivor's
+
+
+def record_keys(url: str) -> set[tuple[str, str, int]]:
+    """(model version, symbol, candle) of every recorded signal; the count equals the set's size (each once)."""
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(signal_records.c.model_version, signal_records.c.symbol, signal_records.c.candle_ms)
+        ).all()
+    engine.dispose()
+    keys = {(str(v), str(s), int(c)) for v, s, c in rows}
+    assert len(keys) == len(rows)
+    return keys
+
+
+def kill_replica(server: Server) -> None:
+    """SIGKILL a server and every worker of it (the workers run in their own process groups)."""
+    children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
+    for pid in [*map(int, children), server.process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    server.process.wait(10)
+
+
+def add_candle(world: World, timeframe: str) -> None:
+    from signals.data.store import CandleStore
+    from tests.support.factories import next_bar
+    from tests.support.world import EXCHANGE
+
+    store = CandleStore(world.data_dir)
+    for symbol in world.symbols:
+        store.write(EXCHANGE, symbol, timeframe, next_bar(store.read(EXCHANGE, symbol, timeframe), timeframe))

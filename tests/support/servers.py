@@ -39,11 +39,13 @@ class Server:
 
 
 @contextmanager
-def bentoml_server(env: Mapping[str, str], log_dir: Path, *, name: str = "serve") -> Iterator[Server]:
-    """`bentoml serve service:SignalService` with `env` on top of this process's environment."""
+def bentoml_server(
+    env: Mapping[str, str], log_dir: Path, *, name: str = "serve", target: str = "service:SignalService"
+) -> Iterator[Server]:
+    """`bentoml serve <target>` (default: the whole service) with `env` on top of this process's environment."""
     port = free_port()
     log = log_dir / f"{name}.log"
-    command = [str(Path(sys.executable).parent / "bentoml"), "serve", "service:SignalService"]
+    command = [str(Path(sys.executable).parent / "bentoml"), "serve", target]
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [*command, "--host", "127.0.0.1", "--port", str(port)],

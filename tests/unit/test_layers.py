@@ -70,3 +70,24 @@ def test_service_and_runners_import_and_load_models_with_training_modules_blocke
     )
     assert probe.returncode == 0, probe.stderr[-3000:]
     assert probe.stdout.split() == ["ok", cnn.tag, ppo.tag]
+
+
+def test_the_cli_imports_without_the_test_doubles_that_the_bento_leaves_out() -> None:
+    """The image runs `python -m signals ledger migrate`; `signals.testing` is not in it."""
+    probe = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name == "signals.testing" or name.startswith("signals.testing."):
+                    raise ImportError("signals.testing is not shipped")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        sys.argv = ["signals", "--help"]
+        import signals.cli
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -19,5 +19,6 @@ def test_the_bento_installs_exactly_the_project_dependencies() -> None:
 def test_the_bento_includes_the_package_and_excludes_its_test_doubles() -> None:
     bento = yaml.safe_load((REPO_ROOT / "bentofile.yaml").read_text())
     assert {"service.py", "signals/**/*.py"} <= set(bento["include"])
-    assert "signals/testing/" in bento["exclude"] and "tests/" in bento["exclude"]
+    assert "/signals/testing/" in bento["exclude"] and "/tests/" in bento["exclude"]  # anchored at the root
+    assert all(p.startswith(("/", "**/")) for p in bento["exclude"])  # "data/" alone also dropped signals/data/
     assert bento["service"] == "service:SignalService"

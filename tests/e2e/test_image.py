@@ -1,0 +1,131 @@
+"""The container image, built and run here: `make image`'s steps (the debootstrapped base, `bentoml build`,
+`bentoml containerize` with podman) on the test world's models, then the image run with podman on 127.0.0.1:
+ready, a /predict from the bento's own models, and the migration command of the deployment's Job.
+
+The figures (image size, build and start times) are saved in test-artifacts/image.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.browser import ARTIFACTS
+from tests.support.paths import REPO_ROOT
+from tests.support.servers import free_port
+from tests.support.world import World, build_world
+
+pytestmark = pytest.mark.slow
+CONF = {"CONTAINERS_CONF": str(REPO_ROOT / "deploy" / "image" / "containers.conf")}
+
+
+def run(command: list[str], *, timeout: float, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+        env={**os.environ, **CONF, **(env or {})},
+    )
+    assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    if shutil.which("podman") is None:
+        pytest.fail("podman is missing: run `make system-deps` (apt-get install podman runc debootstrap)")
+    return build_world(tmp_path_factory.mktemp("image-world"))
+
+
+@pytest.fixture(scope="module")
+def image(world: World) -> Iterator[tuple[str, dict[str, float]]]:
+    figures: dict[str, float] = {}
+    started = time.monotonic()
+    run([str(REPO_ROOT / "deploy" / "image" / "base.sh")], timeout=900)
+    figures["base_s"] = round(time.monotonic() - started, 1)
+    bin_dir = Path(sys.executable).parent
+    started = time.monotonic()
+    built = run([str(bin_dir / "bentoml"), "build", "-o", "tag"], timeout=300, env=world.env())
+    tag = next(line for line in built.stdout.splitlines() if line.startswith("__tag__:")).removeprefix("__tag__:")
+    image_tag = f"localhost/trading-signals-test:{uuid.uuid4().hex[:8]}"
+    run(
+        [
+            str(bin_dir / "bentoml"),
+            "containerize",
+            tag,
+            "--backend",
+            "podman",
+            "-t",
+            image_tag,
+            "--opt",
+            "network=host",
+        ],
+        timeout=1200,
+    )
+    figures["build_s"] = round(time.monotonic() - started, 1)
+    size = run(["podman", "image", "inspect", "--format", "{{.Size}}", image_tag], timeout=60).stdout.strip()
+    figures["size_mb"] = round(int(size) / 1e6, 1)
+    try:
+        yield image_tag, figures
+    finally:
+        subprocess.run(["podman", "rmi", "-f", image_tag], capture_output=True, env={**os.environ, **CONF})
+
+
+def test_the_image_serves_the_bentos_models_on_loopback(
+    world: World, image: tuple[str, dict[str, float]], tmp_path: Path
+) -> None:
+    image_tag, figures = image
+    data = tmp_path / "data"
+    shutil.copytree(world.data_dir, data)
+    for folder in [data, *data.rglob("*")]:
+        folder.chmod(0o777 if folder.is_dir() else 0o666)  # the container runs as its own user
+    port = free_port()
+    name = f"signals-test-{uuid.uuid4().hex[:8]}"
+    env = {**world.env(), "SIGNALS_DATA_DIR": "/data"}
+    options = [arg for key, value in env.items() for arg in ("-e", f"{key}={value}")]
+    started = time.monotonic()
+    run(
+        ["podman", "run", "-d", "--rm", "--name", name, "--network=host", "-v", f"{data}:/data", *options, image_tag,
+         "--host", "127.0.0.1", "--port", str(port)],
+        timeout=120,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            logs = subprocess.run(["podman", "logs", name], capture_output=True, text=True, env={**os.environ, **CONF})
+            pytest.fail(f"the container was not ready in 180 s:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+        figures["ready_s"] = round(time.monotonic() - started, 1)
+        signal = httpx.post(f"{url}/predict", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=60)
+        assert signal.status_code == 200, signal.text
+        assert signal.json()["symbol"] == "BTC/USDT" and signal.json()["data_source"] == "synthetic"
+        assert httpx.get(f"{url}/ui/").status_code == 200
+    finally:
+        subprocess.run(["podman", "rm", "-f", name], capture_output=True, env={**os.environ, **CONF})
+    migrated = run(
+        ["podman", "run", "--rm", "--network=host", "-e", "SIGNALS_DATABASE_URL=sqlite:////tmp/ledger.db", image_tag,
+         "python", "-m", "signals", "ledger", "migrate"],
+        timeout=120,
+    )  # fmt: skip
+    assert "head" in (migrated.stdout + migrated.stderr).lower() or migrated.returncode == 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "image.json").write_text(json.dumps(figures))

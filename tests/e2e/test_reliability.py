@@ -89,7 +89,7 @@ def test_an_oversized_body_is_refused_at_once_and_stalls_nobody(server: Server) 
 
 def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(server: Server) -> None:
     st = Path(sys.executable).parent / "st"
-    command = [str(st), "run", f"{server.url}/docs.json", "--checks", "all", "--max-examples", "15", "--seed", "11"]
+    command = [str(st), "run", f"{server.url}/docs.json", "--checks", "all", "--max-examples", "10", "--seed", "11"]
     command += ["--exclude-path", "/api/stream", "--request-timeout", "20", "--no-color"]  # an endless stream
     done = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-4000:]
@@ -115,7 +115,7 @@ def test_killing_a_runner_worker_gives_503_with_retry_after_and_cached_signals_k
 
             os.kill(runner_pid(server, "ppo_runner"), signal.SIGKILL)
             os.kill(runner_pid(server, "cnn_lstm_runner"), signal.SIGKILL)
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 12  # the worker restarts within a few seconds
             while time.monotonic() < deadline:
                 await asyncio.gather(
                     ask("/predict", BTC),

@@ -25,7 +25,7 @@ from tests.support.paths import REPO_ROOT
 from tests.support.servers import free_port
 from tests.support.world import World, build_world
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]  # a cold base image and containerize: minutes
 CONF = {"CONTAINERS_CONF": str(REPO_ROOT / "deploy" / "image" / "containers.conf")}
 
 

@@ -35,6 +35,7 @@ from signals.features.ppo import LONG_POSITION
 from signals.features.ppo import observation as observation_with_position
 from signals.models.families import PPO
 from signals.serving import schemas
+from signals.serving.background import within
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.explain import explain
 from signals.serving.gate import STALE_REASON, action_gate, consensus, signal_gate
@@ -464,7 +465,7 @@ async def runner_call(family: str, call: Awaitable[T], timeout_s: float = 5.0) -
     `timeout_s`) is a 503 with Retry-After, never a 500 or the server's 504: the rest of the API (cached signals,
     the ledger, the other family) serves on."""
     try:
-        return await asyncio.wait_for(call, timeout=timeout_s)
+        return await within(call, timeout_s)
     except SignalsError:
         raise
     except asyncio.CancelledError:

@@ -35,6 +35,7 @@ from signals.data.synthetic import (
 from signals.features.cnn import MIN_CANDLES, SERVING_TAIL, serving_window
 from signals.features.indicators import atr as average_true_range
 from signals.features.ppo import PPO_MIN_CANDLES, serving_market_window
+from signals.serving.background import within
 from signals.serving.breaker import CircuitBreaker
 
 logger = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ class MarketData:
             task.add_done_callback(lambda done: self._fetched(key, done))
         budget = self.settings.exchange_budget_s
         try:
-            return await asyncio.wait_for(asyncio.shield(task), timeout=budget)
+            return await within(asyncio.shield(task), budget)
         except TimeoutError:
             raise ExchangeUnavailable(
                 f"{self.exchange_id} has not answered for {symbol} {timeframe} within {budget:g} s; the fetch goes on "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pandas as pd
@@ -21,6 +22,7 @@ from signals.features.labels import round_trip_cost
 from signals.serving import schemas
 from signals.serving.alerts.dispatcher import AlertDispatcher
 from signals.serving.alerts.outbox import RetryPolicy, sync_webhooks
+from signals.serving.background import STOP_TIMEOUT_S, within
 from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine
 from signals.serving.ledger.records import ms
@@ -136,16 +138,24 @@ class Operations:
             self.scheduler.start()
 
     async def stop(self) -> None:
+        """Stop every background part, each within its own bound: a shutdown never hangs on one of them."""
+        writer = self.writer
+        parts: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         if self.bot is not None:
-            await self.bot.stop()
+            parts.append(("the Telegram bot", self.bot.stop))
         if self.alerts is not None:
-            await self.alerts.stop()
+            parts.append(("the alert sender", self.alerts.stop))
         if self.hub is not None:
-            await self.hub.stop()
+            parts.append(("the push stream", self.hub.stop))
         if self.scheduler is not None:
-            await self.scheduler.stop()
-        if self.writer is not None:
-            self.writer.close()
+            parts.append(("the scheduler", self.scheduler.stop))
+        if writer is not None:
+            parts.append(("the ledger writer", lambda: asyncio.to_thread(writer.close)))
+        for name, stop in parts:
+            try:
+                await within(stop(), 2 * STOP_TIMEOUT_S)
+            except Exception as error:  # stop the rest regardless
+                logger.error("stopping %s: %s: %s", name, type(error).__name__, error)
         if self.ledger is not None:
             self.ledger.close()
 

@@ -27,6 +27,7 @@ import pandas as pd
 from signals.core.errors import InvalidInput
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe, utc_now
+from signals.serving.background import stop_task, wait_event
 from signals.serving.ledger.records import ms
 from signals.serving.ledger.store import STREAM_LIMIT, Ledger, stream_order
 
@@ -179,12 +180,7 @@ class PushHub:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_task(task)
         for subscription in list(self.subscriptions):
             subscription.close()
 
@@ -227,10 +223,7 @@ class PushHub:
     # --- the tail -------------------------------------------------------------------------------------------
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self.poll_s)
             self._wake.clear()
             try:
                 await self.tail()

@@ -31,6 +31,7 @@ from signals.core.errors import ExchangeUnavailable, SignalsError
 from signals.core.settings import Settings
 from signals.core.timeframes import close_time, last_closed_open, parse_timeframe, timeframe_seconds, utc_now
 from signals.serving import schemas
+from signals.serving.background import stop_task
 from signals.serving.engine import SignalEngine
 from signals.serving.ledger.records import ms, signal_from_row
 from signals.serving.ledger.store import Ledger
@@ -108,13 +109,8 @@ class Scheduler:
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
 
     async def run(self) -> None:
         """Catch up on the current candles, then refresh at every close until stopped."""

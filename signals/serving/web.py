@@ -15,7 +15,6 @@ matches, so every other path still reaches BentoML):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -31,6 +30,7 @@ from signals.core.errors import DataNotFound, InvalidInput
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe, utc_now
 from signals.serving import legacy, schemas
+from signals.serving.background import get_within, stop_task
 from signals.serving.compat import SymbolList, SymbolPath, TimeframeList, add_error_envelopes, split_csv
 from signals.serving.engine import SignalEngine
 from signals.serving.push import Event, Interest, PushHub, Subscription
@@ -188,9 +188,8 @@ async def _event_stream(
         if backlog:
             yield sse(backlog)
         while not subscription.closed:
-            try:
-                batch = await asyncio.wait_for(subscription.queue.get(), timeout=heartbeat_s)
-            except TimeoutError:
+            batch = await get_within(subscription.queue, heartbeat_s)
+            if batch is None:
                 yield ": ping\n\n"
                 continue
             fresh = [e for e in batch if e.id not in replayed] if replayed else batch
@@ -240,9 +239,7 @@ async def _serve_socket(socket: WebSocket, subscription: Subscription) -> None:
             task.result()  # a disconnect ends both; anything else is raised
     finally:
         for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await stop_task(task)
 
 
 def _interest_json(interest: Interest) -> dict[str, Any]:

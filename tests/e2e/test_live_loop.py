@@ -20,6 +20,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from signals.core.timeframes import timeframe_seconds
 from signals.serving.ledger.schema import refresh_leases, signal_records
 from tests.support.postgres import Postgres
 from tests.support.servers import Server, bentoml_server
@@ -27,6 +28,8 @@ from tests.support.world import World, build_world
 
 pytestmark = pytest.mark.slow
 TIMEFRAMES = ("15m", "1h")
+SCHEDULER_DELAY_S = 5.0  # Settings' default: a close at 10:00 is refreshed at 10:00:05
+CLEAR_OF_CLOSES_S = 150.0  # longer than either test runs: servers start, catch up and answer within it
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 def loop_env(world: World, database_url: str, **extra: str) -> dict[str, str]:
-    return {**world.env(), "SIGNALS_SCHEDULER": "true", "SIGNALS_DATABASE_URL": database_url, **extra}
+    return {
+        **world.env(),
+        "SIGNALS_SCHEDULER": "true",
+        "SIGNALS_SCHEDULER_DELAY_S": str(SCHEDULER_DELAY_S),
+        "SIGNALS_DATABASE_URL": database_url,
+        **extra,
+    }
+
+
+def clear_of_candle_closes(window_s: float = CLEAR_OF_CLOSES_S) -> None:
+    """Start only when no refresh of the shortest timeframe falls due within `window_s`.
+
+    The servers run on the wall clock: a 15m close during the test adds a refresh (a third lease, more leader and
+    follower counts), and workers starting on either side of a close catch up on different candles. Both are right
+    behaviour and would make the exact counts below depend on the time of day, so wait for the close to pass.
+    """
+    step = min(timeframe_seconds(tf) for tf in TIMEFRAMES)
+    now = time.time()
+    due = (now - SCHEDULER_DELAY_S) // step * step + step + SCHEDULER_DELAY_S  # the next close's refresh
+    if due - now < window_s:
+        time.sleep(due - now + 2.0)
 
 
 def settled_leases(url: str, timeout: float = 90) -> list[dict]:
@@ -84,6 +107,7 @@ def assert_refreshed_once(url: str, leases: list[dict]) -> None:
 
 def test_two_api_workers_refresh_each_candle_once(world: World, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    clear_of_candle_closes()
     with bentoml_server(loop_env(world, url, SIGNALS_API_WORKERS="2"), tmp_path) as server:
         leases = settled_leases(url)
         assert_refreshed_once(url, leases)
@@ -112,6 +136,7 @@ def test_two_servers_on_one_postgresql_refresh_each_candle_once(
 ) -> None:
     url = postgres.create_database("loop_two_servers")
     env = loop_env(world, url)
+    clear_of_candle_closes()
     with bentoml_server(env, tmp_path, name="a") as first, bentoml_server(env, tmp_path, name="b") as second:
         leases = settled_leases(url)
         assert_refreshed_once(url, leases)

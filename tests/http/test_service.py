@@ -720,8 +720,9 @@ def _live_frames(world: World, symbols: Sequence[str], now: pd.Timestamp) -> dic
 
 def test_exchange_down_is_503_with_retry_after_while_the_rest_serves(world: World, tmp_path: Path) -> None:
     now = pd.Timestamp.now(tz="UTC")
-    if now.ceil("1h") - now < pd.Timedelta(seconds=30):  # keep the live cache's candle current during the test
-        pytest.skip("too close to the hour boundary; the cached candle would be replaced mid-test")
+    if now.ceil("1h") - now < pd.Timedelta(seconds=120):  # keep the live cache's candle current during the test
+        time.sleep((now.ceil("1h") - now).total_seconds() + 1)
+        now = pd.Timestamp.now(tz="UTC")
     frames = _live_frames(world, (BTC, ETH, SOL), now)
     sol = frames[(SOL, "1h")]
     frames[(SOL, "1h")] = sol.assign(timestamp=sol["timestamp"] - pd.Timedelta(days=60))  # delisted long ago

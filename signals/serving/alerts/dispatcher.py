@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from signals.serving.alerts import webhook
 from signals.serving.alerts.outbox import Claimed, RetryPolicy, claim_due, enqueue, outbox_counts, record_attempt
 from signals.serving.alerts.rules import health_alert
+from signals.serving.background import stop_task, wait_event
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +76,7 @@ class AlertDispatcher:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_task(task)
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -103,10 +99,7 @@ class AlertDispatcher:
             except Exception as error:  # the database may be down for a while: keep trying, say why
                 self.last_error = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
                 logger.warning("alerts: %s", self.last_error)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-            except TimeoutError:
-                pass
+            await wait_event(self._wake, self.poll_s)
             self._wake.clear()
 
     # --- delivery -------------------------------------------------------------------------------------------

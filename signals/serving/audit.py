@@ -40,6 +40,7 @@ COMPARED: Final = (
     "break_even_hit_rate",
     "model_version",
     "model_accuracy",
+    "model_accuracy_ci",
     "baseline_accuracy",
     "candle_time",
     "valid_until",

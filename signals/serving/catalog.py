@@ -49,6 +49,15 @@ class ModelEntry:
         return _number(found.get("value") if isinstance(found, dict) else None)
 
     @property
+    def accuracy_ci(self) -> list[float] | None:
+        """The 95 % interval of `accuracy` ([low, high]); None for a model stored without one."""
+        found = self.metadata.get("metrics", {}).get("accuracy")
+        if not isinstance(found, dict):
+            return None
+        low, high = _number(found.get("ci_low")), _number(found.get("ci_high"))
+        return None if low is None or high is None else [low, high]
+
+    @property
     def baseline_accuracy(self) -> float | None:
         """The majority class's share of the same walk-forward test samples (the evaluation period's own)."""
         return _number(self.metadata.get("metrics", {}).get("majority_share"))

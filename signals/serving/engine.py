@@ -261,6 +261,7 @@ class SignalEngine:
             break_even_hit_rate=entry.break_even_hit_rate,
             model_version=entry.version,
             model_accuracy=entry.accuracy,
+            model_accuracy_ci=entry.accuracy_ci,
             baseline_accuracy=entry.baseline_accuracy,
             candle_time=candle_time.to_pydatetime(),
             prediction_time=(self.clock() if at is None else at).to_pydatetime(),

@@ -61,6 +61,7 @@ def signal_item(signal: schemas.Signal) -> dict[str, Any]:
         "confidence": percent(signal.confidence),
         "accuracy": accuracy,
         "accuracy_estimate": accuracy,
+        "accuracy_ci": [percent(bound) for bound in signal.model_accuracy_ci] if signal.model_accuracy_ci else None,
         "baseline_accuracy": percent(signal.baseline_accuracy),
         "current_price": signal.current_price,
         "entry_price": levels.entry if levels else None,

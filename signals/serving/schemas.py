@@ -180,6 +180,9 @@ class Signal(BaseModel):
     break_even_hit_rate: float | None = Field(description="Share of plans that must reach 1 R to pay costs.")
     model_version: str
     model_accuracy: float | None = Field(description="Walk-forward (out-of-sample) accuracy on this pair.")
+    model_accuracy_ci: list[float] | None = Field(
+        default=None, min_length=2, max_length=2, description="95 % interval of model_accuracy: [low, high]."
+    )
     baseline_accuracy: float | None = Field(description="Majority class share of the same walk-forward samples.")
     candle_time: datetime = Field(description="Open time of the last closed candle.")
     prediction_time: datetime

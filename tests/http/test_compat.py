@@ -66,6 +66,8 @@ def assert_item_reads_as(item: dict[str, Any], signal: dict[str, Any]) -> None:
     assert item["confidence"] == pytest.approx(100 * signal["confidence"], abs=0.01)
     assert item["accuracy"] == item["accuracy_estimate"] == pytest.approx(100 * signal["model_accuracy"], abs=0.01)
     assert 0 <= item["confidence"] <= 100 and 0 <= item["accuracy"] <= 100
+    if signal.get("model_accuracy_ci"):  # the interval beside the accuracy, on the same 0-100 scale
+        assert item["accuracy_ci"] == pytest.approx([100 * b for b in signal["model_accuracy_ci"]], abs=0.01)
     assert item["current_price"] == signal["current_price"]
     assert item["valid_until"] == signal["valid_until"] and is_iso_utc(item["timestamp"])
     assert item["source"] == signal["data_source"]

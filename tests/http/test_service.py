@@ -206,6 +206,9 @@ def assert_signal(signal: dict[str, Any], world: World, symbol: str, timeframe: 
     assert signal["model_version"] == model.version
     # Both figures come from the same walk-forward test samples of this pair, out of sample.
     assert signal["model_accuracy"] == pytest.approx(metadata["metrics"]["accuracy"]["value"], rel=1e-12)
+    accuracy = metadata["metrics"]["accuracy"]
+    assert signal["model_accuracy_ci"] == pytest.approx([accuracy["ci_low"], accuracy["ci_high"]], rel=1e-12)
+    assert signal["model_accuracy_ci"][0] <= signal["model_accuracy"] <= signal["model_accuracy_ci"][1]
     assert signal["baseline_accuracy"] == pytest.approx(metadata["metrics"]["majority_share"], rel=1e-12)
     assert signal["break_even_hit_rate"] == pytest.approx(metadata["break_even_hit_rate"], rel=1e-12)
     assert signal["edge"]["verdict"] == metadata["edge"]["verdict"] and signal["edge"]["source"] == "walk_forward"

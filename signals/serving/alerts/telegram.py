@@ -13,7 +13,7 @@ local one).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -96,6 +96,11 @@ def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f} %"
 
 
+def interval_text(bounds: Sequence[float] | None) -> str:
+    """A 95 % interval as ' [34 %, 45 %]'; nothing when the model has none."""
+    return "" if not bounds else f" [{percent(bounds[0])}, {percent(bounds[1])}]"
+
+
 def edge_line(edge: Mapping[str, Any]) -> str:
     verdict = edge.get("verdict", "none")
     value = edge.get("value")
@@ -117,8 +122,8 @@ def status_text(action: Mapping[str, Any]) -> str:
 def signal_text(signal: Mapping[str, Any]) -> str:
     head = (
         f"{signal['symbol']} {signal['timeframe']}: the model says {signal['direction']} "
-        f"({percent(signal['confidence'])}; walk-forward accuracy {percent(signal.get('model_accuracy'))} "
-        f"vs {percent(signal.get('baseline_accuracy'))} majority)"
+        f"({percent(signal['confidence'])}; walk-forward accuracy {percent(signal.get('model_accuracy'))}"
+        f"{interval_text(signal.get('model_accuracy_ci'))} vs {percent(signal.get('baseline_accuracy'))} majority)"
     )
     levels = signal.get("levels")
     if signal["actionable"] and levels:

@@ -243,7 +243,7 @@ function renderFacts(signal) {
     ["model says", `${signal.direction} ${pct(signal.confidence, 1)}`],
     ["served as", signal.actionable ? `${signal.direction} (actionable)` : "no trade plan"],
     ["edge", `${edge.verdict}${edge.value !== null && edge.value !== undefined ? ` ${(100 * edge.value).toFixed(2)} %/call` : ""}`],
-    ["walk-forward acc.", `${pct(signal.model_accuracy, 1)} vs ${pct(signal.baseline_accuracy, 1)} majority`],
+    ["walk-forward acc.", `${pct(signal.model_accuracy, 1)}${signal.model_accuracy_ci ? ` [${pct(signal.model_accuracy_ci[0], 1)}, ${pct(signal.model_accuracy_ci[1], 1)}]` : ""} vs ${pct(signal.baseline_accuracy, 1)} majority`],
     ["break-even hit rate", pct(signal.break_even_hit_rate, 1)],
     ["candle", signal.candle_time.replace("T", " ").replace(":00Z", "Z")],
     ["horizon ends", signal.expires_at ? signal.expires_at.replace("T", " ").replace(":00Z", "Z") : "–"],

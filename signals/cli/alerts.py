@@ -19,15 +19,9 @@ app.add_typer(alerts_app, name="alerts")
 
 
 def _ledger(data_dir: Any = None) -> Any:
-    from signals.core.settings import get_settings
-    from signals.serving.ledger.store import Ledger
+    from signals.cli.ledger import open_ledger, settings_with
 
-    settings = get_settings()
-    if data_dir is not None:
-        settings = settings.model_copy(update={"data_dir": data_dir})
-    ledger = Ledger.from_settings(settings)
-    ledger.migrate()
-    return ledger
+    return open_ledger(settings_with(data_dir))
 
 
 @alerts_app.command("add")
@@ -150,18 +144,9 @@ def run(
     """Deliver alerts from the outbox (what the server's workers do), e.g. on a machine without the server."""
     from signals.core.settings import get_settings
     from signals.serving.alerts.dispatcher import AlertDispatcher
-    from signals.serving.alerts.outbox import RetryPolicy
-    from signals.serving.ops import alert_text_of, chat_sender
 
-    settings = get_settings()
     ledger = _ledger(data_dir)
-    dispatcher = AlertDispatcher(
-        ledger.engine,
-        policy=RetryPolicy(max_attempts=settings.alert_max_attempts),
-        lease_s=settings.alert_lease_s,
-        chats=chat_sender(settings),
-        render=alert_text_of(settings),
-    )
+    dispatcher = AlertDispatcher.from_settings(ledger.engine, get_settings())
 
     async def go() -> int:
         if once:

@@ -30,7 +30,7 @@ ModeOption = Annotated[
 ]
 
 
-def _settings(data_dir: Any = None, exchange: str | None = None) -> Any:
+def settings_with(data_dir: Any = None, exchange: str | None = None) -> Any:
     from signals.core.settings import get_settings
 
     overrides: dict[str, Any] = {}
@@ -41,7 +41,7 @@ def _settings(data_dir: Any = None, exchange: str | None = None) -> Any:
     return get_settings().model_copy(update=overrides)
 
 
-def _open_ledger(settings: Any) -> Any:
+def open_ledger(settings: Any) -> Any:
     from signals.serving.ledger.store import Ledger
 
     ledger = Ledger.from_settings(settings)
@@ -67,7 +67,7 @@ def migrate(data_dir: DataDirOption = None) -> None:
     """Create or upgrade the ledger's schema to the newest revision (safe to run while servers run)."""
     from signals.serving.ledger.store import redact
 
-    ledger = _open_ledger(_settings(data_dir))
+    ledger = open_ledger(settings_with(data_dir))
     typer.echo(f"ledger {redact(ledger.url)} at revision {ledger.revision()}")
 
 
@@ -94,7 +94,7 @@ def backfill_command(
     from signals.serving.scorecard import scorecard
     from signals.serving.versions import current_catalog
 
-    settings = _settings(data_dir, exchange)
+    settings = settings_with(data_dir, exchange)
     start = _when(since, "--since")
     assert start is not None  # --since is required
     end = _when(until, "--until") or pd.Timestamp.max.tz_localize("UTC")
@@ -102,7 +102,7 @@ def backfill_command(
         tf_list = [parse_timeframe(tf) for tf in split_csv(timeframes) or settings.timeframes]
     except SignalsError as error:
         raise fail(error) from error
-    ledger = _open_ledger(settings)
+    ledger = open_ledger(settings)
     writer = LedgerWriter(ledger, server_metrics())
     engine = SignalEngine(
         settings,
@@ -158,7 +158,7 @@ def scorecard_command(
     from signals.serving import schemas
     from signals.serving.ops import scorecard_of
 
-    settings = _settings(data_dir)
+    settings = settings_with(data_dir)
     try:
         request = schemas.ScorecardRequest(
             timeframe=timeframe,
@@ -169,7 +169,7 @@ def scorecard_command(
         )
     except ValueError as error:
         raise fail(InvalidInput(str(error).splitlines()[0])) from error
-    ledger = _open_ledger(settings)
+    ledger = open_ledger(settings)
     try:
         card = scorecard_of(ledger, settings, request)
     except SignalsError as error:
@@ -201,8 +201,8 @@ def history_command(
     """A pair's recorded signals, newest first, with their outcomes."""
     from signals.serving import audit, schemas
 
-    settings = _settings(data_dir)
-    ledger = _open_ledger(settings)
+    settings = settings_with(data_dir)
+    ledger = open_ledger(settings)
     try:
         response = audit.history(
             ledger, schemas.HistoryRequest(symbol=symbol, timeframe=timeframe, limit=limit, mode=_mode(mode))

@@ -231,11 +231,11 @@ def _tell_server(server: str) -> str:
 
 
 def _decide(action: str, model: str, version: str | None, force: bool, data_dir: Any) -> dict[str, Any]:
-    from signals.cli.ledger import _open_ledger, _settings
+    from signals.cli.ledger import open_ledger, settings_with
     from signals.serving import versions
 
-    settings = _settings(data_dir)
-    ledger = _open_ledger(settings)
+    settings = settings_with(data_dir)
+    ledger = open_ledger(settings)
     try:
         if action == "promote":
             return versions.promote(ledger, settings, model, version, force=force).as_dict()

@@ -21,7 +21,7 @@ from signals.core.timeframes import parse_timeframe, utc_now
 from signals.features.labels import round_trip_cost
 from signals.serving import schemas
 from signals.serving.alerts.dispatcher import AlertDispatcher
-from signals.serving.alerts.outbox import RetryPolicy, sync_webhooks
+from signals.serving.alerts.outbox import sync_webhooks
 from signals.serving.background import STOP_TIMEOUT_S, within
 from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine
@@ -62,14 +62,7 @@ class Operations:
             self.hub = PushHub(ledger, poll_s=settings.stream_poll_s)
             writer.on_recorded(self.hub.poke)  # the worker that records wakes its own subscribers at once
             if settings.alerts:
-                self.alerts = AlertDispatcher(
-                    ledger.engine,
-                    policy=RetryPolicy(max_attempts=settings.alert_max_attempts),
-                    lease_s=settings.alert_lease_s,
-                    chats=chat_sender(settings),
-                    render=alert_text_of(settings),
-                    health=self.health_components,
-                )
+                self.alerts = AlertDispatcher.from_settings(ledger.engine, settings, health=self.health_components)
                 writer.on_recorded(self.alerts.poke)
 
     @classmethod
@@ -265,19 +258,3 @@ def scorecard_of(ledger: Ledger, settings: Settings, request: schemas.ScorecardR
         since_ms=None if request.since is None else ms(request.since),
     )
     return scorecard(rows, cost=round_trip_cost(settings.fee, settings.slippage), filters=filters)
-
-
-def chat_sender(settings: Settings) -> Any:
-    if settings.telegram_token is None:
-        return None
-    from signals.serving.alerts.telegram import TelegramChats
-
-    return TelegramChats(settings.telegram_token.get_secret_value(), settings.telegram_api_url)
-
-
-def alert_text_of(settings: Settings) -> Any:
-    if settings.telegram_token is None:
-        return None
-    from signals.serving.alerts.telegram import alert_text
-
-    return alert_text

@@ -12,12 +12,13 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import httpx
 from sqlalchemy.engine import Engine
 
+from signals.core.settings import Settings
 from signals.serving.alerts import webhook
 from signals.serving.alerts.outbox import Claimed, RetryPolicy, claim_due, enqueue, outbox_counts, record_attempt
 from signals.serving.alerts.rules import health_alert
@@ -27,9 +28,11 @@ logger = logging.getLogger(__name__)
 
 
 class ChatSender(Protocol):
-    """Sends a text to a chat (the Telegram bot, `telegram.py`)."""
+    """Sends an alert to a chat, in the chat's words (the Telegram bot, `telegram.py`)."""
 
-    async def send(self, chat_id: str, text: str) -> webhook.Outcome: ...
+    async def send(self, chat_id: str, payload: Mapping[str, Any]) -> webhook.Outcome: ...
+
+    async def aclose(self) -> None: ...
 
 
 class AlertDispatcher:
@@ -39,7 +42,6 @@ class AlertDispatcher:
         *,
         policy: RetryPolicy | None = None,
         chats: ChatSender | None = None,
-        render: Callable[[Mapping[str, Any]], str] | None = None,
         health: Callable[[], Mapping[str, tuple[bool, str | None]]] | None = None,
         poll_s: float = 1.0,
         lease_s: float = 60.0,
@@ -50,7 +52,6 @@ class AlertDispatcher:
         self.engine = engine
         self.policy = policy or RetryPolicy()
         self.chats = chats
-        self.render = render
         self.health = health
         self.poll_s = poll_s
         self.lease_ms = int(lease_s * 1000)
@@ -64,6 +65,29 @@ class AlertDispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        engine: Engine,
+        settings: Settings,
+        *,
+        health: Callable[[], Mapping[str, tuple[bool, str | None]]] | None = None,
+    ) -> AlertDispatcher:
+        """The sender the server's workers and `signals alerts run` use: the settings' retries and lease, and the
+        Telegram bot for chats when a token is set."""
+        chats = None
+        if settings.telegram_token is not None:
+            from signals.serving.alerts.telegram import TelegramChats  # the library only when a bot is configured
+
+            chats = TelegramChats(settings.telegram_token.get_secret_value(), settings.telegram_api_url)
+        return cls(
+            engine,
+            policy=RetryPolicy(max_attempts=settings.alert_max_attempts),
+            lease_s=settings.alert_lease_s,
+            chats=chats,
+            health=health,
+        )
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -80,6 +104,8 @@ class AlertDispatcher:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self.chats is not None:
+            await self.chats.aclose()
 
     def poke(self, *_: Any) -> None:
         """Look at the outbox now (thread-safe: the ledger writer calls it after recording)."""
@@ -143,8 +169,7 @@ class AlertDispatcher:
                 self._http(), message.target, message.secret, message.event_type, message.event_key, message.payload
             )
         if message.kind == "telegram" and self.chats is not None:
-            text = self.render(message.payload) if self.render is not None else str(message.payload)
-            return await self.chats.send(message.target, text)
+            return await self.chats.send(message.target, message.payload)
         return webhook.Outcome(False, None, f"no sender for {message.kind} here (is SIGNALS_TELEGRAM_TOKEN set?)")
 
     def _http(self) -> httpx.AsyncClient:
@@ -184,11 +209,3 @@ class AlertDispatcher:
             "sent": dict(self.sent),
             "last_error": self.last_error,
         }
-
-
-async def drain(dispatcher: AlertDispatcher, until: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
-    """Deliver until `until()` says done (tests and `signals alerts run --once`)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and not await until():
-        await dispatcher.deliver_due()
-        await asyncio.sleep(0.05)

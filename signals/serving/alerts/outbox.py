@@ -10,6 +10,7 @@ with the event key as the receivers' idempotency key.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +18,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from signals.serving.alerts.rules import AlertEvent, action_event, recorded_event, signal_event, wants
+from signals.serving.alerts.rules import AlertEvent, Filters, action_event, recorded_event, signal_event, wants
 from signals.serving.ledger.schema import (
     action_records,
     alert_attempts,
     alert_outbox,
     alert_subscriptions,
+    insert_ignoring_duplicates,
     signal_records,
 )
 
@@ -46,7 +48,6 @@ class Claimed:
     """A message a sender holds: where it goes and what it says."""
 
     id: int
-    subscription_id: int
     kind: str
     target: str
     secret: str | None
@@ -79,10 +80,7 @@ def add_subscription(
 
 def sync_webhooks(engine: Engine, configured: Sequence[Mapping[str, Any]], now_ms: int | None = None) -> int:
     """Add or update the webhooks of the settings (`SIGNALS_WEBHOOKS`), by URL; how many."""
-    import time
-
-    from signals.serving.alerts.rules import Filters
-
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     for hook in configured:
         filters = Filters.model_validate(hook.get("filters", {}))
         add_subscription(
@@ -92,7 +90,7 @@ def sync_webhooks(engine: Engine, configured: Sequence[Mapping[str, Any]], now_m
             target=str(hook["url"]),
             secret=hook.get("secret"),
             filters=filters.model_dump(),
-            now_ms=now_ms if now_ms is not None else int(time.time() * 1000),
+            now_ms=now_ms,
         )
     return len(configured)
 
@@ -112,24 +110,37 @@ def remove_subscription(engine: Engine, subscription: int | str, *, kind: str | 
         return bool(done.rowcount)
 
 
-def subscriptions(engine: Engine, *, active_only: bool = True) -> list[dict[str, Any]]:
-    query = sa.select(alert_subscriptions).order_by(alert_subscriptions.c.id)
-    if active_only:
-        query = query.where(alert_subscriptions.c.active.is_(True))
+def subscriptions(engine: Engine) -> list[dict[str, Any]]:
+    """The active subscriptions, oldest first."""
+    query = (
+        sa.select(alert_subscriptions).where(alert_subscriptions.c.active.is_(True)).order_by(alert_subscriptions.c.id)
+    )
     with engine.connect() as connection:
         return [dict(row) for row in connection.execute(query).mappings()]
 
 
 # --- writing messages -----------------------------------------------------------------------------------------
-def enqueue(connection: Connection, events: Iterable[AlertEvent], now_ms: int) -> int:
+Subscribers = list[tuple[int, Filters]]
+
+
+def active_subscribers(connection: Connection) -> Subscribers:
+    """(id, filters) of every active subscription, the filters validated once for all the events they judge."""
+    rows = connection.execute(
+        sa.select(alert_subscriptions.c.id, alert_subscriptions.c.filters).where(alert_subscriptions.c.active.is_(True))
+    ).all()
+    return [(int(subscription_id), Filters.model_validate(filters)) for subscription_id, filters in rows]
+
+
+def enqueue(
+    connection: Connection, events: Iterable[AlertEvent], now_ms: int, subscribers: Subscribers | None = None
+) -> int:
     """One message per (event, subscription that wants it), in the caller's transaction; how many are new (an event
     enqueued twice, e.g. by two workers noticing the same change, is kept once)."""
     events = list(events)
     if not events:
         return 0
-    active = connection.execute(
-        sa.select(alert_subscriptions.c.id, alert_subscriptions.c.filters).where(alert_subscriptions.c.active.is_(True))
-    ).all()
+    if subscribers is None:
+        subscribers = active_subscribers(connection)
     rows = [
         {
             "subscription_id": subscription_id,
@@ -142,78 +153,76 @@ def enqueue(connection: Connection, events: Iterable[AlertEvent], now_ms: int) -
             "next_attempt_ms": now_ms,
         }
         for event in events
-        for subscription_id, filters in active
+        for subscription_id, filters in subscribers
         if wants(filters, event)
     ]
     if not rows:
         return 0
-    return _insert_new(connection, rows)
+    statement = insert_ignoring_duplicates(alert_outbox, connection.dialect.name).returning(alert_outbox.c.id)
+    return len(connection.execute(statement, rows).all())
 
 
 def enqueue_signal_events(connection: Connection, new_rows: Sequence[Mapping[str, Any]], now_ms: int) -> int:
     """The events of newly recorded live signals (each against the pair's previous live record), enqueued in the
-    transaction that recorded them."""
+    transaction that recorded them. Nothing is read when nobody subscribes."""
+    subscribers = active_subscribers(connection)
+    if not subscribers:
+        return 0
     events = []
     for row in new_rows:
         if row.get("mode") != "live":
             continue
-        previous = (
-            connection.execute(
-                sa.select(signal_records)
-                .where(
-                    signal_records.c.symbol == row["symbol"],
-                    signal_records.c.timeframe == row["timeframe"],
-                    signal_records.c.mode == "live",
-                    signal_records.c.candle_ms < row["candle_ms"],
-                )
-                .order_by(signal_records.c.candle_ms.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-        event = signal_event(row, dict(previous) if previous is not None else None, now_ms)
+        previous = _previous_live(connection, signal_records, row, ("direction", "actionable"))
+        event = signal_event(row, previous, now_ms)
         if event is not None:
             events.append(event)
         events.append(recorded_event(row, now_ms))
-    return enqueue(connection, events, now_ms)
+    return enqueue(connection, events, now_ms, subscribers)
 
 
 def enqueue_action_events(connection: Connection, new_rows: Sequence[Mapping[str, Any]], now_ms: int) -> int:
     """The events of newly recorded live actions for a flat position (a caller's own position is not news)."""
+    subscribers = active_subscribers(connection)
+    if not subscribers:
+        return 0
     events = []
     for row in new_rows:
         if row.get("mode") != "live" or row.get("position") != "flat":
             continue
-        previous = (
-            connection.execute(
-                sa.select(action_records)
-                .where(
-                    action_records.c.symbol == row["symbol"],
-                    action_records.c.timeframe == row["timeframe"],
-                    action_records.c.mode == "live",
-                    action_records.c.position == "flat",
-                    action_records.c.candle_ms < row["candle_ms"],
-                )
-                .order_by(action_records.c.candle_ms.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
+        previous = _previous_live(
+            connection, action_records, row, ("action_name",), action_records.c.position == "flat"
         )
-        event = action_event(row, dict(previous) if previous is not None else None, now_ms)
+        event = action_event(row, previous, now_ms)
         if event is not None:
             events.append(event)
-    return enqueue(connection, events, now_ms)
+    return enqueue(connection, events, now_ms, subscribers)
 
 
-def _insert_new(connection: Connection, rows: list[dict[str, Any]]) -> int:
-    if connection.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    statement = insert(alert_outbox).on_conflict_do_nothing().returning(alert_outbox.c.id)
-    return len(connection.execute(statement, rows).all())
+def _previous_live(
+    connection: Connection,
+    table: sa.Table,
+    row: Mapping[str, Any],
+    columns: Sequence[str],
+    *where: sa.ColumnElement[bool],
+) -> dict[str, Any] | None:
+    """The pair's live record before `row`'s candle: its candle and the `columns` the alert rules compare."""
+    found = (
+        connection.execute(
+            sa.select(table.c.candle_ms, *(table.c[name] for name in columns))
+            .where(
+                table.c.symbol == row["symbol"],
+                table.c.timeframe == row["timeframe"],
+                table.c.mode == "live",
+                table.c.candle_ms < row["candle_ms"],
+                *where,
+            )
+            .order_by(table.c.candle_ms.desc())
+            .limit(1)
+        )
+        .mappings()
+        .first()
+    )
+    return None if found is None else dict(found)
 
 
 # --- sending ----------------------------------------------------------------------------------------------------
@@ -254,7 +263,6 @@ def claim_due(engine: Engine, now_ms: int, lease_ms: int, limit: int = 20) -> li
         claimed.append(
             Claimed(
                 id=message_id,
-                subscription_id=int(row["subscription_id"]),
                 kind=str(row["kind"]),
                 target=str(row["target"]),
                 secret=row["secret"],

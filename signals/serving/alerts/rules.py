@@ -15,7 +15,7 @@ same key twice (a retry after a lost answer) can drop the second.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pandas as pd
@@ -23,16 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from signals.core.timeframes import iso_z
 
-EventType = Literal[
-    "signal.changed",
-    "signal.actionable",
-    "action.changed",
-    "signal.recorded",
-    "model.promoted",
-    "model.rolled_back",
-    "health.degraded",
-    "health.recovered",
-]
 SIGNAL_EVENTS = ("signal.changed", "signal.actionable", "action.changed", "signal.recorded")
 OPT_IN_EVENTS = ("signal.recorded",)  # only for subscriptions that name them: every refresh of every pair
 
@@ -62,7 +52,6 @@ class AlertEvent:
     direction: str | None = None
     actionable: bool = False
     confidence: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def payload(self) -> dict[str, Any]:
         """The JSON a receiver gets."""
@@ -104,9 +93,8 @@ def signal_event(new: Mapping[str, Any], previous: Mapping[str, Any] | None, now
     )
 
 
-def wants(filters: Mapping[str, Any], event: AlertEvent) -> bool:
+def wants(f: Filters, event: AlertEvent) -> bool:
     """Whether a subscription with these filters gets this event."""
-    f = Filters.model_validate(filters)
     if (f.events or event.type in OPT_IN_EVENTS) and event.type not in f.events:
         return False
     if event.type not in SIGNAL_EVENTS:

@@ -12,6 +12,7 @@ local one).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -301,18 +302,23 @@ def _is_timeframe(text: str) -> bool:
 
 
 class TelegramChats:
-    """Sends alert messages to chats (the dispatcher's `ChatSender`)."""
+    """Sends alert messages to chats (the dispatcher's `ChatSender`): one Bot, set up on the first message and shut
+    down with the dispatcher, shared by concurrent sends (setting it up per message would ask getMe and open a
+    connection pool each time, and the first send to finish would close it under the others)."""
 
     def __init__(self, token: str, api_url: str = "https://api.telegram.org") -> None:
         base = api_url.rstrip("/")
         self.bot = Bot(token, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot")
+        self._starting = asyncio.Lock()
 
-    async def send(self, chat_id: str, text: str) -> webhook.Outcome:
+    async def send(self, chat_id: str, payload: Mapping[str, Any]) -> webhook.Outcome:
         try:
-            async with self.bot:
-                await self.bot.send_message(chat_id=int(chat_id), text=text)
-        except TelegramError as error:
-            return webhook.Outcome(False, None, f"{type(error).__name__}: {error}")
-        except (ValueError, httpx.HTTPError) as error:
+            async with self._starting:
+                await self.bot.initialize()  # once: a no-op after the first success
+            await self.bot.send_message(chat_id=int(chat_id), text=alert_text(payload))
+        except (TelegramError, ValueError, httpx.HTTPError) as error:
             return webhook.Outcome(False, None, f"{type(error).__name__}: {error}")
         return webhook.Outcome(True, 200, None)
+
+    async def aclose(self) -> None:
+        await self.bot.shutdown()

@@ -22,6 +22,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
 
 metadata = MetaData()
 
@@ -180,3 +182,11 @@ alert_attempts = Table(
     Column("duration_ms", Integer, nullable=False),
     Index("ix_attempts_outbox", "outbox_id"),
 )
+
+
+def insert_ignoring_duplicates(table: Table, dialect: str) -> Insert:
+    """An INSERT that skips rows whose unique key is taken (ON CONFLICT DO NOTHING, in either database's dialect):
+    recording, leases and the outbox are idempotent through it."""
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()

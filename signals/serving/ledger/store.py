@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -20,21 +20,28 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from signals.core.errors import LedgerUnavailable
 from signals.core.settings import Settings
 from signals.serving.alerts.outbox import enqueue, enqueue_action_events, enqueue_signal_events
 from signals.serving.alerts.rules import model_alert
-from signals.serving.ledger.schema import action_records, model_events, model_state, refresh_leases, signal_records
+from signals.serving.ledger.schema import (
+    action_records,
+    insert_ignoring_duplicates,
+    model_events,
+    model_state,
+    refresh_leases,
+    signal_records,
+)
 
 logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_MS = 5000
 MIGRATION_LOCK_KEY = 4_720_311  # PostgreSQL advisory lock id: one migration at a time across replicas
-STREAM_LIMIT = 5000
+STREAM_LIMIT = 5000  # records one stream query returns at most (a resume further back starts at the newest)
 # What a newly recorded row's alert needs (RETURNING them saves reading the rows back).
-_ALERT_COLUMNS = {
+_RETURNED_COLUMNS = {
     "signal_records": (
         "id", "model_name", "model_version", "symbol", "timeframe", "candle_ms", "mode", "direction", "actionable",
         "confidence", "recorded_ms", "payload",
@@ -43,7 +50,7 @@ _ALERT_COLUMNS = {
         "id", "model_name", "model_version", "symbol", "timeframe", "candle_ms", "mode", "position", "action_name",
         "actionable", "recorded_ms", "payload",
     ),
-}  # fmt: skip  # records one stream query returns at most (a resume further back starts at the newest)
+}  # fmt: skip
 
 
 def database_url(settings: Settings) -> str:
@@ -142,38 +149,32 @@ class Ledger:
             raise LedgerUnavailable(f"the ledger database does not answer: {_short(error)}") from error
 
     # --- records ----------------------------------------------------------------------------------------------
-    def _insert_ignoring_duplicates(self, table: sa.Table) -> Any:
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(table).on_conflict_do_nothing()
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).on_conflict_do_nothing()
-
     def record_signals(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert signal records, each at most once; returns how many were new. The alerts their newly recorded
         live signals make go into the outbox in the same transaction: recorded means alerted, or neither."""
-        return self._record(signal_records, rows, alerts=True)
+        return self._record(signal_records, rows, enqueue_signal_events)
 
     def record_actions(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Insert action records, each at most once; a flat-position action that changed makes an alert (same
         transaction)."""
-        return self._record(action_records, rows, alerts=True)
+        return self._record(action_records, rows, enqueue_action_events)
 
-    def _record(self, table: sa.Table, rows: Sequence[Mapping[str, Any]], *, alerts: bool = False) -> int:
+    def _record(
+        self,
+        table: sa.Table,
+        rows: Sequence[Mapping[str, Any]],
+        enqueue_events: Callable[[Connection, Sequence[Mapping[str, Any]], int], int],
+    ) -> int:
         if not rows:
             return 0
-        names = _ALERT_COLUMNS[table.name] if alerts else ("id",)
         with self.engine.begin() as connection:
             # One statement for the batch (SQLAlchemy's insertmanyvalues); RETURNING lists exactly the new rows
             # (rowcount is not portable with ON CONFLICT DO NOTHING).
-            statement = self._insert_ignoring_duplicates(table).returning(*(table.c[name] for name in names))
+            returned = (table.c[name] for name in _RETURNED_COLUMNS[table.name])
+            statement = insert_ignoring_duplicates(table, self.dialect).returning(*returned)
             new = [dict(row) for row in connection.execute(statement, [dict(row) for row in rows]).mappings()]
-            if alerts and new:
-                now_ms = max(int(r["recorded_ms"]) for r in new)
-                enqueue_events = enqueue_signal_events if table is signal_records else enqueue_action_events
-                enqueue_events(connection, new, now_ms)
+            if new:
+                enqueue_events(connection, new, max(int(r["recorded_ms"]) for r in new))
         return len(new)
 
     def signal_at(
@@ -343,7 +344,7 @@ class Ledger:
         """Take the refresh of (timeframe, candle) if nobody holds it, or if its holder's lease ran out unfinished."""
         with self.engine.begin() as connection:
             inserted = connection.execute(
-                self._insert_ignoring_duplicates(refresh_leases).returning(refresh_leases.c.holder),
+                insert_ignoring_duplicates(refresh_leases, self.dialect).returning(refresh_leases.c.holder),
                 {
                     "timeframe": timeframe,
                     "candle_ms": candle_ms,

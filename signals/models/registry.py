@@ -159,10 +159,15 @@ def sign_model(tag: str, key: str) -> Path:
     if not hashes:
         raise ModelIntegrityError(f"model {model.tag} records no SHA-256 for its files; re-import it")
     load_model(str(model.tag), check_signature=False)  # refuse to sign files that already fail their hashes
-    value = hmac.new(key.encode(), manifest(str(model.tag), dict(model.info.labels), hashes), "sha256").hexdigest()
+    value = _signature(model, hashes, key)
     path = Path(model.path) / SIGNATURE_FILE
     path.write_text(json.dumps({"alg": "hmac-sha256", "key_id": key_id(key), "value": value}))
     return path
+
+
+def _signature(model: bentoml.Model, hashes: dict[str, Any], key: str) -> str:
+    """HMAC-SHA256 of the model's manifest (its tag, labels and the SHA-256 of every file)."""
+    return hmac.new(key.encode(), manifest(str(model.tag), dict(model.info.labels), hashes), "sha256").hexdigest()
 
 
 def _verify_signature(model: bentoml.Model, hashes: dict[str, Any], key: str) -> None:
@@ -179,7 +184,7 @@ def _verify_signature(model: bentoml.Model, hashes: dict[str, Any], key: str) ->
         raise ModelIntegrityError(f"model {model.tag}: {SIGNATURE_FILE} is malformed ({error})") from error
     if signer != key_id(key):
         raise ModelIntegrityError(f"model {model.tag} was signed with another key ({signer}); re-sign it")
-    expected = hmac.new(key.encode(), manifest(str(model.tag), dict(model.info.labels), hashes), "sha256").hexdigest()
+    expected = _signature(model, hashes, key)
     if not hmac.compare_digest(recorded, expected):
         raise ModelIntegrityError(
             f"model {model.tag}: its signature does not match its files' recorded SHA-256; the files or their hashes "
@@ -201,6 +206,14 @@ class Unreadable:
     tag: str
     reason: str
 
+    @property
+    def name(self) -> str:
+        return self.tag.split(":")[0]
+
+    @property
+    def version(self) -> str:
+        return self.tag.split(":")[1]
+
 
 def store_root() -> Path:
     """The model store's directory (BentoML keeps it on its container; there is no public accessor)."""
@@ -210,7 +223,7 @@ def store_root() -> Path:
 
 
 def scan_store() -> tuple[list[bentoml.Model], list[Unreadable]]:
-    """Every readable model version, and the unreadable ones named with the reason.
+    """Every readable model version (newest first per name), and the unreadable ones named with the reason.
 
     `bentoml.models.list()` raises on the first malformed `model.yaml`, and a server listing its models at start
     would then never start (its worker crash-loops). Here each version is read on its own."""
@@ -228,7 +241,7 @@ def scan_store() -> tuple[list[bentoml.Model], list[Unreadable]]:
                 reason = public_text(f"{type(error).__name__}: {' '.join(str(error).split())}", root)[:300]
                 unreadable.append(Unreadable(tag, reason))
                 logger.warning("model %s is unreadable and skipped: %s", tag, reason)
-    return models, unreadable
+    return sorted(models, key=lambda m: (m.tag.name, m.info.creation_time), reverse=True), unreadable
 
 
 def public_text(text: str, root: Path | None = None) -> str:
@@ -240,6 +253,6 @@ def public_text(text: str, root: Path | None = None) -> str:
 def list_models(family: str | None = None) -> Iterator[bentoml.Model]:
     """Every readable stored model (all versions, newest first per name), optionally of one family label."""
     models, _ = scan_store()
-    for model in sorted(models, key=lambda m: (m.tag.name, m.info.creation_time), reverse=True):
+    for model in models:
         if family is None or model.info.labels.get("family") == family:
             yield model

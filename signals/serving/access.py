@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+from signals.core.errors import Forbidden, SignalsError, TooManyRequests, Unauthorized
 from signals.core.settings import ApiKey
-from signals.serving.http import error_body
-from signals.serving.middleware import ASGIApp, Receive, Scope, Send, header, send_json
+from signals.serving.middleware import ASGIApp, Receive, Scope, Send, header, send_error
 
 PUBLIC_PATHS = ("/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/schema.json", "/ui")
 ADMIN_PREFIX = "/admin/"
@@ -79,16 +78,17 @@ class AccessControl:
         key = self.identify(presented_key(scope))
         path = str(scope.get("path", ""))
         if key is None:
-            await self._refuse(scope, receive, send, 401, "an API key is needed: send `Authorization: Bearer <key>`")
+            missing = Unauthorized("an API key is needed: send `Authorization: Bearer <key>`")
+            await _refuse(scope, receive, send, missing)
             return
         if path.startswith(ADMIN_PREFIX) and "admin" not in key.scopes:
-            await self._refuse(scope, receive, send, 403, f"key {key.name!r} lacks the admin scope this route needs")
+            await _refuse(scope, receive, send, Forbidden(f"key {key.name!r} lacks the admin scope this route needs"))
             return
         bucket = self.buckets.get(key.name)
         wait = bucket.take() if bucket is not None else 0.0
         if wait > 0:
             message = f"key {key.name!r} is over its limit of {key.rate_per_minute} requests a minute"
-            await self._refuse(scope, receive, send, 429, message, {"Retry-After": str(max(1, math.ceil(wait)))})
+            await _refuse(scope, receive, send, TooManyRequests(message, retry_after_s=wait))
             return
         scope.setdefault("state", {})["api_key"] = key.name
         await self.app(scope, receive, send)
@@ -103,22 +103,6 @@ class AccessControl:
             if hmac.compare_digest(digest, key.sha256):
                 found = key
         return found
-
-    async def _refuse(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        status: int,
-        message: str,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        if scope["type"] == "websocket":  # close the handshake: 1008 policy violation, the reason in the frame
-            await receive()
-            await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})
-            return
-        extra = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-        await send_json(send, status, error_body(status, message), {**extra, **(headers or {})})
 
 
 def presented_key(scope: Scope) -> str | None:
@@ -136,3 +120,11 @@ def presented_key(scope: Scope) -> str | None:
 def _public(scope: Scope) -> bool:
     path = str(scope.get("path", ""))
     return path == "/" or any(path == p or path.startswith(p + "/") for p in PUBLIC_PATHS)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, error: SignalsError) -> None:
+    if scope["type"] == "websocket":  # close the handshake: 1008 policy violation, the reason in the frame
+        await receive()
+        await send({"type": "websocket.close", "code": 1008, "reason": str(error)[:120]})
+        return
+    await send_error(send, error, {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None)

@@ -103,7 +103,9 @@ async def replay(engine: SignalEngine, ledger: Ledger, request: schemas.ReplayRe
         raise ModelNotFound(f"the store holds no {timeframe} candle for {symbol} at {candle_time.isoformat()}")
     snapshot = MarketSnapshot(upto, recorded.data_source, None)
     item = Pending(entry, snapshot, snapshot.cnn_window)
-    (answer,) = await runner_call("CNN-LSTM", engine.cnn_lstm.predict([item.request()]))
+    (answer,) = await runner_call(
+        "CNN-LSTM", engine.cnn_lstm.predict([item.request()]), engine.settings.runner_timeout_s
+    )
     probabilities = probabilities_of(answer)
     if probabilities is None:
         raise ModelIntegrityError(f"the CNN-LSTM runner could not load {tag}; see /status")

@@ -21,7 +21,6 @@ from typing import Any
 
 from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
 from signals.core.settings import Settings
-from signals.models.cnn_lstm.artifact import model_name as cnn_model_name
 from signals.models.families import CNN_LSTM, FAMILIES, PPO
 from signals.models.family import ModelFamily
 from signals.models.registry import Unreadable, load_model, scan_store
@@ -144,8 +143,7 @@ class ModelCatalog:
         contract); `verified` caches verification per tag across reloads."""
         cache = verified if verified is not None else {}
         entries, shadows = [], []
-        readable, unreadable = scan_store()
-        newest_first = sorted(readable, key=lambda m: (m.tag.name, m.info.creation_time), reverse=True)
+        newest_first, unreadable = scan_store()
         for family in FAMILIES:
             wanted = family.wanted(settings)
             versions: dict[str, list[Any]] = {}
@@ -181,7 +179,7 @@ class ModelCatalog:
         """The CNN-LSTM for (symbol, timeframe): 404 listing what exists, 503 if it failed verification."""
         entry = self._cnn.get((symbol, timeframe))
         if entry is None:
-            self._raise_if_unreadable(cnn_model_name(symbol, timeframe))
+            self._raise_if_unreadable(CNN_LSTM.store_name(symbol, timeframe))
             available = sorted(f"{s} {tf}" for s, tf in self._cnn)
             raise ModelNotFound(
                 f"no CNN-LSTM model for {symbol} {timeframe}; available: {', '.join(available) or 'none'}"
@@ -191,14 +189,14 @@ class ModelCatalog:
     def ppo(self, timeframe: str) -> ModelEntry:
         entry = self._ppo.get(timeframe)
         if entry is None:
-            self._raise_if_unreadable(f"{PPO.name}-{timeframe}")
+            self._raise_if_unreadable(PPO.store_name(None, timeframe))
             available = ", ".join(sorted(tf for tf in self._ppo if tf)) or "none"
             raise ModelNotFound(f"no PPO policy for timeframe {timeframe}; available: {available}")
         return _usable(entry)
 
     def _raise_if_unreadable(self, name: str) -> None:
         """A model that exists but cannot be read is a 503 naming it, not a 404."""
-        bad = next((u for u in self.unreadable if u.tag.split(":")[0] == name), None)
+        bad = next((u for u in self.unreadable if u.name == name), None)
         if bad is not None:
             raise ModelIntegrityError(f"model {bad.tag} is unreadable ({bad.reason}); fix or re-import it")
 

@@ -22,7 +22,7 @@ from signals.core.symbols import SYMBOL_PATTERN, symbols_csv_pattern
 from signals.core.timeframes import timeframes_csv_pattern
 from signals.serving import legacy, schemas
 from signals.serving.engine import SignalEngine
-from signals.serving.http import error_body, retry_headers, validation_errors
+from signals.serving.http import error_body, retry_headers, validation_errors, validation_message
 
 DEFAULT_TIMEFRAME: Final = "15m"  # the first older API's default
 SERVICE_NAME = "signal_service"
@@ -144,7 +144,7 @@ def add_error_envelopes(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         fields = validation_errors(error.errors())
-        message = "; ".join(f"{f['field']}: {f['message']}" if f["field"] else f["message"] for f in fields)
+        message = validation_message(fields)
         return JSONResponse(error_body(400, message or "invalid request", errors=fields), status_code=400)
 
 

@@ -33,7 +33,7 @@ from signals.core.timeframes import MODEL_TIMEFRAMES, horizon_end, next_close, p
 from signals.core.vocab import ACTION_NAMES, CLASS_NAMES
 from signals.features.ppo import LONG_POSITION
 from signals.features.ppo import observation as observation_with_position
-from signals.models.families import PPO
+from signals.models.families import CNN_LSTM, PPO
 from signals.serving import schemas
 from signals.serving.background import within
 from signals.serving.catalog import ModelCatalog, ModelEntry
@@ -91,7 +91,6 @@ class SignalEngine:
         self.writer = writer
         self.metrics = server_metrics()
         self._universe = frozenset(normalize_symbol(s) for s in settings.universe)
-        self._runner_timeout = settings.runner_timeout_s
         self._cache: OrderedDict[tuple[str, str, str, pd.Timestamp], schemas.Signal] = OrderedDict()
 
     # --- CNN-LSTM signals -------------------------------------------------------------------------------
@@ -99,7 +98,9 @@ class SignalEngine:
         prepared = await self._prepare(symbol, timeframe)  # one pair: no gather, errors raise directly
         if isinstance(prepared, schemas.Signal):
             return prepared
-        (row,) = await runner_call("CNN-LSTM", self.cnn_lstm.predict([prepared.request()]), self._runner_timeout)
+        (row,) = await runner_call(
+            "CNN-LSTM", self.cnn_lstm.predict([prepared.request()]), self.settings.runner_timeout_s
+        )
         result = self._signal_or_error(prepared, row)
         if isinstance(result, SignalsError):
             raise result
@@ -133,7 +134,7 @@ class SignalEngine:
         """One runner call for the windows; a batch goes straight to the model, a few join the batching queue."""
         requests = [item.request() for item in items]
         call = self.cnn_lstm.predict_many if len(requests) >= DIRECT_CALL_MIN_WINDOWS else self.cnn_lstm.predict
-        return await runner_call("CNN-LSTM", call(requests), self._runner_timeout)
+        return await runner_call("CNN-LSTM", call(requests), self.settings.runner_timeout_s)
 
     async def shadow(self, timeframe: str) -> list[schemas.Signal]:
         """Signals of the candidate (shadow) versions of a timeframe: recorded with mode `shadow`, never served."""
@@ -342,7 +343,7 @@ class SignalEngine:
         position = LONG_POSITION if request.position.side == "long" else 0.0
         observation = observation_with_position(snapshot.ppo_market_window, position)
         request_row = ObservationRequest(model=entry.tag, observation=observation)
-        (answer,) = await runner_call("PPO", self.ppo.act([request_row]), self._runner_timeout)
+        (answer,) = await runner_call("PPO", self.ppo.act([request_row]), self.settings.runner_timeout_s)
         row = ActionRow.model_validate(answer, from_attributes=True)  # a dict when it crossed the hop as JSON
         if row.missing:
             raise ModelIntegrityError(f"model {entry.name} is not loaded by the PPO runner; see /models")
@@ -391,11 +392,11 @@ class SignalEngine:
         """Every served model, and every unreadable version in the store named with the reason."""
         unreadable = [
             schemas.ModelInfo(
-                family=bad.tag.split("-")[0] if bad.tag.startswith("ppo") else "cnn-lstm",
-                name=bad.tag.split(":")[0],
+                family=PPO.name if bad.name.startswith(f"{PPO.name}-") else CNN_LSTM.name,
+                name=bad.name,
                 symbol=None,
                 timeframe=None,
-                version=bad.tag.split(":")[1],
+                version=bad.version,
                 status="unavailable",
                 error=f"unreadable, skipped: {bad.reason}",
             )
@@ -461,7 +462,7 @@ def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
 RUNNER_RETRY_AFTER_S = 5
 
 
-async def runner_call(family: str, call: Awaitable[T], timeout_s: float = 5.0) -> T:
+async def runner_call(family: str, call: Awaitable[T], timeout_s: float) -> T:
     """A runner call whose failure (the worker restarting after a crash, a refused connection, no answer within
     `timeout_s`) is a 503 with Retry-After, never a 500 or the server's 504: the rest of the API (cached signals,
     the ledger, the other family) serves on."""
@@ -469,9 +470,7 @@ async def runner_call(family: str, call: Awaitable[T], timeout_s: float = 5.0) -
         return await within(call, timeout_s)
     except SignalsError:
         raise
-    except asyncio.CancelledError:
-        raise
-    except Exception as error:
+    except Exception as error:  # a cancellation is no Exception: it passes through
         logger.warning("%s runner call failed: %s: %s", family, type(error).__name__, error)
         raise RunnerUnavailable(
             f"the {family} runner is not answering ({type(error).__name__}); it restarts by itself, retry shortly",

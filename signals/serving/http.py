@@ -46,7 +46,15 @@ def public_message(message: str) -> str:
     directory): what a caller needs is which file of which store, not where it lives."""
     from signals.core.settings import get_settings
 
-    data_dir = get_settings().data_dir
+    for path, label in _path_labels(get_settings().data_dir):
+        message = message.replace(path, label)
+    return message
+
+
+@functools.cache
+def _path_labels(data_dir: Path) -> tuple[tuple[str, str], ...]:
+    """What `public_message` replaces, worked out once per data directory (resolving paths is file-system work, and
+    every error body goes through it)."""
     replacements = [
         (str(data_dir.resolve()), "<data>"),
         (str(_model_store()), "<model store>"),
@@ -54,10 +62,7 @@ def public_message(message: str) -> str:
     ]
     if data_dir.is_absolute():
         replacements.insert(1, (str(data_dir), "<data>"))
-    for path, label in replacements:
-        if path and path not in ("/", "."):
-            message = message.replace(path, label)
-    return message
+    return tuple((path, label) for path, label in replacements if path and path not in ("/", "."))
 
 
 @functools.cache
@@ -85,11 +90,16 @@ def validation_errors(errors: Sequence[Mapping[str, Any]]) -> list[dict[str, str
     return out
 
 
+def validation_message(fields: Sequence[Mapping[str, str]]) -> str:
+    """The fields of `validation_errors` in one line: `field: message; ...`."""
+    return "; ".join(f"{f['field']}: {f['message']}" if f["field"] else f["message"] for f in fields)
+
+
 def retry_headers(error: SignalsError) -> dict[str, str] | None:
     """`Retry-After` for a 503 or 429 (the error's own delay when it knows one), nothing otherwise."""
     if error.error_code not in RETRY_STATUSES:
         return None
-    delay = getattr(error, "retry_after_s", None)
+    delay = error.retry_after_s
     return {"Retry-After": str(max(1, math.ceil(delay)) if delay is not None else RETRY_AFTER_S)}
 
 

@@ -90,7 +90,6 @@ class MarketData:
     def __init__(self, settings: Settings, *, clock: Callable[[], pd.Timestamp] = utc_now) -> None:
         self.settings = settings
         self.store = CandleStore(settings.data_dir)
-        self.store.remove_orphans()  # what a writer killed mid-write left behind
         self.exchange_id = settings.exchange
         self.live = settings.source == "live"
         self.simulated = settings.source == "simulated"

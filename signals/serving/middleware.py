@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
-from signals.serving.http import error_body, validation_errors
+from signals.core.errors import PayloadTooLarge, SignalsError, UnsupportedMediaType
+from signals.serving.http import error_body, retry_headers, validation_errors, validation_message
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,6 +31,12 @@ async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(send: Send, error: SignalsError, headers: dict[str, str] | None = None) -> None:
+    """A refusal from a middleware, before any route runs: the error's status, the one error shape, Retry-After."""
+    status = int(error.error_code)
+    await send_json(send, status, error_body(status, str(error)), {**(retry_headers(error) or {}), **(headers or {})})
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -55,12 +62,12 @@ class RequestLimits:
         content_type = (header(scope, b"content-type") or "application/json").split(";")[0].strip().lower()
         if content_type not in JSON_TYPES and not content_type.endswith("+json"):
             refusal = f"send the body as JSON (Content-Type: application/json); got {content_type[:60]!r}"
-            await send_json(send, 415, error_body(415, refusal))
+            await send_error(send, UnsupportedMediaType(refusal))
             return
         length = header(scope, b"content-length")
         if length is not None and length.isdigit():
             if int(length) > self.max_body_bytes:
-                await send_json(send, 413, error_body(413, self._too_large(int(length))))
+                await send_error(send, PayloadTooLarge(self._too_large(int(length))))
                 return
             await self.app(scope, receive, send)  # the server holds the body to its announced length
             return
@@ -75,7 +82,7 @@ class RequestLimits:
             chunks.append(message.get("body", b""))
             received += len(chunks[-1])
             if received > self.max_body_bytes:
-                await send_json(send, 413, error_body(413, self._too_large(received)))
+                await send_error(send, PayloadTooLarge(self._too_large(received)))
                 return
             if not message.get("more_body", False):
                 break
@@ -177,8 +184,7 @@ def _message_of(parsed: Any, body: bytes, content_type: str) -> tuple[str, list[
         detail = parsed.get("detail")
         if isinstance(detail, list) and detail and isinstance(detail[0], dict) and "loc" in detail[0]:
             fields = validation_errors(detail)
-            text = "; ".join(f"{f['field']}: {f['message']}" if f["field"] else f["message"] for f in fields)
-            return f"invalid request body: {text}", fields
+            return f"invalid request body: {validation_message(fields)}", fields
         if isinstance(parsed.get("error"), str):
             return str(parsed["error"]), []
         if isinstance(detail, str):

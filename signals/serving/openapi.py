@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
@@ -118,23 +118,18 @@ def _fix_keywords(out: dict[str, Any]) -> None:
         out.pop(key, None)
 
 
-def schema_of(annotation: Any, components: dict[str, Any]) -> dict[str, Any]:
-    """The schema of a model or type, its nested models added to `components`; a `$ref` for a model."""
-    schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode="serialization")
+def schema_of(
+    annotation: Any, components: dict[str, Any], mode: Literal["validation", "serialization"] = "serialization"
+) -> dict[str, Any]:
+    """The schema of a model or type (as answered, or as `mode="validation"` for a request), its nested models added
+    to `components`; a `$ref` for a model."""
+    schema = TypeAdapter(annotation).json_schema(ref_template=REF, mode=mode)
     for name, definition in schema.pop("$defs", {}).items():
         components[name] = to_oas30(definition)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         components[annotation.__name__] = to_oas30(schema)
         return {"$ref": REF.format(model=annotation.__name__)}
     return to_oas30(schema)
-
-
-def request_schema_of(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
-    schema = model.model_json_schema(ref_template=REF, mode="validation")
-    for name, definition in schema.pop("$defs", {}).items():
-        components[name] = to_oas30(definition)
-    components[model.__name__] = to_oas30(schema)
-    return {"$ref": REF.format(model=model.__name__)}
 
 
 def error_responses(statuses: Mapping[int, str]) -> dict[str, Any]:
@@ -181,7 +176,7 @@ def openapi_document(
 
 
 def _post_operation(name: str, api: Any, components: dict[str, Any], statuses: Mapping[int, str]) -> dict[str, Any]:
-    request_model = getattr(api, "_signals_request", None) or api.input_spec
+    request_model = _plain_model(api.input_spec)
     answer = _answer_type(api)
     doc = inspect.getdoc(inspect.unwrap(api.func)) or name
     responses = {
@@ -198,8 +193,8 @@ def _post_operation(name: str, api: Any, components: dict[str, Any], statuses: M
         "description": doc,
         "requestBody": {
             # A route whose fields all have defaults may be called without a body (BentoML reads it as {}).
-            "required": any(f.is_required() for f in _plain_model(request_model).model_fields.values()),
-            "content": {"application/json": {"schema": request_schema_of(_plain_model(request_model), components)}},
+            "required": any(f.is_required() for f in request_model.model_fields.values()),
+            "content": {"application/json": {"schema": schema_of(request_model, components, mode="validation")}},
         },
         "responses": responses,
     }

@@ -58,6 +58,7 @@ class Operations:
         self.hub: PushHub | None = None
         self.alerts: AlertDispatcher | None = None
         self.bot: Any = None
+        self._engine: SignalEngine | None = None  # set when the background parts start
         if ledger is not None and writer is not None:
             self.hub = PushHub(ledger, poll_s=settings.stream_poll_s)
             writer.on_recorded(self.hub.poke)  # the worker that records wakes its own subscribers at once
@@ -79,7 +80,9 @@ class Operations:
             ledger = None
         writer = None if ledger is None else LedgerWriter(ledger, server_metrics(), capacity=settings.ledger_queue)
         catalog = current_catalog(settings, ledger)
-        return cls(settings, ledger, writer, catalog, MarketData(settings), error)
+        market = MarketData(settings)
+        market.store.remove_orphans()  # what a writer killed mid-write left behind (the server's start only)
+        return cls(settings, ledger, writer, catalog, market, error)
 
     def start_background(self, engine: SignalEngine, *, first_worker: bool = True) -> None:
         """The push stream's tail, the alert sender, the candle-close loop when enabled, and the Telegram bot when
@@ -115,7 +118,7 @@ class Operations:
     def health_components(self) -> dict[str, tuple[bool, str | None]]:
         """What the alert watch compares: the exchange's circuit (live mode) and each served model."""
         components: dict[str, tuple[bool, str | None]] = {}
-        engine = getattr(self, "_engine", None)
+        engine = self._engine
         if engine is None:
             return components
         market = engine.market

@@ -12,12 +12,13 @@ import asyncio
 import functools
 import gc
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import bentoml
 
-from signals.core.errors import InvalidInput
+from signals.core.errors import InvalidInput, RunnerUnavailable
 from signals.core.settings import get_settings
 from signals.models.device import resolve_device
 from signals.runners.cnn_lstm import CnnLstmRunner
@@ -26,7 +27,7 @@ from signals.runners.ppo import PpoRunner
 from signals.serving import audit, schemas, versions
 from signals.serving.access import AccessControl
 from signals.serving.compat import create_compat_app
-from signals.serving.engine import SignalEngine
+from signals.serving.engine import SignalEngine, runner_call
 from signals.serving.http import answer_errors, cors_config, quiet_client_errors
 from signals.serving.middleware import ErrorEnvelope, RequestLimits
 from signals.serving.openapi import openapi_document
@@ -174,11 +175,19 @@ class SignalService:
     @answer_errors
     async def status(self) -> dict[str, Any]:
         """Runners (what they loaded, device, batching), the ledger, the scheduler, the served versions."""
-        runners: dict[str, RunnerStatus] = {
-            "cnn_lstm": await self.cnn_lstm.to_async.status(),
-            "ppo": await self.ppo.to_async.status(),
+        timeout = self.engine.settings.runner_timeout_s
+
+        async def runner(family: str, status: Callable[[], Awaitable[RunnerStatus]]) -> RunnerStatus | dict[str, str]:
+            try:
+                return await runner_call(family, status, timeout)
+            except RunnerUnavailable as error:  # health says so; it is not itself a failure of /status
+                return {"error": str(error)}
+
+        return {
+            "cnn_lstm": await runner("CNN-LSTM", self.cnn_lstm.to_async.status),
+            "ppo": await runner("PPO", self.ppo.to_async.status),
+            **self.ops.status(self.engine),
         }
-        return {**runners, **self.ops.status(self.engine)}
 
     @bentoml.api(route="/admin/reload", input_spec=schemas.EmptyRequest)
     @answer_errors

@@ -104,7 +104,7 @@ async def replay(engine: SignalEngine, ledger: Ledger, request: schemas.ReplayRe
     snapshot = MarketSnapshot(upto, recorded.data_source, None)
     item = Pending(entry, snapshot, snapshot.cnn_window)
     (answer,) = await runner_call(
-        "CNN-LSTM", engine.cnn_lstm.predict([item.request()]), engine.settings.runner_timeout_s
+        "CNN-LSTM", lambda: engine.cnn_lstm.predict([item.request()]), engine.settings.runner_timeout_s
     )
     probabilities = probabilities_of(answer)
     if probabilities is None:

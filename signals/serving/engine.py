@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
 
+import aiohttp
 import numpy as np
 import pandas as pd
 
@@ -99,7 +100,7 @@ class SignalEngine:
         if isinstance(prepared, schemas.Signal):
             return prepared
         (row,) = await runner_call(
-            "CNN-LSTM", self.cnn_lstm.predict([prepared.request()]), self.settings.runner_timeout_s
+            "CNN-LSTM", lambda: self.cnn_lstm.predict([prepared.request()]), self.settings.runner_timeout_s
         )
         result = self._signal_or_error(prepared, row)
         if isinstance(result, SignalsError):
@@ -134,7 +135,7 @@ class SignalEngine:
         """One runner call for the windows; a batch goes straight to the model, a few join the batching queue."""
         requests = [item.request() for item in items]
         call = self.cnn_lstm.predict_many if len(requests) >= DIRECT_CALL_MIN_WINDOWS else self.cnn_lstm.predict
-        return await runner_call("CNN-LSTM", call(requests), self.settings.runner_timeout_s)
+        return await runner_call("CNN-LSTM", lambda: call(requests), self.settings.runner_timeout_s)
 
     async def shadow(self, timeframe: str) -> list[schemas.Signal]:
         """Signals of the candidate (shadow) versions of a timeframe: recorded with mode `shadow`, never served."""
@@ -343,7 +344,7 @@ class SignalEngine:
         position = LONG_POSITION if request.position.side == "long" else 0.0
         observation = observation_with_position(snapshot.ppo_market_window, position)
         request_row = ObservationRequest(model=entry.tag, observation=observation)
-        (answer,) = await runner_call("PPO", self.ppo.act([request_row]), self.settings.runner_timeout_s)
+        (answer,) = await runner_call("PPO", lambda: self.ppo.act([request_row]), self.settings.runner_timeout_s)
         row = ActionRow.model_validate(answer, from_attributes=True)  # a dict when it crossed the hop as JSON
         if row.missing:
             raise ModelIntegrityError(f"model {entry.name} is not loaded by the PPO runner; see /models")
@@ -462,20 +463,28 @@ def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
 RUNNER_RETRY_AFTER_S = 5
 
 
-async def runner_call(family: str, call: Awaitable[T], timeout_s: float) -> T:
-    """A runner call whose failure (the worker restarting after a crash, a refused connection, no answer within
-    `timeout_s`) is a 503 with Retry-After, never a 500 or the server's 504: the rest of the API (cached signals,
-    the ledger, the other family) serves on."""
-    try:
-        return await within(call, timeout_s)
-    except SignalsError:
-        raise
-    except Exception as error:  # a cancellation is no Exception: it passes through
-        logger.warning("%s runner call failed: %s: %s", family, type(error).__name__, error)
-        raise RunnerUnavailable(
-            f"the {family} runner is not answering ({type(error).__name__}); it restarts by itself, retry shortly",
-            retry_after_s=RUNNER_RETRY_AFTER_S,
-        ) from error
+async def runner_call(family: str, call: Callable[[], Awaitable[T]], timeout_s: float) -> T:
+    """`call()` to a runner, whose failure (the worker restarting after a crash, a refused connection, no answer
+    within `timeout_s`) is a 503 with Retry-After, never a 500 or the server's 504: the rest of the API (cached
+    signals, the ledger, the other family) serves on.
+
+    A call that fails on the connection itself (a kept-alive connection the runner had closed: "Cannot write to
+    closing transport") is made once more on a fresh one: runner calls only compute, so asking twice is safe."""
+    for attempt in (1, 2):
+        try:
+            return await within(call(), timeout_s)
+        except SignalsError:
+            raise
+        except Exception as error:  # a cancellation is no Exception: it passes through
+            if attempt == 1 and isinstance(error, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError):
+                logger.info("%s runner connection failed (%s); asking again", family, error)
+                continue
+            logger.warning("%s runner call failed: %s: %s", family, type(error).__name__, error)
+            raise RunnerUnavailable(
+                f"the {family} runner is not answering ({type(error).__name__}); it restarts by itself, retry shortly",
+                retry_after_s=RUNNER_RETRY_AFTER_S,
+            ) from error
+    raise AssertionError("unreachable: the loop returns or raises")
 
 
 def raise_if_nothing_answered(answered: Sequence[Any], errors: Sequence[schemas.RequestError]) -> None:

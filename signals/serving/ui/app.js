@@ -365,6 +365,7 @@ async function loadHealth() {
     return;
   }
   const runner = (name, r) => {
+    if (r.error) return [name, r.error, "bad"];
     const failed = Object.keys(r.failed || {}).length;
     return [name, `${Object.keys(r.loaded || {}).length} models on ${r.device}${failed ? `, ${failed} refused` : ""}`, failed ? "warn" : "ok"];
   };

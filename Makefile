@@ -71,7 +71,7 @@ serve: install
 # Debian base (deploy/image/base.sh, cached), the demo models in the store, `bentoml build`, `bentoml containerize`.
 # Run it: podman run --rm --network=host -e SIGNALS_SOURCE=simulated -e SIGNALS_EXCHANGE=synthetic trading-signals:latest
 IMAGE_TAG ?= trading-signals:latest
-export CONTAINERS_CONF := $(CURDIR)/deploy/image/containers.conf
+image: export CONTAINERS_CONF := $(CURDIR)/deploy/image/containers.conf
 .PHONY: image
 image: install system-deps
 	deploy/image/base.sh

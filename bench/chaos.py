@@ -170,11 +170,10 @@ def outage(world: Any, work: Path, *, delay_s: float = 0.0) -> dict[str, Any]:
 
 
 def runner_kill(url: str, server_pid: int, seconds: float) -> dict[str, Any]:
+    from tests.support.servers import worker_pid
+
     def pid_of(name: str) -> int:
-        found = subprocess.run(
-            ["pgrep", "-P", str(server_pid), "-f", f"service-name {name}"], capture_output=True, text=True
-        ).stdout.split()
-        return int(found[0])
+        return worker_pid(server_pid, name)
 
     async def run() -> dict[str, Any]:
         statuses: Counter[str] = Counter()
@@ -259,22 +258,31 @@ def disk(work: Path) -> dict[str, Any]:
     return {"exit_code": done.returncode, "error_lines": len(errors), "message": errors[0] if errors else None}
 
 
+RERUNNABLE = ("exchange_outage", "slow_exchange")  # the scenarios `--only` runs on their own
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--soak-s", type=float, default=60)
     parser.add_argument("--fuzz-examples", type=int, default=50)
-    parser.add_argument("--only", default="", help="Comma-separated scenarios to run again (merged into the file).")
+    parser.add_argument(
+        "--only",
+        default="",
+        help=f"Scenarios to run again, comma-separated, of {', '.join(RERUNNABLE)} (merged into the file).",
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     only = set(filter(None, args.only.split(",")))
+    if only - set(RERUNNABLE):
+        parser.error(f"--only takes {', '.join(RERUNNABLE)}; not {', '.join(sorted(only - set(RERUNNABLE)))}")
     work = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
     os.environ["BENTOML_HOME"] = str(work / "bentoml")
     os.environ["BENTOML_DO_NOT_TRACK"] = "true"
     sys.path.insert(0, str(REPO_ROOT))
-    from tests.support.servers import bentoml_server
+    from tests.support.servers import bentoml_server, child_pids
     from tests.support.world import build_world
 
     world = build_world(work / "world")
@@ -294,12 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         results["limits"] = limits(server.url)
         logger.info("fuzz")
         results["fuzz"] = fuzz(server.url, args.fuzz_examples)
-        pids = [server.process.pid] + [
-            int(p)
-            for p in subprocess.run(
-                ["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True
-            ).stdout.split()
-        ]
+        pids = [server.process.pid, *child_pids(server.process.pid)]
         logger.info("soak")
         results["soak"] = soak(server.url, pids, args.clients, args.soak_s)
         logger.info("runner kill")

@@ -97,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         "2 servers": [dict(env), dict(env)],
     }
     results: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "runs": []}
-    for name, server_envs in setups.items():
+    for number, (name, server_envs) in enumerate(setups.items()):
         with ExitStack() as stack:
-            servers = [
-                stack.enter_context(bentoml_server(e, work, name=f"{name[0]}-{i}")) for i, e in enumerate(server_envs)
+            servers = [  # one log per server of each setup
+                stack.enter_context(bentoml_server(e, work, name=f"setup{number}-{i}"))
+                for i, e in enumerate(server_envs)
             ]
             urls = [s.url for s in servers]
             for clients in (int(c) for c in args.clients.split(",")):

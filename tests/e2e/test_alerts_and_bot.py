@@ -25,10 +25,9 @@ from signals.pipelines import train_cnn_lstm_models
 from signals.serving.alerts.webhook import verify
 from signals.testing.fake_telegram import FakeTelegram
 from tests.support.browser import ARTIFACTS
-from tests.support.factories import next_bar
 from tests.support.receiver import Receiver, webhook_receiver
 from tests.support.servers import Server, bentoml_server
-from tests.support.world import EXCHANGE, World, build_world
+from tests.support.world import EXCHANGE, World, build_world, new_candle
 
 pytestmark = pytest.mark.slow
 CHAT = 4242
@@ -102,9 +101,7 @@ def test_a_webhook_gets_every_refreshed_signal_signed_soon_after_the_refresh(ser
     with webhook_receiver() as receiver:
         secret = add_webhook(world, receiver)
         pairs = [s for s, tf in world.models if tf == "1h"]
-        store = CandleStore(world.data_dir)
-        for symbol in world.symbols:
-            store.write(EXCHANGE, symbol, "1h", next_bar(store.read(EXCHANGE, symbol, "1h"), "1h"))
+        new_candle(world, "1h")
         started = time.time()
         refreshed = httpx.post(f"{server.url}/admin/refresh", json={"timeframe": "1h"}, timeout=60)
         assert refreshed.status_code == 200 and refreshed.json()["signals"] == len(pairs)

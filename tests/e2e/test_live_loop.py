@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -23,8 +22,8 @@ import sqlalchemy as sa
 from signals.core.timeframes import timeframe_seconds
 from signals.serving.ledger.schema import refresh_leases, signal_records
 from tests.support.postgres import Postgres
-from tests.support.servers import Server, bentoml_server
-from tests.support.world import World, build_world
+from tests.support.servers import Server, bentoml_server, child_pids
+from tests.support.world import World, build_world, new_candle
 
 pytestmark = pytest.mark.slow
 TIMEFRAMES = ("15m", "1h")
@@ -173,7 +172,7 @@ def test_two_servers_on_one_postgresql_refresh_each_candle_once(
             ]
             == one["probabilities"]
         )
-        add_candle(world, "1h")
+        new_candle(world, "1h")
         refreshed = httpx.post(f"{second.url}/admin/refresh", json={"timeframe": "1h"}, timeout=60).json()
         assert refreshed["recorded"] == refreshed["signals"] > 0
         after = record_keys(url)
@@ -197,18 +196,7 @@ def record_keys(url: str) -> set[tuple[str, str, int]]:
 
 def kill_replica(server: Server) -> None:
     """SIGKILL a server and every worker of it (the workers run in their own process groups)."""
-    children = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True).stdout.split()
-    for pid in [*map(int, children), server.process.pid]:
+    for pid in [*child_pids(server.process.pid), server.process.pid]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     server.process.wait(10)
-
-
-def add_candle(world: World, timeframe: str) -> None:
-    from signals.data.store import CandleStore
-    from tests.support.factories import next_bar
-    from tests.support.world import EXCHANGE
-
-    store = CandleStore(world.data_dir)
-    for symbol in world.symbols:
-        store.write(EXCHANGE, symbol, timeframe, next_bar(store.read(EXCHANGE, symbol, timeframe), timeframe))

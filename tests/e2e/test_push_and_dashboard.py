@@ -21,11 +21,9 @@ import httpx
 import pytest
 import websockets
 
-from signals.data.store import CandleStore
 from tests.support.browser import chromium, console_errors, screenshot, static_origin
-from tests.support.factories import next_bar
 from tests.support.servers import Server, bentoml_server
-from tests.support.world import EXCHANGE, World, build_world
+from tests.support.world import World, build_world, new_candle
 
 pytestmark = pytest.mark.slow
 BLANK_PAGE = "<!doctype html><title>another origin</title><p>a page of another origin</p>"
@@ -55,18 +53,6 @@ def server(world: World, origins: Origins, tmp_path_factory: pytest.TempPathFact
     env = {**world.env(), "SIGNALS_CORS_ORIGINS": json.dumps([origins.allowed]), "SIGNALS_STREAM_HEARTBEAT_S": "1"}
     with bentoml_server(env, tmp_path_factory.mktemp("push-logs"), name="push") as running:
         yield running
-
-
-def new_candle(world: World, timeframe: str) -> str:
-    """Store the next candle of every pair on `timeframe`; its open time, as the API writes it."""
-    store = CandleStore(world.data_dir)
-    stamp = None
-    for symbol in world.symbols:
-        bar = next_bar(store.read(EXCHANGE, symbol, timeframe), timeframe)
-        store.write(EXCHANGE, symbol, timeframe, bar)
-        stamp = bar["timestamp"].iloc[0]
-    assert stamp is not None
-    return str(stamp.strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
 def refresh(server: Server, timeframe: str) -> dict[str, Any]:

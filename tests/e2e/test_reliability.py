@@ -31,7 +31,8 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from signals.serving.access import key_hash
-from tests.support.servers import Server, bentoml_server, free_port
+from tests.support.paths import REPO_ROOT
+from tests.support.servers import Server, bentoml_server, free_port, worker_pid
 from tests.support.world import World, build_world
 
 pytestmark = pytest.mark.slow
@@ -50,11 +51,7 @@ def server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 
 def runner_pid(server: Server, name: str) -> int:
-    found = subprocess.run(
-        ["pgrep", "-P", str(server.process.pid), "-f", f"service-name {name}"], capture_output=True, text=True
-    ).stdout.split()
-    assert found, f"no {name} worker under the server"
-    return int(found[0])
+    return worker_pid(server.process.pid, name)
 
 
 def test_an_oversized_body_is_refused_at_once_and_stalls_nobody(server: Server) -> None:
@@ -161,7 +158,7 @@ def test_an_impossible_device_fails_once_with_one_line(world: World, tmp_path: P
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=REPO_ROOT,
     )
     assert done.returncode != 0 and time.monotonic() - started < 60
     last = done.stderr.strip().splitlines()[-1]

@@ -47,6 +47,11 @@ class Receiver:
         with self.lock:
             self._hang, self._hang_s = n, seconds
 
+    def hangs_pending(self) -> int:
+        """How many of the requests `hang_next` asked to hold have not arrived yet."""
+        with self.lock:
+            return self._hang
+
     def keys(self) -> list[str]:
         with self.lock:
             return [d.key for d in self.deliveries]

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,17 +64,46 @@ def bentoml_server(
 
 
 def wait_ready(server: Server, timeout: float = START_TIMEOUT_S) -> None:
+    def exited() -> str | None:
+        code = server.process.poll()
+        return None if code is None else f"bentoml serve exited with {code}"
+
+    wait_for_readyz(server.url, timeout=timeout, gone=exited, logs=server.log_tail)
+
+
+def wait_for_readyz(
+    url: str,
+    *,
+    timeout: float = START_TIMEOUT_S,
+    gone: Callable[[], str | None] = lambda: None,
+    logs: Callable[[], str] = lambda: "",
+) -> None:
+    """Until `url`/readyz answers 200; fail with `logs()` after `timeout`, or at once when `gone()` says why not."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"bentoml serve exited with {server.process.returncode}:\n{server.log_tail()}")
+        reason = gone()
+        if reason is not None:
+            pytest.fail(f"{reason}:\n{logs()}")
         try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    pytest.fail(f"server not ready after {timeout} s:\n{server.log_tail()}")
+    pytest.fail(f"server not ready after {timeout} s:\n{logs()}")
+
+
+def child_pids(pid: int, pattern: str | None = None) -> list[int]:
+    """The direct children of `pid` (a server's workers), those whose command line matches `pattern` if given."""
+    command = ["pgrep", "-P", str(pid)] + (["-f", pattern] if pattern else [])
+    return [int(p) for p in subprocess.run(command, capture_output=True, text=True).stdout.split()]
+
+
+def worker_pid(server_pid: int, service: str) -> int:
+    """The worker of one BentoML service (e.g. `cnn_lstm_runner`) under a `bentoml serve` process."""
+    found = child_pids(server_pid, f"service-name {service}")
+    assert found, f"no {service} worker under the server"
+    return found[0]
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

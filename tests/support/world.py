@@ -18,6 +18,7 @@ from signals.data.store import CandleStore
 from signals.models.cnn_lstm.network import CnnLstmConfig
 from signals.models.cnn_lstm.training import TrainConfig
 from signals.pipelines import train_cnn_lstm_models, train_ppo_policy, write_synthetic_market
+from tests.support.factories import next_bar
 
 EXCHANGE = "synthetic"
 END = pd.Timestamp("2026-11-20", tz="UTC")
@@ -84,3 +85,15 @@ def environment(values: dict[str, str]) -> Iterator[None]:
             else:
                 os.environ[key] = value
         get_settings.cache_clear()
+
+
+def new_candle(world: World, timeframe: str) -> str:
+    """Store the next candle of every pair of `world` on `timeframe`; its open time, as the API writes it."""
+    store = CandleStore(world.data_dir)
+    stamp = None
+    for symbol in world.symbols:
+        bar = next_bar(store.read(EXCHANGE, symbol, timeframe), timeframe)
+        store.write(EXCHANGE, symbol, timeframe, bar)
+        stamp = bar["timestamp"].iloc[0]
+    assert stamp is not None
+    return str(stamp.strftime("%Y-%m-%dT%H:%M:%SZ"))

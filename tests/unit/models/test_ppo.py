@@ -23,6 +23,7 @@ from signals.features.ppo import LONG_POSITION, PPO_LOOKBACK, PPO_OBS_SHAPE, ser
 from signals.models.ppo.artifact import POLICY_FILE, PpoPolicy, import_ppo, load_ppo
 from signals.models.ppo.env import FIRST_WINDOW_BAR, SymbolHistory, TradingEnv
 from signals.models.ppo.training import PpoHyperParameters, PpoTrainingResult, evaluate, split_history, train_ppo
+from tests.support.world import environment
 
 torch.set_num_threads(1)
 FEE, SLIP = 0.001, 0.0005
@@ -305,15 +306,10 @@ def test_a_policy_zip_with_extra_pickled_parts_is_refused_even_with_a_matching_h
         load_ppo(stored.tag)
 
 
-def test_with_a_signing_key_a_swapped_zip_and_its_rewritten_hash_are_refused(
-    trained: PpoTrainingResult, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from signals.core.settings import get_settings
+def test_with_a_signing_key_a_swapped_zip_and_its_rewritten_hash_are_refused(trained: PpoTrainingResult) -> None:
     from signals.models.registry import SIGNATURE_FILE
 
-    monkeypatch.setenv("SIGNALS_MODEL_SIGNING_KEY", "a-secret-the-model-store-does-not-hold")
-    get_settings.cache_clear()
-    try:
+    with environment({"SIGNALS_MODEL_SIGNING_KEY": "a-secret-the-model-store-does-not-hold"}):
         stored = import_ppo(trained)  # saved with the key: signed
         assert (Path(stored.path) / SIGNATURE_FILE).is_file()
         assert load_ppo(stored.tag).tag == stored.tag
@@ -326,35 +322,23 @@ def test_with_a_signing_key_a_swapped_zip_and_its_rewritten_hash_are_refused(
         (Path(other.path) / SIGNATURE_FILE).unlink()
         with pytest.raises(ModelIntegrityError, match="is not signed"):
             load_ppo(other.tag)
-        monkeypatch.setenv("SIGNALS_MODEL_SIGNING_KEY", "another-key")
-        get_settings.cache_clear()
-        fresh = import_ppo(trained)
-        monkeypatch.setenv("SIGNALS_MODEL_SIGNING_KEY", "a-secret-the-model-store-does-not-hold")
-        get_settings.cache_clear()
+        with environment({"SIGNALS_MODEL_SIGNING_KEY": "another-key"}):
+            fresh = import_ppo(trained)
         with pytest.raises(ModelIntegrityError, match="signed with another key"):
             load_ppo(fresh.tag)
-    finally:
-        monkeypatch.delenv("SIGNALS_MODEL_SIGNING_KEY")
-        get_settings.cache_clear()
 
 
-def test_signals_models_sign_signs_what_passes_its_hashes(trained: PpoTrainingResult, monkeypatch: Any) -> None:
+def test_signals_models_sign_signs_what_passes_its_hashes(trained: PpoTrainingResult) -> None:
     from typer.testing import CliRunner
 
     from signals.cli import app
-    from signals.core.settings import get_settings
     from signals.models.registry import SIGNATURE_FILE
 
     stored = import_ppo(trained)  # unsigned: no key yet
     assert not (Path(stored.path) / SIGNATURE_FILE).exists()
     unset = CliRunner().invoke(app, ["models", "sign", stored.tag])
     assert unset.exit_code == 2 and "set SIGNALS_MODEL_SIGNING_KEY" in unset.output
-    monkeypatch.setenv("SIGNALS_MODEL_SIGNING_KEY", "k")
-    get_settings.cache_clear()
-    try:
+    with environment({"SIGNALS_MODEL_SIGNING_KEY": "k"}):
         signed = CliRunner().invoke(app, ["models", "sign", stored.tag])
         assert signed.exit_code == 0 and f"signed {stored.tag}" in signed.output
         assert load_ppo(stored.tag).tag == stored.tag
-    finally:
-        monkeypatch.delenv("SIGNALS_MODEL_SIGNING_KEY")
-        get_settings.cache_clear()

@@ -37,14 +37,6 @@ FAST = RetryPolicy(max_attempts=4, first_delay_s=0.05, max_delay_s=0.2, jitter=0
 
 
 @pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = Ledger(database_url)
-    ledger.migrate()
-    yield ledger
-    ledger.close()
-
-
-@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     with webhook_receiver() as running:
         yield running
@@ -234,12 +226,10 @@ def test_health_changes_are_alerts_once_each(ledger: Ledger) -> None:
 
 
 def test_a_sender_killed_mid_delivery_loses_nothing_and_repeats_only_that_message(
-    database_url: str, receiver: Receiver, tmp_path: Path
+    database_url: str, ledger: Ledger, receiver: Receiver, tmp_path: Path
 ) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("one database suffices for the process-level kill (the claim logic is tested on both)")
-    ledger = Ledger(database_url)
-    ledger.migrate()
     subscribe(ledger, receiver.url, actionable_only=False, events=["signal.recorded"])
     ledger.record_signals([signal_at(c, "LONG") for c in range(4)])  # four messages
     receiver.hang_next(1, 4.0)  # the first delivery is in flight when the sender dies
@@ -255,7 +245,7 @@ def test_a_sender_killed_mid_delivery_loses_nothing_and_repeats_only_that_messag
     )
     try:
         deadline = time.monotonic() + 30
-        while receiver._hang and time.monotonic() < deadline:  # until the sender's first request is held
+        while receiver.hangs_pending() and time.monotonic() < deadline:  # until the sender's first request is held
             time.sleep(0.05)
         time.sleep(0.3)
         os.killpg(sender.pid, signal.SIGKILL)  # mid-delivery: the answer will never be recorded
@@ -270,7 +260,6 @@ def test_a_sender_killed_mid_delivery_loses_nothing_and_repeats_only_that_messag
     repeated = [key for key, count in keys.items() if count > 1]
     assert len(repeated) <= 1  # only the message whose answer was lost, under the same key
     assert outbox_counts(ledger.engine) == {"delivered": 4}
-    ledger.close()
 
 
 def test_the_retry_policy_backs_off_exponentially_with_bounded_jitter() -> None:

@@ -17,14 +17,6 @@ from signals.serving.ledger.store import Ledger, database_url, redact
 from tests.support.factories import signal_record as record
 
 
-@pytest.fixture
-def ledger(database_url: str) -> Ledger:
-    ledger = Ledger(database_url)
-    ledger.migrate()
-    yield ledger
-    ledger.close()
-
-
 def test_the_migrated_schema_is_exactly_the_declared_one(ledger: Ledger) -> None:
     with ledger.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)

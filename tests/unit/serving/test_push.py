@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -29,14 +28,6 @@ class Clock:
 
     def __call__(self) -> pd.Timestamp:
         return self.now
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = Ledger(database_url)
-    ledger.migrate()
-    yield ledger
-    ledger.close()
 
 
 def signal_at(symbol: str, timeframe: str, *, candle: int = 0, seconds_after_start: float = 1.0, **extra: Any) -> dict:

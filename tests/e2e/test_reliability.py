@@ -96,7 +96,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(ser
 def test_killing_a_runner_worker_gives_503_with_retry_after_and_cached_signals_keep_serving(server: Server) -> None:
     assert httpx.post(f"{server.url}/predict", json=BTC, timeout=30).status_code == 200  # cached from now on
 
-    async def load() -> tuple[Counter[tuple[str, int]], int, float]:
+    async def load() -> tuple[Counter[tuple[str, int]], int, float, float | None]:
         statuses: Counter[tuple[str, int]] = Counter()
         retry_after = 0
         slowest = 0.0
@@ -112,20 +112,28 @@ def test_killing_a_runner_worker_gives_503_with_retry_after_and_cached_signals_k
 
             os.kill(runner_pid(server, "ppo_runner"), signal.SIGKILL)
             os.kill(runner_pid(server, "cnn_lstm_runner"), signal.SIGKILL)
-            deadline = time.monotonic() + 12  # the worker restarts within a few seconds
-            while time.monotonic() < deadline:
+            killed = time.monotonic()
+            recovered_in: float | None = None
+
+            def since_killed() -> float:
+                return time.monotonic() - killed
+
+            # The worker restarts by itself (7.5 s here, more on a busy CI box): ask until it answers, then 2 s more.
+            while since_killed() < 90 and (recovered_in is None or since_killed() < recovered_in + 2):
                 await asyncio.gather(
                     ask("/predict", BTC),
                     ask("/action", {"symbol": "BTC/USDT"}),
                     ask("/predict", {**BTC, "timeframe": "15m"}),
                 )
+                if recovered_in is None and statuses[("/action", 200)]:
+                    recovered_in = since_killed()
                 await asyncio.sleep(0.2)
-        return statuses, retry_after, slowest
+        return statuses, retry_after, slowest, recovered_in
 
-    statuses, retry_after, slowest = asyncio.run(load())
+    statuses, retry_after, slowest, recovered_in = asyncio.run(load())
     assert {status for _, status in statuses} <= {200, 503}, statuses  # never a 500 or a 504
     assert statuses[("/predict", 503)] + statuses[("/action", 503)] == retry_after  # every 503 says when to retry
-    assert statuses[("/action", 200)] > 0  # the worker came back
+    assert recovered_in is not None, (statuses, server.log_tail())  # the worker came back
     cached = statuses[("/predict", 200)]
     assert cached >= statuses[("/action", 200)]  # BTC 1h from the cache throughout
     assert slowest < 9, "a request waited for the dead runner until the server's own timeout"

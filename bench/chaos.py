@@ -172,9 +172,6 @@ def outage(world: Any, work: Path, *, delay_s: float = 0.0) -> dict[str, Any]:
 def runner_kill(url: str, server_pid: int, seconds: float) -> dict[str, Any]:
     from tests.support.servers import worker_pid
 
-    def pid_of(name: str) -> int:
-        return worker_pid(server_pid, name)
-
     async def run() -> dict[str, Any]:
         statuses: Counter[str] = Counter()
         latencies: list[float] = []
@@ -187,8 +184,8 @@ def runner_kill(url: str, server_pid: int, seconds: float) -> dict[str, Any]:
                 latencies.append(time.perf_counter() - started)
                 statuses[f"{route} {response.status_code}"] += 1
 
-            os.kill(pid_of("cnn_lstm_runner"), signal.SIGKILL)
-            os.kill(pid_of("ppo_runner"), signal.SIGKILL)
+            os.kill(worker_pid(server_pid, "cnn_lstm_runner"), signal.SIGKILL)
+            os.kill(worker_pid(server_pid, "ppo_runner"), signal.SIGKILL)
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
                 await asyncio.gather(

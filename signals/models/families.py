@@ -39,3 +39,9 @@ FAMILIES: Final = (CNN_LSTM, PPO)
 def family_named(name: str | None) -> ModelFamily | None:
     """The family whose store label is `name`, or None."""
     return next((family for family in FAMILIES if family.name == name), None)
+
+
+def family_of_store_name(store_name: str) -> ModelFamily | None:
+    """The family a store name belongs to (every store name starts with its family's label), or None: what is left
+    to go on for a version whose `model.yaml`, and so its labels, cannot be read."""
+    return next((family for family in FAMILIES if store_name.startswith(f"{family.name}-")), None)

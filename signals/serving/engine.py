@@ -34,7 +34,7 @@ from signals.core.timeframes import MODEL_TIMEFRAMES, horizon_end, next_close, p
 from signals.core.vocab import ACTION_NAMES, CLASS_NAMES
 from signals.features.ppo import LONG_POSITION
 from signals.features.ppo import observation as observation_with_position
-from signals.models.families import CNN_LSTM, PPO
+from signals.models.families import CNN_LSTM, PPO, family_of_store_name
 from signals.serving import schemas
 from signals.serving.background import within
 from signals.serving.catalog import ModelCatalog, ModelEntry
@@ -393,7 +393,7 @@ class SignalEngine:
         """Every served model, and every unreadable version in the store named with the reason."""
         unreadable = [
             schemas.ModelInfo(
-                family=PPO.name if bad.name.startswith(f"{PPO.name}-") else CNN_LSTM.name,
+                family=(family_of_store_name(bad.name) or CNN_LSTM).name,
                 name=bad.name,
                 symbol=None,
                 timeframe=None,

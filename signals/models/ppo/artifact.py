@@ -42,7 +42,7 @@ PPO_FEATURE_HASH: Final[str] = hashlib.sha256("\n".join(PPO_FEATURE_NAMES).encod
 
 
 def model_name(timeframe: str) -> str:
-    return f"ppo-{timeframe}"
+    return f"{FAMILY}-{timeframe}"
 
 
 def import_ppo(result: PpoTrainingResult) -> StoredModel:

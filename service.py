@@ -18,23 +18,24 @@ from typing import Any
 
 import bentoml
 
+from signals.api.access import AccessControl
+from signals.api.compat import create_compat_app
+from signals.api.errors import answer_errors, cors_config, quiet_client_errors
+from signals.api.middleware import ErrorEnvelope, RequestLimits
+from signals.api.openapi import openapi_document
+from signals.api.slots import Slot
+from signals.api.web import create_web_app
+from signals.contract import schemas
 from signals.core.errors import InvalidInput, RunnerUnavailable
 from signals.core.settings import get_settings
+from signals.live.operations import Operations
+from signals.live.push import PushHub
 from signals.models.device import resolve_device
 from signals.runners.cnn_lstm import CnnLstmRunner
 from signals.runners.common import RunnerStatus
 from signals.runners.ppo import PpoRunner
-from signals.serving import audit, schemas, versions
-from signals.serving.access import AccessControl
-from signals.serving.compat import create_compat_app
 from signals.serving.engine import SignalEngine, runner_call
-from signals.serving.http import answer_errors, cors_config, quiet_client_errors
-from signals.serving.middleware import ErrorEnvelope, RequestLimits
-from signals.serving.openapi import openapi_document
-from signals.serving.ops import Operations
-from signals.serving.push import PushHub
-from signals.serving.slots import Slot
-from signals.serving.web import create_web_app
+from signals.track_record import audit, versions
 
 logger = logging.getLogger(__name__)
 engine_slot: Slot[SignalEngine] = Slot("the signal engine")

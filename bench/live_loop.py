@@ -61,15 +61,15 @@ def refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[s
     just after the world's last candles closed (all four timeframes close together at midnight)."""
     import pandas as pd
 
+    from signals.core.metrics import server_metrics
     from signals.core.settings import Settings
+    from signals.ledger.store import Ledger
+    from signals.ledger.writer import LedgerWriter
+    from signals.live.scheduler import Scheduler
+    from signals.models.local import LocalCnnLstm, LocalPpo
     from signals.serving.engine import SignalEngine
-    from signals.serving.ledger.store import Ledger
-    from signals.serving.ledger.writer import LedgerWriter
-    from signals.serving.local import LocalCnnLstm, LocalPpo
     from signals.serving.market import MarketData
-    from signals.serving.metrics import server_metrics
-    from signals.serving.scheduler import Scheduler
-    from signals.serving.versions import current_catalog
+    from signals.track_record.versions import current_catalog
 
     base = Settings(
         data_dir=work / "data", exchange=EXCHANGE, universe=list(symbols), timeframes=list(TIMEFRAMES), device="cpu"
@@ -124,9 +124,9 @@ def _summary(seconds: list[float]) -> dict[str, float]:
 
 
 def ledger_throughput(url: str, rows: int) -> dict[str, Any]:
-    from signals.serving.ledger.store import Ledger
-    from signals.serving.ledger.writer import LedgerWriter
-    from signals.serving.metrics import server_metrics
+    from signals.core.metrics import server_metrics
+    from signals.ledger.store import Ledger
+    from signals.ledger.writer import LedgerWriter
 
     ledger = Ledger(url)
     ledger.migrate()
@@ -169,14 +169,14 @@ def ledger_throughput(url: str, rows: int) -> dict[str, Any]:
 
 def predict_cost(work: Path, symbols: tuple[str, ...], calls: int) -> dict[str, Any]:
     """Engine time per /predict, warm (cache hit) and cold (cache off), with and without a ledger writer."""
+    from signals.core.metrics import server_metrics
     from signals.core.settings import Settings
+    from signals.ledger.store import Ledger
+    from signals.ledger.writer import LedgerWriter
+    from signals.models.local import LocalCnnLstm, LocalPpo
     from signals.serving.engine import SignalEngine
-    from signals.serving.ledger.store import Ledger
-    from signals.serving.ledger.writer import LedgerWriter
-    from signals.serving.local import LocalCnnLstm, LocalPpo
     from signals.serving.market import MarketData
-    from signals.serving.metrics import server_metrics
-    from signals.serving.versions import current_catalog
+    from signals.track_record.versions import current_catalog
 
     base = Settings(
         data_dir=work / "data",

@@ -18,11 +18,11 @@ from typing import Any, Protocol
 import httpx
 from sqlalchemy.engine import Engine
 
+from signals.alerts import webhook
+from signals.core.background import stop_task, wait_event
 from signals.core.settings import Settings
-from signals.serving.alerts import webhook
-from signals.serving.alerts.outbox import Claimed, RetryPolicy, claim_due, enqueue, outbox_counts, record_attempt
-from signals.serving.alerts.rules import health_alert
-from signals.serving.background import stop_task, wait_event
+from signals.ledger.outbox import Claimed, RetryPolicy, claim_due, enqueue, outbox_counts, record_attempt
+from signals.ledger.rules import health_alert
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class AlertDispatcher:
         Telegram bot for chats when a token is set."""
         chats = None
         if settings.telegram_token is not None:
-            from signals.serving.alerts.telegram import TelegramChats  # the library only when a bot is configured
+            from signals.alerts.telegram import TelegramChats  # the library only when a bot is configured
 
             chats = TelegramChats(settings.telegram_token.get_secret_value(), settings.telegram_api_url)
         return cls(

@@ -23,12 +23,12 @@ from telegram import Bot, Update
 from telegram.error import TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes
 
+from signals.alerts import webhook
 from signals.core.errors import SignalsError
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe
-from signals.serving.alerts import webhook
-from signals.serving.alerts.outbox import add_subscription, remove_subscription
-from signals.serving.alerts.rules import Filters
+from signals.ledger.outbox import add_subscription, remove_subscription
+from signals.ledger.rules import Filters
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class EngineSource:
         self.engine = engine
 
     async def action(self, symbol: str) -> dict[str, Any]:
-        from signals.serving.schemas import ActionRequest
+        from signals.contract.schemas import ActionRequest
 
         answer = await self.engine.action(ActionRequest(symbol=symbol))
         return dict(answer.model_dump(mode="json"))

@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
+from signals.api.middleware import ASGIApp, Receive, Scope, Send, header, send_error
 from signals.core.errors import Forbidden, SignalsError, TooManyRequests, Unauthorized
 from signals.core.settings import ApiKey
-from signals.serving.middleware import ASGIApp, Receive, Scope, Send, header, send_error
 
 PUBLIC_PATHS = ("/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/schema.json", "/ui")
 ADMIN_PREFIX = "/admin/"

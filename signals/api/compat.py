@@ -17,12 +17,13 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from signals.api import legacy
+from signals.api.errors import error_body, retry_headers, validation_errors, validation_message
+from signals.contract import schemas
 from signals.core.errors import InvalidInput, SignalsError
 from signals.core.symbols import SYMBOL_PATTERN, symbols_csv_pattern
 from signals.core.timeframes import timeframes_csv_pattern
-from signals.serving import legacy, schemas
 from signals.serving.engine import SignalEngine
-from signals.serving.http import error_body, retry_headers, validation_errors, validation_message
 
 DEFAULT_TIMEFRAME: Final = "15m"  # the first older API's default
 SERVICE_NAME = "signal_service"

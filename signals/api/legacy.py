@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
+from signals.contract import schemas
 from signals.core.timeframes import close_time, iso_z, utc_now
 from signals.core.vocab import ACTION_NAMES
 from signals.features.ppo import PPO_OBS_SHAPE
-from signals.serving import schemas
 
 TAKE_PROFIT_SLOTS = 3  # tp1..tp3: what the older items always carry (null when there is no plan)
 

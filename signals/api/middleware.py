@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
 from typing import Any
 
+from signals.api.errors import error_body, retry_headers, validation_errors, validation_message
 from signals.core.errors import PayloadTooLarge, SignalsError, UnsupportedMediaType
-from signals.serving.http import error_body, retry_headers, validation_errors, validation_message
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

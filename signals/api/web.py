@@ -26,18 +26,19 @@ from fastapi import FastAPI, Header, Query, Request, WebSocket, WebSocketDisconn
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from signals.api import legacy
+from signals.api.compat import SymbolList, SymbolPath, TimeframeList, add_error_envelopes, split_csv
+from signals.contract import schemas
+from signals.core.background import get_within, stop_task
 from signals.core.errors import DataNotFound, InvalidInput
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe, utc_now
-from signals.serving import legacy, schemas
-from signals.serving.background import get_within, stop_task
-from signals.serving.compat import SymbolList, SymbolPath, TimeframeList, add_error_envelopes, split_csv
+from signals.live.push import Event, Interest, PushHub, Subscription
 from signals.serving.engine import SignalEngine
-from signals.serving.push import Event, Interest, PushHub, Subscription
 
 logger = logging.getLogger(__name__)
 
-UI_DIR = Path(str(files("signals.serving") / "ui"))
+UI_DIR = Path(str(files("signals.api") / "ui"))
 RETRY_MS = 3000  # what an EventSource waits before reconnecting
 MAX_CANDLES = 1000
 

@@ -45,8 +45,8 @@ def add(
 
     from signals.core.symbols import normalize_symbol
     from signals.core.timeframes import parse_timeframe
-    from signals.serving.alerts.outbox import add_subscription
-    from signals.serving.alerts.rules import Filters
+    from signals.ledger.outbox import add_subscription
+    from signals.ledger.rules import Filters
 
     parsed = urlparse(url)
     try:
@@ -80,7 +80,7 @@ def add(
 @alerts_app.command("list")
 def list_command(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Active subscriptions (webhooks and Telegram chats) with their filters."""
-    from signals.serving.alerts.outbox import subscriptions
+    from signals.ledger.outbox import subscriptions
 
     rows = [
         {
@@ -101,7 +101,7 @@ def remove(
     data_dir: DataDirOption = None,
 ) -> None:
     """Stop a subscription; its log stays and its pending messages are not sent."""
-    from signals.serving.alerts.outbox import remove_subscription
+    from signals.ledger.outbox import remove_subscription
 
     if not remove_subscription(_ledger(data_dir).engine, subscription):
         raise fail(InvalidInput(f"no active subscription {subscription}; `signals alerts list` shows them"))
@@ -115,7 +115,7 @@ def log(
     as_json: JsonOption = False,
 ) -> None:
     """The newest messages: event, where to, status (pending, delivered, dead), attempts and the last error."""
-    from signals.serving.alerts.outbox import message_log
+    from signals.ledger.outbox import message_log
 
     messages = message_log(_ledger(data_dir).engine, limit)
     if as_json:
@@ -142,8 +142,8 @@ def run(
     data_dir: DataDirOption = None,
 ) -> None:
     """Deliver alerts from the outbox (what the server's workers do), e.g. on a machine without the server."""
+    from signals.alerts.dispatcher import AlertDispatcher
     from signals.core.settings import get_settings
-    from signals.serving.alerts.dispatcher import AlertDispatcher
 
     ledger = _ledger(data_dir)
     dispatcher = AlertDispatcher.from_settings(ledger.engine, get_settings())
@@ -173,8 +173,8 @@ def run(
 def bot(data_dir: DataDirOption = None) -> None:
     """Run the Telegram bot (SIGNALS_TELEGRAM_TOKEN) against a running server (SIGNALS_TELEGRAM_SERVER_URL), with
     its chat subscriptions in the ledger database."""
+    from signals.alerts.telegram import HttpSource, SignalsBot
     from signals.core.settings import get_settings
-    from signals.serving.alerts.telegram import HttpSource, SignalsBot
 
     settings = get_settings()
     if settings.telegram_token is None:

@@ -113,16 +113,16 @@ def _backfill_demo(data_dir: Path, days: int, force: bool) -> Any:
 
     import pandas as pd
 
+    from signals.core.metrics import server_metrics
     from signals.core.settings import get_settings
+    from signals.ledger.store import Ledger
+    from signals.ledger.writer import LedgerWriter
+    from signals.models.local import LocalCnnLstm, LocalPpo
     from signals.pipelines import Step
-    from signals.serving.backfill import backfill
     from signals.serving.engine import SignalEngine
-    from signals.serving.ledger.store import Ledger
-    from signals.serving.ledger.writer import LedgerWriter
-    from signals.serving.local import LocalCnnLstm, LocalPpo
     from signals.serving.market import MarketData
-    from signals.serving.metrics import server_metrics
-    from signals.serving.versions import current_catalog
+    from signals.track_record.backfill import backfill
+    from signals.track_record.versions import current_catalog
 
     step = Step("backfill", f"last {days} days", "kept")
     started = time.perf_counter()

@@ -23,8 +23,8 @@ def new(
     """Make a random key; print it (once: it is not stored anywhere) and the JSON entry that grants it.
 
     Add the entry to the JSON list in SIGNALS_API_KEYS on every server; give the key to its user."""
+    from signals.api.access import new_key
     from signals.core.settings import ApiKey
-    from signals.serving.access import new_key
 
     wanted = split_csv(scopes) or ["read"]
     if not set(wanted) <= {"read", "admin"}:

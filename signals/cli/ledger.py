@@ -42,7 +42,7 @@ def settings_with(data_dir: Any = None, exchange: str | None = None) -> Any:
 
 
 def open_ledger(settings: Any) -> Any:
-    from signals.serving.ledger.store import Ledger
+    from signals.ledger.store import Ledger
 
     ledger = Ledger.from_settings(settings)
     try:
@@ -65,7 +65,7 @@ def _when(value: str | None, what: str) -> pd.Timestamp | None:
 @ledger_app.command("migrate")
 def migrate(data_dir: DataDirOption = None) -> None:
     """Create or upgrade the ledger's schema to the newest revision (safe to run while servers run)."""
-    from signals.serving.ledger.store import redact
+    from signals.ledger.store import redact
 
     ledger = open_ledger(settings_with(data_dir))
     typer.echo(f"ledger {redact(ledger.url)} at revision {ledger.revision()}")
@@ -83,16 +83,16 @@ def backfill_command(
 ) -> None:
     """Run the served models over stored candles as if live (mode `backfill`), record and resolve them, so that a
     fresh install has a track record; then print its scorecard per timeframe."""
+    from signals.core.metrics import server_metrics
     from signals.core.timeframes import parse_timeframe
     from signals.features.labels import round_trip_cost
-    from signals.serving.backfill import backfill
+    from signals.ledger.writer import LedgerWriter
+    from signals.models.local import LocalCnnLstm, LocalPpo
     from signals.serving.engine import SignalEngine
-    from signals.serving.ledger.writer import LedgerWriter
-    from signals.serving.local import LocalCnnLstm, LocalPpo
     from signals.serving.market import MarketData
-    from signals.serving.metrics import server_metrics
-    from signals.serving.scorecard import scorecard
-    from signals.serving.versions import current_catalog
+    from signals.track_record.backfill import backfill
+    from signals.track_record.scorecard import scorecard
+    from signals.track_record.versions import current_catalog
 
     settings = settings_with(data_dir, exchange)
     start = _when(since, "--since")
@@ -155,8 +155,8 @@ def scorecard_command(
 ) -> None:
     """How the recorded signals did (the same figures as POST /scorecard)."""
     from signals.cli.report import score_row
-    from signals.serving import schemas
-    from signals.serving.ops import scorecard_of
+    from signals.contract import schemas
+    from signals.live.operations import scorecard_of
 
     settings = settings_with(data_dir)
     try:
@@ -199,7 +199,8 @@ def history_command(
     as_json: JsonOption = False,
 ) -> None:
     """A pair's recorded signals, newest first, with their outcomes."""
-    from signals.serving import audit, schemas
+    from signals.contract import schemas
+    from signals.track_record import audit
 
     settings = settings_with(data_dir)
     ledger = open_ledger(settings)

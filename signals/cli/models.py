@@ -232,7 +232,7 @@ def _tell_server(server: str) -> str:
 
 def _decide(action: str, model: str, version: str | None, force: bool, data_dir: Any) -> dict[str, Any]:
     from signals.cli.ledger import open_ledger, settings_with
-    from signals.serving import versions
+    from signals.track_record import versions
 
     settings = settings_with(data_dir)
     ledger = open_ledger(settings)

@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from signals.serving.alerts.rules import AlertEvent, Filters, action_event, recorded_event, signal_event, wants
-from signals.serving.ledger.schema import (
+from signals.ledger.rules import AlertEvent, Filters, action_event, recorded_event, signal_event, wants
+from signals.ledger.schema import (
     action_records,
     alert_attempts,
     alert_outbox,

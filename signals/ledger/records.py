@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from signals.serving import schemas
+from signals.contract import schemas
 
 CLASS_CODE = {"SHORT": 0, "NO_TRADE": 1, "LONG": 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

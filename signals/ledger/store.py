@@ -24,9 +24,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from signals.core.errors import LedgerUnavailable
 from signals.core.settings import Settings
-from signals.serving.alerts.outbox import enqueue, enqueue_action_events, enqueue_signal_events
-from signals.serving.alerts.rules import model_alert
-from signals.serving.ledger.schema import (
+from signals.ledger.outbox import enqueue, enqueue_action_events, enqueue_signal_events
+from signals.ledger.rules import model_alert
+from signals.ledger.schema import (
     action_records,
     insert_ignoring_duplicates,
     model_events,
@@ -106,7 +106,7 @@ class Ledger:
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision; safe when several processes start at once."""
         config = Config()
-        config.set_main_option("script_location", str(files("signals.serving.ledger") / "migrations"))
+        config.set_main_option("script_location", str(files("signals.ledger") / "migrations"))
         with self._migration_lock(), self.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from signals.serving.ledger.store import Ledger
-from signals.serving.metrics import ServerMetrics
+from signals.core.metrics import ServerMetrics
+from signals.ledger.store import Ledger
 
 logger = logging.getLogger(__name__)
 

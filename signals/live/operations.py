@@ -14,26 +14,26 @@ from typing import Any
 
 import pandas as pd
 
+from signals.alerts.dispatcher import AlertDispatcher
+from signals.contract import schemas
+from signals.core.background import STOP_TIMEOUT_S, within
 from signals.core.errors import LedgerUnavailable
+from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe, utc_now
 from signals.features.labels import round_trip_cost
-from signals.serving import schemas
-from signals.serving.alerts.dispatcher import AlertDispatcher
-from signals.serving.alerts.outbox import sync_webhooks
-from signals.serving.background import STOP_TIMEOUT_S, within
+from signals.ledger.outbox import sync_webhooks
+from signals.ledger.records import ms
+from signals.ledger.store import Ledger, redact
+from signals.ledger.writer import LedgerWriter
+from signals.live.push import PushHub
+from signals.live.scheduler import RefreshReport, Scheduler
 from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine
-from signals.serving.ledger.records import ms
-from signals.serving.ledger.store import Ledger, redact
-from signals.serving.ledger.writer import LedgerWriter
 from signals.serving.market import MarketData
-from signals.serving.metrics import server_metrics
-from signals.serving.push import PushHub
-from signals.serving.scheduler import RefreshReport, Scheduler
-from signals.serving.scorecard import scorecard
-from signals.serving.versions import current_catalog
+from signals.track_record.scorecard import scorecard
+from signals.track_record.versions import current_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class Operations:
         self.start_scheduler(engine)
         token = self.settings.telegram_token
         if token is not None and first_worker and self.ledger is not None:
-            from signals.serving.alerts.telegram import EngineSource, SignalsBot
+            from signals.alerts.telegram import EngineSource, SignalsBot
 
             self.bot = SignalsBot(
                 token.get_secret_value(),

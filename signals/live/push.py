@@ -24,12 +24,12 @@ from typing import Any, Final, Literal
 
 import pandas as pd
 
+from signals.core.background import stop_task, wait_event
 from signals.core.errors import InvalidInput
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe, utc_now
-from signals.serving.background import stop_task, wait_event
-from signals.serving.ledger.records import ms
-from signals.serving.ledger.store import STREAM_LIMIT, Ledger, stream_order
+from signals.ledger.records import ms
+from signals.ledger.store import STREAM_LIMIT, Ledger, stream_order
 
 logger = logging.getLogger(__name__)
 

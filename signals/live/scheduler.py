@@ -27,17 +27,17 @@ from typing import Any
 
 import pandas as pd
 
+from signals.contract import schemas
+from signals.core.background import stop_task
 from signals.core.errors import ExchangeUnavailable, SignalsError
 from signals.core.settings import Settings
 from signals.core.timeframes import close_time, last_closed_open, parse_timeframe, timeframe_seconds, utc_now
-from signals.serving import schemas
-from signals.serving.background import stop_task
+from signals.ledger.records import ms, signal_from_row
+from signals.ledger.store import Ledger
+from signals.ledger.writer import LedgerWriter
 from signals.serving.engine import SignalEngine
-from signals.serving.ledger.records import ms, signal_from_row
-from signals.serving.ledger.store import Ledger
-from signals.serving.ledger.writer import LedgerWriter
-from signals.serving.outcomes import resolve_due
-from signals.serving.versions import current_catalog
+from signals.track_record.outcomes import resolve_due
+from signals.track_record.versions import current_catalog
 
 logger = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from signals.contract.wire import N_CLASSES, ActionRow, ObservationRequest, WindowRequest
 from signals.core.settings import Settings
 from signals.models.cnn_lstm.stacked import StackedGroup, stack_predictors
 from signals.models.device import configure_torch, resolve_device
 from signals.models.families import CNN_LSTM, PPO
 from signals.models.family import ModelFamily
 from signals.models.registry import list_models
-from signals.serving.wire import N_CLASSES, ActionRow, ObservationRequest, WindowRequest
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The CNN-LSTM runner: every (symbol, timeframe) model of the configured universe, behind one batchable API.
 
-The model work is `signals.serving.local.LocalCnnLstm` (stacked forward passes, versions loaded on request, NaN
+The model work is `signals.models.local.LocalCnnLstm` (stacked forward passes, versions loaded on request, NaN
 rows for what is not loaded); this service adds BentoML's adaptive batching across requests, the batch counters
 (the batching proof) and the status route.
 """
@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import bentoml
 
+from signals.contract.wire import WindowRequest
 from signals.core.settings import Settings, get_settings
 from signals.models.families import CNN_LSTM
+from signals.models.local import LocalCnnLstm
 from signals.runners.common import (
     RUNNER_SERVICE_CONFIG,
     ModelRunner,
@@ -19,8 +21,6 @@ from signals.runners.common import (
     declare_stored,
     declared_tag,
 )
-from signals.serving.local import LocalCnnLstm
-from signals.serving.wire import WindowRequest
 
 
 class _CnnLstmRunner(ModelRunner):

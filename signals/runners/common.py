@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from signals.core.settings import Settings
 from signals.models.family import ModelFamily
-from signals.serving.local import ModelSet, stored_names
+from signals.models.local import ModelSet, stored_names
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ class RunnerStatus(BaseModel):
 
 
 class ModelRunner:
-    """What both runner services share: their local model set (`signals.serving.local`), batch counters, status."""
+    """What both runner services share: their local model set (`signals.models.local`), batch counters, status."""
 
     local: ModelSet
 

@@ -1,14 +1,16 @@
 """The PPO runner: the latest `ppo-<tf>` policy of each configured timeframe, behind one batchable API.
 
-The model work is `signals.serving.local.LocalPpo`; this service adds adaptive batching, counters and status.
+The model work is `signals.models.local.LocalPpo`; this service adds adaptive batching, counters and status.
 """
 
 from __future__ import annotations
 
 import bentoml
 
+from signals.contract.wire import ActionRow, ObservationRequest
 from signals.core.settings import Settings, get_settings
 from signals.models.families import PPO
+from signals.models.local import LocalPpo
 from signals.runners.common import (
     RUNNER_SERVICE_CONFIG,
     ModelRunner,
@@ -17,8 +19,6 @@ from signals.runners.common import (
     declare_stored,
     declared_tag,
 )
-from signals.serving.local import LocalPpo
-from signals.serving.wire import ActionRow, ObservationRequest
 
 
 class _PpoRunner(ModelRunner):

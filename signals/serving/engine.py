@@ -20,6 +20,9 @@ import aiohttp
 import numpy as np
 import pandas as pd
 
+from signals.contract import schemas
+from signals.contract.wire import ActionRow, CnnLstmPort, ObservationRequest, PpoPort, WindowRequest
+from signals.core.background import within
 from signals.core.errors import (
     ExchangeUnavailable,
     InvalidInput,
@@ -28,24 +31,21 @@ from signals.core.errors import (
     RunnerUnavailable,
     SignalsError,
 )
+from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import MODEL_TIMEFRAMES, horizon_end, next_close, parse_timeframe, utc_now
 from signals.core.vocab import ACTION_NAMES, CLASS_NAMES
 from signals.features.ppo import LONG_POSITION
 from signals.features.ppo import observation as observation_with_position
+from signals.ledger.records import action_row, signal_row
+from signals.ledger.writer import LedgerWriter
 from signals.models.families import CNN_LSTM, PPO, family_of_store_name
-from signals.serving import schemas
-from signals.serving.background import within
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.explain import explain
 from signals.serving.gate import STALE_REASON, action_gate, consensus, signal_gate
-from signals.serving.ledger.records import action_row, signal_row
-from signals.serving.ledger.writer import LedgerWriter
 from signals.serving.market import MarketData, MarketSnapshot
-from signals.serving.metrics import server_metrics
 from signals.serving.risk import risk_levels
-from signals.serving.wire import ActionRow, CnnLstmPort, ObservationRequest, PpoPort, WindowRequest
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

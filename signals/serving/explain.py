@@ -7,8 +7,8 @@ from typing import Final
 
 import numpy as np
 
+from signals.contract import schemas
 from signals.features.ppo import PPO_FEATURE_NAMES
-from signals.serving import schemas
 
 TOP_FEATURES: Final = 3
 

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from signals.serving import schemas
+from signals.contract import schemas
 
 CONSENSUS_THRESHOLD: Final = 0.15
 STALE_REASON: Final = "the candles are stale: a newer candle should have closed"

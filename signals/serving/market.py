@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from signals.core.background import within
 from signals.core.errors import CandleDataError, ExchangeUnavailable, NotEnoughCandles, StorageUnavailable
 from signals.core.settings import Settings
 from signals.core.timeframes import MODEL_TIMEFRAMES, iso_z, last_closed_open, next_close, timeframe_delta, utc_now
@@ -35,7 +36,6 @@ from signals.data.synthetic import (
 from signals.features.cnn import MIN_CANDLES, SERVING_TAIL, serving_window
 from signals.features.indicators import atr as average_true_range
 from signals.features.ppo import PPO_MIN_CANDLES, serving_market_window
-from signals.serving.background import within
 from signals.serving.breaker import CircuitBreaker
 
 logger = logging.getLogger(__name__)

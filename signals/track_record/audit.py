@@ -13,16 +13,16 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from signals.contract import schemas
 from signals.core.errors import ModelIntegrityError, ModelNotFound
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe
 from signals.features.cnn import SERVING_TAIL
+from signals.ledger.records import ms, signal_from_row, window_hash
+from signals.ledger.store import Ledger
 from signals.models.families import CNN_LSTM
-from signals.serving import schemas
 from signals.serving.catalog import verified_entry
 from signals.serving.engine import Pending, SignalEngine, probabilities_of, runner_call
-from signals.serving.ledger.records import ms, signal_from_row, window_hash
-from signals.serving.ledger.store import Ledger
 from signals.serving.market import MarketSnapshot
 
 TOUCHED: Final = {0: "none", 1: "target_long", 2: "target_short", 3: "both"}

@@ -19,11 +19,11 @@ import pandas as pd
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import close_time, parse_timeframe
 from signals.features.cnn import MIN_CANDLES, SERVING_TAIL
+from signals.ledger.store import Ledger
+from signals.ledger.writer import LedgerWriter
 from signals.serving.engine import Pending, SignalEngine, probabilities_of
-from signals.serving.ledger.store import Ledger
-from signals.serving.ledger.writer import LedgerWriter
 from signals.serving.market import MarketSnapshot
-from signals.serving.outcomes import resolve_due
+from signals.track_record.outcomes import resolve_due
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import pandas as pd
 from signals.core.timeframes import timeframe_seconds
 from signals.features.cnn import SERVING_TAIL
 from signals.features.labels import persistence_calls, reversal_calls, round_trip_cost, trade_plan_outcomes
+from signals.ledger.records import ms
+from signals.ledger.store import Ledger
 from signals.serving.engine import SignalEngine
-from signals.serving.ledger.records import ms
-from signals.serving.ledger.store import Ledger
 
 logger = logging.getLogger(__name__)
 

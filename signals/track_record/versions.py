@@ -21,11 +21,11 @@ from signals.core.errors import Conflict, ModelNotFound
 from signals.core.settings import Settings
 from signals.core.timeframes import utc_now
 from signals.features.labels import round_trip_cost
+from signals.ledger.records import ms
+from signals.ledger.store import Ledger
 from signals.models.registry import list_models
 from signals.serving.catalog import ModelCatalog
-from signals.serving.ledger.records import ms
-from signals.serving.ledger.store import Ledger
-from signals.serving.scorecard import scorecard
+from signals.track_record.scorecard import scorecard
 
 logger = logging.getLogger(__name__)
 

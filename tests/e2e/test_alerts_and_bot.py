@@ -17,12 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from signals.alerts.webhook import verify
 from signals.data.store import CandleStore
 from signals.models.cnn_lstm.network import CnnLstmConfig
 from signals.models.cnn_lstm.training import TrainConfig
 from signals.models.registry import list_models
 from signals.pipelines import train_cnn_lstm_models
-from signals.serving.alerts.webhook import verify
 from signals.testing.fake_telegram import FakeTelegram
 from tests.support.browser import ARTIFACTS
 from tests.support.receiver import Receiver, webhook_receiver

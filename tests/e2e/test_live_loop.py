@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from signals.core.timeframes import timeframe_seconds
-from signals.serving.ledger.schema import refresh_leases, signal_records
+from signals.ledger.schema import refresh_leases, signal_records
 from tests.support.postgres import Postgres
 from tests.support.servers import Server, bentoml_server, child_pids
 from tests.support.world import World, build_world, new_candle

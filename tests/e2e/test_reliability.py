@@ -30,7 +30,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from signals.serving.access import key_hash
+from signals.api.access import key_hash
 from tests.support.paths import REPO_ROOT
 from tests.support.servers import Server, bentoml_server, free_port, worker_pid
 from tests.support.world import World, build_world

@@ -19,12 +19,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from service import SignalService
+from signals.api.legacy import signal_item
+from signals.contract import schemas
 from signals.core.timeframes import timeframe_delta
 from signals.features.ppo import PPO_OBS_SHAPE
 from signals.models.registry import list_models, load_model
-from signals.serving import schemas
 from signals.serving.catalog import ModelCatalog
-from signals.serving.legacy import signal_item
 from tests.support.fakes import separate_metrics
 from tests.support.world import World, build_world, environment
 

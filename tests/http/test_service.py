@@ -31,6 +31,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from service import SignalService
+from signals.contract import schemas
+from signals.contract.wire import WindowRequest
 from signals.core.settings import get_settings
 from signals.core.timeframes import TIMEFRAME_SECONDS, timeframe_delta, timeframe_seconds
 from signals.data.candles import empty_candles
@@ -41,11 +43,9 @@ from signals.features.ppo import FLAT, LONG_POSITION, PPO_FEATURE_NAMES, PPO_MIN
 from signals.models.cnn_lstm.artifact import WEIGHTS_FILE, model_name
 from signals.models.ppo.artifact import load_ppo
 from signals.models.registry import StoredModel, load_model
-from signals.serving import schemas
 from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine
 from signals.serving.market import MarketData
-from signals.serving.wire import WindowRequest
 from signals.testing.local_exchange import LocalExchange
 from tests.support.factories import next_bar
 from tests.support.fakes import FakeCnnLstm, FakePpo, separate_metrics

@@ -1,4 +1,4 @@
-"""Small fakes: the runner ports (`signals.serving.wire`) answering fixed numbers, and metrics kept apart."""
+"""Small fakes: the runner ports (`signals.contract.wire`) answering fixed numbers, and metrics kept apart."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import REGISTRY
 
-from signals.serving.wire import ActionRow, ObservationRequest, WindowRequest
+from signals.contract.wire import ActionRow, ObservationRequest, WindowRequest
 
 
 @dataclass

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from signals.serving.ledger.store import Ledger
+from signals.ledger.store import Ledger
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Alembic's environment for the ledger: the migrations run on the connection the ledger hands over (see
-`signals.serving.ledger.store.migrate`), or on `sqlalchemy.url` when run by the `alembic` command itself."""
+`signals.ledger.store.migrate`), or on `sqlalchemy.url` when run by the `alembic` command itself."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlalchemy.engine import Connection
 
-from signals.serving.ledger.schema import metadata
+from signals.ledger.schema import metadata
 
 config = context.config
 

@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from signals.serving.alerts import outbox as outbox_module
-from signals.serving.alerts import webhook
-from signals.serving.alerts.dispatcher import AlertDispatcher
-from signals.serving.alerts.outbox import RetryPolicy, add_subscription, message_log, outbox_counts, remove_subscription
-from signals.serving.alerts.rules import Filters
-from signals.serving.ledger.schema import alert_outbox, signal_records
-from signals.serving.ledger.store import Ledger
+from signals.alerts import webhook
+from signals.alerts.dispatcher import AlertDispatcher
+from signals.ledger import outbox as outbox_module
+from signals.ledger.outbox import RetryPolicy, add_subscription, message_log, outbox_counts, remove_subscription
+from signals.ledger.rules import Filters
+from signals.ledger.schema import alert_outbox, signal_records
+from signals.ledger.store import Ledger
 from tests.support.factories import action_record, signal_record
 from tests.support.receiver import Receiver, webhook_receiver
 
@@ -127,7 +127,7 @@ def test_the_alert_is_written_with_the_record_or_neither_is(ledger: Ledger, monk
     def broken(*args: Any, **kwargs: Any) -> int:
         raise RuntimeError("the outbox write failed")
 
-    monkeypatch.setattr("signals.serving.ledger.store.enqueue_signal_events", broken)
+    monkeypatch.setattr("signals.ledger.store.enqueue_signal_events", broken)
     with pytest.raises(RuntimeError):
         ledger.record_signals([signal_at(1, "SHORT")])
     with ledger.engine.connect() as connection:

@@ -12,10 +12,10 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.testclient import TestClient
 
+from signals.api.access import AccessControl, TokenBucket, key_hash, new_key
+from signals.api.errors import ClientErrorsInOneLine, error_body
+from signals.api.middleware import ErrorEnvelope, RequestLimits
 from signals.core.settings import ApiKey
-from signals.serving.access import AccessControl, TokenBucket, key_hash, new_key
-from signals.serving.http import ClientErrorsInOneLine, error_body
-from signals.serving.middleware import ErrorEnvelope, RequestLimits
 
 LIMIT = 2048
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from signals.serving.background import get_within, stop_task, wait_event, within
+from signals.core.background import get_within, stop_task, wait_event, within
 
 
 async def _wake_loop(wake: asyncio.Event, turns: list[int]) -> None:

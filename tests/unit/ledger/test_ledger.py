@@ -12,8 +12,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from signals.core.settings import Settings
-from signals.serving.ledger.schema import metadata
-from signals.serving.ledger.store import Ledger, database_url, redact
+from signals.ledger.schema import metadata
+from signals.ledger.store import Ledger, database_url, redact
 from tests.support.factories import signal_record as record
 
 

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from signals.core.errors import InvalidInput
-from signals.serving import push
-from signals.serving.ledger.records import ms
-from signals.serving.ledger.store import Ledger
-from signals.serving.push import Event, Interest, PushHub, Subscription, parse_event_id
+from signals.ledger.records import ms
+from signals.ledger.store import Ledger
+from signals.live import push
+from signals.live.push import Event, Interest, PushHub, Subscription, parse_event_id
 from tests.support.factories import action_record, signal_record
 
 START = pd.Timestamp("2026-11-20 10:00:05", tz="UTC")

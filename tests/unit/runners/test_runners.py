@@ -23,20 +23,20 @@ import numpy as np
 import pytest
 import torch
 
+from signals.contract.wire import NO_ACTION, ObservationRequest, WindowRequest
 from signals.core.errors import InvalidInput
 from signals.core.settings import Settings
 from signals.features.ppo import PPO_OBS_SHAPE
 from signals.models.cnn_lstm import artifact as cnn_artifact_module
 from signals.models.cnn_lstm.artifact import WEIGHTS_FILE, load_cnn_lstm, model_name
 from signals.models.device import configure_torch, resolve_device
+from signals.models.local import group_by_model
 from signals.models.ppo.artifact import import_ppo, load_ppo
 from signals.models.ppo.training import PpoHyperParameters, train_ppo
 from signals.models.registry import StoredModel
 from signals.runners.cnn_lstm import CnnLstmRunner
 from signals.runners.common import batching_options, model_attr
 from signals.runners.ppo import PpoRunner
-from signals.serving.local import group_by_model
-from signals.serving.wire import NO_ACTION, ObservationRequest, WindowRequest
 from tests.support.factories import random_walk_candles
 from tests.support.models import tiny_cnn_lstm
 from tests.support.paths import REPO_ROOT
@@ -236,7 +236,7 @@ FRONT = textwrap.dedent(
 
     from signals.runners.cnn_lstm import CnnLstmRunner
     from signals.runners.ppo import PpoRunner
-    from signals.serving.wire import ActionRow, ObservationRequest, WindowRequest
+    from signals.contract.wire import ActionRow, ObservationRequest, WindowRequest
 
 
     def _plain(value):

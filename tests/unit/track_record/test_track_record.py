@@ -15,24 +15,25 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from signals.contract import schemas
 from signals.core.errors import ExchangeUnavailable
+from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
 from signals.core.timeframes import close_time, timeframe_delta
 from signals.features.cnn import SERVING_TAIL
 from signals.features.labels import persistence_calls, reversal_calls, trade_plan_outcomes
-from signals.serving import audit, schemas
-from signals.serving.backfill import backfill
+from signals.ledger.records import ms
+from signals.ledger.schema import refresh_leases, signal_records
+from signals.ledger.store import Ledger
+from signals.ledger.writer import LedgerWriter
+from signals.live.operations import scorecard_of
+from signals.live.scheduler import Scheduler
+from signals.models.local import LocalCnnLstm, LocalPpo
 from signals.serving.engine import SignalEngine
-from signals.serving.ledger.records import ms
-from signals.serving.ledger.schema import refresh_leases, signal_records
-from signals.serving.ledger.store import Ledger
-from signals.serving.ledger.writer import LedgerWriter
-from signals.serving.local import LocalCnnLstm, LocalPpo
 from signals.serving.market import MarketData
-from signals.serving.metrics import server_metrics
-from signals.serving.ops import scorecard_of
-from signals.serving.scheduler import Scheduler
-from signals.serving.versions import current_catalog
+from signals.track_record import audit
+from signals.track_record.backfill import backfill
+from signals.track_record.versions import current_catalog
 from tests.support.world import EXCHANGE, World, build_world
 
 BTC, ETH = "BTC/USDT", "ETH/USDT"

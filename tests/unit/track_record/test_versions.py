@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
 from signals.data.store import CandleStore
+from signals.ledger.store import Ledger
+from signals.ledger.writer import LedgerWriter
 from signals.models.cnn_lstm.artifact import WEIGHTS_FILE
+from signals.models.local import LocalCnnLstm, LocalPpo
 from signals.serving.catalog import choose_versions
 from signals.serving.engine import SignalEngine
-from signals.serving.ledger.store import Ledger
-from signals.serving.ledger.writer import LedgerWriter
-from signals.serving.local import LocalCnnLstm, LocalPpo
 from signals.serving.market import MarketData
-from signals.serving.metrics import server_metrics
-from signals.serving.versions import current_catalog, pin, promote, rollback
+from signals.track_record.versions import current_catalog, pin, promote, rollback
 from tests.support.factories import random_walk_candles
 from tests.support.models import tiny_cnn_lstm
 

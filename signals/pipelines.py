@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from signals.core.errors import SignalsError
+from signals.core.settings import Settings, get_settings
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe, timeframe_seconds
 from signals.data.store import CandleStore
@@ -27,6 +28,7 @@ from signals.data.synthetic import DEMO_DAYS, DEMO_SEED, SYNTHETIC_EXCHANGE, ext
 if TYPE_CHECKING:
     from signals.models.cnn_lstm.network import CnnLstmConfig
     from signals.models.cnn_lstm.training import EpochCallback, TrainConfig, TrainingResult
+    from signals.models.evidence import Candidate
     from signals.models.ppo.training import PpoHyperParameters, PpoTrainingResult
     from signals.models.registry import StoredModel
 
@@ -76,37 +78,88 @@ def read_candles(store: CandleStore, exchange: str, symbols: Iterable[str], time
     return {s: store.read(exchange, s, timeframe) for s in dict.fromkeys(normalize_symbol(x) for x in symbols)}
 
 
+def universe_size(settings: Settings | None = None) -> int:
+    """Pair-models the server may serve per family: symbols x timeframes of the settings (the rule's least m)."""
+    settings = settings or get_settings()
+    return len(settings.universe) * len(settings.timeframes)
+
+
 def train_cnn_lstm_models(
     store: CandleStore,
     exchange: str,
     symbols: Iterable[str],
-    timeframe: str,
+    timeframes: str | Iterable[str],
     config: TrainConfig | None = None,
     net_config: CnnLstmConfig | None = None,
     *,
     pooled: bool = True,
     on_epoch: EpochCallback | None = None,
     on_stage: Callable[[str], None] | None = None,
+    on_timeframe: Callable[[str], None] | None = None,
+    on_failure: Callable[[str, Exception], None] | None = None,
+    universe: int | None = None,
 ) -> list[TrainedTimeframe]:
-    """Train, walk-forward-evaluate, calibrate and import the CNN-LSTMs of one timeframe.
+    """Train, walk-forward-evaluate and calibrate the CNN-LSTMs of one or more timeframes, apply the universe-wide
+    rule (`models.evidence`) across every model of this run, then import them.
 
-    `pooled`: one network over every pair's windows (the default: the features are scale-free, so 34 pairs give
-    34x the samples), stored once per pair with that pair's calibration and scores. Otherwise one network per
-    pair, trained by the same recipe, to compare against.
+    The rule needs every p-value of the retrain before any verdict is final, so nothing is saved until all
+    timeframes are trained. `pooled`: one network over every pair's windows (the default: the features are
+    scale-free, so 34 pairs give 34x the samples), stored once per pair with that pair's calibration and scores.
+    Otherwise one network per pair, trained by the same recipe, to compare against. `on_failure`: a timeframe that
+    fails to train (too few bars) is reported there and the others go on (its models count as untested, p = 1);
+    without it the error is raised. `universe`: the rule's least m (default: `universe_size()`).
     """
     from signals.models.cnn_lstm.artifact import save_cnn_lstm_models
     from signals.models.cnn_lstm.training import train_pooled
+    from signals.models.evidence import apply_rule
 
-    timeframe = parse_timeframe(timeframe)
-    candles = read_candles(store, exchange, symbols, timeframe)
-    groups = [candles] if pooled else [{symbol: frame} for symbol, frame in candles.items()]
+    timeframe_list = [timeframes] if isinstance(timeframes, str) else list(timeframes)
+    symbol_list = list(symbols)
+    results: list[TrainingResult] = []
+    for timeframe in dict.fromkeys(parse_timeframe(tf) for tf in timeframe_list):
+        if on_timeframe is not None:
+            on_timeframe(timeframe)
+        try:
+            candles = read_candles(store, exchange, symbol_list, timeframe)
+            groups = [candles] if pooled else [{symbol: frame} for symbol, frame in candles.items()]
+            for group in groups:
+                results.append(train_pooled(group, timeframe, config, net_config, on_epoch=on_epoch, on_stage=on_stage))
+        except (SignalsError, ValueError) as error:
+            if on_failure is None:
+                raise
+            on_failure(timeframe, error)
+    edges = apply_rule(cnn_lstm_candidates(results), universe_size() if universe is None else universe)
     out = []
-    for group in groups:
-        result = train_pooled(group, timeframe, config, net_config, on_epoch=on_epoch, on_stage=on_stage)
-        stored = save_cnn_lstm_models(result, exchange=exchange)
-        logger.info("trained %s %s in %.1f s: %s", timeframe, ",".join(group), result.seconds, [s.tag for s in stored])
+    for result in results:
+        mine = {symbol: edges[rule_key(symbol, result.timeframe)] for symbol in result.symbols}
+        stored = save_cnn_lstm_models(result, exchange=exchange, edges=mine)
+        logger.info(
+            "trained %s %s in %.1f s: %s",
+            result.timeframe,
+            ",".join(result.symbols),
+            result.seconds,
+            [f"{s.tag} {s.metadata['edge']['verdict']}" for s in stored],
+        )
         out.append(TrainedTimeframe(result, stored))
     return out
+
+
+def rule_key(symbol: str, timeframe: str) -> str:
+    return f"{symbol} {timeframe}"
+
+
+def cnn_lstm_candidates(results: Iterable[TrainingResult]) -> dict[str, Candidate]:
+    """Every pair-model of a retrain as the universe rule reads it (walk-forward edge, pooled verdict,
+    confirmation)."""
+    from signals.models.evidence import Candidate
+
+    return {
+        rule_key(symbol, result.timeframe): Candidate(
+            result.pair_edge(symbol), result.pooled_verdict, result.pair_confirmation(symbol)
+        )
+        for result in results
+        for symbol in result.symbols
+    }
 
 
 def train_ppo_policy(
@@ -132,7 +185,22 @@ def train_ppo_policy(
         histories[symbol] = candles.iloc[-max_bars:].reset_index(drop=True) if max_bars else candles
     callback = ProgressCallback(on_progress) if on_progress is not None else None
     result = train_ppo(histories, timeframe, timesteps, seed, hyper_parameters=hyper_parameters, callback=callback)
+    result = replace(result, edge=ppo_ruled_edge([result])[0])
     return import_ppo(result), result
+
+
+def ppo_ruled_edge(results: Sequence[PpoTrainingResult]) -> list[dict[str, Any]]:
+    """The final edge of each policy trained in one run, under the PPO's form of the universe rule (m = policies
+    in the run, at least 1; the pooled veto is the policy's own verdict; the confirmation is the newest part of the
+    held-out ranges)."""
+    from signals.models.evidence import PPO_RULE_TEXT, Candidate, Confirmation, apply_rule
+
+    candidates = {
+        f"{i}": Candidate(r.edge, str(r.edge.get("verdict")), r.confirmation or Confirmation.of_edge(None, None, None))
+        for i, r in enumerate(results)
+    }
+    edges = apply_rule(candidates, universe=1, text=PPO_RULE_TEXT)
+    return [edges[f"{i}"] for i in range(len(results))]
 
 
 @dataclass

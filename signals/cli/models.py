@@ -28,6 +28,7 @@ from signals.cli.app import (
 from signals.cli.report import with_interval
 from signals.core.errors import InvalidInput, SignalsError
 from signals.core.timeframes import iso_z
+from signals.models.evidence import PPO_RULE_TEXT, RULE_TEXT, edge_at_load
 
 _FIRST_KEYS = ("first", "first_bar", "start")
 _LAST_KEYS = ("last", "last_bar", "end")
@@ -58,8 +59,7 @@ def model_row(tag: str, labels: dict[str, str], metadata: dict[str, Any], *, as_
     firsts = [stamp for kind, stamp in bounds if kind == "first"]
     lasts = [stamp for kind, stamp in bounds if kind == "last"]
     name, _, version = tag.partition(":")
-    found_edge = metadata.get("edge")
-    edge: dict[str, Any] = found_edge if isinstance(found_edge, dict) else {}
+    edge = edge_at_load(metadata.get("edge"))  # as the gate reads it: never positive without the rule's inputs
     row: dict[str, Any] = {
         "model": name,
         "family": labels.get("family", metadata.get("family")),
@@ -67,6 +67,7 @@ def model_row(tag: str, labels: dict[str, str], metadata: dict[str, Any], *, as_
         "timeframe": labels.get("timeframe", metadata.get("timeframe")),
         "version": version,
         "edge": edge.get("verdict", "insufficient_data"),
+        "rule": rule_status(edge),
     }
     if as_json:
         keep = (
@@ -99,6 +100,18 @@ def model_row(tag: str, labels: dict[str, str], metadata: dict[str, Any], *, as_
         "data_first": min(firsts) if firsts else None,
         "data_last": max(lasts) if lasts else None,
     }
+
+
+def rule_status(edge: dict[str, Any]) -> str:
+    """The universe-wide rule's outcome in a few words: passed, or which part failed."""
+    status = edge.get("rule_status")
+    if status == "stored_before_rule":
+        return "stored before the rule: retrain"
+    found = edge.get("rule")
+    rule: dict[str, Any] = found if isinstance(found, dict) else {}
+    if status == "passed":
+        return f"passed (p {rule.get('p', float('nan')):.2g}, rank {rule.get('rank')} of m {rule.get('m')})"
+    return f"failed: {rule.get('reason') or edge.get('reason') or 'see --json'}"
 
 
 def _percent(edge: dict[str, Any]) -> dict[str, Any]:
@@ -139,6 +152,8 @@ def list_stored_models(
         seen.add(model.tag.name)
         rows.append(model_row(str(model.tag), dict(model.info.labels), dict(model.info.metadata), as_json=as_json))
     emit_table(rows, as_json=as_json, title="Model store (walk-forward figures, 95 % intervals)")
+    if not as_json:  # the rule every `edge` answers to, printed once (the JSON rows carry it in edge.rule.text)
+        stdout.print(f"{RULE_TEXT}.\n{PPO_RULE_TEXT}.", highlight=False, soft_wrap=True)
 
 
 @app.command("evaluate")

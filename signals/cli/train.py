@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import TaskID
 
 from signals.cli.app import (
     DataDirOption,
@@ -19,6 +18,7 @@ from signals.cli.app import (
     progress_bar,
     split_csv,
     stderr,
+    stdout,
 )
 
 train_app = typer.Typer(help="Train models from the candle store and import them into the model store.")
@@ -60,6 +60,7 @@ def train_cnn_lstm_command(
     from signals.data.store import CandleStore
     from signals.models.cnn_lstm.training import TrainConfig
     from signals.models.device import configure_torch
+    from signals.models.evidence import RULE_TEXT
     from signals.pipelines import train_cnn_lstm_models
 
     settings = get_settings()
@@ -82,53 +83,69 @@ def train_cnn_lstm_command(
         raise fail(error) from error
     store, exchange_id = CandleStore(data_dir_or_default(data_dir)), exchange_or_default(exchange)
     rows: list[dict[str, object]] = []
-    failures = 0
+    failures: list[str] = []
     with progress_bar() as progress:
-        for timeframe in timeframe_list:
-            task = progress.add_task(f"cnn-lstm {timeframe}", total=epochs)
+        tasks = {tf: progress.add_task(f"cnn-lstm {tf}", total=epochs) for tf in dict.fromkeys(timeframe_list)}
+        current = [timeframe_list[0]]
 
-            def on_stage(stage: str, task: TaskID = task, timeframe: str = timeframe) -> None:
-                progress.update(task, description=f"cnn-lstm {timeframe}: {stage}", completed=0)
+        def on_timeframe(timeframe: str) -> None:
+            current[0] = timeframe
 
-            try:
-                trained = train_cnn_lstm_models(
-                    store,
-                    exchange_id,
-                    symbol_list,
-                    timeframe,
-                    config,
-                    pooled=not per_pair,
-                    on_epoch=lambda epoch, *_, task=task: progress.update(task, completed=epoch),
-                    on_stage=on_stage,
-                )
-            except (SignalsError, ValueError) as error:
-                failures += 1
-                stderr.print(f"[yellow]skipped[/yellow] {timeframe}: {error}", highlight=False)
-                continue
+        def on_stage(stage: str) -> None:
+            progress.update(tasks[current[0]], description=f"cnn-lstm {current[0]}: {stage}", completed=0)
+
+        def on_failure(timeframe: str, error: Exception) -> None:
+            failures.append(timeframe)
+            stderr.print(f"[yellow]skipped[/yellow] {timeframe}: {error}", highlight=False)
+
+        # One call for every timeframe: the universe-wide rule needs all of the retrain's p-values before any
+        # model is saved.
+        try:
+            trained = train_cnn_lstm_models(
+                store,
+                exchange_id,
+                symbol_list,
+                timeframe_list,
+                config,
+                pooled=not per_pair,
+                on_epoch=lambda epoch, *_: progress.update(tasks[current[0]], completed=epoch),
+                on_stage=on_stage,
+                on_timeframe=on_timeframe,
+                on_failure=on_failure,
+            )
+        except (SignalsError, ValueError) as error:
+            raise fail(error) from error
+        for task in tasks.values():
             progress.update(task, completed=epochs)
-            for item in trained:
-                result = item.result
-                if len(result.symbols) > 1:
-                    rows.append(
-                        {
-                            "model": f"pooled {timeframe}",
-                            "verdict_of": "all pairs",
-                            **score_row(result.walk_forward["pooled"], as_json=as_json),
-                            "seconds": round(result.seconds, 1),
-                            "health": "; ".join(result.health) or "ok",
-                        }
-                    )
-                for stored in item.stored:
-                    pair = stored.metadata["symbol"]
-                    rows.append(
-                        {
-                            "model": stored.tag,
-                            "verdict_of": pair,
-                            **score_row(result.walk_forward["pairs"].get(pair, {}), as_json=as_json),
-                            "edge": stored.metadata.get("edge", {}).get("verdict"),
-                        }
-                    )
+    for item in trained:
+        result = item.result
+        timeframe = result.timeframe
+        if len(result.symbols) > 1:
+            rows.append(
+                {
+                    "model": f"pooled {timeframe}",
+                    "verdict_of": "all pairs",
+                    **score_row(result.walk_forward["pooled"], as_json=as_json),
+                    "seconds": round(result.seconds, 1),
+                    "health": "; ".join(result.health) or "ok",
+                }
+            )
+        for stored in item.stored:
+            pair = stored.metadata["symbol"]
+            edge = stored.metadata.get("edge", {})
+            rows.append(
+                {
+                    "model": stored.tag,
+                    "verdict_of": pair,
+                    **score_row(result.walk_forward["pairs"].get(pair, {}), as_json=as_json),
+                    "walk_forward_edge": edge.get("walk_forward_verdict"),
+                    "edge": edge.get("verdict"),
+                    "rule": "passed" if edge.get("rule", {}).get("passed") else edge.get("rule", {}).get("reason"),
+                }
+            )
     emit_table(rows, as_json=as_json, title="CNN-LSTM walk-forward (out-of-sample test blocks; 95 % intervals)")
+    if not as_json:
+        stdout.print(f"{RULE_TEXT}.", highlight=False, soft_wrap=True)
     if failures and not rows:
         raise typer.Exit(code=2)
 

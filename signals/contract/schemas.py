@@ -166,6 +166,18 @@ class Edge(BaseModel):
     n: int = Field(0, description="actionable calls behind the figure")
     source: str = Field("walk_forward", description="walk_forward: out-of-sample test blocks at training time")
     reason: str | None = Field(None, description="why the verdict was demoted or could not be reached")
+    p_value: float | None = Field(
+        None, description="one-sided p-value of the figure (H0: expectancy <= 0), before any correction"
+    )
+    walk_forward_verdict: Verdict | None = Field(
+        None, description="the uncorrected verdict of the out-of-sample figure, before the universe-wide rule"
+    )
+    rule_status: Literal["passed", "failed", "stored_before_rule"] | None = Field(
+        None,
+        description="the universe-wide rule (see /models rule_text): passed (the verdict may be positive), failed, "
+        "or stored_before_rule (a model stored without the rule's inputs: never positive; retrain)",
+    )
+    rule_version: str | None = Field(None, description="version of the rule the verdict was reached under")
 
 
 class Signal(BaseModel):
@@ -276,6 +288,12 @@ class ModelInfo(BaseModel):
     edge: Edge | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     data_range: dict[str, Any] = Field(default_factory=dict)
+    rule: dict[str, Any] | None = Field(
+        None,
+        description="every input of the universe-wide rule as stored at training (p, rank, m, q, bh_critical, "
+        "pooled_verdict, confirmation, reason); null for a model stored before the rule",
+    )
+    rule_text: str | None = Field(None, description="the universe-wide rule the edge verdict answers to")
 
 
 Mode = Literal["live", "backfill", "shadow"]

@@ -21,6 +21,7 @@ from typing import Any
 
 from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
 from signals.core.settings import Settings
+from signals.models.evidence import edge_at_load
 from signals.models.families import CNN_LSTM, FAMILIES, PPO
 from signals.models.family import ModelFamily
 from signals.models.registry import Unreadable, load_model, scan_store
@@ -63,17 +64,9 @@ class ModelEntry:
 
     @property
     def edge(self) -> dict[str, Any]:
-        """The stored edge verdict; a model stored before the skill gate has none, so it has no evidence."""
-        found = self.metadata.get("edge")
-        if not isinstance(found, dict) or "verdict" not in found:
-            return {
-                "verdict": "insufficient_data",
-                "metric": "expectancy_after_costs_pct",
-                "n": 0,
-                "source": "walk_forward",
-                "reason": "the model was stored without a walk-forward evaluation; retrain it",
-            }
-        return found
+        """The stored edge verdict as the gate may read it (`evidence.edge_at_load`): a model stored before the skill
+        gate has no evidence, and one stored before the universe-wide rule is never positive."""
+        return edge_at_load(self.metadata.get("edge"))
 
     @property
     def threshold(self) -> float | None:

@@ -40,6 +40,7 @@ from signals.features.ppo import LONG_POSITION
 from signals.features.ppo import observation as observation_with_position
 from signals.ledger.records import action_row, signal_row
 from signals.ledger.writer import LedgerWriter
+from signals.models.evidence import PPO_RULE_TEXT, RULE_TEXT
 from signals.models.families import CNN_LSTM, PPO, family_of_store_name
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.explain import explain
@@ -457,7 +458,16 @@ def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
         edge=None if entry.error is not None else schemas.Edge.model_validate(entry.edge),
         metrics=metrics,
         data_range=data_range,
+        rule=_stored_rule(metadata),
+        rule_text=PPO_RULE_TEXT if entry.family == PPO.name else RULE_TEXT,
     )
+
+
+def _stored_rule(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The universe-wide rule's stored inputs, less the rule text (the answer carries it once)."""
+    edge = metadata.get("edge")
+    rule = edge.get("rule") if isinstance(edge, dict) else None
+    return {k: v for k, v in rule.items() if k != "text"} if isinstance(rule, dict) else None
 
 
 RUNNER_RETRY_AFTER_S = 5

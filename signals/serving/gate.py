@@ -2,8 +2,10 @@
 
 A CNN-LSTM signal is **actionable** when all of these hold, checked in this order (the first that fails is the
 `abstain_reason`):
-1. its model's walk-forward edge is `positive` (the after-cost expectancy of its out-of-sample actionable calls
-   has a 95 % interval above 0);
+1. its model's edge is `positive`: the after-cost expectancy of its out-of-sample actionable calls has a 95 %
+   interval above 0 AND the universe-wide rule holds (`models.evidence.RULE_TEXT`: corrected for the pair-models
+   tested, pooled verdict not negative, confirmed on a later untouched block); a rule failure is explained with
+   the reason stored at training;
 2. the model's most likely outcome is LONG or SHORT, not NO_TRADE;
 3. the model has a threshold (some confidence level paid its costs on validation) and the call clears it;
 4. the candles are fresh (`stale` is false): a plan from a candle the market has left behind is not served.
@@ -44,6 +46,9 @@ def edge_reason(edge: schemas.Edge) -> str | None:
         return f"no demonstrated edge: too little out-of-sample evidence ({why})"
     interval = f"[{_percent(edge.ci_low)}, {_percent(edge.ci_high)}]"
     figure = f"after-cost expectancy {_percent(edge.value)} per call {interval} over {edge.n} walk-forward calls"
+    if edge.walk_forward_verdict == "positive" and edge.rule_status in ("failed", "stored_before_rule"):
+        why = edge.reason or "the stored rule inputs do not pass"
+        return f"no demonstrated edge: positive on walk-forward ({figure}), but it fails the universe-wide rule: {why}"
     extra = f"; {edge.reason}" if edge.reason else ""
     return f"no demonstrated edge ({edge.verdict}): {figure}{extra}"
 

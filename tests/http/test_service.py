@@ -267,6 +267,8 @@ def with_edge(catalog: ModelCatalog, verdict: str = "positive", threshold: float
         "ci_high": 0.007,
         "n": 250,
         "source": "walk_forward",
+        "walk_forward_verdict": verdict,
+        "rule": {"version": "test", "passed": verdict == "positive", "reason": None},  # the universe rule's outcome
     }
     entries = []
     for entry in catalog.entries:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -57,8 +58,15 @@ def _write_json(data: dict[str, Any]) -> Any:
     return write
 
 
-def save_cnn_lstm_models(result: TrainingResult, *, exchange: str) -> list[StoredModel]:
-    """Import a trained timeframe as one new version per pair (`cnn-lstm-<base>-<quote>-<tf>`)."""
+def save_cnn_lstm_models(
+    result: TrainingResult, *, exchange: str, edges: Mapping[str, dict[str, Any]] | None = None
+) -> list[StoredModel]:
+    """Import a trained timeframe as one new version per pair (`cnn-lstm-<base>-<quote>-<tf>`).
+
+    `edges`: each pair's final edge from the universe-wide rule (`pipelines.train_cnn_lstm_models` applies it over
+    the whole retrain). Without it the walk-forward edge is stored as it is, with no `rule` block, which the
+    catalog reads as "stored before the universe rule" (never positive).
+    """
     state = {key: value.detach().cpu().contiguous() for key, value in result.network.state_dict().items()}
 
     def write_weights(path: Path) -> None:
@@ -101,10 +109,15 @@ def save_cnn_lstm_models(result: TrainingResult, *, exchange: str) -> list[Store
             "data_range": result.data_range,
             **calibration,
             "break_even_hit_rate": result.break_even.get(symbol),
-            "edge": result.pair_edge(symbol),
+            "edge": edges[symbol] if edges is not None else result.pair_edge(symbol),
             "health": result.health,
             "metrics": _compact(pair_scores),
             "walk_forward": {"pooled": pooled_summary, "folds": result.walk_forward.get("folds", [])},
+            "confirmation": {
+                "span": result.confirmation.get("span", {}),
+                "pooled": _compact(result.confirmation.get("pooled", {"n": 0})),
+                "pair": _compact(result.confirmation.get("pairs", {}).get(symbol, {"n": 0})),
+            },
         }
         stored.append(
             save_model(

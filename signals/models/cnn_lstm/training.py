@@ -4,13 +4,20 @@ evaluation against baselines, calibration and an abstention threshold chosen on 
 The recipe, for one timeframe:
 1. Samples of every pair (`dataset.build_samples`): windows that span no data gap, labelled by the served trade
    plan (`features.labels`), optionally every k-th bar (`stride`).
-2. Walk-forward: the last `test_share` of the calendar span is cut into `folds` consecutive test blocks; for each,
-   a network is fitted on everything whose label ended before the block (minus an embargo), with the last
-   `val_share` of that as validation for early stopping, temperature and threshold, and then scored on the block.
-   Test blocks are never used to choose anything.
-3. The served network is fitted the same way on all samples (validation = the newest `val_share`).
-4. Each pair gets its own temperature (pooled one where its validation is thin), its walk-forward scores, and an
-   edge verdict from the after-cost expectancy of its out-of-sample actionable calls.
+2. Confirmation: the newest `confirm_share` of the calendar span is held back. Everything below (folds, threshold,
+   search, the served fit) uses only samples whose label ended before it (minus the embargo); the served model is
+   scored on it once, at the end, with its own threshold (`models.evidence` reads that score).
+3. Walk-forward: the last `test_share` of the calendar span before the confirmation block is cut into `folds`
+   consecutive test blocks; for each, a network is fitted on everything whose label ended before the block (minus
+   an embargo), with the last `val_share` of that as validation for early stopping, temperature and threshold, and
+   then scored on the block. Test blocks are never used to choose anything.
+   All blocks are calendar time, the same instants for every pair: a pair with a shorter history simply has no
+   samples in the early ones.
+4. The served network is fitted the same way on all samples before the confirmation block (validation = the
+   newest `val_share` of them).
+5. Each pair gets its own temperature (pooled one where its validation is thin), its walk-forward scores, and an
+   edge verdict from the after-cost expectancy of its out-of-sample actionable calls; the final verdict comes from
+   the universe-wide rule (`models.evidence`), applied by the pipeline across every model of the retrain.
 
 Pure computation on in-memory frames (no store, no CLI), seeded and deterministic.
 """
@@ -47,6 +54,7 @@ from signals.models.cnn_lstm.dataset import (
     within,
 )
 from signals.models.cnn_lstm.network import CnnLstm, CnnLstmConfig, count_parameters
+from signals.models.evidence import Confirmation
 from signals.models.scaler import Scaler
 from signals.models.skill import Interval, calls_of, choose_threshold, edge_of, score
 
@@ -87,6 +95,13 @@ class TrainConfig(BaseModel):
     folds: int = Field(default=4, ge=0, le=12, description="Walk-forward test blocks (0: no walk-forward).")
     test_share: float = Field(default=0.5, gt=0, lt=0.9, description="Share of the time span the folds test on.")
     search: bool = Field(default=False, description="Choose network and learning rate on fold 1's validation.")
+    confirm_share: float = Field(
+        default=0.2,
+        ge=0,
+        lt=0.5,
+        description="Newest share of the time span held back from folds, search and the served fit; the served "
+        "model is scored on it once (0: no confirmation block, so no edge can be positive).",
+    )
 
     def horizon_for(self, timeframe: str) -> int:
         return self.horizon or DEFAULT_HORIZONS.get(parse_timeframe(timeframe), 8)
@@ -144,6 +159,8 @@ class TrainingResult:
     data_range: dict[str, Any]
     search: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    # The served model on the held-back newest block: {"span", "pooled": score, "pairs": {symbol: score}}
+    confirmation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def network(self) -> CnnLstm:
@@ -164,6 +181,19 @@ class TrainingResult:
         if self.health:
             edge["reason"] = "; ".join(self.health)
         return edge
+
+    @property
+    def pooled_verdict(self) -> str:
+        """The walk-forward verdict of every pair of the timeframe together (the universe rule's veto)."""
+        return str(self.walk_forward.get("pooled", {}).get("edge", {}).get("verdict", "insufficient_data"))
+
+    def pair_confirmation(self, symbol: str) -> Confirmation:
+        """The served model's calls on this pair's part of the confirmation block."""
+        scores = self.confirmation.get("pairs", {}).get(symbol)
+        if not scores or scores.get("n", 0) == 0:
+            return Confirmation.of_edge(None, None, None)
+        span = scores.get("span", {})
+        return Confirmation.of_edge(scores.get("edge"), span.get("first"), span.get("last"))
 
 
 def edge_of_nothing() -> dict[str, Any]:
@@ -373,8 +403,14 @@ def train_pooled(
         build_samples(candles, timeframe, horizon, config.stop_atr) if config.stride_for(timeframe) > 1 else samples
     )
     embargo_ns = net_config.lookback * timeframe_seconds(timeframe) * NS
+    confirm_start = confirmation_start(evaluation, config.confirm_share)
+    if confirm_start is None:
+        development, development_eval = np.arange(len(samples)), np.arange(len(evaluation))
+    else:  # only what ended before the held-back block, minus the embargo, is ever learned from or chosen on
+        development = labelled_before(samples, confirm_start, embargo_ns)
+        development_eval = labelled_before(evaluation, confirm_start, embargo_ns)
     search: list[dict[str, Any]] = []
-    edges = fold_edges(evaluation, folds=config.folds, test_share=config.test_share)
+    edges = fold_edges(evaluation.subset(development_eval), folds=config.folds, test_share=config.test_share)
     if config.search and edges:
         stage("search")
         net_config, config, search = _search(
@@ -411,8 +447,9 @@ def train_pooled(
         )
     walk_forward = _walk_forward_report(evaluation, parts, config, fold_reports)
     stage("final fit")
-    train, val = split_validation(samples, np.arange(len(samples)), config.val_share, embargo_ns)
+    train, val = split_validation(samples, development, config.val_share, embargo_ns)
     final = fit(samples, train, val, config, net_config, on_epoch)
+    confirmation = _confirmation_report(final, evaluation, confirm_start, config)
     break_even = {}
     for p, series in enumerate(samples.pairs):
         mine = samples.pair[train] == p
@@ -431,10 +468,44 @@ def train_pooled(
         walk_forward=walk_forward,
         break_even=break_even,
         health=health,
-        data_range={"train": _span(samples, train), "val": _span(samples, val)},
+        data_range={"train": _span(samples, train), "val": _span(samples, val), "confirmation": confirmation["span"]},
         search=search,
         seconds=time.perf_counter() - started,
+        confirmation=confirmation,
     )
+
+
+def confirmation_start(evaluation: Samples, share: float) -> int | None:
+    """Start (ns) of the confirmation block: the newest `share` of the samples' calendar span, the same instant for
+    every pair (a pair with no samples there simply has none to confirm with); None when `share` is 0."""
+    if share <= 0 or len(evaluation) == 0:
+        return None
+    start, end = int(evaluation.time_ns.min()), int(evaluation.time_ns.max()) + 1
+    return int(end - (end - start) * share)
+
+
+def _confirmation_report(final: Fit, evaluation: Samples, start_ns: int | None, config: TrainConfig) -> dict[str, Any]:
+    """The served model scored once on the confirmation block, with its own threshold, pooled and per pair."""
+    if start_ns is None:
+        return {"span": {"first": None, "last": None, "samples": 0}, "pooled": {"n": 0}, "pairs": {}}
+    block = np.flatnonzero(evaluation.time_ns >= start_ns)
+    span = {**_span(evaluation, block), "start": iso_z(pd.Timestamp(start_ns, tz="UTC"))}
+    if len(block) == 0:
+        return {"span": span, "pooled": {"n": 0}, "pairs": {}}
+    probabilities = predict_proba(final, evaluation, block)
+    calls = calls_of(probabilities, final.threshold)
+    scored = evaluation.subset(block).scored(probabilities)
+    report: dict[str, Any] = {
+        "span": span,
+        "pooled": score(scored, threshold=None, calls=calls, cost=config.cost),
+        "pairs": {},
+    }
+    for p, symbol in enumerate(evaluation.symbols):
+        mine = evaluation.pair[block] == p
+        if mine.any():
+            pair_score = score(scored.subset(mine), threshold=None, calls=calls[mine], cost=config.cost)
+            report["pairs"][symbol] = {**pair_score, "span": _span(evaluation, block[mine])}
+    return report
 
 
 def _walk_forward_report(

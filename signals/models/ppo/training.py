@@ -28,6 +28,7 @@ from signals.core.errors import NotEnoughCandles
 from signals.core.timeframes import iso_z, timeframe_seconds
 from signals.core.vocab import ACTION_NAMES, BUY, HOLD
 from signals.features.ppo import PPO_FEATURE_NAMES, PPO_OBS_SHAPE
+from signals.models.evidence import Confirmation
 from signals.models.ppo.env import (
     DEFAULT_FEE,
     DEFAULT_MAX_STEPS,
@@ -41,6 +42,8 @@ from signals.models.skill import block_bootstrap, edge_of
 logger = logging.getLogger(__name__)
 
 TRAIN_FRACTION: Final = 0.8
+# The newest half of the held-out range confirms what its earlier half showed (the universe-wide rule's block (c)).
+CONFIRM_SHARE: Final = 0.5
 STRATEGIES: Final = ("policy", "buy_and_hold", "flat")
 HELD_OUT_CONTEXT_NOTE: Final = (
     "held-out observation windows use up to 82 earlier (training) bars as feature warm-up and lookback "
@@ -83,6 +86,7 @@ class StrategyResult:
     max_drawdown: float  # largest fall from a running peak of the marked-to-market equity, as a fraction
     trades: int  # fills, including that final sell
     log_returns: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.empty(0))  # per step
+    fills: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.empty(0))  # per step, same bars
 
     def summary(self) -> dict[str, Any]:
         return {"total_return": self.total_return, "max_drawdown": self.max_drawdown, "trades": self.trades}
@@ -125,6 +129,7 @@ class PpoTrainingResult:
     trade_penalty: float = 0.0
     edge: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    confirmation: Confirmation | None = None  # the newest part of the held-out ranges (`held_out_edge`)
 
     @property
     def symbols(self) -> list[str]:
@@ -145,6 +150,7 @@ class PpoTrainingResult:
                 e.symbol: {name: result.summary() for name, result in e.results.items()} for e in self.evaluation
             },
             "edge": self.edge,
+            "confirmation": None if self.confirmation is None else self.confirmation.as_dict(),
             "held_out_summary": self.summary,
             "trade_penalty": self.trade_penalty,
             "hyper_parameters": {**asdict(self.hyper_parameters), "net_arch": list(self.hyper_parameters.net_arch)},
@@ -196,11 +202,17 @@ def run_strategy(history: SymbolHistory, choose: Chooser, *, fee: float, slippag
     env = TradingEnv([history], fee=fee, slippage=slippage, max_steps=None)
     obs, _ = env.reset(options={"symbol": history.symbol, "start": 0})
     curve = [env.equity]
+    fills = []
     truncated = False
     while not truncated:
+        before = env.trades
         obs, _, _, truncated, _ = env.step(choose(obs))
         curve.append(env.equity)
+        fills.append(env.trades - before)
+    before = env.trades
     curve.append(env.liquidate())
+    if fills:
+        fills[-1] += env.trades - before  # the final sale belongs to the last bar
     equity = np.asarray(curve)
     drawdown = 1.0 - equity / np.maximum.accumulate(equity)
     steps = np.diff(np.log(equity))
@@ -210,6 +222,7 @@ def run_strategy(history: SymbolHistory, choose: Chooser, *, fee: float, slippag
         max_drawdown=float(drawdown.max()),
         trades=env.trades,
         log_returns=steps[:-1],
+        fills=np.asarray(fills, dtype=np.int64),
     )
 
 
@@ -241,6 +254,7 @@ def train_ppo(
     max_episode_steps: int | None = DEFAULT_MAX_STEPS,
     trade_penalty: float | None = None,
     callback: BaseCallback | None = None,
+    confirm_share: float = CONFIRM_SHARE,
 ) -> PpoTrainingResult:
     """Train one policy over all symbols' training windows (a symbol per episode), then evaluate each symbol."""
     if timesteps < 1:
@@ -276,7 +290,7 @@ def train_ppo(
     logger.info("trained in %.1f s; evaluating on the held-out ranges", train_seconds)
     choose = policy_chooser(model)
     evaluation = [evaluate(s.held_out, choose, fee=fee, slippage=slippage) for s in splits]
-    edge, summary = held_out_edge(evaluation, timeframe, trades_per_call=2)
+    edge, summary, confirmation = held_out_edge(evaluation, timeframe, trades_per_call=2, confirm_share=confirm_share)
     return PpoTrainingResult(
         model=model,
         timeframe=timeframe,
@@ -292,30 +306,58 @@ def train_ppo(
         trade_penalty=penalty,
         edge=edge,
         summary=summary,
+        confirmation=confirmation,
     )
 
 
 def held_out_edge(
-    evaluation: list[SymbolEvaluation], timeframe: str, *, trades_per_call: int = 2, block_bars: int = 48
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    evaluation: list[SymbolEvaluation],
+    timeframe: str,
+    *,
+    trades_per_call: int = 2,
+    block_bars: int = 48,
+    confirm_share: float = CONFIRM_SHARE,
+) -> tuple[dict[str, Any], dict[str, Any], Confirmation]:
     """The policy's edge over staying flat on the held-out ranges, after costs: its mean log return per bar, every
-    symbol's bars pooled, with a block-bootstrap interval (blocks of `block_bars` bars of calendar time)."""
+    symbol's bars pooled, with a block-bootstrap interval (blocks of `block_bars` bars of calendar time) and a
+    one-sided p-value.
+
+    The held-out calendar span is cut once for every symbol: the edge reads its earlier part, the confirmation
+    (`models.evidence.Confirmation`) its newest `confirm_share`, so that the universe-wide rule has a second,
+    later test that the verdict did not look at. The summary reads the whole range.
+    """
     step_ns = timeframe_seconds(timeframe) * 1_000_000_000
-    returns, blocks, trades = [], [], 0
+    returns, blocks, times, fills = [], [], [], []
     for e in evaluation:
         policy = e.results["policy"]
-        times = pd.date_range(e.first_bar, periods=len(policy.log_returns), freq=pd.Timedelta(step_ns, "ns"))
+        step = pd.Timedelta(step_ns, "ns")
+        stamps = pd.date_range(e.first_bar, periods=len(policy.log_returns), freq=step).as_unit("ns")  # asi8 in ns
         returns.append(policy.log_returns)
-        blocks.append(times.asi8 // (step_ns * block_bars))
-        trades += policy.trades
+        blocks.append(stamps.asi8 // (step_ns * block_bars))
+        times.append(stamps.asi8)
+        fills.append(policy.fills if len(policy.fills) == len(policy.log_returns) else np.zeros(len(stamps), int))
     pooled = np.concatenate(returns) if returns else np.empty(0)
-    interval = block_bootstrap(pooled, None, np.concatenate(blocks) if blocks else pooled, rng=np.random.default_rng(0))
+    block = np.concatenate(blocks) if blocks else np.empty(0, np.int64)
+    time_ns = np.concatenate(times) if times else np.empty(0, np.int64)
+    fill = np.concatenate(fills) if fills else np.empty(0, np.int64)
+    cut = _confirmation_cut(time_ns, confirm_share)
+    early = time_ns < cut
+    rng = np.random.default_rng(0)
+    interval = block_bootstrap(pooled[early], None, block[early], rng=rng)
     edge = {
-        **edge_of(interval, trades // trades_per_call, len(pooled)),
+        **edge_of(interval, int(fill[early].sum()) // trades_per_call, int(early.sum())),
         "metric": "log_return_per_bar_vs_flat",
         "source": "held_out",
+        "span": _ns_span(time_ns[early]),
     }
+    late = ~early
+    confirm_edge = edge_of(
+        block_bootstrap(pooled[late], None, block[late], rng=rng), int(fill[late].sum()) // trades_per_call, 0
+    )
+    span = _ns_span(time_ns[late])
+    confirmation = Confirmation.of_edge(confirm_edge if late.any() else None, span["first"], span["last"])
     totals = {name: [e.results[name].total_return for e in evaluation] for name in STRATEGIES}
+    trades = sum(e.results["policy"].trades for e in evaluation)
     summary = {
         "symbols": len(evaluation),
         "mean_total_return": {name: float(np.mean(values)) if values else None for name, values in totals.items()},
@@ -324,4 +366,20 @@ def held_out_edge(
         "trades_per_symbol": trades / max(len(evaluation), 1),
         "bars_per_symbol": len(pooled) / max(len(evaluation), 1),
     }
-    return edge, summary
+    return edge, summary, confirmation
+
+
+def _confirmation_cut(time_ns: np.ndarray, share: float) -> int:
+    """The first instant of the confirmation block: the newest `share` of the calendar span (past the end when
+    `share` is 0: no block)."""
+    if len(time_ns) == 0 or share <= 0:
+        return int(time_ns.max()) + 1 if len(time_ns) else 0
+    start, end = int(time_ns.min()), int(time_ns.max()) + 1
+    return int(end - (end - start) * share)
+
+
+def _ns_span(time_ns: np.ndarray) -> dict[str, Any]:
+    if len(time_ns) == 0:
+        return {"first": None, "last": None, "bars": 0}
+    first, last = (iso_z(pd.Timestamp(int(t), tz="UTC")) for t in (time_ns.min(), time_ns.max()))
+    return {"first": first, "last": last, "bars": int(len(time_ns))}

@@ -38,15 +38,20 @@ from signals.models.cnn_lstm.training import (
     DEFAULT_HORIZONS,
     TrainConfig,
     TrainingResult,
+    confirmation_start,
     fit_temperature,
     health_issues,
     predict_proba,
     softmax_with_temperature,
     train_pooled,
 )
-from signals.models.registry import load_model
+from signals.models.evidence import RULE_TEXT, apply_rule
+from signals.models.registry import load_model, without_none
 from signals.models.scaler import Scaler
-from signals.models.skill import expected_calibration_error
+from signals.models.skill import MIN_CALLS, expected_calibration_error
+from signals.pipelines import TrainedTimeframe, cnn_lstm_candidates, train_cnn_lstm_models
+from signals.serving.catalog import ModelEntry
+from signals.serving.engine import _model_info as model_info
 from tests.support.factories import random_walk_candles
 from tests.support.paths import shared_candles
 
@@ -214,6 +219,10 @@ def test_a_learnable_market_shows_a_positive_edge_and_a_random_walk_does_not() -
     assert pooled["calls"]["hit_rate"]["ci_low"] > pooled["calls"]["break_even_hit_rate"]
     assert pooled["edge"]["verdict"] == "positive" and pooled["edge"]["ci_low"] > 0
     assert result.pair_edge("AAA/USDT")["verdict"] == "positive" and result.fit.threshold is not None
+    # ... and it survives the universe-wide rule at the full universe's m (136), confirmed on the held-back block
+    final = apply_rule(cnn_lstm_candidates([result]), universe=136)
+    assert final["AAA/USDT 1h"]["verdict"] == "positive", final["AAA/USDT 1h"]["rule"]
+    assert final["AAA/USDT 1h"]["rule"]["confirmation"]["n_calls"] >= MIN_CALLS
 
     noise = train_pooled(
         {"AAA/USDT": momentum_candles(2500, 0.0, 1), "BBB/USDT": momentum_candles(2500, 0.0, 2, 5.0)},
@@ -222,6 +231,8 @@ def test_a_learnable_market_shows_a_positive_edge_and_a_random_walk_does_not() -
         TINY,
     )
     assert noise.walk_forward["pooled"]["edge"]["verdict"] != "positive"
+    final = apply_rule(cnn_lstm_candidates([noise]), universe=136)
+    assert all(edge["verdict"] != "positive" for edge in final.values())
 
 
 def test_same_seed_gives_identical_weights_and_calibration() -> None:
@@ -353,9 +364,92 @@ def test_cli_train_models_and_evaluate(tmp_path: Path) -> None:
     assert "no 15m candles for DOT/USDT" in scored.stderr
     on_its_training_data = runner.invoke(
         app, [*args[:2], str(train_store), *args[3:], "--json"], env=WIDE
-    )  # every sample shares bars with the fitted ones: nothing is left to score, and it says so
+    )  # samples sharing bars with the fitted ones are purged: only the held-back confirmation block is left
     assert on_its_training_data.exit_code == 0, on_its_training_data.output
     purged = json.loads(on_its_training_data.stdout)
-    assert purged[0]["n"] == 0 and purged[0]["purged"] > 300
+    assert purged[0]["purged"] > 300 and 0 < purged[0]["n"] < purged[0]["purged"]
     scored_table = runner.invoke(app, args, env={**WIDE, "COLUMNS": "400"})
     assert "cnn-lstm-ada-usdt-15m" in scored_table.stdout and "accuracy" in scored_table.stdout
+
+
+# --- the confirmation block and the universe-wide rule ------------------------------------------------------------
+def uneven_histories() -> dict[str, pd.DataFrame]:
+    """BTC 2024-01-01 on; ETH starts 700 bars later (a shorter history, the same end); SOL ends 600 bars in (no
+    sample in the newest block)."""
+    return {
+        "BTC/USDT": random_walk_candles(1300, timeframe="1h", seed=3),
+        "ETH/USDT": random_walk_candles(600, timeframe="1h", seed=4, start="2024-01-30 04:00", price=3000.0),
+        "SOL/USDT": random_walk_candles(600, timeframe="1h", seed=5, price=150.0),
+    }
+
+
+@pytest.fixture(scope="module")
+def ruled(tmp_path_factory: pytest.TempPathFactory) -> TrainedTimeframe:
+    store = CandleStore(tmp_path_factory.mktemp("candles"))
+    for symbol, candles in uneven_histories().items():
+        store.write("binance", symbol, "1h", candles)
+    (trained,) = train_cnn_lstm_models(
+        store,
+        "binance",
+        list(uneven_histories()),
+        ["1h"],
+        TrainConfig(**{**QUICK.model_dump(), "epochs": 1}),
+        TINY,
+        universe=136,
+    )
+    return trained
+
+
+def test_the_confirmation_block_is_calendar_time_and_no_fit_saw_it(ruled: TrainedTimeframe) -> None:
+    """Folds, threshold and the served fit end (label horizon and embargo included) before the block starts; the
+    block is the same instant for every pair, and a pair with no samples in it is fine (nothing to confirm)."""
+    result = ruled.result
+    samples = build_samples(uneven_histories(), "1h", horizon=4, stop_atr=result.train_config.stop_atr)
+    start = confirmation_start(samples, result.train_config.confirm_share)
+    assert start is not None and result.confirmation["span"]["start"] == iso(start)
+    assert start == int(samples.time_ns.max() + 1 - (samples.time_ns.max() + 1 - samples.time_ns.min()) * 0.2)
+    reach = label_span_ns(samples) + LOOKBACK * 3600 * NS  # a label's horizon plus the embargo
+    block = np.flatnonzero(samples.time_ns >= start)
+    for span in (result.data_range["train"], result.data_range["val"]):  # the served fit
+        assert to_ns(span["last"]) + reach < start
+    for fold in result.walk_forward["folds"]:
+        assert "skipped" in fold or (
+            to_ns(fold["train"]["last"]) + reach < start and to_ns(fold["test"]["last"]) < start
+        )
+    assert result.walk_forward["folds"] and all("skipped" not in f for f in result.walk_forward["folds"])
+    assert to_ns(result.confirmation["span"]["first"]) == samples.time_ns[block].min() >= start
+    assert result.confirmation["span"]["samples"] == len(block)
+    btc, eth, sol = (result.pair_confirmation(s) for s in ("BTC/USDT", "ETH/USDT", "SOL/USDT"))
+    assert btc.first == eth.first == result.confirmation["span"]["first"]  # one instant for every pair
+    assert sol.first is None and sol.n_calls == 0 and "no confirmation block" in str(sol.failure())
+    assert result.walk_forward["pairs"]["ETH/USDT"]["n"] > 0  # the late starter is tested in the folds it has
+
+
+def test_the_stored_edge_carries_the_final_verdict_and_every_input_of_the_rule(ruled: TrainedTimeframe) -> None:
+    for stored in ruled.stored:
+        symbol, edge = stored.metadata["symbol"], stored.metadata["edge"]
+        rule = edge["rule"]
+        assert edge["verdict"] != "positive" or rule["passed"]  # the final verdict, the one the gate reads
+        assert edge["walk_forward_verdict"] == ruled.result.pair_edge(symbol)["verdict"]
+        assert rule["m"] == 136 and rule["tested"] == 3 and rule["universe"] == 136 and rule["q"] == 0.05
+        assert rule["bh_critical"] == pytest.approx(rule["rank"] * 0.05 / 136) and rule["text"] == RULE_TEXT
+        assert rule["pooled_verdict"] == ruled.result.pooled_verdict and isinstance(rule["passed_bh"], bool)
+        # (the store leaves None out: a block with no calls has no expectancy or p)
+        assert rule["confirmation"] == without_none(ruled.result.pair_confirmation(symbol).as_dict())
+        assert {"p", "rank", "passed_pooled", "version", "p_method"} <= set(rule) and ("reason" in rule) != rule[
+            "passed"
+        ]
+        assert stored.metadata["confirmation"]["span"] == ruled.result.confirmation["span"]
+    entry = ModelEntry("cnn-lstm", "x", "x:v", "v", "BTC/USDT", "1h", ruled.stored[0].metadata)
+    info = model_info(entry)  # /models: the stored inputs and the rule's text beside the edge
+    assert info.rule is not None and info.rule["m"] == 136 and "text" not in info.rule and info.rule_text == RULE_TEXT
+    assert info.edge is not None and info.edge.rule_status in {"passed", "failed"}
+    assert info.edge.walk_forward_verdict == ruled.stored[0].metadata["edge"]["walk_forward_verdict"]
+
+
+def iso(ns: int) -> str:
+    return pd.Timestamp(ns, tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_ns(stamp: str) -> int:
+    return int(pd.Timestamp(stamp).value)

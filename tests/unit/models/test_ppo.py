@@ -20,9 +20,20 @@ from signals.core.errors import ModelIntegrityError
 from signals.core.vocab import BUY, HOLD, SELL
 from signals.features.cnn import SERVING_TAIL
 from signals.features.ppo import LONG_POSITION, PPO_LOOKBACK, PPO_OBS_SHAPE, serving_observation
+from signals.models.evidence import PPO_RULE_TEXT
 from signals.models.ppo.artifact import POLICY_FILE, PpoPolicy, import_ppo, load_ppo
 from signals.models.ppo.env import FIRST_WINDOW_BAR, SymbolHistory, TradingEnv
-from signals.models.ppo.training import PpoHyperParameters, PpoTrainingResult, evaluate, split_history, train_ppo
+from signals.models.ppo.training import (
+    PpoHyperParameters,
+    PpoTrainingResult,
+    StrategyResult,
+    SymbolEvaluation,
+    evaluate,
+    held_out_edge,
+    split_history,
+    train_ppo,
+)
+from signals.pipelines import ppo_ruled_edge
 from tests.support.world import environment
 
 torch.set_num_threads(1)
@@ -342,3 +353,44 @@ def test_signals_models_sign_signs_what_passes_its_hashes(trained: PpoTrainingRe
         signed = CliRunner().invoke(app, ["models", "sign", stored.tag])
         assert signed.exit_code == 0 and f"signed {stored.tag}" in signed.output
         assert load_ppo(stored.tag).tag == stored.tag
+
+
+def evaluation_of(symbol: str, returns: np.ndarray, fills: np.ndarray, start: str) -> SymbolEvaluation:
+    first = pd.Timestamp(start, tz="UTC")
+    policy = StrategyResult(float(np.expm1(returns.sum())), 0.0, int(fills.sum()), returns, fills)
+    flat = StrategyResult(0.0, 0.0, 0, np.zeros(len(returns)), np.zeros(len(returns), int))
+    return SymbolEvaluation(
+        symbol, first, first + pd.Timedelta(hours=len(returns) - 1), len(returns),
+        {"policy": policy, "buy_and_hold": flat, "flat": flat},
+    )  # fmt: skip
+
+
+def test_the_ppo_edge_reads_the_earlier_held_out_part_and_the_newest_part_confirms_it() -> None:
+    """The held-out calendar span is cut once for every symbol: the verdict's bars end before the confirmation's
+    first bar; round trips are counted in the part where their fills fell. A policy that earned on the earlier
+    part and lost on the newest is not confirmed, so the rule keeps it off positive."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    returns = np.where(np.arange(n) < n // 2, 0.002, -0.002) + rng.normal(0, 0.001, n)
+    fills = np.ones(n, dtype=np.int64)  # a fill every bar: n / 2 round trips
+    evaluation = [evaluation_of(s, returns, fills, "2024-06-01") for s in ("BTC/USDT", "ETH/USDT")]
+    edge, summary, confirmation = held_out_edge(evaluation, "1h", confirm_share=0.5)
+    assert edge["verdict"] == "positive" and edge["p_value"] < 1e-6 and edge["n"] == 2 * (n // 2) // 2
+    assert edge["span"]["last"] < str(confirmation.first) and confirmation.n_calls == 2 * (n // 2) // 2
+    assert confirmation.expectancy is not None and confirmation.expectancy < 0 and not confirmation.passed
+    assert summary["symbols"] == 2 and summary["bars_per_symbol"] == n
+    result = PpoTrainingResult(
+        None, "1h", [], evaluation, PpoHyperParameters(), 1, 0, FEE, SLIP, None, 0.0,  # type: ignore[arg-type]
+        edge=edge, summary=summary, confirmation=confirmation,
+    )  # fmt: skip
+    (ruled,) = ppo_ruled_edge([result])
+    assert ruled["verdict"] == "none" and ruled["walk_forward_verdict"] == "positive"
+    assert ruled["rule"]["m"] == 1 and ruled["rule"]["passed_bh"] and ruled["rule"]["text"] == PPO_RULE_TEXT
+    assert "confirmation block" in ruled["reason"]
+
+
+def test_the_ppo_pipeline_stores_the_rule_beside_the_edge(trained: PpoTrainingResult) -> None:
+    (ruled,) = ppo_ruled_edge([trained])
+    assert ruled["rule"]["m"] == 1 and ruled["rule"]["tested"] == 1
+    assert ruled["verdict"] in {"none", "negative", "insufficient_data"} or ruled["rule"]["passed"]
+    assert trained.metadata()["confirmation"] == (trained.confirmation and trained.confirmation.as_dict())

@@ -1,6 +1,7 @@
 """CNN-LSTM: network, pooled samples without gaps, walk-forward folds that never test on what they learned,
 train-only scaler, calibration and threshold on validation, the edge verdict (positive on a learnable market, not
-on a random walk), health checks, store round trip and refusals, and the commands.
+on a random walk), the confirmation block no fit saw and the universe-wide rule stored with every input, health
+checks, store round trip and refusals, and the commands.
 
 Tiny networks and a few epochs on a few thousand synthetic bars (and one slice of real data), so every test runs
 in a few seconds on one thread.
@@ -348,10 +349,12 @@ def test_cli_train_models_and_evaluate(tmp_path: Path) -> None:
     table = runner.invoke(app, ["models"], env=WIDE)
     assert table.exit_code == 0, table.output
     assert "cnn-lstm-ada-usdt-15m" in table.stdout and "ADA/USDT" in table.stdout
+    assert "rule" in table.stdout and "edge rule universe-bh-1: a pair-model is positive only when" in table.stdout
     listed = json.loads(runner.invoke(app, ["models", "--json"], env=WIDE).stdout)
     row = next(r for r in listed if r["model"] == "cnn-lstm-ada-usdt-15m")
     assert row["family"] == "cnn-lstm" and row["timeframe"] == "15m" and row["data_first"] < row["data_last"]
     assert row["edge"]["verdict"] in {"positive", "none", "negative", "insufficient_data"}
+    assert row["edge"]["rule"]["m"] >= 2 and row["rule"].startswith(("passed", "failed"))  # trained together
     assert row["walk_forward"]["pooled"]["n"] == rows[0]["n"] and row["metrics"]["n"] == rows[1]["n"]
 
     args = ["evaluate", "--data-dir", str(later_store), "--exchange", "binance", "--symbols", "ADA/USDT,DOT/USDT"]

@@ -24,6 +24,7 @@ from signals.models.evidence import (
     family_size,
 )
 from signals.models.skill import MIN_CALLS, block_bootstrap, one_sided_p
+from signals.serving.catalog import ModelEntry
 from signals.serving.gate import edge_reason
 
 CONFIRMED = Confirmation("2024-11-01T00:00:00Z", "2024-12-31T23:00:00Z", 80, 0.002, 0.0008, 0.0032, 0.001)
@@ -172,6 +173,8 @@ def test_a_positive_stored_before_the_rule_is_a_named_state_never_positive() -> 
     reason = edge_reason(schemas.Edge.model_validate(edge))
     assert reason is not None and "fails the universe-wide rule: stored before the universe rule: retrain" in reason
     assert edge_at_load(None)["verdict"] == "insufficient_data"
+    entry = ModelEntry("cnn-lstm", "cnn-lstm-btc-usdt-1h", "t:v", "v", "BTC/USDT", "1h", {"edge": old})
+    assert entry.edge["verdict"] == "none" and entry.edge["rule_status"] == "stored_before_rule"  # what serves
     assert edge_at_load({**old, "verdict": "negative"})["verdict"] == "negative"
 
 

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from signals.contract.schemas import EXPECTANCY_METRIC
 from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
 from signals.core.settings import Settings
 from signals.models.families import CNN_LSTM, FAMILIES, PPO
@@ -68,7 +69,7 @@ class ModelEntry:
         if not isinstance(found, dict) or "verdict" not in found:
             return {
                 "verdict": "insufficient_data",
-                "metric": "expectancy_after_costs_pct",
+                "metric": EXPECTANCY_METRIC,
                 "n": 0,
                 "source": "walk_forward",
                 "reason": "the model was stored without a walk-forward evaluation; retrain it",

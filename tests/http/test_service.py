@@ -261,7 +261,7 @@ def with_edge(catalog: ModelCatalog, verdict: str = "positive", threshold: float
     would carry), so that the gate's every rule can be driven from the probabilities."""
     edge = {
         "verdict": verdict,
-        "metric": "expectancy_after_costs_pct",
+        "metric": "expectancy_after_costs_fraction",
         "value": 0.004,
         "ci_low": 0.001,
         "ci_high": 0.007,
@@ -830,7 +830,9 @@ def test_served_signals_are_recorded_and_can_be_listed_scored_and_replayed(clien
     assert card.json()["verdict"] == "insufficient_data" and card.json()["n"] == 0
 
     models = {m["name"]: m for m in client.post("/models", json={}).json()}
-    assert models[model_name(ETH, "1h")]["metrics"]["live"]["recorded"] >= 1
+    figures = models[model_name(ETH, "1h")]["metrics"]
+    assert figures["live"]["recorded"] >= 1 and figures["live"]["mode"] == "live"
+    assert set(figures["by_mode"]) == {"live"} and figures["by_mode"]["live"] == figures["live"]
 
     reloaded = client.post("/admin/reload", json={})
     assert reloaded.status_code == 200 and reloaded.json()["changed"] == {}

@@ -32,6 +32,8 @@ from signals.live.scheduler import RefreshReport, Scheduler
 from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine
 from signals.serving.market import MarketData
+from signals.track_record.probation import RULE as PROBATION_RULE
+from signals.track_record.probation import refresh_standings
 from signals.track_record.scorecard import DEFAULT_SCORECARD_MODE, scorecard
 from signals.track_record.versions import current_catalog
 
@@ -88,6 +90,7 @@ class Operations:
         """The push stream's tail, the alert sender, the candle-close loop when enabled, and the Telegram bot when
         a token is set (in one worker only: Telegram allows one poller per bot)."""
         self._engine = engine
+        self._read_standings(engine)
         if self.hub is not None:
             self.hub.present = engine.as_of_now
             self.hub.start()
@@ -114,6 +117,18 @@ class Operations:
         except Exception as error:  # a bad token or an unreachable Bot API must not stop the server
             logger.error("the Telegram bot did not start: %s", error)
             self.bot = None
+
+    def _read_standings(self, engine: SignalEngine) -> None:
+        """The probation standings as the ledger has them at start (no events: the scheduler's refreshes write
+        those), so that the first requests, before the first candle close, are gated by the model's record."""
+        if self.ledger is None or self.settings.probation_calls <= 0:
+            return
+        try:
+            engine.standings = refresh_standings(
+                self.ledger, engine.catalog.entries, needed=self.settings.probation_calls, now_ms=ms(utc_now())
+            )
+        except Exception as error:  # without them every positive model is on probation: never a pass
+            logger.warning("probation standings unavailable: %s", error)
 
     def health_components(self) -> dict[str, tuple[bool, str | None]]:
         """What the alert watch compares: the exchange's circuit (live mode) and each served model."""
@@ -197,6 +212,9 @@ class Operations:
             modes = live.get((info.name, info.version), {})
             info.metrics["live"] = _live_block(modes.get("live"))
             info.metrics["by_mode"] = {mode: _live_block(block) for mode, block in sorted(modes.items())}
+            held = engine.standings.get((info.name, info.version))
+            if held is not None:
+                info.metrics["probation"] = {**held.as_dict(), "rule": PROBATION_RULE}
             shadow = next((e for e in engine.catalog.shadows if e.name == info.name), None)
             if shadow is not None:
                 shadow_modes = live.get((shadow.name, shadow.version), {})

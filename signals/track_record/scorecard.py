@@ -30,7 +30,8 @@ VERDICTS: Final = {
 
 def scored_from_records(rows: Sequence[dict[str, Any]]) -> tuple[Scored, np.ndarray]:
     """The resolved records as `skill.score` reads them, and the calls the server actually made (NO_TRADE where
-    the signal was not actionable). Blocks: each record's horizon of calendar time, so overlapping plans share one."""
+    the signal was not actionable; a paper call, withheld only by probation, is a call). Blocks: each record's
+    horizon of calendar time, so overlapping plans share one."""
     probabilities = np.array([[r["p_short"], r["p_no_trade"], r["p_long"]] for r in rows], dtype=np.float64)
     block = np.array(
         [
@@ -39,7 +40,9 @@ def scored_from_records(rows: Sequence[dict[str, Any]]) -> tuple[Scored, np.ndar
         ],
         dtype=np.int64,
     )
-    calls = np.array([CLASS[r["direction"]] if r["actionable"] else NO_TRADE for r in rows], dtype=int)
+    calls = np.array(
+        [CLASS[r["direction"]] if r["actionable"] or r.get("paper") else NO_TRADE for r in rows], dtype=int
+    )
     scored = Scored(
         probabilities=probabilities.reshape(-1, 3),
         labels=np.array([r["outcome_label"] for r in rows], dtype=int),

@@ -226,9 +226,10 @@ def assert_signal(signal: dict[str, Any], world: World, symbol: str, timeframe: 
 def engine_answering(
     catalog: ModelCatalog, probabilities: Sequence[float], clock: Any = None
 ) -> tuple[SignalEngine, list[WindowRequest]]:
-    """An engine whose CNN-LSTM runner answers `probabilities` to every window (and records the requests)."""
+    """An engine whose CNN-LSTM runner answers `probabilities` to every window (and records the requests). Probation
+    is off: these tests drive the walk-forward gate (tests/unit/serving/test_engine.py drives probation)."""
     runner = FakeCnnLstm(probabilities)
-    settings = get_settings()
+    settings = get_settings().model_copy(update={"probation_calls": 0})
     extra = {} if clock is None else {"clock": clock}
     return SignalEngine(settings, catalog, MarketData(settings), runner, FakePpo(), **extra), runner.requests
 

@@ -207,7 +207,7 @@ class SignalEngine:
             return None
         standing = self.standings.get((entry.name, entry.version))
         if standing is None:
-            return f"on probation: its live calls are not counted yet (plans after {needed} resolved calls confirm)"
+            return f"on probation: its live calls are not counted yet (plans need {needed} resolved calls to confirm)"
         return standing.reason
 
     def _record(self, item: Pending, signal: schemas.Signal, *, mode: str, trigger: str, paper: bool = False) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from signals.core.timeframes import timeframe_seconds
 from signals.ledger.store import Ledger
+from signals.models.families import CNN_LSTM
 from signals.models.skill import block_bootstrap
 from signals.serving.catalog import ModelEntry
 from signals.serving.gate import Standing
@@ -106,14 +107,14 @@ def refresh_standings(
     now_ms: int,
     record_events_for: Iterable[str] = (),
 ) -> dict[tuple[str, str], Standing]:
-    """The standing of every served model whose walk-forward edge is positive; each change of state becomes one
+    """The standing of every served CNN-LSTM model whose walk-forward edge is positive; each change of state becomes one
     `model_events` row, for the models of the timeframes in `record_events_for` (the refreshes this worker led:
     one writer per change, however many workers read)."""
     writing = set(record_events_for)
     standings: dict[tuple[str, str], Standing] = {}
     for entry in entries:
-        if entry.error is not None or entry.edge.get("verdict") != "positive":
-            continue
+        if entry.family != CNN_LSTM.name or entry.error is not None or entry.edge.get("verdict") != "positive":
+            continue  # the PPO's actions are not resolved: it has no probation yet
         events = ledger.events(entry.name)
         previous = previous_state(events, entry.version)
         now = standing(ledger.calls(entry.name, entry.version), needed=needed, previous=previous)

@@ -115,4 +115,7 @@ def test_only_live_calls_that_served_or_would_have_served_a_plan_count(ledger: L
         ledger.resolve([{"id": i, "resolved_ms": 1, "outcome_label": 0, "call_return": -0.05} for i in pending]) == 80
     )
     assert len(ledger.calls(entry.name, "v1")) == 30
-    assert refresh_standings(ledger, [entry], needed=30, now_ms=1)[(entry.name, "v1")].state == "serving"
+    policy = ModelEntry("ppo", "ppo-1h", "ppo-1h:p1", "p1", None, "1h", entry.metadata)  # a positive PPO: no probation
+    assert refresh_standings(ledger, [entry, policy], needed=30, now_ms=1) == {
+        (entry.name, "v1"): standing(calls(WINNING), needed=30)
+    }

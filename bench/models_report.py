@@ -47,10 +47,15 @@ def pooled_table(rows: list[dict[str, Any]]) -> str:
             f"| {ci(base['persistence'])} | {ci(direction.get('accuracy'))} "
             f"| {ci(direction.get('top_decile_accuracy'))} | {ci(direction.get('reversal'))} "
             f"| {ci(r['log_loss_skill'])} | {r['ece']:.3f} | {calls['n']:,} | {ci(calls['hit_rate'])} "
-            f"| {calls['break_even_hit_rate']:.3f} | {ci(calls['expectancy_pct'], 2, 100)} | **{verdict_of(r)}** "
+            f"| {calls['break_even_hit_rate']:.3f} | {ci(expectancy_of(calls), 2, 100)} | **{verdict_of(r)}** "
             f"| {r.get('seconds', 0):.0f} |"
         )
     return "\n".join(out)
+
+
+def expectancy_of(calls: dict[str, Any]) -> Any:
+    """The calls' after-cost expectancy (a fraction); results written before the rename call it `expectancy_pct`."""
+    return calls.get("expectancy", calls.get("expectancy_pct"))
 
 
 def per_pair_table(rows: list[dict[str, Any]]) -> str:

@@ -25,9 +25,7 @@ from signals.core.errors import InvalidInput, SignalsError
 ledger_app = typer.Typer(help="The ledger database: its schema.")
 app.add_typer(ledger_app, name="ledger")
 
-ModeOption = Annotated[
-    str | None, typer.Option("--mode", help="live, backfill or shadow (scorecard default: live and backfill).")
-]
+ModeOption = Annotated[str | None, typer.Option("--mode", help="live, backfill or shadow (scorecard default: live).")]
 
 
 def settings_with(data_dir: Any = None, exchange: str | None = None) -> Any:

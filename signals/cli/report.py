@@ -62,7 +62,7 @@ def score_row(scores: dict[str, Any], *, as_json: bool) -> dict[str, Any]:
         "calls": calls.get("n"),
         "hit_rate": with_interval(calls.get("hit_rate")),
         "break_even": _r(calls.get("break_even_hit_rate")),
-        "exp_%": with_interval(_percent(calls.get("expectancy_pct")), 3),
+        "exp_%": with_interval(_percent(calls.get("expectancy", calls.get("expectancy_pct"))), 3),
         "edge": edge.get("verdict"),
     }
 

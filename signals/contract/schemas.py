@@ -19,6 +19,7 @@ from pydantic import (
     Strict,
     StrictBool,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -53,6 +54,10 @@ SymbolName = Annotated[
 ActionName = Literal["HOLD", "BUY", "SELL"]
 Verdict = Literal["positive", "none", "negative", "insufficient_data"]
 MODEL_NAME_PATTERN = r"^(cnn-lstm-[a-z0-9]{1,20}-[a-z0-9]{1,8}|ppo)-(1m|5m|15m|30m|1h|2h|4h|1d)$"
+# The edge's metric: the mean after-cost return per actionable call, a fraction of price. It was once named
+# `expectancy_after_costs_pct` although it always held a fraction; stored models and records may carry that name.
+EXPECTANCY_METRIC = "expectancy_after_costs_fraction"
+LEGACY_METRICS = {"expectancy_after_costs_pct": EXPECTANCY_METRIC}
 MAX_SYMBOLS = 1000  # a list longer than any universe is refused by validation, before any work
 MAX_TIMEFRAMES = 8
 MIN_PRICE, MAX_PRICE = 1e-12, 1e12  # finite and positive, no subnormal or overflowing entries
@@ -156,11 +161,16 @@ class Levels(BaseModel):
 
 
 class Edge(BaseModel):
-    """What the model showed out of sample: the after-cost expectancy of its actionable calls, with a 95 % interval."""
+    """What the model showed out of sample: the after-cost expectancy of its actionable calls, with a 95 % interval.
+
+    Figures are fractions of price (-0.00425 is -0.425 % per call), like confidence and accuracy."""
 
     verdict: Verdict = Field(description="positive only when the interval lies above 0")
-    metric: str = Field(description="what value and interval measure (expectancy_after_costs_pct: per call)")
-    value: float | None = None
+    metric: str = Field(
+        description=f"what value and interval measure ({EXPECTANCY_METRIC}: mean return per call after costs, as a "
+        "fraction of price)"
+    )
+    value: float | None = Field(None, description="A fraction of price per call (0.002 is +0.2 %).")
     ci_low: float | None = None
     ci_high: float | None = None
     n: int = Field(0, description="actionable calls behind the figure")
@@ -178,6 +188,12 @@ class Edge(BaseModel):
         "or stored_before_rule (a model stored without the rule's inputs: never positive; retrain)",
     )
     rule_version: str | None = Field(None, description="version of the rule the verdict was reached under")
+
+    @field_validator("metric")
+    @classmethod
+    def _current_metric_name(cls, metric: str) -> str:
+        """Models (and ledger records) stored before the rename name the same fraction by its old name."""
+        return LEGACY_METRICS.get(metric, metric)
 
 
 class Signal(BaseModel):
@@ -303,7 +319,9 @@ class ScorecardRequest(Request):
     timeframe: TimeframeName | None = Field(None, description="Only this timeframe.")
     symbol: SymbolName | None = None
     model_version: str | None = Field(None, max_length=64, description="Only this model version.")
-    mode: Mode | None = Field(None, description="live, backfill or shadow; default: live and backfill.")
+    mode: Mode | None = Field(
+        None, description="live, backfill or shadow; default: live (what was served as it happened)."
+    )
     since: RequestTime | None = Field(None, description="Only signals of candles at or after this time.")
 
 

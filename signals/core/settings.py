@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     scheduler_retries: int = Field(3, ge=0, description="Retries of a failed pair within one refresh.")
     refresh_lease_s: float = Field(120.0, gt=0, description="How long a refresh may run before another takes it over.")
     ledger_queue: int = Field(10_000, ge=1, description="Signals waiting to be recorded before new ones are dropped.")
+    probation_calls: int = Field(
+        30,
+        ge=0,
+        description="A model with a positive walk-forward edge serves plans only once this many of its live calls "
+        "have resolved and confirmed the edge (track_record.probation.RULE); 0: no probation (plans on the "
+        "walk-forward verdict alone).",
+    )
     auto_promote: bool = Field(False, description="Serve a newly stored version at once instead of in shadow first.")
     pinned_versions: dict[str, str] = Field(
         default_factory=dict, description="Model name -> version to serve whatever else is in the store (JSON)."

@@ -38,8 +38,10 @@ def signal_row(
     risk: float | None,
     mode: str,
     recorded: pd.Timestamp,
+    paper: bool = False,
 ) -> dict[str, Any]:
-    """The ledger row of a signal as it was served (its fresh form: `stale` is the reader's business)."""
+    """The ledger row of a signal as it was served (its fresh form: `stale` is the reader's business); `paper`: a
+    call probation withheld (it would have been actionable)."""
     p = signal.probabilities
     return {
         "model_name": model_name,
@@ -48,6 +50,7 @@ def signal_row(
         "timeframe": signal.timeframe,
         "candle_ms": ms(signal.candle_time),
         "mode": mode,
+        "paper": paper,
         "p_short": p.SHORT,
         "p_no_trade": p.NO_TRADE,
         "p_long": p.LONG,

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -37,6 +38,9 @@ signal_records = Table(
     Column("timeframe", String(8), nullable=False),
     Column("candle_ms", BigInteger, nullable=False),  # open time of the last closed candle the signal used
     Column("mode", String(16), nullable=False),  # live | backfill | shadow
+    # A live call withheld by probation: it would have been actionable (LONG/SHORT, confidence at or above the
+    # threshold, fresh) but the model's own live record had not confirmed its edge yet. It counts as a paper call.
+    Column("paper", Boolean, nullable=False, server_default=sa_false()),
     Column("p_short", Double, nullable=False),
     Column("p_no_trade", Double, nullable=False),
     Column("p_long", Double, nullable=False),
@@ -65,7 +69,8 @@ signal_records = Table(
     Column("short_return", Double),
     Column("call_return", Double),  # after costs, of the direction called (actionable) or the argmax (counterfactual)
     Column("outcome_note", Text),
-    UniqueConstraint("model_name", "model_version", "symbol", "timeframe", "candle_ms", name="uq_signal_once"),
+    # The mode is part of the key: a backfill and the live run may both reach a candle, and both records are kept.
+    UniqueConstraint("model_name", "model_version", "symbol", "timeframe", "candle_ms", "mode", name="uq_signal_once"),
     Index("ix_signals_pair_time", "symbol", "timeframe", "candle_ms"),
     Index("ix_signals_due", "resolved_ms", "expires_ms"),
     Index("ix_signals_version", "model_name", "model_version"),
@@ -94,7 +99,7 @@ action_records = Table(
     Column("recorded_ms", BigInteger, nullable=False),
     Column("payload", JSON, nullable=False),
     UniqueConstraint(
-        "model_name", "model_version", "symbol", "timeframe", "candle_ms", "position", name="uq_action_once"
+        "model_name", "model_version", "symbol", "timeframe", "candle_ms", "position", "mode", name="uq_action_once"
     ),
     Index("ix_actions_pair_time", "symbol", "timeframe", "candle_ms"),
     Index("ix_actions_recorded", "recorded_ms"),
@@ -119,7 +124,7 @@ model_events = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at_ms", BigInteger, nullable=False),
-    Column("kind", String(16), nullable=False),  # promote | rollback | pin | unpin | fallback | candidate
+    Column("kind", String(16), nullable=False),  # serve | promote | rollback | pin | unpin | probation | ...
     Column("model_name", String(96), nullable=False),
     Column("from_version", String(64)),
     Column("to_version", String(64)),

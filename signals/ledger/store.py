@@ -180,7 +180,9 @@ class Ledger:
     def signal_at(
         self, symbol: str, timeframe: str, candle_ms: int, *, model_name: str | None = None, version: str | None = None
     ) -> dict[str, Any] | None:
-        """The record of one candle's signal: the given version's, else the served one's (live), else any."""
+        """The record of one candle's signal (of the given model and version when named). A candle may have one
+        record per mode: the live one is preferred, then the backfill's, then a shadow's (newest first among
+        equals), so that a replay or a lookup reads what the server served."""
         query = sa.select(signal_records).where(
             signal_records.c.symbol == symbol,
             signal_records.c.timeframe == timeframe,
@@ -448,27 +450,53 @@ class Ledger:
             if updated == 0:
                 connection.execute(sa.insert(model_state), {"model_name": model_name, **values})
 
-    def live_summary(self) -> dict[tuple[str, str], dict[str, Any]]:
-        """Per (model name, version): records, resolved ones, hits of the argmax, actionable calls and their P&L."""
+    def live_summary(self) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+        """Per (model name, version), per mode (live, backfill, shadow): records, resolved ones, hits of the argmax,
+        actionable calls and their P&L, paper calls (withheld by probation) and theirs. The modes are never added
+        up: only mode `live` is what the server served as it happened."""
         c = signal_records.c
         resolved = c.resolved_ms.is_not(None)
         hit = sa.and_(
             resolved, c.outcome_label == sa.case((c.direction == "SHORT", 0), (c.direction == "LONG", 2), else_=1)
         )
+        acted, paper = sa.and_(resolved, c.actionable), sa.and_(resolved, c.paper)
         query = sa.select(
             c.model_name,
             c.model_version,
+            c.mode,
             sa.func.count().label("recorded"),
             sa.func.sum(sa.case((resolved, 1), else_=0)).label("resolved"),
             sa.func.sum(sa.case((hit, 1), else_=0)).label("hits"),
-            sa.func.sum(sa.case((sa.and_(resolved, c.actionable), 1), else_=0)).label("calls"),
-            sa.func.sum(sa.case((sa.and_(resolved, c.actionable), c.call_return), else_=0.0)).label("call_return_sum"),
+            sa.func.sum(sa.case((acted, 1), else_=0)).label("calls"),
+            sa.func.sum(sa.case((acted, c.call_return), else_=0.0)).label("call_return_sum"),
+            sa.func.sum(sa.case((paper, 1), else_=0)).label("paper_calls"),
+            sa.func.sum(sa.case((paper, c.call_return), else_=0.0)).label("paper_return_sum"),
             sa.func.max(c.candle_ms).label("last_candle_ms"),
-        ).group_by(c.model_name, c.model_version)
+        ).group_by(c.model_name, c.model_version, c.mode)
+        summary: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         with self.engine.connect() as connection:
-            return {
-                (row["model_name"], row["model_version"]): dict(row) for row in connection.execute(query).mappings()
-            }
+            for row in connection.execute(query).mappings():
+                summary.setdefault((row["model_name"], row["model_version"]), {})[row["mode"]] = dict(row)
+        return summary
+
+    def calls(self, model_name: str, model_version: str, *, mode: str = "live") -> list[dict[str, Any]]:
+        """The resolved calls of one model version in one mode, oldest candle first: the records that served a
+        plan (actionable) or would have but for probation (paper). What probation and demotion judge."""
+        c = signal_records.c
+        query = (
+            sa.select(c.candle_ms, c.timeframe, c.horizon_bars, c.call_return, c.actionable, c.paper)
+            .where(
+                c.model_name == model_name,
+                c.model_version == model_version,
+                c.mode == mode,
+                c.resolved_ms.is_not(None),
+                c.call_return.is_not(None),
+                sa.or_(c.actionable, c.paper),
+            )
+            .order_by(c.candle_ms, c.id)
+        )
+        with self.engine.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

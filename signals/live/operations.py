@@ -32,7 +32,9 @@ from signals.live.scheduler import RefreshReport, Scheduler
 from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine
 from signals.serving.market import MarketData
-from signals.track_record.scorecard import scorecard
+from signals.track_record.probation import RULE as PROBATION_RULE
+from signals.track_record.probation import refresh_standings
+from signals.track_record.scorecard import DEFAULT_SCORECARD_MODE, scorecard
 from signals.track_record.versions import current_catalog
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ class Operations:
         """The push stream's tail, the alert sender, the candle-close loop when enabled, and the Telegram bot when
         a token is set (in one worker only: Telegram allows one poller per bot)."""
         self._engine = engine
+        self._read_standings(engine)
         if self.hub is not None:
             self.hub.present = engine.as_of_now
             self.hub.start()
@@ -114,6 +117,18 @@ class Operations:
         except Exception as error:  # a bad token or an unreachable Bot API must not stop the server
             logger.error("the Telegram bot did not start: %s", error)
             self.bot = None
+
+    def _read_standings(self, engine: SignalEngine) -> None:
+        """The probation standings as the ledger has them at start (no events: the scheduler's refreshes write
+        those), so that the first requests, before the first candle close, are gated by the model's record."""
+        if self.ledger is None or self.settings.probation_calls <= 0:
+            return
+        try:
+            engine.standings = refresh_standings(
+                self.ledger, engine.catalog.entries, needed=self.settings.probation_calls, now_ms=ms(utc_now())
+            )
+        except Exception as error:  # without them every positive model is on probation: never a pass
+            logger.warning("probation standings unavailable: %s", error)
 
     def health_components(self) -> dict[str, tuple[bool, str | None]]:
         """What the alert watch compares: the exchange's circuit (live mode) and each served model."""
@@ -194,13 +209,18 @@ class Operations:
             logger.warning("live summary unavailable: %s", error)
             return infos
         for info in infos:
-            block = live.get((info.name, info.version))
-            info.metrics["live"] = _live_block(block)
+            modes = live.get((info.name, info.version), {})
+            info.metrics["live"] = _live_block(modes.get("live"))
+            info.metrics["by_mode"] = {mode: _live_block(block) for mode, block in sorted(modes.items())}
+            held = engine.standings.get((info.name, info.version))
+            if held is not None:
+                info.metrics["probation"] = {**held.as_dict(), "rule": PROBATION_RULE}
             shadow = next((e for e in engine.catalog.shadows if e.name == info.name), None)
             if shadow is not None:
+                shadow_modes = live.get((shadow.name, shadow.version), {})
                 info.metrics["shadow"] = {
                     "version": shadow.version,
-                    "live": _live_block(live.get((shadow.name, shadow.version))),
+                    "live": _live_block(shadow_modes.get("shadow")),
                 }
         return infos
 
@@ -234,15 +254,19 @@ class Operations:
 
 
 def _live_block(block: dict[str, Any] | None) -> dict[str, Any]:
+    """One mode's figures of a model version (`Ledger.live_summary`); `paper_calls` are calls probation withheld."""
     if not block:
         return {"recorded": 0, "resolved": 0}
-    resolved, calls = int(block["resolved"] or 0), int(block["calls"] or 0)
+    resolved, calls, paper = int(block["resolved"] or 0), int(block["calls"] or 0), int(block["paper_calls"] or 0)
     return {
+        "mode": block["mode"],
         "recorded": int(block["recorded"]),
         "resolved": resolved,
         "hit_rate": (int(block["hits"] or 0) / resolved) if resolved else None,
         "actionable_calls": calls,
         "mean_call_return": (float(block["call_return_sum"] or 0.0) / calls) if calls else None,
+        "paper_calls": paper,
+        "mean_paper_return": (float(block["paper_return_sum"] or 0.0) / paper) if paper else None,
         "last_candle": pd.Timestamp(int(block["last_candle_ms"]), unit="ms", tz="UTC").isoformat()
         if block.get("last_candle_ms")
         else None,
@@ -250,9 +274,10 @@ def _live_block(block: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def scorecard_of(ledger: Ledger, settings: Settings, request: schemas.ScorecardRequest) -> dict[str, Any]:
-    """The scorecard of the resolved records matching the request's filters (live and backfill by default)."""
+    """The scorecard of the resolved records matching the request's filters, of one mode (`live` by default: what
+    the server served as it happened; a backfill or shadow record of the same candle would count it twice)."""
     filters = request.model_dump(mode="json", exclude_none=True)
-    modes = [request.mode] if request.mode else ["live", "backfill"]
+    modes = [request.mode or DEFAULT_SCORECARD_MODE]
     rows = ledger.resolved(
         timeframe=None if request.timeframe is None else parse_timeframe(request.timeframe),
         symbol=None if request.symbol is None else normalize_symbol(request.symbol),

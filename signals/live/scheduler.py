@@ -37,6 +37,7 @@ from signals.ledger.store import Ledger
 from signals.ledger.writer import LedgerWriter
 from signals.serving.engine import SignalEngine
 from signals.track_record.outcomes import resolve_due
+from signals.track_record.probation import refresh_standings
 from signals.track_record.versions import current_catalog
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ class Scheduler:
                 self.last_error = f"{timeframe}: {type(error).__name__}: {error}"
                 logger.exception("refresh of %s failed", timeframe)
         await self._reload_catalog()
+        await self.refresh_standings([r.timeframe for r in reports if r.role in ("leader", "manual")])
         return reports
 
     # --- one refresh --------------------------------------------------------------------------------------------
@@ -290,6 +292,25 @@ class Scheduler:
         except Exception as error:  # keep serving the catalog we have
             self.last_error = f"catalog reload: {type(error).__name__}: {error}"
             logger.exception("catalog reload failed")
+
+    async def refresh_standings(self, record_events_for: list[str]) -> None:
+        """The probation standing of every served positive model, from the outcomes resolved so far, for the next
+        candle's signals (those of this close were computed already: what was served is what was recorded); the
+        changes are recorded as events by the worker that led the model's timeframe."""
+        if self.settings.probation_calls <= 0:
+            return
+        try:
+            self.engine.standings = await asyncio.to_thread(
+                refresh_standings,
+                self.ledger,
+                self.engine.catalog.entries,
+                needed=self.settings.probation_calls,
+                now_ms=ms(self.clock()),
+                record_events_for=record_events_for,
+            )
+        except Exception as error:  # keep the standings we have (a version not in them is on probation)
+            self.last_error = f"probation: {type(error).__name__}: {error}"
+            logger.exception("probation standings not refreshed")
 
     def status(self) -> dict[str, Any]:
         now = self.clock()

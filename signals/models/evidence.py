@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from signals.contract.schemas import EXPECTANCY_METRIC
 from signals.models.skill import MIN_CALLS, P_VALUE_METHOD
 
 RULE_VERSION: Final = "universe-bh-1"
@@ -217,7 +218,7 @@ def edge_at_load(found: Any) -> dict[str, Any]:
     if not isinstance(found, dict) or "verdict" not in found:
         return {
             "verdict": "insufficient_data",
-            "metric": "expectancy_after_costs_pct",
+            "metric": EXPECTANCY_METRIC,
             "n": 0,
             "source": "walk_forward",
             "reason": NO_EVALUATION,

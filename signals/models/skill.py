@@ -301,7 +301,7 @@ def score(
     called = calls != NO_TRADE
     hits = (calls == labels) & called
     risk = np.where(called, data.risk, np.nan)
-    expectancy_pct = block_bootstrap(np.nan_to_num(returns), called.astype(np.float64), blocks, rng=rng)
+    expectancy = block_bootstrap(np.nan_to_num(returns), called.astype(np.float64), blocks, rng=rng)
     expectancy_r = block_bootstrap(np.nan_to_num(returns / risk), called.astype(np.float64), blocks, rng=rng)
     hit_rate = block_bootstrap(hits.astype(np.float64), called.astype(np.float64), blocks, rng=rng)
     median_risk = float(np.nanmedian(data.risk)) if n else math.nan
@@ -334,10 +334,10 @@ def score(
             "hit_rate": hit_rate.as_dict(),
             "break_even_hit_rate": _finite((median_risk + cost) / (2 * median_risk)) if median_risk > 0 else None,
             "expectancy_r": expectancy_r.as_dict(),
-            "expectancy_pct": expectancy_pct.as_dict(),
+            "expectancy": expectancy.as_dict(),
             "cost": cost,
         },
-        "edge": edge_of(expectancy_pct, n_calls, n),
+        "edge": edge_of(expectancy, n_calls, n),
     }
 
 
@@ -380,7 +380,7 @@ def edge_of(expectancy: Interval, n_calls: int, n: int, source: str = "walk_forw
     verdict = verdict_of(expectancy, n_calls) if n >= MIN_SAMPLES else "insufficient_data"
     return {
         "verdict": verdict,
-        "metric": "expectancy_after_costs_pct",
+        "metric": "expectancy_after_costs_fraction",
         **expectancy.as_dict(),
         "n": n_calls,
         "source": source,

@@ -44,7 +44,7 @@ from signals.models.evidence import PPO_RULE_TEXT, RULE_TEXT
 from signals.models.families import CNN_LSTM, PPO, family_of_store_name
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.explain import explain
-from signals.serving.gate import STALE_REASON, action_gate, consensus, signal_gate
+from signals.serving.gate import STALE_REASON, Standing, action_gate, consensus, signal_gate
 from signals.serving.market import MarketData, MarketSnapshot
 from signals.serving.risk import risk_levels
 
@@ -94,6 +94,9 @@ class SignalEngine:
         self.metrics = server_metrics()
         self._universe = frozenset(normalize_symbol(s) for s in settings.universe)
         self._cache: OrderedDict[tuple[str, str, str, pd.Timestamp], schemas.Signal] = OrderedDict()
+        # (model name, version) -> its probation standing; the live loop refreshes it at each candle close
+        # (`track_record.probation`): this floor only reads it.
+        self.standings: dict[tuple[str, str], Standing] = {}
 
     # --- CNN-LSTM signals -------------------------------------------------------------------------------
     async def predict(self, symbol: str, timeframe: str) -> schemas.Signal:
@@ -154,7 +157,7 @@ class SignalEngine:
             probabilities = probabilities_of(row)
             if probabilities is None:
                 continue
-            signal = self._build_signal(item, probabilities)
+            signal = self._build_signal(item, probabilities, withheld=None)  # never served: probation does not apply
             self._record(item, signal, mode="shadow", trigger="scheduler")
             signals.append(signal)
         return signals
@@ -189,20 +192,40 @@ class SignalEngine:
         probabilities = probabilities_of(row)
         if probabilities is None:
             return ModelIntegrityError(f"model {item.entry.name} is not loaded by the CNN-LSTM runner; see /models")
-        fresh = self._build_signal(item, probabilities)
+        withheld = self.withheld(item.entry)
+        fresh = self._build_signal(item, probabilities, withheld=withheld)
+        paper = withheld is not None and fresh.abstain_reason == withheld  # only probation stood in its way
         self._remember((item.entry.tag, fresh.symbol, fresh.timeframe, item.snapshot.candle_time), fresh)
-        self._record(item, fresh, mode="live", trigger=trigger)
+        self._record(item, fresh, mode="live", trigger=trigger, paper=paper)
         return self._as_of_now(fresh)
 
-    def _record(self, item: Pending, signal: schemas.Signal, *, mode: str, trigger: str) -> None:
+    def withheld(self, entry: ModelEntry) -> str | None:
+        """Why the probation of a model with a positive walk-forward edge withholds its plans; None when its live
+        calls confirmed the edge, when its edge is not positive (the gate's first rule refuses anyway) or when
+        probation is off. A version whose standing is not known yet is on probation: never a pass."""
+        needed = self.settings.probation_calls
+        if needed <= 0 or entry.edge.get("verdict") != "positive":
+            return None
+        standing = self.standings.get((entry.name, entry.version))
+        if standing is None:
+            return f"on probation: its live calls are not counted yet (plans need {needed} resolved calls to confirm)"
+        return standing.reason
+
+    def _record(self, item: Pending, signal: schemas.Signal, *, mode: str, trigger: str, paper: bool = False) -> None:
         """Count the signal and queue its ledger row (never blocking: see `LedgerWriter`)."""
         self.metrics.produced.labels(signal.timeframe, mode, trigger).inc()
         if self.writer is None:
             return
-        self.writer.submit("signal", self.ledger_row(item, signal, mode))
+        self.writer.submit("signal", self.ledger_row(item, signal, mode, paper=paper))
 
     def ledger_row(
-        self, item: Pending, signal: schemas.Signal, mode: str, recorded: pd.Timestamp | None = None
+        self,
+        item: Pending,
+        signal: schemas.Signal,
+        mode: str,
+        recorded: pd.Timestamp | None = None,
+        *,
+        paper: bool = False,
     ) -> dict[str, Any]:
         return signal_row(
             signal,
@@ -212,6 +235,7 @@ class SignalEngine:
             risk=item.snapshot.risk(self._stop_atr),
             mode=mode,
             recorded=self.clock() if recorded is None else recorded,
+            paper=paper,
         )
 
     @property
@@ -229,16 +253,17 @@ class SignalEngine:
         return warmed
 
     def _build_signal(
-        self, item: Pending, probabilities: np.ndarray, *, at: pd.Timestamp | None = None
+        self, item: Pending, probabilities: np.ndarray, *, withheld: str | None, at: pd.Timestamp | None = None
     ) -> schemas.Signal:
         """The signal as of its candle's close (not stale); `_as_of_now` ages it on every answer. `at` is its
-        prediction time (now, unless a backfill computes it as if at the candle's close)."""
+        prediction time (now, unless a backfill computes it as if at the candle's close); `withheld` is the
+        probation's reason to serve no plan (`withheld()` for a served signal, None where no probation applies)."""
         entry, snapshot = item.entry, item.snapshot
         symbol, timeframe = entry.symbol or "", entry.timeframe or ""
         direction = CLASS_NAMES[int(np.argmax(probabilities))]
         confidence = float(probabilities.max())
         edge = schemas.Edge.model_validate(entry.edge)
-        actionable, reason = signal_gate(edge, direction, confidence, entry.threshold, stale=False)
+        actionable, reason = signal_gate(edge, direction, confidence, entry.threshold, stale=False, withheld=withheld)
         levels = None
         if actionable:
             levels = risk_levels(

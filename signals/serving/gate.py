@@ -8,7 +8,10 @@ A CNN-LSTM signal is **actionable** when all of these hold, checked in this orde
    the reason stored at training;
 2. the model's most likely outcome is LONG or SHORT, not NO_TRADE;
 3. the model has a threshold (some confidence level paid its costs on validation) and the call clears it;
-4. the candles are fresh (`stale` is false): a plan from a candle the market has left behind is not served.
+4. the candles are fresh (`stale` is false): a plan from a candle the market has left behind is not served;
+5. the model is not on probation or demoted: its own live calls confirmed the walk-forward edge
+   (`track_record.probation` decides its `Standing`; the engine holds it). A call that fails only this rule is a
+   *paper* call: recorded and resolved like any other, but served without a plan.
 A PPO action is actionable when the policy's edge is positive and the action changes the caller's position
 (BUY while flat, SELL while long).
 
@@ -19,7 +22,8 @@ The consensus of `/summary` counts only actionable signals: the mean of P(LONG) 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 import numpy as np
 
@@ -31,6 +35,24 @@ CONSENSUS_RULE: Final = (
     "mean of P(LONG) - P(SHORT) over the actionable signals only; LONG above +0.15, SHORT below -0.15, "
     "else NO_TRADE (also when no signal is actionable)"
 )
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What a positive model's own live calls allow: `serving` (plans), `probation` (paper calls until they confirm
+    the edge) or `demoted` (its calls fell below break-even). `reason` is the abstain_reason while plans are withheld.
+    """
+
+    state: Literal["probation", "serving", "demoted"]
+    reason: str | None
+    n: int = 0  # resolved calls counted
+    needed: int = 0  # the rule's minimum
+    value: float | None = None  # mean after-cost return per call, a fraction of price
+    ci_low: float | None = None
+    ci_high: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 def _percent(value: Any) -> str:
@@ -54,9 +76,15 @@ def edge_reason(edge: schemas.Edge) -> str | None:
 
 
 def signal_gate(
-    edge: schemas.Edge, direction: str, confidence: float, threshold: float | None, stale: bool
+    edge: schemas.Edge,
+    direction: str,
+    confidence: float,
+    threshold: float | None,
+    stale: bool,
+    withheld: str | None = None,
 ) -> tuple[bool, str | None]:
-    """(actionable, abstain_reason) of a CNN-LSTM signal (the rules of the module doc, in order)."""
+    """(actionable, abstain_reason) of a CNN-LSTM signal (the rules of the module doc, in order); `withheld`: why
+    the model's probation withholds its plans (None: it does not)."""
     reason = edge_reason(edge)
     if reason is None and direction == "NO_TRADE":
         reason = "the most likely outcome is NO_TRADE: neither barrier is expected within the horizon"
@@ -66,6 +94,8 @@ def signal_gate(
         reason = f"confidence {confidence:.3f} is below this model's threshold {threshold:.3f}"
     if reason is None and stale:
         reason = STALE_REASON
+    if reason is None and withheld is not None:
+        reason = withheld
     return reason is None, reason
 
 

@@ -109,7 +109,10 @@ async def replay(engine: SignalEngine, ledger: Ledger, request: schemas.ReplayRe
     probabilities = probabilities_of(answer)
     if probabilities is None:
         raise ModelIntegrityError(f"the CNN-LSTM runner could not load {tag}; see /status")
-    rebuilt = engine._build_signal(item, probabilities).model_copy(update={"prediction_time": recorded.prediction_time})
+    # Probation is the live record's verdict at that time, not the candles': a paper call is rebuilt as withheld.
+    withheld = recorded.abstain_reason if row.get("paper") else None
+    rebuilt = engine._build_signal(item, probabilities, withheld=withheld)
+    rebuilt = rebuilt.model_copy(update={"prediction_time": recorded.prediction_time})
     left, right = recorded.model_dump(mode="python"), rebuilt.model_dump(mode="python")
     differences = [
         schemas.Difference(field=name, recorded=_plain(left[name]), rebuilt=_plain(right[name]))

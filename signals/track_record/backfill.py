@@ -88,7 +88,9 @@ async def backfill(
                 if probabilities is None:
                     report.skipped.setdefault(item.entry.symbol or "", f"model {item.entry.tag} not loaded")
                     continue
-                signal = engine._build_signal(item, probabilities, at=close_time(candle_time, timeframe))
+                # As if served at that close under the walk-forward gate alone: probation judges live calls only.
+                closed = close_time(candle_time, timeframe)
+                signal = engine._build_signal(item, probabilities, withheld=None, at=closed)
                 rows.append(engine.ledger_row(item, signal, "backfill", recorded=now))
             report.computed += len(rows)
             report.recorded += await asyncio.to_thread(writer.write_now, "signal", rows)

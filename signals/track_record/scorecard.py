@@ -18,6 +18,8 @@ from signals.core.vocab import NO_TRADE
 from signals.models.skill import Scored, score, wilson_interval
 
 CLASS = {"SHORT": 0, "NO_TRADE": 1, "LONG": 2}
+DEFAULT_SCORECARD_MODE: Final = "live"  # what the server served as it happened; other modes only when asked
+MODE_PREFERENCE: Final = ("live", "backfill", "shadow")  # one record per candle: the first mode of these present
 VERDICTS: Final = {
     "positive": "positive",
     "negative": "negative",
@@ -28,7 +30,8 @@ VERDICTS: Final = {
 
 def scored_from_records(rows: Sequence[dict[str, Any]]) -> tuple[Scored, np.ndarray]:
     """The resolved records as `skill.score` reads them, and the calls the server actually made (NO_TRADE where
-    the signal was not actionable). Blocks: each record's horizon of calendar time, so overlapping plans share one."""
+    the signal was not actionable; a paper call, withheld only by probation, is a call). Blocks: each record's
+    horizon of calendar time, so overlapping plans share one."""
     probabilities = np.array([[r["p_short"], r["p_no_trade"], r["p_long"]] for r in rows], dtype=np.float64)
     block = np.array(
         [
@@ -37,7 +40,9 @@ def scored_from_records(rows: Sequence[dict[str, Any]]) -> tuple[Scored, np.ndar
         ],
         dtype=np.int64,
     )
-    calls = np.array([CLASS[r["direction"]] if r["actionable"] else NO_TRADE for r in rows], dtype=int)
+    calls = np.array(
+        [CLASS[r["direction"]] if r["actionable"] or r.get("paper") else NO_TRADE for r in rows], dtype=int
+    )
     scored = Scored(
         probabilities=probabilities.reshape(-1, 3),
         labels=np.array([r["outcome_label"] for r in rows], dtype=int),
@@ -51,8 +56,23 @@ def scored_from_records(rows: Sequence[dict[str, Any]]) -> tuple[Scored, np.ndar
     return scored, calls
 
 
+def one_per_candle(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (model, version, symbol, timeframe, candle), the live one where there are several (a backfill
+    and the live run may both record a candle), in the rows' order."""
+    rank = {mode: i for i, mode in enumerate(MODE_PREFERENCE)}
+    best: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["model_name"], row["model_version"], row["symbol"], row["timeframe"], row["candle_ms"])
+        kept = best.get(key)
+        if kept is None or rank.get(row["mode"], len(rank)) < rank.get(kept["mode"], len(rank)):
+            best[key] = row
+    chosen = {id(row) for row in best.values()}
+    return [row for row in rows if id(row) in chosen]
+
+
 def scorecard(rows: Sequence[dict[str, Any]], *, cost: float, filters: dict[str, Any]) -> dict[str, Any]:
     """The scorecard of resolved records (see the module doc); JSON-ready."""
+    rows = one_per_candle(rows)
     modes = sorted({r["mode"] for r in rows})
     base: dict[str, Any] = {"filters": filters, "modes": modes, "n": len(rows)}
     if not rows:

@@ -25,7 +25,7 @@ from signals.ledger.records import ms
 from signals.ledger.store import Ledger
 from signals.models.registry import list_models
 from signals.serving.catalog import ModelCatalog
-from signals.track_record.scorecard import scorecard
+from signals.track_record.scorecard import one_per_candle, scorecard
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ def _common_scorecards(
     ledger: Ledger, model_name: str, candidate: str, served: str | None, cost: float
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Both versions' scorecards on the candles both have resolved records for (a fair comparison)."""
-    mine = ledger.resolved(model_name=model_name, model_version=candidate)
-    theirs = ledger.resolved(model_name=model_name, model_version=served) if served else []
+    mine = one_per_candle(ledger.resolved(model_name=model_name, model_version=candidate))
+    theirs = one_per_candle(ledger.resolved(model_name=model_name, model_version=served)) if served else []
     if served:
         common = {r["candle_ms"] for r in mine} & {r["candle_ms"] for r in theirs}
         mine = [r for r in mine if r["candle_ms"] in common]

@@ -226,9 +226,10 @@ def assert_signal(signal: dict[str, Any], world: World, symbol: str, timeframe: 
 def engine_answering(
     catalog: ModelCatalog, probabilities: Sequence[float], clock: Any = None
 ) -> tuple[SignalEngine, list[WindowRequest]]:
-    """An engine whose CNN-LSTM runner answers `probabilities` to every window (and records the requests)."""
+    """An engine whose CNN-LSTM runner answers `probabilities` to every window (and records the requests). Probation
+    is off: these tests drive the walk-forward gate (tests/unit/serving/test_engine.py drives probation)."""
     runner = FakeCnnLstm(probabilities)
-    settings = get_settings()
+    settings = get_settings().model_copy(update={"probation_calls": 0})
     extra = {} if clock is None else {"clock": clock}
     return SignalEngine(settings, catalog, MarketData(settings), runner, FakePpo(), **extra), runner.requests
 
@@ -261,7 +262,7 @@ def with_edge(catalog: ModelCatalog, verdict: str = "positive", threshold: float
     would carry), so that the gate's every rule can be driven from the probabilities."""
     edge = {
         "verdict": verdict,
-        "metric": "expectancy_after_costs_pct",
+        "metric": "expectancy_after_costs_fraction",
         "value": 0.004,
         "ci_low": 0.001,
         "ci_high": 0.007,
@@ -832,7 +833,9 @@ def test_served_signals_are_recorded_and_can_be_listed_scored_and_replayed(clien
     assert card.json()["verdict"] == "insufficient_data" and card.json()["n"] == 0
 
     models = {m["name"]: m for m in client.post("/models", json={}).json()}
-    assert models[model_name(ETH, "1h")]["metrics"]["live"]["recorded"] >= 1
+    figures = models[model_name(ETH, "1h")]["metrics"]
+    assert figures["live"]["recorded"] >= 1 and figures["live"]["mode"] == "live"
+    assert set(figures["by_mode"]) == {"live"} and figures["by_mode"]["live"] == figures["live"]
 
     reloaded = client.post("/admin/reload", json={})
     assert reloaded.status_code == 200 and reloaded.json()["changed"] == {}

@@ -51,6 +51,7 @@ def signal_record(**overrides: Any) -> dict[str, Any]:
         "timeframe": "1h",
         "candle_ms": 1_700_000_000_000,
         "mode": "live",
+        "paper": False,
         "p_short": 0.2,
         "p_no_trade": 0.3,
         "p_long": 0.5,

@@ -116,10 +116,16 @@ function shownDirection(signal) {
 function card(signal) {
   const model = state.live.get(`${signal.symbol}|${signal.timeframe}`);
   const live = model && model.metrics && model.metrics.live;
-  const hit = live && live.resolved ? `live hit ${pct(live.hit_rate)} of ${live.resolved}` : "no resolved signals yet";
+  // Mode "live" only (backfill and shadow records are counted apart, in metrics.by_mode).
+  const paper = live && live.paper_calls ? `, ${live.paper_calls} paper calls` : "";
+  const hit = live && live.resolved
+    ? `live signals: hit ${pct(live.hit_rate)} of ${live.resolved} resolved${paper}`
+    : "no resolved live signals yet";
   const why = signal.actionable
     ? `plan: entry ${num(signal.levels.entry)} stop ${num(signal.levels.stop_loss)}`
-    : `no edge: ${signal.abstain_reason || "not actionable"}`;
+    : /^(on probation|demoted)/.test(signal.abstain_reason || "")
+      ? `paper call, no plan: ${signal.abstain_reason}`
+      : `no edge: ${signal.abstain_reason || "not actionable"}`;
   const node = el("article", {
     class: "card", tabindex: "0", title: why,
     dataset: {

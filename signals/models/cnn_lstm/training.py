@@ -442,7 +442,7 @@ def train_pooled(
                 "accuracy": fold_score["accuracy"],
                 "majority_share": fold_score["majority_share"],
                 "calls": fold_score["calls"]["n"],
-                "expectancy_pct": fold_score["calls"]["expectancy_pct"],
+                "expectancy": fold_score["calls"]["expectancy"],
             }
         )
     walk_forward = _walk_forward_report(evaluation, parts, config, fold_reports)

@@ -45,7 +45,10 @@ def test_backfill_then_scorecard_and_history(world: World) -> None:
     again = json.loads(runner.invoke(app, ["backfill", "--since", "2026-11-12", "--json"], env=WIDE).stdout)
     assert again[0]["recorded"] == 0  # recorded once
 
-    card = json.loads(runner.invoke(app, ["scorecard", "--timeframe", "1h", "--json"], env=WIDE).stdout)[0]
+    live = json.loads(runner.invoke(app, ["scorecard", "--timeframe", "1h", "--json"], env=WIDE).stdout)[0]
+    assert live["n"] == 0  # the default is mode live, and nothing was served live: backfill is not counted
+    scorecard = ["scorecard", "--timeframe", "1h", "--mode", "backfill", "--json"]
+    card = json.loads(runner.invoke(app, scorecard, env=WIDE).stdout)[0]
     assert card["n"] > 100 and card["modes"] == ["backfill"] and "accuracy_wilson" in card
     table = runner.invoke(app, ["scorecard", "--mode", "backfill"], env=WIDE)
     assert table.exit_code == 0 and "backfill" in table.stdout

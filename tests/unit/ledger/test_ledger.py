@@ -4,16 +4,20 @@ lease that exactly one of many contenders wins, and model version state."""
 from __future__ import annotations
 
 import threading
+from importlib.resources import files
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 
 from signals.core.settings import Settings
-from signals.ledger.schema import metadata
+from signals.ledger.schema import metadata, signal_records
 from signals.ledger.store import Ledger, database_url, redact
+from tests.support.factories import action_record
 from tests.support.factories import signal_record as record
 
 
@@ -61,7 +65,7 @@ def test_outcomes_resolve_due_records_once(ledger: Ledger) -> None:
     assert ledger.due(now_ms=1_750_000_000_000) == []
     (resolved,) = ledger.resolved(timeframe="1h")
     assert resolved["outcome_label"] == 2 and resolved["call_return"] == 0.007
-    summary = ledger.live_summary()[("cnn-lstm-btc-usdt-1h", "v1")]
+    summary = ledger.live_summary()[("cnn-lstm-btc-usdt-1h", "v1")]["live"]
     assert (summary["recorded"], summary["resolved"], summary["hits"]) == (2, 1, 1)
 
 
@@ -133,3 +137,63 @@ def test_a_database_that_does_not_answer_is_a_clear_503() -> None:
     with pytest.raises(LedgerUnavailable, match="does not answer"):
         down.ping()
     assert sa.engine.make_url(down.url).port == 1
+
+
+def _migrate(ledger: Ledger, revision: str, *, down: bool = False) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(files("signals.ledger") / "migrations"))
+    with ledger.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        (command.downgrade if down else command.upgrade)(config, revision)
+
+
+def test_a_live_and_a_backfill_record_of_one_candle_are_both_kept_and_lookups_prefer_live(ledger: Ledger) -> None:
+    """The start-up catch-up records `live` on a candle a backfill already reached: the live record is not lost."""
+    assert ledger.record_signals([record(mode="backfill", p_long=0.4)]) == 1
+    assert ledger.record_signals([record(mode="live"), record(mode="live", p_long=0.9)]) == 1  # once per mode
+    assert ledger.record_actions([action_record(mode="backfill"), action_record(mode="live")]) == 2
+    found = ledger.signal_at("BTC/USDT", "1h", 1_700_000_000_000, version="v1")
+    assert found is not None and found["mode"] == "live" and found["p_long"] == 0.5
+    assert ledger.published("signal", "v1", "BTC/USDT", 1_700_000_000_000) is not None
+
+
+def test_migration_0004_adds_the_mode_to_the_keys_on_a_ledger_with_records(database_url: str) -> None:
+    ledger = Ledger(database_url)
+    try:
+        _migrate(ledger, "0003")
+        # A row as revision 0003 stored it: no `paper` column yet.
+        before = sa.table("signal_records", *(sa.column(c.name, c.type) for c in signal_records.c if c.name != "paper"))
+        with ledger.engine.begin() as connection:
+            connection.execute(sa.insert(before), [{k: v for k, v in record().items() if k != "paper"}])
+        _migrate(ledger, "head")
+        assert ledger.revision() == "0004"
+        assert ledger.record_signals([record(mode="backfill")]) == 1  # same candle, another mode: kept
+        assert ledger.record_signals([record(mode="live")]) == 0  # the old live record still holds its key
+        rows = ledger.history("BTC/USDT", "1h")
+        assert sorted(r["mode"] for r in rows) == ["backfill", "live"] and not any(r["paper"] for r in rows)
+        _migrate(ledger, "0003", down=True)  # back: one record per candle, the live one kept
+        with ledger.engine.connect() as connection:
+            modes = connection.execute(sa.text("SELECT mode FROM signal_records")).scalars().all()
+        assert modes == ["live"]
+    finally:
+        ledger.close()
+
+
+def test_the_live_summary_counts_each_mode_apart(ledger: Ledger) -> None:
+    """`/models`' live figures are mode `live` only: backfill and shadow records of the same version are apart."""
+    resolved = {"resolved_ms": 1, "outcome_label": 2, "call_return": 0.01}
+    ledger.record_signals(
+        [
+            record(mode="live", actionable=True, candle_ms=1),
+            record(mode="live", paper=True, candle_ms=2),
+            record(mode="backfill", candle_ms=1),
+            record(mode="backfill", candle_ms=3),
+            record(mode="shadow", candle_ms=4),
+        ]
+    )
+    ledger.resolve([{"id": r["id"], **resolved} for r in ledger.history("BTC/USDT")])
+    summary = ledger.live_summary()[("cnn-lstm-btc-usdt-1h", "v1")]
+    assert {mode: block["recorded"] for mode, block in summary.items()} == {"live": 2, "backfill": 2, "shadow": 1}
+    live = summary["live"]
+    assert (live["resolved"], live["calls"], live["paper_calls"]) == (2, 1, 1)
+    assert live["call_return_sum"] == pytest.approx(0.01) and live["paper_return_sum"] == pytest.approx(0.01)

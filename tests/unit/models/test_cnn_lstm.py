@@ -198,7 +198,7 @@ def test_training_reports_walk_forward_per_pair_and_pooled(tiny_result: Training
         assert pooled[figure]["ci_low"] <= pooled[figure]["value"] <= pooled[figure]["ci_high"]
     assert set(pooled["baselines"]) == {"majority", "reversal", "persistence"}
     assert pooled["majority_share"] == max(pooled["class_frequencies"].values())
-    assert pooled["edge"]["source"] == "walk_forward" and pooled["edge"]["metric"] == "expectancy_after_costs_pct"
+    assert pooled["edge"]["source"] == "walk_forward" and pooled["edge"]["metric"] == "expectancy_after_costs_fraction"
     assert len(pooled["coverage"]) == 10 and pooled["reliability"]
     assert set(tiny_result.break_even) == {"BTC/USDT", "ETH/USDT"}
     assert all(0.5 < p < 1.0 for p in tiny_result.break_even.values())  # costs raise it above a coin flip

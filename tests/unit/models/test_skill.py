@@ -107,7 +107,7 @@ def test_score_sets_every_figure_beside_its_baselines() -> None:
     assert report["log_loss_skill"]["value"] > 0.5 and report["brier_skill"]["value"] > 0.5
     calls = report["calls"]
     assert calls["n"] == int((labels != NO_TRADE).sum()) and calls["hit_rate"]["value"] == 1.0
-    assert calls["expectancy_pct"]["value"] == pytest.approx(0.01 - 0.002)
+    assert calls["expectancy"]["value"] == pytest.approx(0.01 - 0.002)
     assert calls["break_even_hit_rate"] == pytest.approx((0.01 + 0.002) / 0.02)
     assert report["edge"]["verdict"] == "positive"
 

@@ -1,4 +1,5 @@
-"""SignalEngine routing: single windows go through the runner's batching queue, whole batches call it directly."""
+"""SignalEngine routing: single windows go through the runner's batching queue, whole batches call it directly; a
+positive model's plans wait for its probation."""
 
 from __future__ import annotations
 
@@ -7,14 +8,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import pandas as pd
 import pytest
 
 from signals.core.errors import RunnerUnavailable
+from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
 from signals.data.store import CandleStore
+from signals.ledger.store import Ledger
+from signals.ledger.writer import LedgerWriter
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.engine import DIRECT_CALL_MIN_WINDOWS, SignalEngine, runner_call
 from signals.serving.market import MarketData
+from signals.track_record.probation import standing
 from tests.support.factories import random_walk_candles
 from tests.support.fakes import FakeCnnLstm, FakePpo
 
@@ -76,3 +82,72 @@ def test_a_runner_call_on_a_closed_kept_alive_connection_is_made_once_more() -> 
     with pytest.raises(RunnerUnavailable):
         asyncio.run(runner_call("PPO", flaky(1, ValueError("bad answer")), 1.0))
     assert len(calls) == 1  # not a connection failure: not asked again
+
+
+# --- probation -----------------------------------------------------------------------------------------------
+POSITIVE_EDGE = {"verdict": "positive", "metric": "expectancy_after_costs_fraction", "value": 0.004, "n": 250}
+
+
+def resolved_calls(returns: list[float]) -> list[dict[str, object]]:
+    """Resolved live calls a ledger would hand probation: one 1h plan per horizon, so each its own block."""
+    return [
+        {"candle_ms": i * 3_600_000, "timeframe": "1h", "horizon_bars": 1, "call_return": r}
+        for i, r in enumerate(returns)
+    ]
+
+
+def test_a_positive_model_serves_paper_calls_until_its_own_live_calls_confirm_the_edge(tmp_path: Path) -> None:
+    candles = random_walk_candles(200, timeframe="1h", seed=3)
+    CandleStore(tmp_path).write("synthetic", "BTC/USDT", "1h", candles)
+    metadata = {"metrics": {}, "edge": POSITIVE_EDGE, "threshold": 0.6, "horizon": 10}
+    entry = ModelEntry("cnn-lstm", "cnn-lstm-btc-usdt-1h", "cnn-lstm-btc-usdt-1h:v1", "v1", "BTC/USDT", "1h", metadata)
+    settings = Settings(
+        data_dir=tmp_path, exchange="synthetic", universe=["BTC/USDT"], timeframes=["1h"], signal_cache_size=0
+    )
+    ledger = Ledger(f"sqlite:///{tmp_path / 'signals.db'}")
+    ledger.migrate()
+    writer = LedgerWriter(ledger, server_metrics())
+    fresh = candles["timestamp"].iloc[-1] + pd.Timedelta(hours=1, seconds=5)
+    engine = SignalEngine(
+        settings,
+        ModelCatalog([entry]),
+        MarketData(settings),
+        FakeCnnLstm((0.1, 0.2, 0.7)),  # LONG at 0.7, above the threshold 0.6
+        FakePpo(),
+        clock=lambda: fresh,
+        writer=writer,
+    )
+    try:
+        unknown = asyncio.run(engine.predict("BTC/USDT", "1h"))  # no standing read yet: on probation, not a pass
+        assert unknown.actionable is False and unknown.levels is None
+        assert unknown.abstain_reason is not None and unknown.abstain_reason.startswith("on probation: ")
+
+        engine.standings[(entry.name, "v1")] = standing(resolved_calls([0.01, -0.002, 0.004, 0.003]), needed=30)
+        paper = asyncio.run(engine.predict("BTC/USDT", "1h"))
+        assert (paper.actionable, paper.abstain_reason) == (False, "on probation: 4 of 30 resolved calls")
+        assert writer.flush()
+        (row,) = ledger.history("BTC/USDT", "1h")
+        assert row["mode"] == "live" and row["paper"] is True and row["actionable"] is False  # a paper call
+
+        passed = standing(resolved_calls([0.004 + 0.002 * (i % 3) for i in range(30)]), needed=30)
+        assert passed.state == "serving" and passed.ci_low is not None and passed.ci_low > 0
+        engine.standings[(entry.name, "v1")] = passed
+        served = asyncio.run(engine.predict("BTC/USDT", "1h"))
+        assert served.actionable is True and served.abstain_reason is None and served.levels is not None
+    finally:
+        writer.close()
+        ledger.close()
+
+
+def test_probation_off_serves_plans_on_the_walk_forward_verdict_alone(tmp_path: Path) -> None:
+    """SIGNALS_PROBATION_CALLS=0 names the old behaviour; a model whose edge is not positive has no probation."""
+    positive = ModelEntry("cnn-lstm", "m", "m:v1", "v1", "BTC/USDT", "1h", {"edge": POSITIVE_EDGE})
+    none = ModelEntry("cnn-lstm", "m", "m:v1", "v1", "BTC/USDT", "1h", {"edge": {**POSITIVE_EDGE, "verdict": "none"}})
+
+    def engine(probation_calls: int) -> SignalEngine:
+        settings = Settings(data_dir=tmp_path, universe=["BTC/USDT"], probation_calls=probation_calls)
+        return SignalEngine(settings, ModelCatalog([positive]), MarketData(settings), FakeCnnLstm(), FakePpo())
+
+    assert engine(0).withheld(positive) is None
+    assert (engine(30).withheld(positive) or "").startswith("on probation: ")
+    assert engine(30).withheld(none) is None  # the gate's first rule refuses it already

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from signals.ledger.writer import LedgerWriter
 from signals.live.operations import scorecard_of
 from signals.live.scheduler import Scheduler
 from signals.models.local import LocalCnnLstm, LocalPpo
+from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine
 from signals.serving.market import MarketData
 from signals.track_record import audit
@@ -327,3 +329,43 @@ def test_the_next_refresh_is_the_next_close_plus_the_delay(stack: Stack) -> None
     at, due = scheduler.next_due(pd.Timestamp("2026-11-20 23:59:59", tz="UTC"))
     assert at == pd.Timestamp("2026-11-21 00:00:05", tz="UTC") and set(due) == {"15m", "1h", "4h", "1d"}
     assert timeframe_delta("1h") == pd.Timedelta(hours=1)
+
+
+# --- modes and probation in the live loop ---------------------------------------------------------------------
+def test_the_catch_up_records_live_on_a_candle_a_backfill_reached_and_lookups_read_the_live_one(
+    world: World, database_url: str, models: tuple[LocalCnnLstm, LocalPpo]
+) -> None:
+    end = last_candle(world, BTC, "1h")
+    just_after = close_time(end, "1h") + pd.Timedelta(seconds=10)
+    made = Stack(world, database_url, models, clock=lambda: just_after)
+    try:
+        asyncio.run(
+            backfill(made.engine, made.ledger, made.writer, timeframes=["1h"], since=end, until=end, symbols=[BTC])
+        )
+        report = asyncio.run(
+            Scheduler(made.engine, made.ledger, made.writer, made.settings, clock=lambda: just_after).refresh("1h")
+        )
+        assert report.role == "leader" and report.recorded == report.signals > 0
+        modes = sorted(r["mode"] for r in made.ledger.history(BTC, "1h") if r["candle_ms"] == ms(end))
+        assert modes == ["backfill", "live"]  # the live record is no longer dropped for the backfill's
+        found = made.ledger.signal_at(BTC, "1h", ms(end))
+        assert found is not None and found["mode"] == "live"
+    finally:
+        made.close()
+
+
+def test_the_scheduler_puts_positive_models_on_probation_and_records_it_once(stack: Stack) -> None:
+    edge = {"verdict": "positive", "metric": "expectancy_after_costs_fraction", "value": 0.004, "n": 250}
+    entries = [replace(e, metadata={**e.metadata, "edge": edge}) for e in stack.engine.catalog.entries]
+    stack.engine.catalog = ModelCatalog(entries)
+    scheduler = Scheduler(stack.engine, stack.ledger, stack.writer, stack.settings)
+    asyncio.run(scheduler.refresh_standings(["1h"]))  # this worker led the 1h refresh only
+    asyncio.run(scheduler.refresh_standings(["1h"]))
+    assert {s.state for s in stack.engine.standings.values()} == {"probation"}
+    assert len(stack.engine.standings) == len(entries)
+    events = [e for e in stack.ledger.events() if e["kind"] == "probation"]
+    one_hour = {e.name for e in entries if e.timeframe == "1h"}
+    assert sorted(e["model_name"] for e in events) == sorted(one_hour)  # once each, by the 1h leader
+    assert all(e["reason"] == "on probation: 0 of 30 resolved calls" for e in events)
+    signal = asyncio.run(stack.engine.predict(BTC, "1h"))
+    assert signal.actionable is False

@@ -97,3 +97,20 @@ def action_record(**overrides: Any) -> dict[str, Any]:
         "payload": {"symbol": "BTC/USDT", "action_name": "HOLD"},
     }
     return {**row, **overrides}
+
+
+def positive_edge(**overrides: Any) -> dict[str, Any]:
+    """A stored edge that passed the universe-wide rule (what a skilled model's metadata carries after training):
+    the gate reads it as positive. Without its `rule` block a `positive` is never served (evidence.edge_at_load)."""
+    edge: dict[str, Any] = {
+        "verdict": "positive",
+        "metric": "expectancy_after_costs_fraction",
+        "value": 0.004,
+        "ci_low": 0.001,
+        "ci_high": 0.007,
+        "n": 250,
+        "source": "walk_forward",
+        "walk_forward_verdict": "positive",
+        "rule": {"version": "test", "passed": True, "reason": None},
+    }
+    return {**edge, **overrides}

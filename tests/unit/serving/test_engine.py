@@ -21,7 +21,7 @@ from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.engine import DIRECT_CALL_MIN_WINDOWS, SignalEngine, runner_call
 from signals.serving.market import MarketData
 from signals.track_record.probation import standing
-from tests.support.factories import random_walk_candles
+from tests.support.factories import positive_edge, random_walk_candles
 from tests.support.fakes import FakeCnnLstm, FakePpo
 
 SYMBOLS = [f"C{i}/USDT" for i in range(DIRECT_CALL_MIN_WINDOWS)]
@@ -85,7 +85,7 @@ def test_a_runner_call_on_a_closed_kept_alive_connection_is_made_once_more() -> 
 
 
 # --- probation -----------------------------------------------------------------------------------------------
-POSITIVE_EDGE = {"verdict": "positive", "metric": "expectancy_after_costs_fraction", "value": 0.004, "n": 250}
+POSITIVE_EDGE = positive_edge()
 
 
 def resolved_calls(returns: list[float]) -> list[dict[str, object]]:

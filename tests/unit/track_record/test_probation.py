@@ -10,7 +10,7 @@ import pytest
 from signals.ledger.store import Ledger
 from signals.serving.catalog import ModelEntry
 from signals.track_record.probation import EVENTS, refresh_standings, standing
-from tests.support.factories import signal_record
+from tests.support.factories import positive_edge, signal_record
 
 HOUR_MS = 3_600_000
 
@@ -56,7 +56,7 @@ def test_an_interval_around_zero_keeps_each_model_where_it_was() -> None:
 
 @pytest.fixture
 def entry() -> Iterator[ModelEntry]:
-    edge = {"verdict": "positive", "metric": "expectancy_after_costs_fraction", "value": 0.004, "n": 250}
+    edge = positive_edge()
     yield ModelEntry(
         "cnn-lstm", "cnn-lstm-btc-usdt-1h", "cnn-lstm-btc-usdt-1h:v1", "v1", "BTC/USDT", "1h", {"edge": edge}
     )

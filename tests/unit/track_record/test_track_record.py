@@ -36,6 +36,7 @@ from signals.serving.market import MarketData
 from signals.track_record import audit
 from signals.track_record.backfill import backfill
 from signals.track_record.versions import current_catalog
+from tests.support.factories import positive_edge
 from tests.support.world import EXCHANGE, World, build_world
 
 BTC, ETH = "BTC/USDT", "ETH/USDT"
@@ -355,16 +356,16 @@ def test_the_catch_up_records_live_on_a_candle_a_backfill_reached_and_lookups_re
 
 
 def test_the_scheduler_puts_positive_models_on_probation_and_records_it_once(stack: Stack) -> None:
-    edge = {"verdict": "positive", "metric": "expectancy_after_costs_fraction", "value": 0.004, "n": 250}
+    edge = positive_edge()
     entries = [replace(e, metadata={**e.metadata, "edge": edge}) for e in stack.engine.catalog.entries]
     stack.engine.catalog = ModelCatalog(entries)
     scheduler = Scheduler(stack.engine, stack.ledger, stack.writer, stack.settings)
     asyncio.run(scheduler.refresh_standings(["1h"]))  # this worker led the 1h refresh only
     asyncio.run(scheduler.refresh_standings(["1h"]))
     assert {s.state for s in stack.engine.standings.values()} == {"probation"}
-    assert len(stack.engine.standings) == len(entries)
+    assert len(stack.engine.standings) == sum(e.family == "cnn-lstm" for e in entries)  # the PPO has no probation
     events = [e for e in stack.ledger.events() if e["kind"] == "probation"]
-    one_hour = {e.name for e in entries if e.timeframe == "1h"}
+    one_hour = {e.name for e in entries if e.timeframe == "1h" and e.family == "cnn-lstm"}
     assert sorted(e["model_name"] for e in events) == sorted(one_hour)  # once each, by the 1h leader
     assert all(e["reason"] == "on probation: 0 of 30 resolved calls" for e in events)
     signal = asyncio.run(stack.engine.predict(BTC, "1h"))

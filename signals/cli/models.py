@@ -318,8 +318,9 @@ def reload_command(server: ServerOption = DEFAULT_SERVER) -> None:
 def sign_command(
     names: Annotated[list[str] | None, typer.Argument(help="Model names or name:version; default: all.")] = None,
 ) -> None:
-    """Sign stored models with SIGNALS_MODEL_SIGNING_KEY (HMAC-SHA256 over their files' SHA-256), so that a server
-    with the key refuses any file changed afterwards. Each model's files are checked against their hashes first."""
+    """Sign stored models with SIGNALS_MODEL_SIGNING_KEY (HMAC-SHA256 over their tag, labels, whole metadata and
+    every file), so that a server with the key refuses any of them changed afterwards, naming what changed. Each
+    model's files are checked against their hashes first; re-signing replaces an older (v1) signature."""
     from signals.core.settings import get_settings
     from signals.models.registry import list_models, sign_model
 

@@ -2,7 +2,8 @@
 
 Each family decides its files and metadata; this module owns the part they share: names, labels,
 hashing, the atomic hand-over to BentoML (`bentoml.models.create` only saves when its block succeeds),
-and the check on load that refuses a missing or altered file with a message naming model and file.
+the check on load that refuses a missing or altered file with a message naming model and file, and, with a
+signing key, the signed manifest that covers the whole metadata and every file (see "signatures" below).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def load_model(tag: str, *, check_signature: bool = True) -> StoredModel:
     if not isinstance(hashes, dict) or not hashes:
         raise ModelIntegrityError(f"model {model.tag} records no SHA-256 for its files; re-import it")
     root = Path(model.path)
+    verified: dict[str, str] = {}
     for filename, expected in hashes.items():
         expected = str(expected)
         path = root / filename
@@ -120,9 +122,10 @@ def load_model(tag: str, *, check_signature: bool = True) -> StoredModel:
                 f"model {model.tag}: file {filename!r} fails its SHA-256 (recorded {expected[:12]}..., "
                 f"found {actual[:12]}...); the file was altered or corrupted, re-train or re-import it"
             )
+        verified[str(filename)] = actual
     key = _signing_key() if check_signature else None
     if key is not None:
-        _verify_signature(model, hashes, key)
+        _verify_signature(model, verified, key)
     return StoredModel(
         tag=str(model.tag),
         name=model.tag.name,
@@ -135,15 +138,42 @@ def load_model(tag: str, *, check_signature: bool = True) -> StoredModel:
 
 # --- signatures -----------------------------------------------------------------------------------------------
 # The SHA-256 map sits in the model's own metadata: it detects a corrupted file, not a swapped one (whoever can
-# replace policy.zip can rewrite its recorded hash too). With SIGNALS_MODEL_SIGNING_KEY set, every model must also
-# carry an HMAC-SHA256 over its name, version, labels and that map, made with the key: without the key a changed
-# file cannot be re-signed, and the loader refuses it.
+# replace policy.zip can rewrite its recorded hash too), and nothing at all guards the rest of the metadata, which
+# the server acts on (edge verdict, threshold, temperature, costs, feature names). With SIGNALS_MODEL_SIGNING_KEY
+# set, every model must carry a signed manifest (v2): its tag, the digest of its labels, of each top-level
+# metadata key and of every file in its directory, with an HMAC-SHA256 over all of it made with the key. Without
+# the key nothing can be re-signed, so any edit is refused at load, and the manifest's per-part digests let the
+# refusal name what changed (a metadata key, a label, a file). A v1 signature (tag, labels and the SHA-256 map
+# only) covers too little and is refused with the command that re-signs.
+
+MANIFEST_VERSION = 2
+_NOT_SIGNED = ("model.yaml", SIGNATURE_FILE)  # model.yaml is covered through its labels and metadata
 
 
-def manifest(tag: str, labels: dict[str, Any], hashes: dict[str, Any]) -> bytes:
-    """What a signature covers, canonical JSON."""
-    body = {"tag": tag, "labels": labels, SHA256_KEY: {k: str(v) for k, v in hashes.items()}}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+def canonical_json(value: Any) -> bytes:
+    """`value` as canonical JSON: sorted keys, no whitespace, UTF-8, tuples as lists.
+
+    Floats are written as Python's shortest round-trip `repr` (what `json.dumps` does), which PyYAML also writes
+    and reads back to the same float, so a save/load through BentoML's `model.yaml` gives the same bytes; ints stay
+    ints and `1.0` stays `1.0` (YAML keeps the distinction), NaN and infinities are written `NaN`, `Infinity`,
+    `-Infinity` (YAML's `.nan`, `.inf` read back as the same floats)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True).encode()
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value)).hexdigest()
+
+
+def manifest(tag: str, labels: dict[str, Any], metadata: dict[str, Any], files: dict[str, str]) -> dict[str, Any]:
+    """What a v2 signature covers: the tag, and a digest of the labels, of each top-level metadata key (so a
+    refusal names the key) and of every file (`files`: relative path -> SHA-256)."""
+    return {
+        "manifest": MANIFEST_VERSION,
+        "tag": tag,
+        "labels": _digest(labels),
+        "metadata": {str(key): _digest(value) for key, value in metadata.items()},
+        "files": dict(sorted(files.items())),
+    }
 
 
 def key_id(key: str) -> str:
@@ -151,27 +181,51 @@ def key_id(key: str) -> str:
     return hashlib.sha256(b"signals-key-id:" + key.encode()).hexdigest()[:16]
 
 
+def _hmac(key: str, body: dict[str, Any]) -> str:
+    return hmac.new(key.encode(), canonical_json(body), "sha256").hexdigest()
+
+
+def directory_files(root: Path) -> list[str]:
+    """Every file in a model's directory (relative, POSIX), except `model.yaml` and the signature itself."""
+    names = (path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file() or path.is_symlink())
+    return sorted(name for name in names if name not in _NOT_SIGNED)
+
+
+def _file_hashes(tag: str, root: Path, known: dict[str, str] | None = None) -> dict[str, str]:
+    """SHA-256 of every file in the model's directory (a symlink is refused: it could point anywhere)."""
+    known = known or {}
+    hashes: dict[str, str] = {}
+    for name in directory_files(root):
+        path = root / name
+        if path.is_symlink():
+            raise ModelIntegrityError(f"model {tag}: {name!r} is a symbolic link; refused")
+        hashes[name] = known[name] if name in known else sha256_of(path)
+    return hashes
+
+
 def sign_model(tag: str, key: str) -> Path:
-    """Write `signature.json` for a stored model (its files checked first); the file's path."""
+    """Write `signature.json` for a stored model (its files checked first); the file's path.
+
+    The manifest is built from `model.yaml` as read back from disk, so what is signed is what the loader reads."""
     model = bentoml.models.get(tag)
     recorded = model.info.metadata.get(SHA256_KEY)
-    hashes: dict[str, Any] = dict(recorded) if isinstance(recorded, dict) else {}
-    if not hashes:
+    if not isinstance(recorded, dict) or not recorded:
         raise ModelIntegrityError(f"model {model.tag} records no SHA-256 for its files; re-import it")
     load_model(str(model.tag), check_signature=False)  # refuse to sign files that already fail their hashes
-    value = _signature(model, hashes, key)
-    path = Path(model.path) / SIGNATURE_FILE
-    path.write_text(json.dumps({"alg": "hmac-sha256", "key_id": key_id(key), "value": value}))
+    root = Path(model.path)
+    files = _file_hashes(str(model.tag), root)
+    body = manifest(str(model.tag), dict(model.info.labels), dict(model.info.metadata), files)
+    signature = {"alg": "hmac-sha256", "key_id": key_id(key), **body, "value": _hmac(key, body)}
+    path = root / SIGNATURE_FILE
+    path.write_text(json.dumps(signature, sort_keys=True, indent=1))
     return path
 
 
-def _signature(model: bentoml.Model, hashes: dict[str, Any], key: str) -> str:
-    """HMAC-SHA256 of the model's manifest (its tag, labels and the SHA-256 of every file)."""
-    return hmac.new(key.encode(), manifest(str(model.tag), dict(model.info.labels), hashes), "sha256").hexdigest()
-
-
-def _verify_signature(model: bentoml.Model, hashes: dict[str, Any], key: str) -> None:
+def _verify_signature(model: bentoml.Model, verified: dict[str, str], key: str) -> None:
+    """Refuse the model unless its v2 manifest is signed with `key` and still matches the tag, labels, metadata and
+    files (`verified`: the files already hashed by the caller, reused)."""
     path = Path(model.path) / SIGNATURE_FILE
+    resign = f"re-sign with `signals models sign {model.tag}` after checking where it came from"
     if not path.is_file():
         raise ModelIntegrityError(
             f"model {model.tag} is not signed, and SIGNALS_MODEL_SIGNING_KEY requires signed models; "
@@ -180,16 +234,49 @@ def _verify_signature(model: bentoml.Model, hashes: dict[str, Any], key: str) ->
     try:
         signature = json.loads(path.read_text())
         recorded, signer = str(signature["value"]), str(signature["key_id"])
-    except (ValueError, KeyError, TypeError) as error:
+        version = signature.get("manifest", 1)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ModelIntegrityError(f"model {model.tag}: {SIGNATURE_FILE} is malformed ({error})") from error
+    if version != MANIFEST_VERSION:
+        raise ModelIntegrityError(
+            f"model {model.tag} carries a manifest v{version} signature, which does not cover its metadata "
+            f"(edge, threshold, calibration, costs); refused: {resign}"
+        )
     if signer != key_id(key):
         raise ModelIntegrityError(f"model {model.tag} was signed with another key ({signer}); re-sign it")
-    expected = _signature(model, hashes, key)
-    if not hmac.compare_digest(recorded, expected):
+    body = {name: signature.get(name) for name in ("manifest", "tag", "labels", "metadata", "files")}
+    if not hmac.compare_digest(recorded, _hmac(key, body)):
+        raise ModelIntegrityError(f"model {model.tag}: {SIGNATURE_FILE} was altered (its HMAC does not match); refused")
+    root = Path(model.path)
+    files = _file_hashes(str(model.tag), root, verified)
+    current = manifest(str(model.tag), dict(model.info.labels), dict(model.info.metadata), files)
+    changes = manifest_changes(body, current)
+    if changes:
         raise ModelIntegrityError(
-            f"model {model.tag}: its signature does not match its files' recorded SHA-256; the files or their hashes "
-            "were changed after signing, refused"
+            f"model {model.tag} does not match its signature: {'; '.join(changes)} changed after signing; refused "
+            f"(re-train it, or {resign})"
         )
+
+
+def manifest_changes(signed: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between a signed manifest and the model's current one, each part named."""
+    changes = []
+    if signed.get("tag") != current["tag"]:
+        changes.append(f"tag (signed as {signed.get('tag')})")
+    if signed.get("labels") != current["labels"]:
+        changes.append("labels")
+    for part, noun in (("metadata", "metadata"), ("files", "file")):
+        found = signed.get(part)
+        before: dict[str, Any] = found if isinstance(found, dict) else {}
+        after: dict[str, Any] = current[part]
+        for name in sorted(set(before) | set(after)):
+            if name not in after:
+                changes.append(f"{noun} {name!r} removed")
+            elif name not in before:
+                changes.append(f"{noun} {name!r} added")
+            elif before[name] != after[name]:
+                changes.append(f"{noun} {name!r}")
+    return changes
 
 
 def _signing_key() -> str | None:

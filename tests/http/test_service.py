@@ -28,6 +28,7 @@ import bentoml
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from starlette.testclient import TestClient
 
 from service import SignalService
@@ -804,6 +805,54 @@ def test_a_tampered_weights_file_makes_that_model_503_and_the_others_serve(world
         for path, (original, mode) in originals.items():
             path.write_bytes(original)
             path.chmod(mode)
+
+
+def test_with_a_signing_key_an_edited_verdict_makes_that_model_503_and_the_others_serve(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every model signed, then ETH 1h's `model.yaml` edited (negative edge -> positive, a threshold added): the
+    signature covers the whole metadata, so that pair answers 503 naming the metadata keys, `/models` names it,
+    its refusal is logged once, and the other pairs serve."""
+    from signals.models.registry import SIGNATURE_FILE, sign_model
+
+    key = "the-servers-signing-key"
+    name = model_name(ETH, "1h")
+    models = bentoml.models.list()
+    yamls = {
+        Path(m.path) / "model.yaml": (Path(m.path) / "model.yaml").read_bytes() for m in models if m.tag.name == name
+    }
+    try:
+        for model in models:
+            sign_model(str(model.tag), key)
+        for path in yamls:
+            info = yaml.safe_load(path.read_text())
+            info["metadata"]["edge"]["verdict"] = "positive"
+            info["metadata"]["threshold"] = 0.30
+            path.chmod(0o644)
+            path.write_text(yaml.safe_dump(info, sort_keys=False))
+        with environment({"SIGNALS_MODEL_SIGNING_KEY": key}), another_server() as server:
+            for _ in range(3):
+                response = predict(server, ETH, "1h")
+                assert response.status_code == 503 and response.headers["Retry-After"].isdigit()
+            message = bento_error(response)
+            assert f"model {name}" in message and "does not match its signature" in message
+            assert "metadata 'edge'" in message and "metadata 'threshold'" in message
+            assert predict(server, BTC, "1h").status_code == 200
+            assert predict(server, BTC, "15m").status_code == 200
+            listed = {m["name"]: m for m in server.post("/models", json={}).json()}
+            assert listed[name]["status"] == "unavailable" and "metadata 'edge'" in listed[name]["error"]
+            assert {m["status"] for n, m in listed.items() if n != name} == {"ok"}
+        refusals = [
+            r
+            for r in caplog.records
+            if r.name == "signals.serving.catalog" and "does not match its signature" in r.message
+        ]
+        assert len(refusals) == len(yamls), [r.message for r in refusals]  # one line per refused version
+    finally:
+        for path, original in yamls.items():
+            path.write_bytes(original)
+        for model in models:
+            (Path(model.path) / SIGNATURE_FILE).unlink(missing_ok=True)
 
 
 # --- the track record over HTTP --------------------------------------------------------------------------------

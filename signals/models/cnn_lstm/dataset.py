@@ -184,12 +184,15 @@ def usable_rows(series: PairSeries, step_ns: int, horizon: int) -> np.ndarray:
 
 def fold_edges(samples: Samples, *, folds: int, test_share: float) -> list[tuple[int, int]]:
     """Walk-forward (rolling-origin) test blocks: the last `test_share` of the samples' time span cut into `folds`
-    consecutive [start, end) stretches (ns)."""
+    consecutive [start, end) stretches (ns), on calendar time over every pair (a pair listed later simply has no
+    samples in the earlier blocks). Integer arithmetic: nanosecond times exceed float64's exact range, and a
+    rounded last edge would leave the newest sample out of every block."""
     if len(samples) == 0 or folds == 0:
         return []
     start, end = int(samples.time_ns.min()), int(samples.time_ns.max()) + 1
-    edges = np.linspace(end - (end - start) * test_share, end, folds + 1).astype(np.int64)
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    first = end - int((end - start) * test_share)
+    edges = [first + (end - first) * k // folds for k in range(folds + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 def labelled_before(samples: Samples, start_ns: int, purge_ns: int) -> np.ndarray:

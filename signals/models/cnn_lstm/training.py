@@ -452,8 +452,7 @@ def train_pooled(
     confirmation = _confirmation_report(final, evaluation, confirm_start, config)
     break_even = {}
     for p, series in enumerate(samples.pairs):
-        mine = samples.pair[train] == p
-        risk = series.outcomes.risk[samples.row[train][mine]]
+        risk = _pair_risk(samples, p, train, val)
         break_even[series.symbol] = break_even_hit_rate(float(np.nanmedian(risk)) if len(risk) else np.nan, config.cost)
     health = health_issues(final)
     if walk_forward["pooled"].get("n", 0) < 100:
@@ -543,6 +542,18 @@ def _span(samples: Samples, index: np.ndarray) -> dict[str, Any]:
         "last": iso_z(pd.Timestamp(int(times.max()), tz="UTC")),
         "samples": int(len(index)),
     }
+
+
+def _pair_risk(samples: Samples, pair: int, train: np.ndarray, val: np.ndarray) -> np.ndarray:
+    """The plan risks (stop distance / entry, known at the bar) of one pair's training samples. A pair whose
+    history starts inside the validation stretch (a 2024 listing pooled with pairs traded since 2020) has none
+    there; its validation samples stand in, so that its break-even hit rate is a number, not NaN."""
+    series = samples.pairs[pair]
+    for index in (train, val):
+        rows = samples.row[index][samples.pair[index] == pair]
+        if len(rows):
+            return series.outcomes.risk[rows]
+    return np.empty(0)
 
 
 def _search(

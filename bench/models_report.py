@@ -100,16 +100,20 @@ def evaluation_table(rows: list[dict[str, Any]]) -> str:
 
 
 def ppo_table(rows: list[dict[str, Any]]) -> str:
+    """`trades` in the rows counts fills (each buy and each sell, the final sell included), as the held-out edge's
+    `n` counts round trips (fills // 2 over all symbols): both are labelled for what they count."""
     n = len(rows)
     mean = lambda key: statistics.mean(r[key] for r in rows)  # noqa: E731
+    round_trips = sum(r["trades"] for r in rows) // 2
     return "\n".join(
         [
-            "| symbols | policy return (mean) | buy & hold | flat | beats flat | beats buy & hold | trades per symbol "
-            "| max drawdown: policy / buy & hold |",
-            "|---|---|---|---|---|---|---|---|",
+            "| symbols | policy return (mean) | buy & hold | flat | beats flat | beats buy & hold "
+            "| fills per symbol (buys + sells) | round trips, all symbols | max drawdown: policy / buy & hold |",
+            "|---|---|---|---|---|---|---|---|---|",
             f"| {n} | {100 * mean('policy'):+.1f} % | {100 * mean('buy_hold'):+.1f} % | 0 % "
             f"| {sum(r['policy'] > 0 for r in rows)} / {n} | {sum(r['policy'] > r['buy_hold'] for r in rows)} / {n} "
-            f"| {mean('trades'):.0f} | {100 * mean('policy_max_dd'):.0f} % / {100 * mean('buy_hold_max_dd'):.0f} % |",
+            f"| {mean('trades'):.0f} | {round_trips:,} "
+            f"| {100 * mean('policy_max_dd'):.0f} % / {100 * mean('buy_hold_max_dd'):.0f} % |",
         ]
     )
 

@@ -545,11 +545,12 @@ def _span(samples: Samples, index: np.ndarray) -> dict[str, Any]:
 
 
 def _pair_risk(samples: Samples, pair: int, train: np.ndarray, val: np.ndarray) -> np.ndarray:
-    """The plan risks (stop distance / entry, known at the bar) of one pair's training samples. A pair whose
-    history starts inside the validation stretch (a 2024 listing pooled with pairs traded since 2020) has none
-    there; its validation samples stand in, so that its break-even hit rate is a number, not NaN."""
+    """The plan risks (stop distance / entry, known at the bar, not an outcome) of one pair's training samples. A
+    pair whose history starts inside the validation stretch or the confirmation block (a 2024 listing pooled with
+    pairs traded since 2020) has none there; its validation samples, else all its samples, stand in, so that its
+    break-even hit rate is a number, not NaN."""
     series = samples.pairs[pair]
-    for index in (train, val):
+    for index in (train, val, np.arange(len(samples))):
         rows = samples.row[index][samples.pair[index] == pair]
         if len(rows):
             return series.outcomes.risk[rows]

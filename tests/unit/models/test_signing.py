@@ -39,6 +39,16 @@ def trained() -> TrainingResult:
     return train_pooled({SYMBOL: candles}, "1h", TrainConfig(epochs=1, batch_size=64, horizon=4, seed=3), TINY)
 
 
+@pytest.fixture(autouse=True)
+def only_this_tests_models() -> Iterator[None]:
+    """Every version a test saves (tampered ones included) is deleted afterwards: later tests share the store."""
+    before = {str(m.tag) for m in bentoml.models.list()}
+    yield
+    for model in bentoml.models.list():
+        if str(model.tag) not in before:
+            bentoml.models.delete(model.tag)
+
+
 @pytest.fixture()
 def signing() -> Iterator[None]:
     with environment({"SIGNALS_MODEL_SIGNING_KEY": KEY}):

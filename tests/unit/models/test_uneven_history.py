@@ -3,7 +3,8 @@
 
 Folds are cut on calendar time over every pair's samples, so a fold before 2024 tests the long pairs only and a
 young pair is scored from the fold where its samples begin; with four years of 1d bars the walk-forward runs,
-where 2024's 250 bars alone leave every fold without training data.
+where 2024's 250 bars alone leave every fold without training data. With the confirmation block (the newest 20 %
+of the span, held back), a pair listed in 2024 is scored there on 1d, not in the walk-forward.
 """
 
 from __future__ import annotations
@@ -55,25 +56,28 @@ def test_folds_are_cut_on_calendar_time_and_a_young_pair_appears_from_the_fold_w
 
 
 def test_four_years_of_1d_bars_give_walk_forward_folds_that_2024_alone_cannot(pooled: TrainingResult) -> None:
-    alone = train_pooled({YOUNG: uneven_pairs()[YOUNG]}, "1d", CONFIG, TINY)
-    assert [fold.get("skipped") for fold in alone.walk_forward["folds"]] == [
-        "too few samples before or inside this block"
-    ] * 4
+    no_confirmation = CONFIG.model_copy(update={"confirm_share": 0.0})  # the most 2024 alone could give the folds
+    alone = train_pooled({YOUNG: uneven_pairs()[YOUNG]}, "1d", no_confirmation, TINY)
+    skipped = [fold.get("skipped") for fold in alone.walk_forward["folds"]]
+    assert skipped == ["too few samples before or inside this block"] * 4
     folds = pooled.walk_forward["folds"]
     assert [fold["fold"] for fold in folds] == [1, 2, 3, 4] and not any("skipped" in fold for fold in folds)
+    confirmation_start = pooled.confirmation["span"]["start"]
     for fold in folds:
-        assert fold["train"]["last"] < fold["test"]["first"]
-    pairs = pooled.walk_forward["pairs"]
-    assert set(pairs) == {LONG, YOUNG} and pairs[YOUNG]["n"] > 100
-    assert pooled.walk_forward["pooled"]["n"] == pairs[LONG]["n"] + pairs[YOUNG]["n"]
+        assert fold["train"]["last"] < fold["test"]["first"] <= fold["test"]["last"] < confirmation_start
+    assert pooled.walk_forward["pooled"]["n"] == pooled.walk_forward["pairs"][LONG]["n"] > 500
 
 
-def test_a_pair_without_training_samples_in_the_final_fit_still_gets_a_break_even_hit_rate(
+def test_a_pair_listed_in_2024_is_scored_on_the_confirmation_block_and_gets_a_break_even_hit_rate(
     pooled: TrainingResult,
 ) -> None:
-    """The final fit validates on the newest 15 % of four years (from spring 2024): the 2024 pair's samples fall in
-    validation; its break-even hit rate comes from them rather than being NaN."""
-    assert pooled.data_range["val"]["first"] > "2024-03"
+    """The confirmation block holds back the newest 20 % of four years (from about 2023-12): the 2024 pair's daily
+    samples (from 2024-04, after the indicators' warm-up and the lookback) all fall in it, so it has no walk-forward
+    score and no training sample; the served model is scored on it there, and its break-even hit rate comes from
+    its own bars rather than being NaN."""
+    assert YOUNG not in pooled.walk_forward["pairs"]
+    assert pooled.confirmation["pairs"][YOUNG]["n"] > 100 and pooled.confirmation["pairs"][LONG]["n"] > 100
+    assert pooled.data_range["val"]["last"] < pooled.confirmation["span"]["start"]
     for symbol in (LONG, YOUNG):
         rate = pooled.break_even[symbol]
         assert not math.isnan(rate) and 0.5 < rate < 1.0

@@ -4,9 +4,10 @@ evaluation against baselines, calibration and an abstention threshold chosen on 
 The recipe, for one timeframe:
 1. Samples of every pair (`dataset.build_samples`): windows that span no data gap, labelled by the served trade
    plan (`features.labels`), optionally every k-th bar (`stride`).
-2. Confirmation: the newest `confirm_share` of the calendar span is held back. Everything below (folds, threshold,
-   search, the served fit) uses only samples whose label ended before it (minus the embargo); the served model is
-   scored on it once, at the end, with its own threshold (`models.evidence` reads that score).
+2. Confirmation: the newest `confirm_share` of the samples (every pair together, from one instant on) is held
+   back. Everything below (folds, threshold, search, the served fit) uses only samples whose label ended before it
+   (minus the embargo); the served model is scored on it once, at the end, with its own threshold
+   (`models.evidence` reads that score).
 3. Walk-forward: the last `test_share` of the calendar span before the confirmation block is cut into `folds`
    consecutive test blocks; for each, a network is fitted on everything whose label ended before the block (minus
    an embargo), with the last `val_share` of that as validation for early stopping, temperature and threshold, and
@@ -475,12 +476,16 @@ def train_pooled(
 
 
 def confirmation_start(evaluation: Samples, share: float) -> int | None:
-    """Start (ns) of the confirmation block: the newest `share` of the samples' calendar span, the same instant for
-    every pair (a pair with no samples there simply has none to confirm with); None when `share` is 0."""
+    """Start (ns) of the confirmation block: the instant after which the newest `share` of the samples lie, the same
+    instant for every pair; None when `share` is 0.
+
+    A share of the samples, not of the calendar span: with pairs of uneven history (four years for a few, months for
+    the rest) a calendar share puts a young pair's whole history inside the block, leaving it nothing to train or
+    walk forward on. A pair with no samples after the instant simply has none to confirm with."""
     if share <= 0 or len(evaluation) == 0:
         return None
-    start, end = int(evaluation.time_ns.min()), int(evaluation.time_ns.max()) + 1
-    return int(end - (end - start) * share)
+    times = np.sort(evaluation.time_ns)
+    return int(times[min(int(len(times) * (1 - share)), len(times) - 1)])
 
 
 def _confirmation_report(final: Fit, evaluation: Samples, start_ns: int | None, config: TrainConfig) -> dict[str, Any]:

@@ -73,6 +73,7 @@ class SignalService:
             self.ops.market,
             self.cnn_lstm.to_async,
             self.ppo.to_async,
+            clock=self.ops.clock.now,
             writer=self.ops.writer,
         )
         engine_slot.bind(self.engine)

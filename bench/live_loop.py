@@ -56,6 +56,19 @@ def build_world(work: Path, symbols: tuple[str, ...], days: int) -> dict[str, fl
     return timings
 
 
+class StandingClock:
+    """The refreshes' clock: just after the world's last close, standing still (a retry's backoff is a real wait)."""
+
+    def __init__(self, at: Any) -> None:
+        self.at = at
+
+    def now(self) -> Any:
+        return self.at
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
 def refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[str, Any]:
     """Each round: a fresh ledger and a cold engine (nothing cached, every tail read from the store), the clock
     just after the world's last candles closed (all four timeframes close together at midnight)."""
@@ -93,7 +106,7 @@ def refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[s
             writer=writer,
             clock=lambda: now,
         )
-        scheduler = Scheduler(engine, ledger, writer, settings, clock=lambda: now)
+        scheduler = Scheduler(engine, ledger, writer, settings, clock=StandingClock(now))
         report = asyncio.run(scheduler.refresh("1h"))
         one.append(report.seconds)
         phases.append(report.phases)

@@ -4,14 +4,19 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.support.postgres import Postgres, postgres_server
+
+if TYPE_CHECKING:  # the world imports bentoml: not before BENTOML_HOME is set below
+    from tests.support.world import World
 
 # Tests state their own configuration: a developer's SIGNALS_* environment must not leak into them.
 for _name in [n for n in os.environ if n.startswith("SIGNALS_") and n != "SIGNALS_SHARED_DATA"]:
@@ -24,6 +29,24 @@ os.environ["BENTOML_DO_NOT_TRACK"] = "true"
 @pytest.fixture(scope="session")
 def bentoml_home() -> Path:
     return Path(_SESSION_HOME)
+
+
+@pytest.fixture(scope="session")
+def trained_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The session's one trained world (tests/support/world.py): candles, tiny models in this session's model store.
+    Read it as is; a module whose tests write to its data directory takes `copy_world` of it."""
+    from tests.support.world import build_world
+
+    return build_world(tmp_path_factory.mktemp("session-world"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many trained worlds this session built and what they cost (the suite's budget: one)."""
+    world = sys.modules.get("tests.support.world")
+    builds: list[float] = [] if world is None else world.BUILDS
+    if builds:
+        seconds = ", ".join(f"{s:.1f}" for s in builds)
+        terminalreporter.write_line(f"trained worlds built: {len(builds)} ({seconds} s)")
 
 
 @pytest.fixture(scope="session")

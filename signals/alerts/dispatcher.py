@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from signals.alerts import webhook
 from signals.core.background import stop_task, wait_event
+from signals.core.clock import SYSTEM_CLOCK, Clock, SystemClock, epoch_ms
 from signals.core.settings import Settings
 from signals.ledger.outbox import Claimed, RetryPolicy, claim_due, enqueue, outbox_counts, record_attempt
 from signals.ledger.rules import health_alert
@@ -47,7 +48,7 @@ class AlertDispatcher:
         lease_s: float = 60.0,
         timeout_s: float = 10.0,
         concurrency: int = 8,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.engine = engine
         self.policy = policy or RetryPolicy()
@@ -57,7 +58,7 @@ class AlertDispatcher:
         self.lease_ms = int(lease_s * 1000)
         self.timeout_s = timeout_s
         self.concurrency = concurrency
-        self.clock = clock
+        self.clock = clock  # when a message is due, when it was attempted, when its retry is due
         self.sent: Counter[str] = Counter()
         self.last_error: str | None = None
         self._known_health: dict[str, bool] = {}
@@ -73,9 +74,10 @@ class AlertDispatcher:
         settings: Settings,
         *,
         health: Callable[[], Mapping[str, tuple[bool, str | None]]] | None = None,
+        clock: Clock | None = None,
     ) -> AlertDispatcher:
         """The sender the server's workers and `signals alerts run` use: the settings' retries and lease, and the
-        Telegram bot for chats when a token is set."""
+        Telegram bot for chats when a token is set; the settings' clock unless one is given."""
         chats = None
         if settings.telegram_token is not None:
             from signals.alerts.telegram import TelegramChats  # the library only when a bot is configured
@@ -87,10 +89,11 @@ class AlertDispatcher:
             lease_s=settings.alert_lease_s,
             chats=chats,
             health=health,
+            clock=clock or SystemClock(settings.clock_offset_s),
         )
 
     def now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        return epoch_ms(self.clock)
 
     # --- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     scheduler_delay_s: float = Field(5.0, ge=0, description="Wait after a candle closes before asking for it.")
     scheduler_retries: int = Field(3, ge=0, description="Retries of a failed pair within one refresh.")
     refresh_lease_s: float = Field(120.0, gt=0, description="How long a refresh may run before another takes it over.")
+    clock_offset_s: float = Field(
+        0.0, description="Tests only: the server's clock is the wall clock shifted by this many seconds."
+    )
     ledger_queue: int = Field(10_000, ge=1, description="Signals waiting to be recorded before new ones are dropped.")
     probation_calls: int = Field(
         30,

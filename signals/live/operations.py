@@ -17,6 +17,7 @@ import pandas as pd
 from signals.alerts.dispatcher import AlertDispatcher
 from signals.contract import schemas
 from signals.core.background import STOP_TIMEOUT_S, within
+from signals.core.clock import SYSTEM_CLOCK, Clock, SystemClock
 from signals.core.errors import LedgerUnavailable
 from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
@@ -49,8 +50,10 @@ class Operations:
         catalog: ModelCatalog,
         market: MarketData,
         ledger_error: str | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
+        self.clock = clock  # the engine, the candle-close loop, the push stream and the alert sender read this one
         self.ledger = ledger
         self.writer = writer
         self.catalog = catalog
@@ -62,10 +65,12 @@ class Operations:
         self.bot: Any = None
         self._engine: SignalEngine | None = None  # set when the background parts start
         if ledger is not None and writer is not None:
-            self.hub = PushHub(ledger, poll_s=settings.stream_poll_s)
+            self.hub = PushHub(ledger, poll_s=settings.stream_poll_s, clock=clock.now)
             writer.on_recorded(self.hub.poke)  # the worker that records wakes its own subscribers at once
             if settings.alerts:
-                self.alerts = AlertDispatcher.from_settings(ledger.engine, settings, health=self.health_components)
+                self.alerts = AlertDispatcher.from_settings(
+                    ledger.engine, settings, health=self.health_components, clock=clock
+                )
                 writer.on_recorded(self.alerts.poke)
 
     @classmethod
@@ -81,10 +86,11 @@ class Operations:
             logger.error("ledger %s unavailable, signals will not be recorded: %s", redact(opened.url), error)
             ledger = None
         writer = None if ledger is None else LedgerWriter(ledger, server_metrics(), capacity=settings.ledger_queue)
-        catalog = current_catalog(settings, ledger)
-        market = MarketData(settings)
+        clock = SystemClock(settings.clock_offset_s)
+        catalog = current_catalog(settings, ledger, clock.now)
+        market = MarketData(settings, clock=clock.now)
         market.store.remove_orphans()  # what a writer killed mid-write left behind (the server's start only)
-        return cls(settings, ledger, writer, catalog, market, error)
+        return cls(settings, ledger, writer, catalog, market, error, clock)
 
     def start_background(self, engine: SignalEngine, *, first_worker: bool = True) -> None:
         """The push stream's tail, the alert sender, the candle-close loop when enabled, and the Telegram bot when
@@ -145,7 +151,7 @@ class Operations:
 
     def start_scheduler(self, engine: SignalEngine) -> None:
         if self.settings.scheduler and self.ledger is not None and self.writer is not None:
-            self.scheduler = Scheduler(engine, self.ledger, self.writer, self.settings)
+            self.scheduler = Scheduler(engine, self.ledger, self.writer, self.settings, clock=self.clock)
             self.scheduler.start()
 
     async def stop(self) -> None:
@@ -174,7 +180,7 @@ class Operations:
         """An operator's refresh of one timeframe on this worker (`Scheduler.refresh_now`)."""
         ledger, writer = self.require_ledger(), self.writer
         assert writer is not None  # a ledger always comes with its writer
-        scheduler = self.scheduler or Scheduler(engine, ledger, writer, self.settings)
+        scheduler = self.scheduler or Scheduler(engine, ledger, writer, self.settings, clock=self.clock)
         return await scheduler.refresh_now(timeframe)
 
     def require_ledger(self) -> Ledger:

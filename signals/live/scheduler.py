@@ -29,9 +29,10 @@ import pandas as pd
 
 from signals.contract import schemas
 from signals.core.background import stop_task
+from signals.core.clock import SYSTEM_CLOCK, Clock
 from signals.core.errors import ExchangeUnavailable, SignalsError
 from signals.core.settings import Settings
-from signals.core.timeframes import close_time, last_closed_open, parse_timeframe, timeframe_seconds, utc_now
+from signals.core.timeframes import close_time, last_closed_open, parse_timeframe, timeframe_seconds
 from signals.ledger.records import ms, signal_from_row
 from signals.ledger.store import Ledger
 from signals.ledger.writer import LedgerWriter
@@ -87,15 +88,15 @@ class Scheduler:
         writer: LedgerWriter,
         settings: Settings,
         *,
-        clock: Callable[[], pd.Timestamp] = utc_now,
-        sleep: Callable[[float], Any] = asyncio.sleep,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.engine = engine
         self.ledger = ledger
         self.writer = writer
         self.settings = settings
-        self.clock = clock
-        self.sleep = sleep
+        # Closes, leases and backoffs on `clock`: a test moves it instead of waiting for a candle to close.
+        self.clock: Callable[[], pd.Timestamp] = clock.now
+        self.sleep = clock.sleep
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.timeframes = sorted({parse_timeframe(tf) for tf in settings.timeframes}, key=timeframe_seconds)
         self.last: dict[str, RefreshReport] = {}

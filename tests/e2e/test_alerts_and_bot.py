@@ -14,11 +14,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import bentoml
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from signals.alerts.webhook import verify
 from signals.data.store import CandleStore
+from signals.ledger.schema import alert_outbox, model_events
 from signals.models.cnn_lstm.network import CnnLstmConfig
 from signals.models.cnn_lstm.training import TrainConfig
 from signals.models.registry import list_models
@@ -27,19 +30,23 @@ from signals.testing.fake_telegram import FakeTelegram
 from tests.support.browser import ARTIFACTS
 from tests.support.receiver import Receiver, webhook_receiver
 from tests.support.servers import Server, bentoml_server
-from tests.support.world import EXCHANGE, World, build_world, new_candle
+from tests.support.world import EXCHANGE, World, copy_world, new_candle
 
 pytestmark = pytest.mark.slow
 CHAT = 4242
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    built = build_world(tmp_path_factory.mktemp("alerts-world"))
+def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    built = copy_world(trained_world, tmp_path_factory.mktemp("alerts-world"))
     tiny = CnnLstmConfig(conv_channels=(8,), lstm_hidden=8, head_hidden=8)
     store = CandleStore(built.data_dir)  # a second version of BTC 1h, to promote the first one back
-    train_cnn_lstm_models(store, EXCHANGE, ["BTC/USDT"], "1h", TrainConfig(epochs=1, max_bars=900, seed=2), tiny)
-    return built
+    (second,) = train_cnn_lstm_models(
+        store, EXCHANGE, ["BTC/USDT"], "1h", TrainConfig(epochs=1, max_bars=900, seed=2), tiny
+    )
+    yield built
+    for model in second.stored:  # the session's model store as the other modules know it: one version each
+        bentoml.models.delete(model.tag)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +82,7 @@ def test_the_bot_answers_status_signal_summary_and_help(server: Server, telegram
 
 
 def test_a_subscribed_chat_gets_the_alert_of_a_promotion_and_none_after_unsubscribing(
-    server: Server, telegram: FakeTelegram
+    server: Server, telegram: FakeTelegram, world: World
 ) -> None:
     assert "Subscribed" in said(telegram, "/subscribe", "Subscribed")
     versions = [str(m.tag.version) for m in list_models() if m.tag.name == "cnn-lstm-btc-usdt-1h"]
@@ -92,8 +99,20 @@ def test_a_subscribed_chat_gets_the_alert_of_a_promotion_and_none_after_unsubscr
     assert f"{served} -> {other}" in alert["text"]
     assert "Unsubscribed" in said(telegram, "/unsubscribe", "Unsubscribed")
     before = len(telegram.sent)
-    httpx.post(f"{server.url}/admin/rollback", json={"model": "cnn-lstm-btc-usdt-1h"}, timeout=60)
-    time.sleep(3)
+    rolled = httpx.post(f"{server.url}/admin/rollback", json={"model": "cnn-lstm-btc-usdt-1h"}, timeout=60)
+    assert rolled.status_code == 200 and rolled.json()["to_version"] == served, rolled.text
+    # An alert is written with its event, in the same transaction (tests/unit/alerts): the rollback is recorded and
+    # the chat has no message for it in the outbox, so none can ever be sent. No wait for a message that must not come.
+    ledger = sa.create_engine(f"sqlite:///{world.data_dir / 'signals.db'}")
+    try:
+        with ledger.connect() as connection:
+            kinds = connection.execute(sa.select(model_events.c.kind).order_by(model_events.c.id)).scalars().all()
+            to_chat = connection.execute(
+                sa.select(alert_outbox.c.event_type).where(alert_outbox.c.target == str(CHAT))
+            ).scalars()
+            assert kinds[-2:] == ["promote", "rollback"] and list(to_chat) == ["model.promoted"]
+    finally:
+        ledger.dispose()
     assert not [m for m in telegram.sent[before:] if "Alert" in m["text"]]
 
 

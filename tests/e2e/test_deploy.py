@@ -26,7 +26,7 @@ import yaml
 from tests.support.paths import REPO_ROOT
 from tests.support.postgres import Postgres
 from tests.support.servers import Server, bentoml_server
-from tests.support.world import World, build_world
+from tests.support.world import World, copy_world
 
 pytestmark = pytest.mark.slow
 MANIFESTS = REPO_ROOT / "deploy" / "kubernetes"
@@ -91,8 +91,8 @@ def runner_target(deployment: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("deploy-world"))
+def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
+    return copy_world(trained_world, tmp_path_factory.mktemp("deploy-world"))
 
 
 @pytest.fixture(scope="module")

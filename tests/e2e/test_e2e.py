@@ -18,15 +18,15 @@ from signals.data.store import CandleStore
 from signals.features.cnn import training_windows
 from signals.models.cnn_lstm.artifact import load_cnn_lstm, model_name
 from tests.support.servers import bentoml_server
-from tests.support.world import EXCHANGE, World, build_world
+from tests.support.world import EXCHANGE, World, copy_world
 
 pytestmark = pytest.mark.slow
 CONCURRENT = 32
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("e2e-data"))
+def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
+    return copy_world(trained_world, tmp_path_factory.mktemp("e2e-data"))
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import pytest
 from tests.support.browser import ARTIFACTS
 from tests.support.paths import REPO_ROOT
 from tests.support.servers import free_port, wait_for_readyz
-from tests.support.world import World, build_world
+from tests.support.world import World, copy_world
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]  # a cold base image and containerize: minutes
 CONF = {"CONTAINERS_CONF": str(REPO_ROOT / "deploy" / "image" / "containers.conf")}
@@ -43,10 +43,10 @@ def run(command: list[str], *, timeout: float, env: dict[str, str] | None = None
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
     if shutil.which("podman") is None:
         pytest.fail("podman is missing: run `make system-deps` (apt-get install podman runc debootstrap)")
-    return build_world(tmp_path_factory.mktemp("image-world"))
+    return copy_world(trained_world, tmp_path_factory.mktemp("image-world"))
 
 
 @pytest.fixture(scope="module")

@@ -23,17 +23,17 @@ from signals.core.timeframes import timeframe_seconds
 from signals.ledger.schema import refresh_leases, signal_records
 from tests.support.postgres import Postgres
 from tests.support.servers import Server, bentoml_server, child_pids
-from tests.support.world import World, build_world, new_candle
+from tests.support.world import World, copy_world, new_candle
 
 pytestmark = pytest.mark.slow
 TIMEFRAMES = ("15m", "1h")
 SCHEDULER_DELAY_S = 5.0  # Settings' default: a close at 10:00 is refreshed at 10:00:05
-CLEAR_OF_CLOSES_S = 150.0  # longer than either test runs: servers start, catch up and answer within it
+AFTER_THE_REFRESH_S = 60.0  # where the servers' clock starts: this long after the last refresh of the 15m candles
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("loop-data"), timeframes=TIMEFRAMES)
+def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
+    return copy_world(trained_world, tmp_path_factory.mktemp("loop-data")).narrowed(timeframes=TIMEFRAMES)
 
 
 def loop_env(world: World, database_url: str, **extra: str) -> dict[str, str]:
@@ -42,22 +42,32 @@ def loop_env(world: World, database_url: str, **extra: str) -> dict[str, str]:
         "SIGNALS_SCHEDULER": "true",
         "SIGNALS_SCHEDULER_DELAY_S": str(SCHEDULER_DELAY_S),
         "SIGNALS_DATABASE_URL": database_url,
+        "SIGNALS_CLOCK_OFFSET_S": str(clock_offset_clear_of_closes()),
         **extra,
     }
 
 
-def clear_of_candle_closes(window_s: float = CLEAR_OF_CLOSES_S) -> None:
-    """Start only when no refresh of the shortest timeframe falls due within `window_s`.
+def clock_offset_clear_of_closes(now: float | None = None) -> float:
+    """The shift (SIGNALS_CLOCK_OFFSET_S, tests only) that starts the servers' clock a minute after the current 15m
+    candle's refresh: the next close is 14 minutes away on that clock, longer than either test runs.
 
-    The servers run on the wall clock: a 15m close during the test adds a refresh (a third lease, more leader and
-    follower counts), and workers starting on either side of a close catch up on different candles. Both are right
-    behaviour and would make the exact counts below depend on the time of day, so wait for the close to pass.
+    On the bare wall clock a 15m close during the test would add a refresh (a third lease, more leader and follower
+    counts), and workers starting on either side of a close would catch up on different candles. Both are right
+    behaviour, but would make the exact counts below depend on the time of day; the shift makes them not, with no
+    wait for a close to pass. Servers sharing one ledger get the same shift (one `loop_env`).
     """
     step = min(timeframe_seconds(tf) for tf in TIMEFRAMES)
-    now = time.time()
-    due = (now - SCHEDULER_DELAY_S) // step * step + step + SCHEDULER_DELAY_S  # the next close's refresh
-    if due - now < window_s:
-        time.sleep(due - now + 2.0)
+    now = time.time() if now is None else now
+    return now // step * step + SCHEDULER_DELAY_S + AFTER_THE_REFRESH_S - now
+
+
+def test_the_servers_clock_starts_clear_of_a_close() -> None:
+    """The shift itself: from any time of day, the shifted clock is a minute past a 15m refresh."""
+    step = min(timeframe_seconds(tf) for tf in TIMEFRAMES)
+    for now in (0.0, 30.0, 64.5, 65.0, 899.5, 1_795_000_123.5):
+        offset = clock_offset_clear_of_closes(now)
+        assert (now + offset) % step == SCHEDULER_DELAY_S + AFTER_THE_REFRESH_S, now
+        assert -step < offset <= SCHEDULER_DELAY_S + AFTER_THE_REFRESH_S, now  # the same or the previous candle
 
 
 def settled_leases(url: str, timeout: float = 90) -> list[dict]:
@@ -106,7 +116,6 @@ def assert_refreshed_once(url: str, leases: list[dict]) -> None:
 
 def test_two_api_workers_refresh_each_candle_once(world: World, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    clear_of_candle_closes()
     with bentoml_server(loop_env(world, url, SIGNALS_API_WORKERS="2"), tmp_path) as server:
         leases = settled_leases(url)
         assert_refreshed_once(url, leases)
@@ -135,7 +144,6 @@ def test_two_servers_on_one_postgresql_refresh_each_candle_once(
 ) -> None:
     url = postgres.create_database("loop_two_servers")
     env = loop_env(world, url)
-    clear_of_candle_closes()
     with bentoml_server(env, tmp_path, name="a") as first, bentoml_server(env, tmp_path, name="b") as second:
         leases = settled_leases(url)
         assert_refreshed_once(url, leases)

@@ -23,7 +23,7 @@ import websockets
 
 from tests.support.browser import chromium, console_errors, screenshot, static_origin
 from tests.support.servers import Server, bentoml_server
-from tests.support.world import World, build_world, new_candle
+from tests.support.world import World, copy_world, new_candle
 
 pytestmark = pytest.mark.slow
 BLANK_PAGE = "<!doctype html><title>another origin</title><p>a page of another origin</p>"
@@ -36,8 +36,8 @@ class Origins:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("push-world"))
+def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
+    return copy_world(trained_world, tmp_path_factory.mktemp("push-world"))
 
 
 @pytest.fixture(scope="module")

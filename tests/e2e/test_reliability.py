@@ -33,15 +33,15 @@ from websockets.exceptions import InvalidStatus
 from signals.api.access import key_hash
 from tests.support.paths import REPO_ROOT
 from tests.support.servers import Server, bentoml_server, free_port, worker_pid
-from tests.support.world import World, build_world
+from tests.support.world import World, copy_world
 
 pytestmark = pytest.mark.slow
 BTC = {"symbol": "BTC/USDT", "timeframe": "1h"}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("reliability-world"))
+def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
+    return copy_world(trained_world, tmp_path_factory.mktemp("reliability-world"))
 
 
 @pytest.fixture(scope="module")

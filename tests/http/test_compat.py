@@ -26,7 +26,7 @@ from signals.features.ppo import PPO_OBS_SHAPE
 from signals.models.registry import list_models, load_model
 from signals.serving.catalog import ModelCatalog
 from tests.support.fakes import separate_metrics
-from tests.support.world import World, build_world, environment
+from tests.support.world import World, copy_world, environment
 
 BTC, ETH = "BTC/USDT", "ETH/USDT"
 ITEM_FIELDS = {
@@ -37,8 +37,8 @@ ITEM_FIELDS = {
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    built = build_world(tmp_path_factory.mktemp("compat-world"))
+def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    built = copy_world(trained_world, tmp_path_factory.mktemp("compat-world"))
     with environment(built.env()):
         yield built
 

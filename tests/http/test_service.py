@@ -50,7 +50,7 @@ from signals.serving.market import MarketData
 from signals.testing.local_exchange import LocalExchange
 from tests.support.factories import next_bar
 from tests.support.fakes import FakeCnnLstm, FakePpo, separate_metrics
-from tests.support.world import EXCHANGE, World, build_world, environment
+from tests.support.world import EXCHANGE, World, copy_world, environment
 
 BTC, ETH, SOL = "BTC/USDT", "ETH/USDT", "SOL/USDT"
 WORLD_MODELS = ((BTC, "15m"), (BTC, "1h"), (ETH, "1h"))
@@ -62,8 +62,8 @@ SYMBOL_HELP = "BTC/USDT, BTCUSDT, BTC-USDT"
 
 # --- fixtures ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    built = build_world(tmp_path_factory.mktemp("world"))
+def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    built = copy_world(trained_world, tmp_path_factory.mktemp("world"))
     with environment(built.env()):
         yield built
 
@@ -726,15 +726,16 @@ def _live_frames(world: World, symbols: Sequence[str], now: pd.Timestamp) -> dic
 
 
 def test_exchange_down_is_503_with_retry_after_while_the_rest_serves(world: World, tmp_path: Path) -> None:
-    now = pd.Timestamp.now(tz="UTC")
-    if now.ceil("1h") - now < pd.Timedelta(seconds=120):  # keep the live cache's candle current during the test
-        time.sleep((now.ceil("1h") - now).total_seconds() + 1)
-        now = pd.Timestamp.now(tz="UTC")
+    # The exchange and the server both stand half-way through an hour (the server's clock shifted there, tests only):
+    # the live cache's candle stays current for the whole test, whatever the time of day, with no wait for a close.
+    real = pd.Timestamp.now(tz="UTC")
+    now = real.floor("1h") + pd.Timedelta(minutes=30)
     frames = _live_frames(world, (BTC, ETH, SOL), now)
     sol = frames[(SOL, "1h")]
     frames[(SOL, "1h")] = sol.assign(timestamp=sol["timestamp"] - pd.Timedelta(days=60))  # delisted long ago
-    with LocalExchange(frames=frames) as exchange:
+    with LocalExchange(frames=frames, now=now) as exchange:
         live = {
+            "SIGNALS_CLOCK_OFFSET_S": str((now - real).total_seconds()),
             "SIGNALS_SOURCE": "live",
             "SIGNALS_EXCHANGE": "binance",
             "SIGNALS_EXCHANGE_URL": exchange.url,
@@ -867,6 +868,8 @@ def test_served_signals_are_recorded_and_can_be_listed_scored_and_replayed(clien
         if history["items"]:
             break
         time.sleep(0.05)
+    else:
+        pytest.fail(f"the served signal was not recorded within 10 s: {history}")
     item = history["items"][0]
     assert history["symbol"] == ETH and item["mode"] == "live" and item["signal"] == signal | {"stale": False}
     assert item["outcome"] is None  # its horizon has not ended in the store yet

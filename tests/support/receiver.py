@@ -1,4 +1,4 @@
-"""A webhook receiver on 127.0.0.1 that a test can make fail, hang and recover: what it got, with signatures."""
+"""A webhook receiver on 127.0.0.1 that a test can make fail, hold and recover: what it got, with signatures."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+HOLD_LIMIT_S = 60.0  # a held request that nobody releases is answered after this, so no thread outlives a test
 
 
 @dataclass
@@ -27,7 +29,8 @@ class Delivery:
 
 @dataclass
 class Receiver:
-    """`fail_next(n)` answers n requests 500; `hang_next(n, s)` holds n requests s seconds before answering."""
+    """`fail_next(n)` answers n requests 500; `hold_next(n)` holds the next n requests unanswered until `release()`
+    (or the receiver stops): a sender waiting on one times out by its own clock, however slow the machine is."""
 
     deliveries: list[Delivery] = field(default_factory=list)  # accepted (2xx) only
     refused: int = 0
@@ -36,21 +39,32 @@ class Receiver:
     def __post_init__(self) -> None:
         self.lock = threading.Condition()
         self._fail = 0
-        self._hang = 0
-        self._hang_s = 0.0
+        self._hold = 0  # requests still to hold
+        self._holding = 0  # requests held now
+        self._released = threading.Event()
 
     def fail_next(self, n: int) -> None:
         with self.lock:
             self._fail = n
 
-    def hang_next(self, n: int, seconds: float) -> None:
+    def hold_next(self, n: int) -> None:
         with self.lock:
-            self._hang, self._hang_s = n, seconds
+            self._hold = n
+            self._released.clear()
 
-    def hangs_pending(self) -> int:
-        """How many of the requests `hang_next` asked to hold have not arrived yet."""
+    def release(self) -> None:
+        """Let the held requests go on: each is then answered like any other (and a 2xx one is a delivery)."""
+        self._released.set()
+
+    def wait_until_held(self, count: int, timeout_s: float = 30) -> None:
+        """Until `count` requests are being held; fails naming how many arrived."""
+        deadline = time.monotonic() + timeout_s
         with self.lock:
-            return self._hang
+            while self._holding < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{self._holding} of {count} requests held after {timeout_s} s")
+                self.lock.wait(left)
 
     def keys(self) -> list[str]:
         with self.lock:
@@ -68,13 +82,15 @@ class Receiver:
 
     def handle(self, headers: dict[str, str], body: bytes) -> int:
         with self.lock:
-            if self._hang:
-                self._hang -= 1
-                hang = self._hang_s
-            else:
-                hang = 0.0
-        if hang:
-            time.sleep(hang)
+            hold = self._hold > 0
+            if hold:
+                self._hold -= 1
+                self._holding += 1
+                self.lock.notify_all()
+        if hold:
+            self._released.wait(HOLD_LIMIT_S)
+            with self.lock:
+                self._holding -= 1
         with self.lock:
             if self._fail:
                 self._fail -= 1
@@ -112,6 +128,7 @@ def webhook_receiver() -> Iterator[Receiver]:
     try:
         yield receiver
     finally:
+        receiver.release()
         server.shutdown()
         server.server_close()
         thread.join(5)

@@ -1,14 +1,19 @@
 """A tiny, complete serving world for tests: synthetic candles in a store and briefly trained models.
 
-Quality does not matter here; shapes, verification and the data path do. Everything is seeded.
+Quality does not matter here; shapes, verification and the data path do. Everything is seeded. The session builds
+one world (`trained_world` in tests/conftest.py, 25-77 s); a module that writes to its data directory (a ledger, a
+new candle) works on its own copy (`copy_world`), and a module that serves fewer pairs or timeframes narrows it
+(`World.narrowed`): the trained models live once in the session's model store.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +27,7 @@ from tests.support.factories import next_bar
 
 EXCHANGE = "synthetic"
 END = pd.Timestamp("2026-11-20", tz="UTC")
+BUILDS: list[float] = []  # seconds of each `build_world` in this session (tests/conftest.py reports them)
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,24 @@ class World:
             "SIGNALS_SCHEDULER": "false",  # tests that want the candle-close loop turn it on themselves
         }
 
+    def narrowed(
+        self,
+        *,
+        symbols: tuple[str, ...] | None = None,
+        timeframes: tuple[str, ...] | None = None,
+        models: tuple[tuple[str, str], ...] | None = None,
+    ) -> World:
+        """The same candles and models, serving only these symbols, timeframes and models (each must be in it)."""
+        narrow = replace(
+            self,
+            symbols=self.symbols if symbols is None else symbols,
+            timeframes=self.timeframes if timeframes is None else timeframes,
+            models=self.models if models is None else models,
+        )
+        assert set(narrow.symbols) <= set(self.symbols) and set(narrow.timeframes) <= set(self.timeframes), narrow
+        assert set(narrow.models) <= set(self.models), narrow.models
+        return narrow
+
 
 def build_world(
     data_dir: Path,
@@ -59,6 +83,7 @@ def build_world(
 ) -> World:
     """Candles for every (symbol, timeframe), a 1-epoch pooled CNN-LSTM per timeframe of `models` (stored once per
     entry), plus a tiny PPO, through the same pipeline `signals train` uses."""
+    started = time.perf_counter()
     store = CandleStore(data_dir)
     write_synthetic_market(store, symbols, timeframes, days, seed=11, end=END, exchange=EXCHANGE)
     tiny = CnnLstmConfig(conv_channels=(8,), lstm_hidden=8, head_hidden=8)
@@ -67,7 +92,16 @@ def build_world(
         pooled = [symbol for symbol, tf in models if tf == timeframe]
         train_cnn_lstm_models(store, EXCHANGE, pooled, timeframe, config, tiny)
     train_ppo_policy(store, EXCHANGE, symbols[:2], ppo_timeframe, timesteps=128, seed=1, max_bars=900)
+    BUILDS.append(time.perf_counter() - started)
     return World(data_dir, symbols, timeframes, models, ppo_timeframe)
+
+
+def copy_world(world: World, data_dir: Path) -> World:
+    """`world` with its own copy of the candle store (and whatever else its data directory holds): for a module
+    whose tests write there (a ledger, new candles) without touching the session's world. The models are shared:
+    they are read, never written, through the model store."""
+    shutil.copytree(world.data_dir, data_dir, dirs_exist_ok=True)
+    return replace(world, data_dir=data_dir)
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -28,12 +29,14 @@ from signals.ledger.outbox import RetryPolicy, add_subscription, message_log, ou
 from signals.ledger.rules import Filters
 from signals.ledger.schema import alert_outbox, signal_records
 from signals.ledger.store import Ledger
+from tests.support.clock import FakeClock
 from tests.support.factories import action_record, signal_record
 from tests.support.receiver import Receiver, webhook_receiver
 
 HOUR = 3_600_000
 T0 = 1_795_000_000_000 - 1_795_000_000_000 % HOUR
-FAST = RetryPolicy(max_attempts=4, first_delay_s=0.05, max_delay_s=0.2, jitter=0.0)
+BACKOFF = RetryPolicy(max_attempts=4, first_delay_s=2, max_delay_s=60, jitter=0.0)  # retries 2 s, 4 s, 8 s later
+RECORDED = T0 + 2 * HOUR + 5_000  # when signal_at(1) is recorded: the alerts it makes are due then
 
 
 @pytest.fixture
@@ -73,22 +76,42 @@ def messages(ledger: Ledger) -> list[dict[str, Any]]:
         return [dict(r) for r in connection.execute(sa.select(alert_outbox).order_by(alert_outbox.c.id)).mappings()]
 
 
-def dispatcher(ledger: Ledger, **extra: Any) -> AlertDispatcher:
-    return AlertDispatcher(ledger.engine, policy=FAST, timeout_s=extra.pop("timeout_s", 2.0), **extra)
+@pytest.fixture
+def clock() -> FakeClock:
+    """The senders' clock, at the moment the test's alerts are written."""
+    return FakeClock(pd.Timestamp(RECORDED, unit="ms", tz="UTC"))
 
 
-def deliver_all(sender: AlertDispatcher, ledger: Ledger, timeout_s: float = 20) -> None:
+def dispatcher(ledger: Ledger, clock: FakeClock, **extra: Any) -> AlertDispatcher:
+    return AlertDispatcher(ledger.engine, policy=BACKOFF, timeout_s=extra.pop("timeout_s", 2.0), clock=clock, **extra)
+
+
+def deliver_all(sender: AlertDispatcher, ledger: Ledger, clock: FakeClock, rounds: int = 20) -> None:
+    """Deliver what is due; when nothing is, move the clock to the next retry's time (no wait): every attempt
+    happens when the policy says, on the sender's clock."""
+
     async def go() -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            counts = outbox_counts(ledger.engine)
-            if not counts.get("pending") and not counts.get("sending"):
-                break
-            await sender.deliver_due()
-            await asyncio.sleep(0.05)
-        await sender.stop()
+        try:
+            for _ in range(rounds):
+                if await sender.deliver_due():
+                    continue
+                due = next_attempt_ms(ledger)
+                if due is None:
+                    return
+                clock.advance_to(pd.Timestamp(due, unit="ms", tz="UTC"))
+            pytest.fail(f"messages still due after {rounds} rounds: {outbox_counts(ledger.engine)}")
+        finally:
+            await sender.stop()
 
     asyncio.run(go())
+
+
+def next_attempt_ms(ledger: Ledger) -> int | None:
+    """When the next pending message is due; None when none is pending."""
+    with ledger.engine.connect() as connection:
+        pending = alert_outbox.c.status == "pending"
+        due = connection.execute(sa.select(sa.func.min(alert_outbox.c.next_attempt_ms)).where(pending)).scalar()
+    return None if due is None else int(due)
 
 
 # --- what is an alert ---------------------------------------------------------------------------------------------
@@ -115,8 +138,6 @@ def test_a_direction_change_at_a_candle_close_is_one_alert_per_subscriber_that_w
 
 
 def _iso(candle: int) -> str:
-    import pandas as pd
-
     return pd.Timestamp(T0 + candle * HOUR, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -157,10 +178,12 @@ def test_promotions_policy_actions_and_every_signal_on_request(ledger: Ledger) -
 
 
 # --- delivery -----------------------------------------------------------------------------------------------------
-def test_a_delivery_is_signed_and_carries_its_idempotency_key(ledger: Ledger, receiver: Receiver) -> None:
+def test_a_delivery_is_signed_and_carries_its_idempotency_key(
+    ledger: Ledger, receiver: Receiver, clock: FakeClock
+) -> None:
     subscribe(ledger, receiver.url, actionable_only=False)
     ledger.record_signals([signal_at(0, "LONG"), signal_at(1, "SHORT")])
-    deliver_all(dispatcher(ledger), ledger)
+    deliver_all(dispatcher(ledger, clock), ledger, clock)
     (delivery,) = receiver.wait_for(1)
     assert webhook.verify("s3cret", delivery.headers, delivery.body)
     assert not webhook.verify("wrong", delivery.headers, delivery.body)
@@ -172,45 +195,53 @@ def test_a_delivery_is_signed_and_carries_its_idempotency_key(ledger: Ledger, re
 
 
 def test_failures_and_timeouts_are_retried_with_backoff_and_every_attempt_is_logged(
-    ledger: Ledger, receiver: Receiver
+    ledger: Ledger, receiver: Receiver, clock: FakeClock
 ) -> None:
     subscribe(ledger, receiver.url, actionable_only=False)
-    receiver.fail_next(2)
-    receiver.hang_next(1, 1.5)  # the first attempt waits past the sender's timeout, then the next two get 500
+    receiver.hold_next(1)  # the first attempt gets no answer at all: the sender times out, however busy the machine
+    receiver.fail_next(2)  # the next two get 500, the fourth gets through
     ledger.record_signals([signal_at(0, "LONG"), signal_at(1, "SHORT")])
-    deliver_all(dispatcher(ledger, timeout_s=0.5), ledger)
+    deliver_all(dispatcher(ledger, clock, timeout_s=1.0), ledger, clock)
     receiver.wait_for(1)
     (logged,) = message_log(ledger.engine)
     attempts = logged["attempt_log"]
-    assert logged["status"] == "delivered" and logged["attempts"] == len(attempts) >= 3
-    assert attempts[0]["status_code"] is None and "Timeout" in attempts[0]["error"]
-    assert [a["status_code"] for a in attempts[-2:]] in ([500, 204], [500, 500]) or attempts[-1]["status_code"] == 204
-    gaps = [b["at_ms"] - a["at_ms"] for a, b in zip(attempts, attempts[1:], strict=False)]
-    assert all(gap >= 40 for gap in gaps)  # each retry waited its backoff
+    assert logged["status"] == "delivered" and logged["attempts"] == len(attempts) == 4
+    # Attempt 1 when the alert was written, then each retry after its backoff (2 s, 4 s, 8 s) on the sender's clock.
+    assert [(a["at_ms"] - RECORDED, a["status_code"]) for a in attempts] == [
+        (0, None),
+        (2_000, 500),
+        (6_000, 500),
+        (14_000, 204),
+    ]
+    assert "Timeout" in attempts[0]["error"] and all("HTTP 500" in a["error"] for a in attempts[1:3])
 
 
-def test_a_message_no_receiver_takes_is_dead_after_its_attempts(ledger: Ledger, receiver: Receiver) -> None:
+def test_a_message_no_receiver_takes_is_dead_after_its_attempts(
+    ledger: Ledger, receiver: Receiver, clock: FakeClock
+) -> None:
     subscribe(ledger, receiver.url, actionable_only=False)
     receiver.fail_next(100)
     ledger.record_signals([signal_at(0, "LONG"), signal_at(1, "SHORT")])
-    deliver_all(dispatcher(ledger), ledger)
+    deliver_all(dispatcher(ledger, clock), ledger, clock)
     (logged,) = message_log(ledger.engine)
-    assert logged["status"] == "dead" and logged["attempts"] == FAST.max_attempts
-    assert "HTTP 500" in logged["last_error"] and receiver.refused == FAST.max_attempts
+    assert logged["status"] == "dead" and logged["attempts"] == BACKOFF.max_attempts
+    assert "HTTP 500" in logged["last_error"] and receiver.refused == BACKOFF.max_attempts
+    assert [a["at_ms"] - RECORDED for a in logged["attempt_log"]] == [0, 2_000, 6_000, 14_000]
+    assert outbox_counts(ledger.engine) == {"dead": 1} and next_attempt_ms(ledger) is None  # no fifth attempt
 
 
-def test_a_removed_subscription_gets_no_more_messages(ledger: Ledger, receiver: Receiver) -> None:
+def test_a_removed_subscription_gets_no_more_messages(ledger: Ledger, receiver: Receiver, clock: FakeClock) -> None:
     hook = subscribe(ledger, receiver.url, actionable_only=False)
     ledger.record_signals([signal_at(0, "LONG"), signal_at(1, "SHORT")])
     assert remove_subscription(ledger.engine, hook)
-    deliver_all(dispatcher(ledger), ledger)
+    deliver_all(dispatcher(ledger, clock), ledger, clock)
     assert receiver.deliveries == [] and outbox_counts(ledger.engine) == {"dead": 1}
 
 
 def test_health_changes_are_alerts_once_each(ledger: Ledger) -> None:
     subscribe(ledger, "http://127.0.0.1:9/ops")
     state = {"exchange": (False, None)}
-    sender = AlertDispatcher(ledger.engine, health=lambda: dict(state), policy=FAST)
+    sender = AlertDispatcher(ledger.engine, health=lambda: dict(state), policy=BACKOFF)
 
     async def go() -> list[int]:
         first = await sender.watch_health()  # learns
@@ -232,11 +263,11 @@ def test_a_sender_killed_mid_delivery_loses_nothing_and_repeats_only_that_messag
         pytest.skip("one database suffices for the process-level kill (the claim logic is tested on both)")
     subscribe(ledger, receiver.url, actionable_only=False, events=["signal.recorded"])
     ledger.record_signals([signal_at(c, "LONG") for c in range(4)])  # four messages
-    receiver.hang_next(1, 4.0)  # the first delivery is in flight when the sender dies
+    receiver.hold_next(1)  # the first delivery is in flight when the sender dies
     env = {
         **os.environ,
         "SIGNALS_DATABASE_URL": database_url,
-        "SIGNALS_ALERT_LEASE_S": "1",
+        "SIGNALS_ALERT_LEASE_S": "60",
         "SIGNALS_DATA_DIR": str(tmp_path),
     }
     command = [str(Path(sys.executable).parent / "signals"), "alerts", "run"]
@@ -244,15 +275,17 @@ def test_a_sender_killed_mid_delivery_loses_nothing_and_repeats_only_that_messag
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
     try:
-        deadline = time.monotonic() + 30
-        while receiver.hangs_pending() and time.monotonic() < deadline:  # until the sender's first request is held
-            time.sleep(0.05)
-        time.sleep(0.3)
+        receiver.wait_until_held(1)
+        wait_for_counts(ledger, {"delivered": 3, "sending": 1})  # the other three are delivered and recorded
         os.killpg(sender.pid, signal.SIGKILL)  # mid-delivery: the answer will never be recorded
     finally:
         sender.wait(10)
-    time.sleep(4.5)  # the held request completes at the receiver; the dead sender's lease expires
-    done = subprocess.run([*command, "--once"], env=env, capture_output=True, text=True, timeout=60)
+    receiver.release()  # the held request completes at the receiver; nobody records its answer
+    receiver.wait_for(4)
+    # The next sender runs two minutes later on its clock (SIGNALS_CLOCK_OFFSET_S): the dead sender's 60 s lease
+    # has expired by then, without waiting for it.
+    later = {**env, "SIGNALS_CLOCK_OFFSET_S": "120"}
+    done = subprocess.run([*command, "--once"], env=later, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     keys = Counter(receiver.keys())
     expected = {f"signal.recorded:v1:BTC/USDT:{_iso(c)}" for c in range(4)}
@@ -260,6 +293,17 @@ def test_a_sender_killed_mid_delivery_loses_nothing_and_repeats_only_that_messag
     repeated = [key for key, count in keys.items() if count > 1]
     assert len(repeated) <= 1  # only the message whose answer was lost, under the same key
     assert outbox_counts(ledger.engine) == {"delivered": 4}
+
+
+def wait_for_counts(ledger: Ledger, expected: dict[str, int], timeout_s: float = 30) -> None:
+    """Until the outbox's counts are `expected` (another process delivers); fails with the last counts seen."""
+    deadline = time.monotonic() + timeout_s
+    counts = outbox_counts(ledger.engine)
+    while counts != expected:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the outbox never reached {expected} in {timeout_s} s: {counts}")
+        time.sleep(0.05)
+        counts = outbox_counts(ledger.engine)
 
 
 def test_the_retry_policy_backs_off_exponentially_with_bounded_jitter() -> None:

@@ -11,17 +11,17 @@ from typer.testing import CliRunner
 
 from signals.cli import app
 from signals.core.settings import get_settings
-from tests.support.world import World, build_world
+from tests.support.world import World, copy_world
 
 WIDE = {"COLUMNS": "250", "TERM": "dumb"}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     import os
 
-    built = build_world(
-        tmp_path_factory.mktemp("cli-world"), symbols=("BTC/USDT",), timeframes=("1h",), models=(("BTC/USDT", "1h"),)
+    built = copy_world(trained_world, tmp_path_factory.mktemp("cli-world")).narrowed(
+        symbols=("BTC/USDT",), timeframes=("1h",), models=(("BTC/USDT", "1h"),)
     )
     saved = {key: os.environ.get(key) for key in built.env()}
     os.environ.update(built.env())

@@ -62,6 +62,16 @@ def run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
+async def stored(tmp_path: Path, candle_time: pd.Timestamp, timeout_s: float = 20) -> None:
+    """Until the market's store holds BTC 1h up to `candle_time` (a fetch in the background wrote it)."""
+    store = CandleStore(tmp_path / "data")
+    deadline = time.monotonic() + timeout_s
+    while (last := store.last_timestamp("binance", BTC, "1h")) != candle_time:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the background fetch stored nothing up to {candle_time} in {timeout_s} s (last: {last})")
+        await asyncio.sleep(0.05)
+
+
 def test_a_slow_exchange_is_a_503_within_the_budget_and_the_fetch_finishes_in_the_background(tmp_path: Path) -> None:
     clock = Clock(NOW)
     with LocalExchange(frames={(BTC, "1h"): hourly(NOW.floor("h"))}, now=NOW, delay_s=1.0) as exchange:
@@ -72,7 +82,7 @@ def test_a_slow_exchange_is_a_503_within_the_budget_and_the_fetch_finishes_in_th
             with pytest.raises(ExchangeUnavailable) as refused:
                 await data.snapshot(BTC, "1h")
             waited = time.perf_counter() - started
-            await asyncio.sleep(3.0)  # the background fetch (markets, then klines: ~1 s each) ends meanwhile
+            await stored(tmp_path, LAST_CLOSED)  # the background fetch (markets, then klines: ~1 s each) ends
             exchange.delay_s = 0.0
             snapshot = await data.snapshot(BTC, "1h")
             await data.aclose()

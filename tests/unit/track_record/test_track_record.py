@@ -36,15 +36,16 @@ from signals.serving.market import MarketData
 from signals.track_record import audit
 from signals.track_record.backfill import backfill
 from signals.track_record.versions import current_catalog
+from tests.support.clock import FakeClock
 from tests.support.factories import positive_edge
-from tests.support.world import EXCHANGE, World, build_world
+from tests.support.world import EXCHANGE, World
 
 BTC, ETH = "BTC/USDT", "ETH/USDT"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("track-record"))
+def world(trained_world: World) -> World:
+    return trained_world  # read only: each test has its own ledger database
 
 
 @pytest.fixture(scope="module")
@@ -259,8 +260,9 @@ def test_exactly_one_of_several_workers_leads_each_refresh_and_the_others_warm_t
 ) -> None:
     candle = last_candle(world, BTC, "1h")
     just_after = close_time(candle, "1h") + pd.Timedelta(seconds=10)  # the world's newest candle has just closed
-    workers = [Stack(world, database_url, models, clock=lambda: just_after) for _ in range(3)]
-    schedulers = [Scheduler(w.engine, w.ledger, w.writer, w.settings, clock=lambda: just_after) for w in workers]
+    frozen = FakeClock(just_after, autojump=False)  # the three workers ask at the same instant, which lasts
+    workers = [Stack(world, database_url, models, clock=frozen.now) for _ in range(3)]
+    schedulers = [Scheduler(w.engine, w.ledger, w.writer, w.settings, clock=frozen) for w in workers]
     try:
 
         async def all_at_once() -> list[Any]:
@@ -298,11 +300,13 @@ def test_exactly_one_of_several_workers_leads_each_refresh_and_the_others_warm_t
 def test_a_failing_exchange_is_retried_and_its_pairs_reported_stale_while_the_rest_refresh(
     stack: Stack, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[list[str]] = []
+    calls: list[tuple[pd.Timestamp, list[str]]] = []
     real = stack.engine.predict_many
+    t0 = pd.Timestamp("2026-11-20 10:00:05", tz="UTC")
+    clock = FakeClock(t0)
 
     async def flaky(pairs: Any, *, trigger: str = "request") -> list[Any]:
-        calls.append([s for s, _ in pairs])
+        calls.append((clock.now(), [s for s, _ in pairs]))
         answers = await real(pairs, trigger=trigger)
         return [
             ExchangeUnavailable("binance unavailable for ETH/USDT") if s == ETH else a
@@ -310,10 +314,14 @@ def test_a_failing_exchange_is_retried_and_its_pairs_reported_stale_while_the_re
         ]
 
     monkeypatch.setattr(stack.engine, "predict_many", flaky)
-    scheduler = Scheduler(stack.engine, stack.ledger, stack.writer, stack.settings)
+    settings = stack.settings.model_copy(update={"exchange_backoff_s": 1.5})
+    scheduler = Scheduler(stack.engine, stack.ledger, stack.writer, settings, clock=clock)
     report = asyncio.run(scheduler.refresh("1h"))
     assert report.role == "leader" and report.signals == 1 and report.stale == [ETH]
-    assert calls == [[BTC, ETH], [ETH], [ETH]]  # two retries of the failing pair only
+    second = pd.Timedelta(seconds=1)
+    # Two retries of the failing pair only, each after its backoff (1.5 s, then 3 s) on the scheduler's clock.
+    assert calls == [(t0, [BTC, ETH]), (t0 + 1.5 * second, [ETH]), (t0 + 4.5 * second, [ETH])]
+    assert [seconds for _, seconds in clock.sleeps] == [1.5, 3.0]
     assert "unavailable" in report.errors[ETH]
     lease = stack.ledger.lease("1h", ms(report.candle_time))
     assert lease is not None and lease.status == "done" and lease.detail and lease.detail["stale"] == [ETH]
@@ -344,7 +352,7 @@ def test_the_catch_up_records_live_on_a_candle_a_backfill_reached_and_lookups_re
             backfill(made.engine, made.ledger, made.writer, timeframes=["1h"], since=end, until=end, symbols=[BTC])
         )
         report = asyncio.run(
-            Scheduler(made.engine, made.ledger, made.writer, made.settings, clock=lambda: just_after).refresh("1h")
+            Scheduler(made.engine, made.ledger, made.writer, made.settings, clock=FakeClock(just_after)).refresh("1h")
         )
         assert report.role == "leader" and report.recorded == report.signals > 0
         modes = sorted(r["mode"] for r in made.ledger.history(BTC, "1h") if r["candle_ms"] == ms(end))
@@ -370,3 +378,37 @@ def test_the_scheduler_puts_positive_models_on_probation_and_records_it_once(sta
     assert all(e["reason"] == "on probation: 0 of 30 resolved calls" for e in events)
     signal = asyncio.run(stack.engine.predict(BTC, "1h"))
     assert signal.actionable is False
+
+
+def test_the_loop_wakes_at_each_close_plus_the_delay_on_its_clock(stack: Stack) -> None:
+    """The loop itself, in virtual time: the catch-up at start, then one wake-up per close (plus the delay) with the
+    timeframes that closed; a whole hour of closes in no wall time."""
+    clock = FakeClock("2026-11-20 10:00:06Z")
+    settings = stack.settings.model_copy(update={"scheduler_delay_s": 5.0})
+    scheduler = Scheduler(stack.engine, stack.ledger, stack.writer, settings, clock=clock)
+    ticks: list[tuple[pd.Timestamp, list[str]]] = []
+
+    async def run_five_ticks() -> None:
+        done = asyncio.Event()
+
+        async def record(timeframes: list[str]) -> list[Any]:
+            ticks.append((clock.now(), sorted(timeframes)))
+            if len(ticks) == 5:
+                done.set()
+            return []
+
+        scheduler.tick = record  # type: ignore[method-assign]
+        scheduler.start()
+        await asyncio.wait_for(done.wait(), timeout=10)
+        await scheduler.stop()
+
+    asyncio.run(run_five_ticks())
+    at = pd.Timestamp("2026-11-20 10:00:05", tz="UTC")
+    minutes = pd.Timedelta(minutes=1)
+    assert ticks[:5] == [
+        (at + pd.Timedelta(seconds=1), sorted(settings.timeframes)),  # the catch-up, at start
+        (at + 15 * minutes, ["15m"]),
+        (at + 30 * minutes, ["15m"]),
+        (at + 45 * minutes, ["15m"]),
+        (at + 60 * minutes, ["15m", "1h"]),
+    ]

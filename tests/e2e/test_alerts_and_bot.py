@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from signals.alerts.webhook import verify
 from signals.data.store import CandleStore
-from signals.ledger.schema import alert_outbox, model_events
+from signals.ledger.schema import alert_outbox, alert_subscriptions, model_events
 from signals.models.cnn_lstm.network import CnnLstmConfig
 from signals.models.cnn_lstm.training import TrainConfig
 from signals.models.registry import list_models
@@ -107,8 +107,11 @@ def test_a_subscribed_chat_gets_the_alert_of_a_promotion_and_none_after_unsubscr
     try:
         with ledger.connect() as connection:
             kinds = connection.execute(sa.select(model_events.c.kind).order_by(model_events.c.id)).scalars().all()
+            chat = (alert_subscriptions.c.kind == "telegram") & (alert_subscriptions.c.target == str(CHAT))
             to_chat = connection.execute(
-                sa.select(alert_outbox.c.event_type).where(alert_outbox.c.target == str(CHAT))
+                sa.select(alert_outbox.c.event_type)
+                .join(alert_subscriptions, alert_subscriptions.c.id == alert_outbox.c.subscription_id)
+                .where(chat)
             ).scalars()
             assert kinds[-2:] == ["promote", "rollback"] and list(to_chat) == ["model.promoted"]
     finally:

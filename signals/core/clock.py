@@ -1,4 +1,5 @@
-"""Time as a dependency: what the candle-close loop, leases, outcome resolution and alert retries read and wait on.
+"""Time as a dependency: what the candle-close loop (its leases, its backoffs, and through the engine's clock the
+outcomes it resolves) and the alert sender (due times, retries) read and wait on.
 
 Production runs on `SystemClock`. Tests hand those parts a clock they move (tests/support/clock.py), so that a test
 reaches a candle close or a retry's backoff by advancing time instead of sleeping through it. A server started by an

@@ -215,8 +215,9 @@ class SignalService:
     @bentoml.api(route="/admin/rollback", input_spec=schemas.VersionRequest)
     @answer_errors
     async def rollback(self, model: str, version: str | None = None, force: bool = False) -> dict[str, Any]:
-        """Serve again the version served before the last promotion."""
-        decision = await asyncio.to_thread(versions.rollback, self.ops.require_ledger(), model)
+        """Serve again an earlier version: `version` (one served before; any stored one with `force`), by default
+        the one served before the last promotion; a pinned model needs `force`."""
+        decision = await asyncio.to_thread(versions.rollback, self.ops.require_ledger(), model, version, force=force)
         await asyncio.to_thread(self.ops.reload, self.engine)
         return decision.as_dict()
 

@@ -255,7 +255,7 @@ def _decide(action: str, model: str, version: str | None, force: bool, data_dir:
         if action == "promote":
             return versions.promote(ledger, settings, model, version, force=force).as_dict()
         if action == "rollback":
-            return versions.rollback(ledger, model).as_dict()
+            return versions.rollback(ledger, model, version, force=force).as_dict()
         return versions.pin(ledger, model, version).as_dict()
     except SignalsError as error:
         raise fail(error) from error
@@ -283,12 +283,19 @@ def promote_command(
 @models_app.command("rollback")
 def rollback_command(
     model: Annotated[str, typer.Argument(help="Store name, e.g. cnn-lstm-btc-usdt-1h.")],
+    version: Annotated[
+        str | None, typer.Option("--version", help="Default: the version served before the last promotion.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Roll back a pinned model, or to a version never served.")
+    ] = False,
     server: ServerOption = DEFAULT_SERVER,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Serve again the version served before the last promotion (recorded in the ledger)."""
-    emit_table([_decide("rollback", model, None, False, data_dir)], as_json=as_json, title="Rollback")
+    """Serve again an earlier version, by default the one served before the last promotion (recorded in the
+    ledger)."""
+    emit_table([_decide("rollback", model, version, force, data_dir)], as_json=as_json, title="Rollback")
     stderr.print(_tell_server(server))
 
 

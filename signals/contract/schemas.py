@@ -387,6 +387,8 @@ class VersionRequest(Request):
         pattern=MODEL_NAME_PATTERN, max_length=96, description="Store name, e.g. cnn-lstm-btc-usdt-1h or ppo-1h."
     )
     version: str | None = Field(
-        None, pattern=r"^[a-z0-9]{1,64}$", description="Default: the newest stored version (promote)."
+        None,
+        pattern=r"^[a-z0-9]{1,64}$",
+        description="Default: the newest stored version (promote), the one served before (rollback).",
     )
     force: bool = False

@@ -159,36 +159,79 @@ def _summary(card: dict[str, Any]) -> dict[str, Any]:
     return {key: card.get(key) for key in ("n", "verdict", "accuracy", "log_loss_skill", "edge") if key in card}
 
 
-def rollback(ledger: Ledger, model_name: str, *, clock: Callable[[], pd.Timestamp] = utc_now) -> Decision:
-    """Serve again the version served before the last promotion (or rollback)."""
+def rollback(
+    ledger: Ledger,
+    model_name: str,
+    version: str | None = None,
+    *,
+    force: bool = False,
+    clock: Callable[[], pd.Timestamp] = utc_now,
+) -> Decision:
+    """Serve again an earlier version: by default the one served before the last promotion (or rollback).
+
+    `version` names the version to go back to; it must be one this model served before (its recorded events say
+    so), unless `force`, which accepts any stored version. A pinned model is held whatever arrives: rolling it
+    back needs `force` too (the pin then moves to the version rolled back to).
+    """
     state = ledger.model_states().get(model_name)
     if not state or not state.get("served_version"):
         raise Conflict(f"{model_name} has no served version recorded to roll back from")
     current = state["served_version"]
-    previous = next(
-        (
-            e["from_version"]
-            for e in ledger.events(model_name)
-            if e["kind"] in ("promote", "rollback", "pin") and e["to_version"] == current and e["from_version"]
-        ),
-        None,
-    )
-    if previous is None:
-        raise Conflict(f"{model_name}: no earlier served version is recorded")
+    pinned = bool(state.get("pinned"))
+    if pinned and not force:
+        raise Conflict(f"{model_name} is pinned to {current}: unpin it first, or force the rollback")
+    events = ledger.events(model_name)
+    if version is None:
+        target = next(
+            (
+                e["from_version"]
+                for e in events
+                if e["kind"] in ("promote", "rollback", "pin") and e["to_version"] == current and e["from_version"]
+            ),
+            None,
+        )
+        if target is None:
+            raise Conflict(f"{model_name}: no earlier served version is recorded")
+    else:
+        target = version
+        served_before = _served_before(events)
+        if target not in served_before:
+            if not force:
+                shown = ", ".join(sorted(served_before - {current})) or "none"
+                raise Conflict(
+                    f"{model_name} never served version {target!r} (served before: {shown}); "
+                    "force it to serve a version that was never served"
+                )
+            stored = _versions(model_name)
+            if target not in stored:
+                raise ModelNotFound(f"{model_name} has no version {target!r}; stored: {', '.join(stored[:10])}")
+        if target == current:
+            return Decision(model_name, current, current, False, "already served", {}, {})
+    reason = "rolled back" + (" (forced)" if force and (pinned or version is not None) else "")
     now = ms(clock())
-    ledger.set_model_state(model_name, previous, bool(state.get("pinned")), now)
+    ledger.set_model_state(model_name, target, pinned, now)
     ledger.add_event(
         {
             "at_ms": now,
             "kind": "rollback",
             "model_name": model_name,
             "from_version": current,
-            "to_version": previous,
-            "reason": "rolled back",
+            "to_version": target,
+            "reason": reason,
             "detail": None,
         }
     )
-    return Decision(model_name, current, previous, True, "rolled back", {}, {})
+    return Decision(model_name, current, target, True, reason, {}, {})
+
+
+def _served_before(events: list[dict[str, Any]]) -> set[str]:
+    """Every version a model's recorded events show it serving (before or after a change)."""
+    kinds = ("serve", "promote", "rollback", "pin", "unpin", "fallback")
+    versions: set[str] = set()
+    for event in events:
+        if event["kind"] in kinds:
+            versions.update(v for v in (event["from_version"], event["to_version"]) if v)
+    return versions
 
 
 def pin(

@@ -893,6 +893,14 @@ def test_served_signals_are_recorded_and_can_be_listed_scored_and_replayed(clien
     assert reloaded.status_code == 200 and reloaded.json()["changed"] == {}
 
 
+def test_rollback_honours_the_version_and_force_it_is_given(client: TestClient) -> None:
+    model = model_name(BTC, "1h")
+    never = post(client, "/admin/rollback", {"model": model, "version": "nope"})
+    assert never.status_code == 409 and "never served version 'nope'" in bento_error(never)
+    forced = post(client, "/admin/rollback", {"model": model, "version": "nope", "force": True})
+    assert forced.status_code == 404 and "has no version 'nope'" in bento_error(forced)
+
+
 def test_track_record_requests_say_what_is_wrong(client: TestClient) -> None:
     missing = post(client, "/replay", {"symbol": BTC, "timeframe": "1h", "candle_time": "2020-01-01T00:00:00Z"})
     assert missing.status_code == 404 and "no recorded signal" in bento_error(missing)

@@ -9,6 +9,7 @@ from pathlib import Path
 import bentoml
 import pytest
 
+from signals.core.errors import Conflict, ModelNotFound
 from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
 from signals.data.store import CandleStore
@@ -115,3 +116,44 @@ def test_a_served_version_that_fails_verification_falls_back_to_the_newest_earli
         assert "SHA-256" in entry.note
     finally:  # the session's model store is shared: a later test that signs or loads every model must not meet it
         bentoml.models.delete(newer.tag)
+
+
+def test_rollback_goes_to_the_version_asked_for_and_force_is_needed_for_a_pin_or_a_never_served_one(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(tmp_path)
+    ledger = Ledger(settings.database_url or "")
+    ledger.migrate()
+    first = tiny_cnn_lstm(SYMBOL, "4h", seed=11)
+    current_catalog(settings, ledger)  # a fresh install serves the first version
+    never_served = tiny_cnn_lstm(SYMBOL, "4h", seed=12)
+    third = tiny_cnn_lstm(SYMBOL, "4h", seed=13)
+    assert promote(ledger, settings, NAME, third.version, force=True).to_version == third.version
+
+    with pytest.raises(Conflict, match=f"never served version '{never_served.version}'"):
+        rollback(ledger, NAME, never_served.version)
+    with pytest.raises(ModelNotFound, match="has no version 'nope'"):
+        rollback(ledger, NAME, "nope", force=True)
+    assert current_catalog(settings, ledger).cnn(SYMBOL, "4h").version == third.version  # refusals change nothing
+
+    forced = rollback(ledger, NAME, never_served.version, force=True)
+    assert (forced.from_version, forced.to_version, forced.reason) == (
+        third.version,
+        never_served.version,
+        "rolled back (forced)",
+    )
+    back = rollback(ledger, NAME, first.version)  # served before: no force needed
+    assert back.promoted and back.to_version == first.version
+    assert current_catalog(settings, ledger).cnn(SYMBOL, "4h").version == first.version
+    again = rollback(ledger, NAME, first.version)
+    assert not again.promoted and again.reason == "already served"
+
+    pin(ledger, NAME, third.version)
+    with pytest.raises(Conflict, match="is pinned"):
+        rollback(ledger, NAME)
+    unpinned_by_force = rollback(ledger, NAME, force=True)
+    assert unpinned_by_force.to_version == first.version  # the version served before the pin
+    assert ledger.model_states()[NAME]["pinned"]  # the pin moves with it
+    kinds = [e["kind"] for e in reversed(ledger.events(NAME))]
+    assert kinds == ["serve", "promote", "rollback", "rollback", "pin", "rollback"]
+    ledger.close()

@@ -81,7 +81,6 @@ def refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[s
     from signals.live.scheduler import Scheduler
     from signals.models.local import LocalCnnLstm, LocalPpo
     from signals.serving.engine import SignalEngine
-    from signals.serving.market import MarketData
     from signals.track_record.versions import current_catalog
 
     base = Settings(
@@ -97,14 +96,8 @@ def refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[s
         ledger = Ledger.from_settings(settings)
         ledger.migrate()
         writer = LedgerWriter(ledger, server_metrics())
-        engine = SignalEngine(
-            settings,
-            current_catalog(settings, ledger),
-            MarketData(settings),
-            cnn,
-            ppo,
-            writer=writer,
-            clock=lambda: now,
+        engine = SignalEngine.offline(
+            settings, current_catalog(settings, ledger), cnn_lstm=cnn, ppo=ppo, writer=writer, clock=lambda: now
         )
         scheduler = Scheduler(engine, ledger, writer, settings, clock=StandingClock(now))
         report = asyncio.run(scheduler.refresh("1h"))
@@ -188,7 +181,6 @@ def predict_cost(work: Path, symbols: tuple[str, ...], calls: int) -> dict[str, 
     from signals.ledger.writer import LedgerWriter
     from signals.models.local import LocalCnnLstm, LocalPpo
     from signals.serving.engine import SignalEngine
-    from signals.serving.market import MarketData
     from signals.track_record.versions import current_catalog
 
     base = Settings(
@@ -210,13 +202,8 @@ def predict_cost(work: Path, symbols: tuple[str, ...], calls: int) -> dict[str, 
         ("cold_with_ledger", 0, True),
     ):
         settings = base.model_copy(update={"signal_cache_size": cache})
-        engine = SignalEngine(
-            settings,
-            current_catalog(settings, None),
-            MarketData(settings),
-            cnn,
-            ppo,
-            writer=writer if with_writer else None,
+        engine = SignalEngine.offline(
+            settings, current_catalog(settings, None), cnn_lstm=cnn, ppo=ppo, writer=writer if with_writer else None
         )
         asyncio.run(engine.predict(symbols[0], "1h"))  # warm the market tail (and the cache)
 

@@ -117,10 +117,8 @@ def _backfill_demo(data_dir: Path, days: int, force: bool) -> Any:
     from signals.core.settings import get_settings
     from signals.ledger.store import Ledger
     from signals.ledger.writer import LedgerWriter
-    from signals.models.local import LocalCnnLstm, LocalPpo
     from signals.pipelines import Step
     from signals.serving.engine import SignalEngine
-    from signals.serving.market import MarketData
     from signals.track_record.backfill import backfill
     from signals.track_record.versions import current_catalog
 
@@ -135,14 +133,7 @@ def _backfill_demo(data_dir: Path, days: int, force: bool) -> Any:
         step.detail = "the ledger has records" if days else "--backfill-days 0"
         return step
     writer = LedgerWriter(ledger, server_metrics())
-    engine = SignalEngine(
-        settings,
-        current_catalog(settings, ledger),
-        MarketData(settings),
-        LocalCnnLstm(settings),
-        LocalPpo(settings),
-        writer=writer,
-    )
+    engine = SignalEngine.offline(settings, current_catalog(settings, ledger), writer=writer)
     until = pd.Timestamp.now(tz="UTC")
     reports = asyncio.run(
         backfill(

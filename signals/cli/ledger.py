@@ -85,9 +85,7 @@ def backfill_command(
     from signals.core.timeframes import parse_timeframe
     from signals.features.labels import round_trip_cost
     from signals.ledger.writer import LedgerWriter
-    from signals.models.local import LocalCnnLstm, LocalPpo
     from signals.serving.engine import SignalEngine
-    from signals.serving.market import MarketData
     from signals.track_record.backfill import backfill
     from signals.track_record.scorecard import scorecard
     from signals.track_record.versions import current_catalog
@@ -102,14 +100,7 @@ def backfill_command(
         raise fail(error) from error
     ledger = open_ledger(settings)
     writer = LedgerWriter(ledger, server_metrics())
-    engine = SignalEngine(
-        settings,
-        current_catalog(settings, ledger),
-        MarketData(settings),
-        LocalCnnLstm(settings),
-        LocalPpo(settings),
-        writer=writer,
-    )
+    engine = SignalEngine.offline(settings, current_catalog(settings, ledger), writer=writer)
     with progress_bar() as progress:
         tasks: dict[str, Any] = {}
 

@@ -69,9 +69,48 @@ class Pending:
 
 class SignalEngine:
     @classmethod
-    def from_settings(cls, settings: Settings, cnn_lstm: CnnLstmPort, ppo: PpoPort) -> SignalEngine:
-        """The engine a server runs: models of the configured universe, candles from the configured source."""
-        return cls(settings, ModelCatalog.from_store(settings), MarketData(settings), cnn_lstm, ppo)
+    def from_settings(
+        cls,
+        settings: Settings,
+        cnn_lstm: CnnLstmPort,
+        ppo: PpoPort,
+        *,
+        catalog: ModelCatalog | None = None,
+        market: MarketData | None = None,
+        writer: LedgerWriter | None = None,
+        clock: Callable[[], pd.Timestamp] = utc_now,
+    ) -> SignalEngine:
+        """The engine of the configured universe and candle source over two runner ports; the catalog defaults to
+        the newest verified versions in the store (the server passes the one its ledger's version state chose)."""
+        return cls(
+            settings,
+            ModelCatalog.from_store(settings) if catalog is None else catalog,
+            MarketData(settings) if market is None else market,
+            cnn_lstm,
+            ppo,
+            clock=clock,
+            writer=writer,
+        )
+
+    @classmethod
+    def offline(
+        cls,
+        settings: Settings,
+        catalog: ModelCatalog | None = None,
+        *,
+        cnn_lstm: CnnLstmPort | None = None,
+        ppo: PpoPort | None = None,
+        writer: LedgerWriter | None = None,
+        clock: Callable[[], pd.Timestamp] = utc_now,
+    ) -> SignalEngine:
+        """An engine without runner services (the CLI, backfill, benches, tests): the models run in this process
+        (`models.local`) unless ports are given (a test double, or local runners shared between engines)."""
+        if cnn_lstm is None or ppo is None:
+            from signals.models.local import LocalCnnLstm, LocalPpo  # torch: loaded only where it is used
+
+            cnn_lstm = LocalCnnLstm(settings) if cnn_lstm is None else cnn_lstm
+            ppo = LocalPpo(settings) if ppo is None else ppo
+        return cls.from_settings(settings, cnn_lstm, ppo, catalog=catalog, writer=writer, clock=clock)
 
     def __init__(
         self,
@@ -103,10 +142,9 @@ class SignalEngine:
         prepared = await self._prepare(symbol, timeframe)  # one pair: no gather, errors raise directly
         if isinstance(prepared, schemas.Signal):
             return prepared
-        (row,) = await runner_call(
-            "CNN-LSTM", lambda: self.cnn_lstm.predict([prepared.request()]), self.settings.runner_timeout_s
-        )
-        result = self._signal_or_error(prepared, row)
+        withheld = self.withheld(prepared.entry)
+        (computed,) = await self.compute([prepared], withheld=[withheld])
+        result = self._served(prepared, computed, withheld=withheld)
         if isinstance(result, SignalsError):
             raise result
         return result
@@ -130,10 +168,41 @@ class SignalEngine:
             else:
                 raise item  # an unexpected exception is a bug: let the framework answer 500
         if pending:
-            rows = await self._forward([item for _, item in pending])
-            for (i, item), row in zip(pending, rows, strict=True):
-                results[i] = self._signal_or_error(item, row, trigger=trigger)
+            withheld = [self.withheld(item.entry) for _, item in pending]
+            computed = await self.compute([item for _, item in pending], withheld=withheld)
+            for (i, item), signal, reason in zip(pending, computed, withheld, strict=True):
+                results[i] = self._served(item, signal, withheld=reason, trigger=trigger)
         return [r for r in results if r is not None]
+
+    async def compute(
+        self,
+        items: Sequence[Pending],
+        *,
+        withheld: Sequence[str | None],
+        at: Sequence[pd.Timestamp] | None = None,
+    ) -> list[schemas.Signal | None]:
+        """The one way a signal is computed (requests, the candle-close loop, shadow, replay, backfill): the items'
+        windows through the runner in one call, then the gate and the risk levels. None in an item's place when the
+        runner has not loaded its model. Nothing is cached or recorded here: each caller decides.
+
+        One per item: `withheld`, the probation's reason to serve no plan (`withheld()` for a served signal, None
+        where probation does not apply: shadow, backfill), and `at`, the prediction times (default: now; a
+        backfill computes as if at each close)."""
+        for name, values in (("probation reasons", withheld), ("prediction times", at)):
+            if values is not None and len(values) != len(items):
+                raise ValueError(f"{len(values)} {name} for {len(items)} items")
+        if not items:
+            return []
+        rows = await self._forward(items)
+        signals: list[schemas.Signal | None] = []
+        for i, (item, row) in enumerate(zip(items, rows, strict=True)):
+            probabilities = probabilities_of(row)
+            when = None if at is None else at[i]
+            signal = None
+            if probabilities is not None:
+                signal = self._build_signal(item, probabilities, withheld=withheld[i], at=when)
+            signals.append(signal)
+        return signals
 
     async def _forward(self, items: Sequence[Pending]) -> list[list[float]]:
         """One runner call for the windows; a batch goes straight to the model, a few join the batching queue."""
@@ -150,14 +219,11 @@ class SignalEngine:
                 items.append(Pending(entry, snapshot, snapshot.cnn_window))
             except SignalsError as error:
                 logger.warning("shadow %s skipped: %s", entry.tag, error)
-        if not items:
-            return []
         signals = []
-        for item, row in zip(items, await self._forward(items), strict=True):
-            probabilities = probabilities_of(row)
-            if probabilities is None:
+        computed = await self.compute(items, withheld=[None] * len(items))  # never served: no probation
+        for item, signal in zip(items, computed, strict=True):
+            if signal is None:
                 continue
-            signal = self._build_signal(item, probabilities, withheld=None)  # never served: probation does not apply
             self._record(item, signal, mode="shadow", trigger="scheduler")
             signals.append(signal)
         return signals
@@ -186,14 +252,13 @@ class SignalEngine:
             return self._as_of_now(cached)
         return Pending(entry, snapshot, snapshot.cnn_window)
 
-    def _signal_or_error(
-        self, item: Pending, row: Sequence[float], *, trigger: str = "request"
+    def _served(
+        self, item: Pending, fresh: schemas.Signal | None, *, withheld: str | None, trigger: str = "request"
     ) -> schemas.Signal | SignalsError:
-        probabilities = probabilities_of(row)
-        if probabilities is None:
+        """A computed live signal cached, recorded (a paper call when only probation withheld its plan) and aged
+        as of now; an error when the runner had no model."""
+        if fresh is None:
             return ModelIntegrityError(f"model {item.entry.name} is not loaded by the CNN-LSTM runner; see /models")
-        withheld = self.withheld(item.entry)
-        fresh = self._build_signal(item, probabilities, withheld=withheld)
         paper = withheld is not None and fresh.abstain_reason == withheld  # only probation stood in its way
         self._remember((item.entry.tag, fresh.symbol, fresh.timeframe, item.snapshot.candle_time), fresh)
         self._record(item, fresh, mode="live", trigger=trigger, paper=paper)
@@ -304,7 +369,7 @@ class SignalEngine:
 
     def _as_of_now(self, signal: schemas.Signal) -> schemas.Signal:
         """The signal with `stale` as of now; a stale signal serves no trade plan (the gate's last rule)."""
-        if not self._is_stale(pd.Timestamp(signal.candle_time), signal.timeframe):
+        if not self.is_stale(pd.Timestamp(signal.candle_time), signal.timeframe):
             return signal
         if signal.actionable:
             update = {"stale": True, "actionable": False, "levels": None, "abstain_reason": STALE_REASON}
@@ -317,7 +382,7 @@ class SignalEngine:
         if kind == "signal":
             return self._as_of_now(schemas.Signal.model_validate(payload)).model_dump(mode="json")
         action = schemas.Action.model_validate(payload)
-        if not self._is_stale(pd.Timestamp(action.candle_time), action.timeframe):
+        if not self.is_stale(pd.Timestamp(action.candle_time), action.timeframe):
             return action.model_dump(mode="json")
         update: dict[str, Any] = {"stale": True}
         if action.actionable:
@@ -331,7 +396,7 @@ class SignalEngine:
         while len(self._cache) > self.settings.signal_cache_size:
             self._cache.popitem(last=False)
 
-    def _is_stale(self, candle_time: pd.Timestamp, timeframe: str) -> bool:
+    def is_stale(self, candle_time: pd.Timestamp, timeframe: str) -> bool:
         """Stale when a newer candle should have closed: now > close of the last candle + tf + grace."""
         grace_ns = int(self.settings.stale_grace_s * 1e9)
         return bool(self.clock().value > next_close(candle_time, timeframe).value + grace_ns)
@@ -382,7 +447,7 @@ class SignalEngine:
             explanation = explain(observation, names, ACTION_NAMES[action_id], request.position, close, value)
         edge = schemas.Edge.model_validate(entry.edge)
         actionable, reason = action_gate(edge, ACTION_NAMES[action_id], request.position.side)
-        stale = self._is_stale(candle_time, timeframe)
+        stale = self.is_stale(candle_time, timeframe)
         if actionable and stale:
             actionable, reason = False, STALE_REASON
         action = schemas.Action(

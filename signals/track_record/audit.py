@@ -22,7 +22,7 @@ from signals.ledger.records import ms, signal_from_row, window_hash
 from signals.ledger.store import Ledger
 from signals.models.families import CNN_LSTM
 from signals.serving.catalog import verified_entry
-from signals.serving.engine import Pending, SignalEngine, probabilities_of, runner_call
+from signals.serving.engine import Pending, SignalEngine
 from signals.serving.market import MarketSnapshot
 
 TOUCHED: Final = {0: "none", 1: "target_long", 2: "target_short", 3: "both"}
@@ -103,16 +103,12 @@ async def replay(engine: SignalEngine, ledger: Ledger, request: schemas.ReplayRe
         raise ModelNotFound(f"the store holds no {timeframe} candle for {symbol} at {candle_time.isoformat()}")
     snapshot = MarketSnapshot(upto, recorded.data_source, None)
     item = Pending(entry, snapshot, snapshot.cnn_window)
-    (answer,) = await runner_call(
-        "CNN-LSTM", lambda: engine.cnn_lstm.predict([item.request()]), engine.settings.runner_timeout_s
-    )
-    probabilities = probabilities_of(answer)
-    if probabilities is None:
-        raise ModelIntegrityError(f"the CNN-LSTM runner could not load {tag}; see /status")
     # Probation is the live record's verdict at that time, not the candles': a paper call is rebuilt as withheld.
     withheld = recorded.abstain_reason if row.get("paper") else None
-    rebuilt = engine._build_signal(item, probabilities, withheld=withheld)
-    rebuilt = rebuilt.model_copy(update={"prediction_time": recorded.prediction_time})
+    at = pd.Timestamp(recorded.prediction_time)
+    (rebuilt,) = await engine.compute([item], withheld=[withheld], at=[at])
+    if rebuilt is None:
+        raise ModelIntegrityError(f"the CNN-LSTM runner could not load {tag}; see /status")
     left, right = recorded.model_dump(mode="python"), rebuilt.model_dump(mode="python")
     differences = [
         schemas.Difference(field=name, recorded=_plain(left[name]), rebuilt=_plain(right[name]))

@@ -21,7 +21,7 @@ from signals.core.timeframes import close_time, parse_timeframe
 from signals.features.cnn import MIN_CANDLES, SERVING_TAIL
 from signals.ledger.store import Ledger
 from signals.ledger.writer import LedgerWriter
-from signals.serving.engine import Pending, SignalEngine, probabilities_of
+from signals.serving.engine import Pending, SignalEngine
 from signals.serving.market import MarketSnapshot
 from signals.track_record.outcomes import resolve_due
 
@@ -81,16 +81,14 @@ async def backfill(
         now = engine.clock()
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]
-            answers = await engine._forward([item for item, _ in chunk])
+            # As if served at each close under the walk-forward gate alone: probation judges live calls only.
+            predicted_at = [close_time(candle_time, timeframe) for _, candle_time in chunk]
+            computed = await engine.compute([item for item, _ in chunk], withheld=[None] * len(chunk), at=predicted_at)
             rows = []
-            for (item, candle_time), answer in zip(chunk, answers, strict=True):
-                probabilities = probabilities_of(answer)
-                if probabilities is None:
+            for (item, _), signal in zip(chunk, computed, strict=True):
+                if signal is None:
                     report.skipped.setdefault(item.entry.symbol or "", f"model {item.entry.tag} not loaded")
                     continue
-                # As if served at that close under the walk-forward gate alone: probation judges live calls only.
-                closed = close_time(candle_time, timeframe)
-                signal = engine._build_signal(item, probabilities, withheld=None, at=closed)
                 rows.append(engine.ledger_row(item, signal, "backfill", recorded=now))
             report.computed += len(rows)
             report.recorded += await asyncio.to_thread(writer.write_now, "signal", rows)

@@ -46,7 +46,6 @@ from signals.models.ppo.artifact import load_ppo
 from signals.models.registry import StoredModel, load_model
 from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine
-from signals.serving.market import MarketData
 from signals.testing.local_exchange import LocalExchange
 from tests.support.factories import next_bar
 from tests.support.fakes import FakeCnnLstm, FakePpo, separate_metrics
@@ -232,7 +231,7 @@ def engine_answering(
     runner = FakeCnnLstm(probabilities)
     settings = get_settings().model_copy(update={"probation_calls": 0})
     extra = {} if clock is None else {"clock": clock}
-    return SignalEngine(settings, catalog, MarketData(settings), runner, FakePpo(), **extra), runner.requests
+    return SignalEngine.offline(settings, catalog, cnn_lstm=runner, ppo=FakePpo(), **extra), runner.requests
 
 
 # --- health --------------------------------------------------------------------------------------------
@@ -350,11 +349,11 @@ def test_a_signal_is_stale_only_once_its_successor_should_have_closed(world: Wor
     assert signal.stale is False
     assert pd.Timestamp(signal.prediction_time) == just_closed
     successor_closed = candle_time + 2 * timeframe_delta("1h")
-    assert engine._is_stale(candle_time, "1h") is False
+    assert engine.is_stale(candle_time, "1h") is False
     engine.clock = lambda: successor_closed + grace
-    assert engine._is_stale(candle_time, "1h") is False
+    assert engine.is_stale(candle_time, "1h") is False
     engine.clock = lambda: successor_closed + grace + pd.Timedelta(seconds=1)
-    assert engine._is_stale(candle_time, "1h") is True
+    assert engine.is_stale(candle_time, "1h") is True
 
 
 # --- the signal cache ----------------------------------------------------------------------------------

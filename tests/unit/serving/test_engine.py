@@ -19,7 +19,6 @@ from signals.ledger.store import Ledger
 from signals.ledger.writer import LedgerWriter
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.engine import DIRECT_CALL_MIN_WINDOWS, SignalEngine, runner_call
-from signals.serving.market import MarketData
 from signals.track_record.probation import standing
 from tests.support.factories import positive_edge, random_walk_candles
 from tests.support.fakes import FakeCnnLstm, FakePpo
@@ -40,7 +39,7 @@ def engine_and_calls(tmp_path: Path) -> tuple[SignalEngine, list[tuple[str, int]
     settings = Settings(
         data_dir=tmp_path, exchange="synthetic", universe=SYMBOLS, timeframes=["1h"], signal_cache_size=0
     )
-    engine = SignalEngine(settings, ModelCatalog(entries), MarketData(settings), runner, FakePpo())
+    engine = SignalEngine.offline(settings, ModelCatalog(entries), cnn_lstm=runner, ppo=FakePpo())
     return engine, runner.calls
 
 
@@ -108,12 +107,11 @@ def test_a_positive_model_serves_paper_calls_until_its_own_live_calls_confirm_th
     ledger.migrate()
     writer = LedgerWriter(ledger, server_metrics())
     fresh = candles["timestamp"].iloc[-1] + pd.Timedelta(hours=1, seconds=5)
-    engine = SignalEngine(
+    engine = SignalEngine.offline(
         settings,
         ModelCatalog([entry]),
-        MarketData(settings),
-        FakeCnnLstm((0.1, 0.2, 0.7)),  # LONG at 0.7, above the threshold 0.6
-        FakePpo(),
+        cnn_lstm=FakeCnnLstm((0.1, 0.2, 0.7)),  # LONG at 0.7, above the threshold 0.6
+        ppo=FakePpo(),
         clock=lambda: fresh,
         writer=writer,
     )
@@ -146,7 +144,7 @@ def test_probation_off_serves_plans_on_the_walk_forward_verdict_alone(tmp_path: 
 
     def engine(probation_calls: int) -> SignalEngine:
         settings = Settings(data_dir=tmp_path, universe=["BTC/USDT"], probation_calls=probation_calls)
-        return SignalEngine(settings, ModelCatalog([positive]), MarketData(settings), FakeCnnLstm(), FakePpo())
+        return SignalEngine.offline(settings, ModelCatalog([positive]), cnn_lstm=FakeCnnLstm(), ppo=FakePpo())
 
     assert engine(0).withheld(positive) is None
     assert (engine(30).withheld(positive) or "").startswith("on probation: ")

@@ -32,7 +32,6 @@ from signals.live.scheduler import Scheduler
 from signals.models.local import LocalCnnLstm, LocalPpo
 from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine
-from signals.serving.market import MarketData
 from signals.track_record import audit
 from signals.track_record.backfill import backfill
 from signals.track_record.versions import current_catalog
@@ -77,12 +76,11 @@ class Stack:
         self.ledger.migrate()
         self.writer = LedgerWriter(self.ledger, server_metrics())
         extra = {} if clock is None else {"clock": clock}
-        self.engine = SignalEngine(
+        self.engine = SignalEngine.offline(
             self.settings,
             current_catalog(self.settings, self.ledger),
-            MarketData(self.settings),
-            models[0],
-            models[1],
+            cnn_lstm=models[0],
+            ppo=models[1],
             writer=self.writer,
             **extra,
         )

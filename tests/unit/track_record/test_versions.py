@@ -16,10 +16,8 @@ from signals.data.store import CandleStore
 from signals.ledger.store import Ledger
 from signals.ledger.writer import LedgerWriter
 from signals.models.cnn_lstm.artifact import WEIGHTS_FILE
-from signals.models.local import LocalCnnLstm, LocalPpo
 from signals.serving.catalog import choose_versions
 from signals.serving.engine import SignalEngine
-from signals.serving.market import MarketData
 from signals.track_record.versions import current_catalog, pin, promote, rollback
 from tests.support.factories import random_walk_candles
 from tests.support.models import tiny_cnn_lstm
@@ -72,9 +70,7 @@ def test_a_new_version_runs_in_shadow_until_promoted_and_every_change_is_recorde
     assert [e.version for e in catalog.shadows] == [second.version]
 
     writer = LedgerWriter(ledger, server_metrics())
-    engine = SignalEngine(
-        settings, catalog, MarketData(settings), LocalCnnLstm(settings), LocalPpo(settings), writer=writer
-    )
+    engine = SignalEngine.offline(settings, catalog, writer=writer)
     shadow = asyncio.run(engine.shadow("4h"))
     assert [s.model_version for s in shadow] == [second.version]
     writer.flush(10)

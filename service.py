@@ -1,8 +1,10 @@
-"""SignalService: the HTTP API of the signal server (contract: ../shared/DESIGN.md, "HTTP contract").
+"""SignalService: the HTTP API of the signal server (routes: the README, "Asking for signals"; the published
+document at /docs.json; how it is built: docs/architecture.md).
 
-A table of contents: the runners it depends on, the routes, and where each one's logic lives
-(`signals.serving`). Compatibility GET routes are a FastAPI app mounted under /api; the dashboard (/ui), the
-OpenAPI page (/docs), the event stream (/api/stream) and the WebSocket (/ws/{client_id}) one mounted at the root.
+A table of contents: the runners it depends on and the routes; each route is one call to the composition root
+(`signals.live.operations.Operations`), which owns the engine, the catalog, the ledger and the background loops.
+Compatibility GET routes are a FastAPI app mounted under /api; the dashboard (/ui), the OpenAPI page (/docs), the
+event stream (/api/stream) and the WebSocket (/ws/{client_id}) one mounted at the root.
 Run: `bentoml serve service:SignalService` (or `make serve`).
 """
 
@@ -12,7 +14,6 @@ import asyncio
 import functools
 import gc
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -26,16 +27,14 @@ from signals.api.openapi import openapi_document
 from signals.api.slots import Slot
 from signals.api.web import create_web_app
 from signals.contract import schemas
-from signals.core.errors import InvalidInput, RunnerUnavailable
+from signals.core.errors import InvalidInput
 from signals.core.settings import get_settings
 from signals.live.operations import Operations
 from signals.live.push import PushHub
 from signals.models.device import resolve_device
 from signals.runners.cnn_lstm import CnnLstmRunner
-from signals.runners.common import RunnerStatus
 from signals.runners.ppo import PpoRunner
-from signals.serving.engine import SignalEngine, runner_call
-from signals.track_record import audit, versions
+from signals.serving.engine import SignalEngine
 
 logger = logging.getLogger(__name__)
 engine_slot: Slot[SignalEngine] = Slot("the signal engine")
@@ -57,7 +56,7 @@ web_app = create_web_app(engine_slot, hub_slot, heartbeat_s=settings.stream_hear
 @bentoml.asgi_app(compat_app, path="/api")
 @bentoml.asgi_app(web_app, path="/")
 class SignalService:
-    """See the module doc; the routes' contract is ../shared/DESIGN.md, "HTTP contract"."""
+    """See the module doc."""
 
     # In one process tree by default; with SIGNALS_CNN_LSTM_URL / SIGNALS_PPO_URL set, each runner is its own
     # deployment (`bentoml serve signals.runners.cnn_lstm:CnnLstmRunner`), reached by URL, scaled on its own.
@@ -65,17 +64,9 @@ class SignalService:
     ppo = bentoml.depends(PpoRunner, url=settings.ppo_url)
 
     def __init__(self) -> None:
-        settings = get_settings()
-        self.ops = Operations.start(settings)  # the ledger, its writer and the catalog of served versions
-        self.engine = SignalEngine(
-            settings,
-            self.ops.catalog,
-            self.ops.market,
-            self.cnn_lstm.to_async,
-            self.ppo.to_async,
-            clock=self.ops.clock.now,
-            writer=self.ops.writer,
-        )
+        # the composition root: the ledger and its writer, the catalog of served versions, the engine, the loops
+        self.ops = Operations.start(get_settings(), self.cnn_lstm.to_async, self.ppo.to_async)
+        self.engine = self.ops.engine
         engine_slot.bind(self.engine)
         if self.ops.hub is not None:
             hub_slot.bind(self.ops.hub)
@@ -84,10 +75,10 @@ class SignalService:
     @bentoml.on_startup
     async def start_background(self) -> None:
         # the push stream's tail, alerts, the candle-close loop, and the Telegram bot in the first worker only
-        self.ops.start_background(self.engine, first_worker=bentoml.server_context.worker_index in (None, 1))
+        self.ops.start_background(first_worker=bentoml.server_context.worker_index in (None, 1))
 
     def __is_ready__(self) -> bool:
-        return self.engine.catalog.ready
+        return self.ops.catalog.ready
 
     @bentoml.on_shutdown
     async def close(self) -> None:
@@ -95,7 +86,6 @@ class SignalService:
         if self.ops.hub is not None:
             hub_slot.release(self.ops.hub)
         await self.ops.stop()
-        await self.engine.aclose()
 
     @bentoml.api(route="/predict", input_spec=schemas.PredictRequest)
     @answer_errors
@@ -138,7 +128,7 @@ class SignalService:
     @answer_errors
     async def models(self) -> list[schemas.ModelInfo]:
         """Every served model: family, symbol, timeframe, version, status, edge, walk-forward and live figures."""
-        return await asyncio.to_thread(self.ops.model_infos, self.engine)
+        return await asyncio.to_thread(self.ops.model_infos)
 
     @bentoml.api(route="/scorecard", input_spec=schemas.ScorecardRequest)
     @answer_errors
@@ -149,7 +139,7 @@ class SignalService:
         model_version: str | None = None,
         mode: schemas.Mode | None = None,
         since: datetime | None = None,
-    ) -> dict[str, Any]:
+    ) -> schemas.Scorecard:
         """How the recorded signals did: accuracy and hit rate with intervals beside the baselines, calibration,
         after-cost expectancy of the actionable calls, and a verdict."""
         request = schemas.ScorecardRequest(
@@ -164,62 +154,47 @@ class SignalService:
     ) -> schemas.HistoryResponse:
         """A pair's recorded signals, newest first, each with its outcome once its horizon ended."""
         request = schemas.HistoryRequest(symbol=symbol, timeframe=timeframe, limit=limit, mode=mode)
-        return await asyncio.to_thread(audit.history, self.ops.require_ledger(), request)
+        return await asyncio.to_thread(self.ops.history, request)
 
     @bentoml.api(route="/replay", input_spec=schemas.ReplayRequest)
     @answer_errors
     async def replay(self, symbol: str, timeframe: str, candle_time: datetime) -> schemas.ReplayResponse:
         """Rebuild a recorded signal from the stored candles and its model version; compare field by field."""
         request = schemas.ReplayRequest(symbol=symbol, timeframe=timeframe, candle_time=candle_time)
-        return await audit.replay(self.engine, self.ops.require_ledger(), request)
+        return await self.ops.replay(request)
 
     @bentoml.api(route="/status", input_spec=schemas.EmptyRequest)
     @answer_errors
-    async def status(self) -> dict[str, Any]:
+    async def status(self) -> schemas.StatusResponse:
         """Runners (what they loaded, device, batching), the ledger, the scheduler, the served versions."""
-        timeout = self.engine.settings.runner_timeout_s
-
-        async def runner(family: str, status: Callable[[], Awaitable[RunnerStatus]]) -> RunnerStatus | dict[str, str]:
-            try:
-                return await runner_call(family, status, timeout)
-            except RunnerUnavailable as error:  # health says so; it is not itself a failure of /status
-                return {"error": str(error)}
-
-        cnn_lstm, ppo = await asyncio.gather(  # both at once: a dead runner costs one timeout, not one each
-            runner("CNN-LSTM", self.cnn_lstm.to_async.status), runner("PPO", self.ppo.to_async.status)
+        return await self.ops.status_with_runners(
+            {"cnn_lstm": ("CNN-LSTM", self.cnn_lstm.to_async.status), "ppo": ("PPO", self.ppo.to_async.status)}
         )
-        return {"cnn_lstm": cnn_lstm, "ppo": ppo, **self.ops.status(self.engine)}
 
     @bentoml.api(route="/admin/reload", input_spec=schemas.EmptyRequest)
     @answer_errors
-    async def reload(self) -> dict[str, Any]:
+    async def reload(self) -> schemas.ReloadResponse:
         """Pick up the model versions now in the store (new candidates go to shadow, promotions take effect)."""
-        return await asyncio.to_thread(self.ops.reload, self.engine)
+        return await asyncio.to_thread(self.ops.reload)
 
     @bentoml.api(route="/admin/refresh", input_spec=schemas.RefreshRequest)
     @answer_errors
-    async def refresh(self, timeframe: str) -> dict[str, Any]:
+    async def refresh(self, timeframe: str) -> schemas.RefreshResponse:
         """Compute, record and push every signal of a timeframe now (e.g. after importing candles)."""
-        return (await self.ops.refresh_now(self.engine, timeframe)).as_dict()
+        return await self.ops.refresh_now(timeframe)
 
     @bentoml.api(route="/admin/promote", input_spec=schemas.VersionRequest)
     @answer_errors
-    async def promote(self, model: str, version: str | None = None, force: bool = False) -> dict[str, Any]:
+    async def promote(self, model: str, version: str | None = None, force: bool = False) -> schemas.VersionDecision:
         """Serve a candidate version when its scorecard beats the served one's (versions.PROMOTION_RULE)."""
-        decision = await asyncio.to_thread(
-            versions.promote, self.ops.require_ledger(), self.engine.settings, model, version, force=force
-        )
-        await asyncio.to_thread(self.ops.reload, self.engine)
-        return decision.as_dict()
+        return await asyncio.to_thread(self.ops.promote, model, version, force=force)
 
     @bentoml.api(route="/admin/rollback", input_spec=schemas.VersionRequest)
     @answer_errors
-    async def rollback(self, model: str, version: str | None = None, force: bool = False) -> dict[str, Any]:
+    async def rollback(self, model: str, version: str | None = None, force: bool = False) -> schemas.VersionDecision:
         """Serve again an earlier version: `version` (one served before; any stored one with `force`), by default
         the one served before the last promotion; a pinned model needs `force`."""
-        decision = await asyncio.to_thread(versions.rollback, self.ops.require_ledger(), model, version, force=force)
-        await asyncio.to_thread(self.ops.reload, self.engine)
-        return decision.as_dict()
+        return await asyncio.to_thread(self.ops.rollback, model, version, force=force)
 
 
 # The decorators made SignalService a bentoml.Service (its stubs still say the class).

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from signals.api import legacy
 from signals.api.errors import error_body, retry_headers, validation_errors, validation_message
+from signals.api.openapi import published
 from signals.contract import schemas
 from signals.core.errors import InvalidInput, SignalsError
 from signals.core.symbols import SYMBOL_PATTERN, symbols_csv_pattern
@@ -66,7 +67,7 @@ def symbols_of(values: str | None) -> list[str] | None:
     return None if symbols is None else [schemas.checked_symbol(s) for s in symbols]
 
 
-@router.get("/predictions")
+@router.get("/predictions", **published(schemas.LegacyPredictions))
 async def predictions(
     engine: EngineDep, timeframe: schemas.TimeframeName = DEFAULT_TIMEFRAME, symbols: SymbolList = None
 ) -> dict[str, Any]:
@@ -74,19 +75,19 @@ async def predictions(
     return legacy.predictions_envelope(await engine.batch(symbols_of(symbols), timeframe))
 
 
-@router.get("/predictions/{symbol}")
+@router.get("/predictions/{symbol}", **published(schemas.LegacyPredictionEnvelope))
 async def prediction(
     engine: EngineDep, symbol: SymbolPath, timeframe: schemas.TimeframeName = DEFAULT_TIMEFRAME
 ) -> dict[str, Any]:
     return legacy.prediction_envelope(await engine.predict(schemas.checked_symbol(symbol), timeframe))
 
 
-@router.get("/predictions/{symbol}/summary")
+@router.get("/predictions/{symbol}/summary", **published(schemas.LegacySummary))
 async def prediction_summary(engine: EngineDep, symbol: SymbolPath, timeframes: TimeframeList = None) -> dict[str, Any]:
     return legacy.summary_envelope(await engine.summary(schemas.checked_symbol(symbol), split_csv(timeframes)))
 
 
-@router.get("/v1/prediction/predict/{symbol}")
+@router.get("/v1/prediction/predict/{symbol}", **published(schemas.LegacyPpoPrediction))
 async def ppo_prediction(
     engine: EngineDep,
     symbol: SymbolPath,
@@ -116,12 +117,12 @@ async def ppo_prediction(
     return legacy.ppo_prediction(action, symbol_as_written=symbol, at=engine.clock())
 
 
-@router.get("/v1/prediction/model/info")
+@router.get("/v1/prediction/model/info", **published(schemas.LegacyModelInfo))
 async def model_info(engine: EngineDep) -> dict[str, Any]:
     return legacy.ppo_model_info(engine.models(), engine.settings.ppo_timeframe)
 
 
-@router.get("/v1/prediction/model/health")
+@router.get("/v1/prediction/model/health", **published(schemas.LegacyModelHealth))
 async def model_health(engine: EngineDep) -> dict[str, Any]:
     """`healthy` when the default policy serves, else `unavailable` with the reason in `message` (200 either way,
     as the older API answered: its clients read `status`, and our error shape has a numeric one)."""

@@ -50,6 +50,13 @@ class ErrorBody(BaseModel):
     errors: list[dict[str, str]] | None = None
 
 
+def published(model: type[BaseModel]) -> dict[str, Any]:
+    """Options of a mounted app's route that publish `model` as its 200 answer and leave the answer as built (no
+    validation or filtering on the way out: the older clients' shapes are `api/legacy.py`'s, and the tests hold
+    each answer to its model)."""
+    return {"response_model": None, "responses": {200: {"model": model, "description": "Successful Response"}}}
+
+
 def to_oas30(node: Any) -> Any:
     """A JSON Schema (2020-12, as pydantic and FastAPI write it) as an OpenAPI 3.0 schema object."""
     if isinstance(node, list):

@@ -28,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 
 from signals.api import legacy
 from signals.api.compat import SymbolList, SymbolPath, TimeframeList, add_error_envelopes, split_csv
+from signals.api.openapi import published
 from signals.contract import schemas
 from signals.core.background import get_within, stop_task
 from signals.core.errors import DataNotFound, InvalidInput
@@ -109,7 +110,7 @@ def create_web_app(
 
     app.mount("/ui", StaticFiles(directory=UI_DIR, html=True), name="ui")
 
-    @app.get("/api/candles/{symbol}")
+    @app.get("/api/candles/{symbol}", **published(schemas.CandlesResponse))
     async def candles(
         symbol: SymbolPath,
         timeframe: schemas.TimeframeName = "1h",

@@ -1,4 +1,4 @@
-"""Request and response models of the HTTP contract (../shared/DESIGN.md, "HTTP contract").
+"""Request and response models of the HTTP contract (the README, "Asking for signals"; docs/architecture.md).
 
 Requests forbid unknown fields, so a typo is a 400 instead of a silently ignored option. Times are
 timezone-aware UTC and serialise as ISO-8601 with ``Z``.
@@ -392,3 +392,232 @@ class VersionRequest(Request):
         description="Default: the newest stored version (promote), the one served before (rollback).",
     )
     force: bool = False
+
+
+# --- answers of the track-record, health and admin routes --------------------------------------------------------
+class Open(BaseModel):
+    """An answer whose named fields are the contract and whose further fields are figures that may grow (kept, never
+    dropped: `extra="allow"`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+ScorecardVerdict = Literal["positive", "negative", "no_evidence", "insufficient_data"]
+
+
+class Scorecard(Open):
+    """How the recorded signals matching `filters` did; besides these fields, the walk-forward's figures
+    (`models.skill.score`: class frequencies, accuracy, log-loss and Brier skill, calibration, coverage,
+    baselines, calls) with Wilson intervals on the counts."""
+
+    filters: dict[str, Any] = Field(description="The request's filters, as applied.")
+    modes: list[Mode] = Field(description="The modes of the records scored.")
+    n: int = Field(ge=0, description="Resolved signals scored.")
+    verdict: ScorecardVerdict = Field(description="The after-cost expectancy of the actionable calls against zero.")
+    reason: str | None = Field(None, description="Why there is no figure (no resolved signal matches).")
+    edge: dict[str, Any] | None = Field(None, description="verdict, metric, value, ci_low, ci_high, n, source.")
+    calls: dict[str, Any] | None = Field(None, description="The actionable calls: count, hit rate, expectancy.")
+    accuracy: dict[str, Any] | None = Field(None, description="value, ci_low, ci_high.")
+
+
+class ServedVersions(BaseModel):
+    served: dict[str, str] = Field(description="Model name -> the version served.")
+    shadow: dict[str, str] = Field(description="Model name -> the candidate version run in shadow.")
+    notes: dict[str, str] = Field(default_factory=dict, description="Model name -> why it serves that version.")
+
+
+class StatusResponse(Open):
+    """The server's health: each runner (what it loaded, device, batching; `error` when it does not answer), the
+    ledger and its writer, the candle-close loop, push, alerts, market data, the versions, the signal cache."""
+
+    cnn_lstm: dict[str, Any]
+    ppo: dict[str, Any]
+    ledger: dict[str, Any] = Field(description="url (redacted), status (ok, degraded, unavailable), error, records.")
+    scheduler: dict[str, Any] | None = Field(description="null when the candle-close loop is off.")
+    push: dict[str, Any] | None = Field(description="null without a ledger.")
+    alerts: dict[str, Any] | None = Field(description="null when alerts are off or without a ledger.")
+    market: dict[str, Any]
+    versions: ServedVersions
+    cache: dict[str, Any]
+    time: str = Field(description="The server's clock, ISO-8601 UTC.")
+
+
+class ReloadResponse(BaseModel):
+    served: dict[str, str] = Field(description="Model name -> the version served now.")
+    changed: dict[str, list[str | None]] = Field(description="Model name -> [before, now] where they differ.")
+    shadow: dict[str, str] = Field(description="Model name -> the candidate version run in shadow.")
+
+
+class RefreshResponse(BaseModel):
+    timeframe: str
+    candle_time: str = Field(description="Open time of the last closed candle refreshed, ISO-8601 UTC.")
+    role: str = Field(description="manual: this worker computed; follower: it took another worker's signals.")
+    signals: int
+    recorded: int
+    shadows: int
+    actions: int
+    errors: dict[str, str] = Field(description="Symbol -> its last error.")
+    stale: list[str] = Field(description="Pairs whose exchange failed every attempt.")
+    resolved: int
+    seconds: float
+    lag_seconds: float
+    phases: dict[str, float] = Field(description="Seconds per step of the refresh.")
+
+
+class VersionDecision(BaseModel):
+    """What a promotion or rollback did (the change is recorded in the ledger as a model event)."""
+
+    model_name: str
+    from_version: str | None
+    to_version: str
+    promoted: bool = Field(description="The served version changed.")
+    reason: str
+    candidate: dict[str, Any] = Field(description="The candidate's scorecard on the common candles (promote).")
+    served: dict[str, Any] = Field(description="The served version's scorecard on the same candles (promote).")
+    rule: str = Field(description="The promotion rule.")
+
+
+# --- the shapes of the older clients (api/legacy.py builds them; the compatibility routes publish them) -----------
+class Shape(BaseModel):
+    """An older client's shape, field for field: published in /docs.json, and the tests hold each answer to it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LegacyTakeProfit(Shape):
+    level: int
+    price: float
+    eta: str = Field(description="When the target is expected, ISO-8601 UTC.")
+    r_multiple: float
+
+
+class LegacyPrediction(Shape):
+    """One prediction as the first older dashboard renders it: percentages on a 0-100 scale, flat levels."""
+
+    symbol: str = Field(description="Compact: BTCUSDT.")
+    pair: str = Field(description="ccxt form: BTC/USDT.")
+    timeframe: str
+    direction: Direction = Field(description="NO_TRADE unless the signal is actionable.")
+    model_direction: Direction = Field(description="The model's argmax.")
+    confidence: float | None = Field(description="0-100.")
+    accuracy: float | None = Field(description="0-100.")
+    accuracy_estimate: float | None
+    accuracy_ci: list[float | None] | None
+    baseline_accuracy: float | None
+    current_price: float
+    entry_price: float | None
+    stop_loss: float | None
+    take_profits: list[LegacyTakeProfit]
+    tp1: float | None
+    tp1_eta: str | None
+    tp2: float | None
+    tp2_eta: str | None
+    tp3: float | None
+    tp3_eta: str | None
+    take_profit: float | None
+    risk_reward: float | None
+    valid_until: str
+    timestamp: str
+    candle_time: str
+    source: str
+    status: Literal["stale", "active", "no_trade"]
+    reason: str | None
+    actionable: bool
+    edge: str = Field(description="The edge verdict.")
+    model_version: str
+    stale: bool
+
+
+class LegacyError(Shape):
+    status: int
+    error: str
+
+
+class LegacyPredictions(Shape):
+    success: bool
+    predictions: dict[str, LegacyPrediction] = Field(description="Compact symbol -> its prediction.")
+    count: int
+    warming_up: bool
+    timeframe: str
+    timestamp: str
+    errors: dict[str, LegacyError] = Field(description="Compact symbol -> why it has no prediction.")
+
+
+class LegacyPredictionEnvelope(Shape):
+    success: bool
+    symbol: str
+    prediction: LegacyPrediction
+    timestamp: str
+
+
+class LegacySummary(Shape):
+    status: Literal["success"]
+    success: bool
+    symbol: str
+    summary: dict[str, LegacyPrediction] = Field(description="Timeframe -> its prediction.")
+    consensus: Consensus | None
+    errors: dict[str, LegacyError] = Field(description="Timeframe -> why it has no prediction.")
+    timestamp: str
+
+
+class LegacyPpoPrediction(Shape):
+    """The second older API's PPO answer (confidence 0-1), `symbol` as the caller wrote it."""
+
+    action_id: int
+    action_name: str
+    symbol: str
+    current_price: float
+    confidence: float
+    timestamp: str
+    model_version: str
+    strategy: str
+    pair: str
+    explanation: str | None
+    explanation_details: Explanation | None
+    probabilities: ActionProbabilities
+    actionable: bool
+    abstain_reason: str | None
+    edge: Edge
+    timeframe: str
+    candle_time: str
+    valid_until: str
+    stale: bool
+
+
+class LegacyModelInfo(Shape):
+    loaded: bool
+    model_type: str
+    policy: str
+    observation_space: str
+    action_space: str
+    window_size: int
+    num_features: int
+    timeframe: str | None
+    model_version: str | None
+    edge: Edge | None
+    models: list[ModelInfo]
+
+
+class LegacyModelHealth(Shape):
+    status: Literal["healthy", "unavailable"]
+    model_loaded: bool
+    service: str
+    message: str
+    models: int
+    unavailable: list[str]
+
+
+class Candle(Shape):
+    time: int = Field(description="Open time, seconds since the epoch.")
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class CandlesResponse(Shape):
+    symbol: str
+    timeframe: str
+    data_source: str
+    candles: list[Candle]

@@ -1,5 +1,7 @@
-"""What runs beside the engine in an API process: the ledger and its writer, the scheduler, the served versions,
-and the figures health, `/models` and `/scorecard` show.
+"""The composition root of an API worker: `Operations.start` builds the engine over the two runner ports, the
+catalog of served versions (replaced only by `Operations.reload`), the ledger and its writer, and owns them and the
+background loops (push, alerts, the candle-close loop, the Telegram bot) until `stop`; it also assembles what
+health, `/models` and `/scorecard` show. `service.py` routes each request to one of its methods.
 
 A ledger that cannot be opened or migrated does not stop the server: signals are then served but not recorded,
 health says so with the reason, and the routes that need the ledger answer 503.
@@ -9,16 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pandas as pd
+from pydantic import BaseModel
 
 from signals.alerts.dispatcher import AlertDispatcher
 from signals.contract import schemas
+from signals.contract.wire import CnnLstmPort, PpoPort
 from signals.core.background import STOP_TIMEOUT_S, within
 from signals.core.clock import SYSTEM_CLOCK, Clock, SystemClock
-from signals.core.errors import LedgerUnavailable
+from signals.core.errors import LedgerUnavailable, RunnerUnavailable
 from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
 from signals.core.symbols import normalize_symbol
@@ -31,39 +35,42 @@ from signals.ledger.writer import LedgerWriter
 from signals.live.push import PushHub
 from signals.live.scheduler import RefreshReport, Scheduler
 from signals.serving.catalog import ModelCatalog
-from signals.serving.engine import SignalEngine
+from signals.serving.engine import SignalEngine, runner_call
 from signals.serving.market import MarketData
+from signals.track_record import audit, versions
 from signals.track_record.probation import RULE as PROBATION_RULE
 from signals.track_record.probation import refresh_standings
 from signals.track_record.scorecard import DEFAULT_SCORECARD_MODE, scorecard
-from signals.track_record.versions import current_catalog
+from signals.track_record.versions import current_catalog, reload_catalog
 
 logger = logging.getLogger(__name__)
 
+RunnerProbe = tuple[str, Callable[[], Awaitable[Any]]]  # (family shown in errors, the runner's status call)
+
 
 class Operations:
+    """The composition root of an API worker: it builds the engine and owns it, the catalog the engine serves (one
+    `reload`), the ledger and its writer, and the background loops, from start to stop."""
+
     def __init__(
         self,
         settings: Settings,
+        engine: SignalEngine,
         ledger: Ledger | None,
         writer: LedgerWriter | None,
-        catalog: ModelCatalog,
-        market: MarketData,
         ledger_error: str | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self.clock = clock  # the engine, the candle-close loop, the push stream and the alert sender read this one
+        self.engine = engine
         self.ledger = ledger
         self.writer = writer
-        self.catalog = catalog
-        self.market = market
         self.ledger_error = ledger_error
         self.scheduler: Scheduler | None = None
         self.hub: PushHub | None = None
         self.alerts: AlertDispatcher | None = None
         self.bot: Any = None
-        self._engine: SignalEngine | None = None  # set when the background parts start
         if ledger is not None and writer is not None:
             self.hub = PushHub(ledger, poll_s=settings.stream_poll_s, clock=clock.now)
             writer.on_recorded(self.hub.poke)  # the worker that records wakes its own subscribers at once
@@ -74,8 +81,9 @@ class Operations:
                 writer.on_recorded(self.alerts.poke)
 
     @classmethod
-    def start(cls, settings: Settings) -> Operations:
-        """Open and migrate the ledger (or record why not), start its writer, build the catalog of served versions."""
+    def start(cls, settings: Settings, cnn_lstm: CnnLstmPort, ppo: PpoPort) -> Operations:
+        """Open and migrate the ledger (or record why not), start its writer, build the catalog of served versions,
+        the market data and the engine over the two runner ports."""
         opened = Ledger.from_settings(settings)
         ledger: Ledger | None = opened
         error = None
@@ -87,23 +95,40 @@ class Operations:
             ledger = None
         writer = None if ledger is None else LedgerWriter(ledger, server_metrics(), capacity=settings.ledger_queue)
         clock = SystemClock(settings.clock_offset_s)
-        catalog = current_catalog(settings, ledger, clock.now)
         market = MarketData(settings, clock=clock.now)
         market.store.remove_orphans()  # what a writer killed mid-write left behind (the server's start only)
-        return cls(settings, ledger, writer, catalog, market, error, clock)
+        engine = SignalEngine.from_settings(
+            settings,
+            cnn_lstm,
+            ppo,
+            catalog=current_catalog(settings, ledger, clock.now),
+            market=market,
+            writer=writer,
+            clock=clock.now,
+        )
+        return cls(settings, engine, ledger, writer, error, clock)
 
-    def start_background(self, engine: SignalEngine, *, first_worker: bool = True) -> None:
+    @property
+    def catalog(self) -> ModelCatalog:
+        """The catalog served now: the engine's, replaced only by `reload`."""
+        return self.engine.catalog
+
+    @property
+    def market(self) -> MarketData:
+        return self.engine.market
+
+    def start_background(self, *, first_worker: bool = True) -> None:
         """The push stream's tail, the alert sender, the candle-close loop when enabled, and the Telegram bot when
         a token is set (in one worker only: Telegram allows one poller per bot)."""
-        self._engine = engine
-        self._read_standings(engine)
+        engine = self.engine
+        self._read_standings()
         if self.hub is not None:
             self.hub.present = engine.as_of_now
             self.hub.start()
         if self.alerts is not None and self.ledger is not None:
             sync_webhooks(self.ledger.engine, self.settings.webhooks)
             self.alerts.start()
-        self.start_scheduler(engine)
+        self.start_scheduler()
         token = self.settings.telegram_token
         if token is not None and first_worker and self.ledger is not None:
             from signals.alerts.telegram import EngineSource, SignalsBot
@@ -124,11 +149,12 @@ class Operations:
             logger.error("the Telegram bot did not start: %s", error)
             self.bot = None
 
-    def _read_standings(self, engine: SignalEngine) -> None:
+    def _read_standings(self) -> None:
         """The probation standings as the ledger has them at start (no events: the scheduler's refreshes write
         those), so that the first requests, before the first candle close, are gated by the model's record."""
         if self.ledger is None or self.settings.probation_calls <= 0:
             return
+        engine = self.engine
         try:
             engine.standings = refresh_standings(
                 self.ledger, engine.catalog.entries, needed=self.settings.probation_calls, now_ms=ms(utc_now())
@@ -139,23 +165,24 @@ class Operations:
     def health_components(self) -> dict[str, tuple[bool, str | None]]:
         """What the alert watch compares: the exchange's circuit (live mode) and each served model."""
         components: dict[str, tuple[bool, str | None]] = {}
-        engine = self._engine
-        if engine is None:
-            return components
-        market = engine.market
+        market = self.market
         if market.live:
             components["exchange"] = (market.breaker.state != "closed", market.breaker.last_error)
-        for entry in engine.catalog.entries:
+        for entry in self.catalog.entries:
             components[f"model {entry.name}"] = (entry.error is not None, entry.error)
         return components
 
-    def start_scheduler(self, engine: SignalEngine) -> None:
+    def _new_scheduler(self, ledger: Ledger, writer: LedgerWriter) -> Scheduler:
+        return Scheduler(self.engine, ledger, writer, self.settings, clock=self.clock, reload=self.reload)
+
+    def start_scheduler(self) -> None:
         if self.settings.scheduler and self.ledger is not None and self.writer is not None:
-            self.scheduler = Scheduler(engine, self.ledger, self.writer, self.settings, clock=self.clock)
+            self.scheduler = self._new_scheduler(self.ledger, self.writer)
             self.scheduler.start()
 
     async def stop(self) -> None:
-        """Stop every background part, each within its own bound: a shutdown never hangs on one of them."""
+        """Stop every background part, each within its own bound (a shutdown never hangs on one of them), then
+        close the ledger and the engine's market data."""
         writer = self.writer
         parts: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         if self.bot is not None:
@@ -168,6 +195,7 @@ class Operations:
             parts.append(("the scheduler", self.scheduler.stop))
         if writer is not None:
             parts.append(("the ledger writer", lambda: asyncio.to_thread(writer.close)))
+        parts.append(("the market data", self.engine.aclose))
         for name, stop in parts:
             try:
                 await within(stop(), 2 * STOP_TIMEOUT_S)
@@ -176,36 +204,49 @@ class Operations:
         if self.ledger is not None:
             self.ledger.close()
 
-    async def refresh_now(self, engine: SignalEngine, timeframe: str) -> RefreshReport:
+    async def refresh_now(self, timeframe: str) -> schemas.RefreshResponse:
         """An operator's refresh of one timeframe on this worker (`Scheduler.refresh_now`)."""
         ledger, writer = self.require_ledger(), self.writer
         assert writer is not None  # a ledger always comes with its writer
-        scheduler = self.scheduler or Scheduler(engine, ledger, writer, self.settings, clock=self.clock)
-        return await scheduler.refresh_now(timeframe)
+        scheduler = self.scheduler or self._new_scheduler(ledger, writer)
+        report: RefreshReport = await scheduler.refresh_now(timeframe)
+        return schemas.RefreshResponse.model_validate(report.as_dict())
 
     def require_ledger(self) -> Ledger:
         if self.ledger is None:
             raise LedgerUnavailable(f"the ledger is unavailable ({self.ledger_error}); signals are not recorded")
         return self.ledger
 
-    def reload(self, engine: SignalEngine) -> dict[str, Any]:
+    def reload(self) -> schemas.ReloadResponse:
         """Rebuild the catalog from the store and the ledger's version state; say what changed."""
-        before = {e.name: e.version for e in engine.catalog.entries}
-        engine.catalog = current_catalog(self.settings, self.ledger)
-        after = {e.name: e.version for e in engine.catalog.entries}
-        return {
-            "served": after,
-            "changed": {
-                name: [before.get(name), version] for name, version in after.items() if before.get(name) != version
-            },
-            "shadow": {e.name: e.version for e in engine.catalog.shadows},
-        }
+        return schemas.ReloadResponse.model_validate(
+            reload_catalog(self.engine, self.settings, self.ledger, self.clock.now)
+        )
 
-    def scorecard(self, request: schemas.ScorecardRequest) -> dict[str, Any]:
-        return scorecard_of(self.require_ledger(), self.settings, request)
+    def promote(self, model: str, version: str | None, *, force: bool) -> schemas.VersionDecision:
+        """Serve a candidate version by the promotion rule (or forced), then serve it in this worker at once."""
+        decision = versions.promote(self.require_ledger(), self.settings, model, version, force=force)
+        self.reload()
+        return schemas.VersionDecision.model_validate(decision.as_dict())
 
-    def model_infos(self, engine: SignalEngine) -> list[schemas.ModelInfo]:
+    def rollback(self, model: str, version: str | None, *, force: bool) -> schemas.VersionDecision:
+        """Serve an earlier version again (`versions.rollback`), in this worker at once."""
+        decision = versions.rollback(self.require_ledger(), model, version, force=force)
+        self.reload()
+        return schemas.VersionDecision.model_validate(decision.as_dict())
+
+    def history(self, request: schemas.HistoryRequest) -> schemas.HistoryResponse:
+        return audit.history(self.require_ledger(), request)
+
+    async def replay(self, request: schemas.ReplayRequest) -> schemas.ReplayResponse:
+        return await audit.replay(self.engine, self.require_ledger(), request)
+
+    def scorecard(self, request: schemas.ScorecardRequest) -> schemas.Scorecard:
+        return schemas.Scorecard.model_validate(scorecard_of(self.require_ledger(), self.settings, request))
+
+    def model_infos(self) -> list[schemas.ModelInfo]:
         """Every served model with a `live` block per version: what its recorded signals did so far."""
+        engine = self.engine
         infos = engine.models()
         if self.ledger is None:
             return infos
@@ -230,8 +271,24 @@ class Operations:
                 }
         return infos
 
-    def status(self, engine: SignalEngine) -> dict[str, Any]:
+    async def status_with_runners(self, runners: Mapping[str, RunnerProbe]) -> schemas.StatusResponse:
+        """`status()` and each runner's own status, asked of all runners at once (a dead runner costs one timeout,
+        not one each); a runner that does not answer is named with the reason, which is not itself a failure."""
+        timeout = self.settings.runner_timeout_s
+
+        async def ask(family: str, probe: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+            try:
+                answer = await runner_call(family, probe, timeout)
+            except RunnerUnavailable as error:
+                return {"error": str(error)}
+            return answer.model_dump(mode="json") if isinstance(answer, BaseModel) else dict(answer)
+
+        answers = await asyncio.gather(*(ask(family, probe) for family, probe in runners.values()))
+        return schemas.StatusResponse.model_validate(dict(zip(runners, answers, strict=True)) | self.status())
+
+    def status(self) -> dict[str, Any]:
         """The health of the track record: ledger, writer, scheduler, and the served and shadow versions."""
+        engine = self.engine
         ledger: dict[str, Any] = {"url": redact(self.ledger.url) if self.ledger else None, "error": self.ledger_error}
         if self.ledger is not None:
             try:

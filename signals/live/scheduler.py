@@ -39,7 +39,7 @@ from signals.ledger.writer import LedgerWriter
 from signals.serving.engine import SignalEngine
 from signals.track_record.outcomes import resolve_due
 from signals.track_record.probation import refresh_standings
-from signals.track_record.versions import current_catalog
+from signals.track_record.versions import reload_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,9 @@ class Scheduler:
         settings: Settings,
         *,
         clock: Clock = SYSTEM_CLOCK,
+        reload: Callable[[], object] | None = None,
     ) -> None:
+        """`reload` replaces the engine's catalog (its owner's `reload`; default: `versions.reload_catalog`)."""
         self.engine = engine
         self.ledger = ledger
         self.writer = writer
@@ -97,6 +99,7 @@ class Scheduler:
         # Closes, leases and backoffs on `clock`: a test moves it instead of waiting for a candle to close.
         self.clock: Callable[[], pd.Timestamp] = clock.now
         self.sleep = clock.sleep
+        self.reload = reload or (lambda: reload_catalog(engine, settings, ledger, self.clock))
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.timeframes = sorted({parse_timeframe(tf) for tf in settings.timeframes}, key=timeframe_seconds)
         self.last: dict[str, RefreshReport] = {}
@@ -289,7 +292,7 @@ class Scheduler:
     async def _reload_catalog(self) -> None:
         """Pick up new model versions (a candidate joins the shadow runs; a promotion or pin takes effect)."""
         try:
-            self.engine.catalog = await asyncio.to_thread(current_catalog, self.settings, self.ledger, self.clock)
+            await asyncio.to_thread(self.reload)
         except Exception as error:  # keep serving the catalog we have
             self.last_error = f"catalog reload: {type(error).__name__}: {error}"
             logger.exception("catalog reload failed")

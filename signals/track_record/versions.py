@@ -25,6 +25,7 @@ from signals.ledger.records import ms
 from signals.ledger.store import Ledger
 from signals.models.registry import list_models
 from signals.serving.catalog import ModelCatalog
+from signals.serving.engine import SignalEngine
 from signals.track_record.scorecard import one_per_candle, scorecard
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,23 @@ def current_catalog(
                     }
                 )
     return catalog
+
+
+def reload_catalog(
+    engine: SignalEngine, settings: Settings, ledger: Ledger | None, clock: Callable[[], pd.Timestamp] = utc_now
+) -> dict[str, Any]:
+    """Give the engine the catalog it should serve now (`current_catalog`) and say what changed: the one place a
+    running engine's catalog is replaced (an operator's reload, a promotion or rollback, the candle-close loop)."""
+    before = {e.name: e.version for e in engine.catalog.entries}
+    engine.catalog = current_catalog(settings, ledger, clock)
+    after = {e.name: e.version for e in engine.catalog.entries}
+    return {
+        "served": after,
+        "changed": {
+            name: [before.get(name), version] for name, version in after.items() if before.get(name) != version
+        },
+        "shadow": {e.name: e.version for e in engine.catalog.shadows},
+    }
 
 
 @dataclass(frozen=True)

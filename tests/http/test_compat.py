@@ -264,3 +264,24 @@ def test_catalog_and_compat_agree_on_the_pairs(client: TestClient, world: World)
     catalog = ModelCatalog.from_store(get_settings())
     data = client.get("/api/predictions", params={"timeframe": "1h"}).json()
     assert sorted(data["predictions"]) == sorted(s.replace("/", "") for s in catalog.cnn_symbols("1h"))
+
+
+@pytest.mark.parametrize(
+    ("route", "url"),
+    [
+        ("/api/predictions", "/api/predictions?timeframe=1h"),
+        ("/api/predictions/{symbol}", "/api/predictions/BTCUSDT?timeframe=1h"),
+        ("/api/predictions/{symbol}/summary", "/api/predictions/BTCUSDT/summary"),
+        ("/api/v1/prediction/predict/{symbol}", "/api/v1/prediction/predict/BTCUSDT?include_explanation=true"),
+        ("/api/v1/prediction/model/info", "/api/v1/prediction/model/info"),
+        ("/api/v1/prediction/model/health", "/api/v1/prediction/model/health"),
+        ("/api/candles/{symbol}", "/api/candles/BTCUSDT?timeframe=1h&limit=5"),
+    ],
+)
+def test_each_answer_is_exactly_the_model_docs_json_publishes_for_it(client: TestClient, route: str, url: str) -> None:
+    answer = client.get("/docs.json").json()["paths"][route]["get"]["responses"]["200"]
+    ref = answer["content"]["application/json"]["schema"]["$ref"]
+    model = getattr(schemas, ref.rsplit("/", 1)[1])
+    response = client.get(url)
+    assert response.status_code == 200, response.text
+    model.model_validate(response.json())  # the shapes forbid extra fields: every field published, none invented

@@ -900,6 +900,43 @@ def test_rollback_honours_the_version_and_force_it_is_given(client: TestClient) 
     assert forced.status_code == 404 and "has no version 'nope'" in bento_error(forced)
 
 
+def test_docs_json_names_the_model_of_every_json_answer(client: TestClient) -> None:
+    document = client.get("/docs.json").json()
+    schemas_published = document["components"]["schemas"]
+    loose = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            content = operation["responses"]["200"].get("content", {}).get("application/json")
+            if content is None or path == "/api/stream":  # text answers; the stream is text/event-stream
+                continue
+            schema = content["schema"].get("items", content["schema"])
+            ref = schema.get("$ref", "")
+            if not ref or not schemas_published[ref.rsplit("/", 1)[1]].get("properties"):
+                loose.append(f"{method} {path}")
+    assert loose == []
+
+
+def test_status_reload_and_scorecard_answer_their_published_models(client: TestClient) -> None:
+    status = client.post("/status", json={})
+    assert status.status_code == 200, status.text
+    body = schemas.StatusResponse.model_validate(status.json())
+    assert {"cnn_lstm", "ppo", "ledger", "versions"} <= set(status.json()) and "error" not in body.cnn_lstm
+    assert body.versions.served[model_name(ETH, "1h")]
+    reloaded = schemas.ReloadResponse.model_validate(client.post("/admin/reload", json={}).json())
+    assert reloaded.served == body.versions.served and reloaded.changed == {}
+    card = client.post("/scorecard", json={"timeframe": "4h"}).json()
+    assert card == {
+        "filters": {"timeframe": "4h"},
+        "modes": [],
+        "n": 0,
+        "verdict": "insufficient_data",
+        "reason": "no resolved signal matches the filters",
+        "edge": None,
+        "calls": None,
+        "accuracy": None,
+    }
+
+
 def test_track_record_requests_say_what_is_wrong(client: TestClient) -> None:
     missing = post(client, "/replay", {"symbol": BTC, "timeframe": "1h", "candle_time": "2020-01-01T00:00:00Z"})
     assert missing.status_code == 404 and "no recorded signal" in bento_error(missing)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -23,7 +23,15 @@ from signals.core.settings import Settings, get_settings
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe, timeframe_seconds
 from signals.data.store import CandleStore
-from signals.data.synthetic import DEMO_DAYS, DEMO_SEED, SYNTHETIC_EXCHANGE, extend_stored_market, synthetic_universe
+from signals.data.synthetic import (
+    DEMO_DAYS,
+    DEMO_PLANTED,
+    DEMO_SEED,
+    SYNTHETIC_EXCHANGE,
+    PlantedEdge,
+    extend_stored_market,
+    synthetic_universe,
+)
 
 if TYPE_CHECKING:
     from signals.models.cnn_lstm.network import CnnLstmConfig
@@ -64,9 +72,14 @@ def write_synthetic_market(
     exchange: str = SYNTHETIC_EXCHANGE,
     replace: bool = True,
     base_timeframe: str = "15m",
+    planted: Mapping[str, PlantedEdge] | None = None,
 ) -> dict[tuple[str, str], pd.DataFrame]:
-    """Generate a seeded synthetic market and write it to the store (replacing, or merging into, its files)."""
-    frames = synthetic_universe(symbols, timeframes, days, seed, end=end, base_timeframe=base_timeframe)
+    """Generate a seeded synthetic market and write it to the store (replacing, or merging into, its files).
+
+    `planted`: symbols that get a learnable edge (`signals.data.synthetic.PlantedEdge`); the others carry none."""
+    frames = synthetic_universe(
+        symbols, timeframes, days, seed, end=end, base_timeframe=base_timeframe, planted=planted
+    )
     write = store.replace if replace else store.write
     for (symbol, timeframe), candles in frames.items():
         write(exchange, symbol, timeframe, candles)
@@ -233,6 +246,8 @@ class DemoWorld:
     ppo_max_bars: int = DEMO_PPO_MAX_BARS
     ppo_timeframe: str = DEMO_PPO_TIMEFRAME
     ppo_symbols: tuple[str, ...] | None = None  # None: every symbol
+    # Symbols with a planted, learnable edge (default: SOL/USDT's, `DEMO_PLANTED`); the others are noise to a model.
+    planted: Mapping[str, PlantedEdge] = field(default_factory=lambda: dict(DEMO_PLANTED))
 
     @property
     def sorted_timeframes(self) -> list[str]:
@@ -258,12 +273,20 @@ def ensure_demo_world(store: CandleStore, world: DemoWorld | None = None, *, for
         step = Step("candles", symbol, "kept", "all timeframes already stored")
         started = time.perf_counter()
         if force or not all(store.exists(SYNTHETIC_EXCHANGE, symbol, tf) for tf in timeframes):
-            frames = write_synthetic_market(store, [symbol], timeframes, world.days, world.seed, end=world.end)
+            frames = write_synthetic_market(
+                store, [symbol], timeframes, world.days, world.seed, end=world.end, planted=world.planted
+            )
             step.status = "generated"
             step.detail = ", ".join(f"{tf}: {len(frames[(symbol, tf)])}" for tf in timeframes)
         if world.end is None:  # a current demo: the market goes on to now, as the simulated source continues it
             added = extend_stored_market(
-                store, SYNTHETIC_EXCHANGE, symbol, timeframes, pd.Timestamp.now(tz="UTC"), seed=world.seed
+                store,
+                SYNTHETIC_EXCHANGE,
+                symbol,
+                timeframes,
+                pd.Timestamp.now(tz="UTC"),
+                seed=world.seed,
+                planted=world.planted,
             )
             if added:
                 step.detail = f"{step.detail}; +{added} bars to now".lstrip("; ")

@@ -5,6 +5,7 @@ from typing import NoReturn
 from signals.cli import (
     alerts,  # noqa: F401  (registers commands)
     bootstrap,  # noqa: F401  (registers commands)
+    controls,  # noqa: F401  (registers commands)
     data,  # noqa: F401  (registers commands)
     demo,  # noqa: F401  (registers commands)
     exchange,  # noqa: F401  (registers commands)

@@ -21,9 +21,10 @@ from signals.cli.app import (
 )
 from signals.core.errors import InvalidInput, SignalsError
 from signals.core.settings import DEFAULT_UNIVERSE
+from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import MODEL_TIMEFRAMES, iso_z, parse_timeframe
 from signals.data.store import CandleStore, parse_exchange
-from signals.data.synthetic import DEMO_SEED, SYNTHETIC_EXCHANGE, default_end
+from signals.data.synthetic import DEMO_EDGE, DEMO_SEED, SYNTHETIC_EXCHANGE, default_end
 from signals.pipelines import write_synthetic_market
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,14 @@ def demo_data(
     ] = None,
     days: Annotated[int, typer.Option("--days", min=1, max=3660, help="Days of history per symbol.")] = DEFAULT_DAYS,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same market, bit for bit.")] = DEMO_SEED,
+    planted: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--planted",
+            help="Symbols given a learnable edge: their large 15m moves continue for 12 bars (PlantedEdge). "
+            "Default: none.",
+        ),
+    ] = None,
     end: Annotated[
         str | None,
         typer.Option("--end", help="Exclusive end (UTC), floored to the coarsest timeframe. Default: today."),
@@ -79,6 +88,9 @@ def demo_data(
         symbol_list = split_csv(symbols) or list(DEFAULT_UNIVERSE)
         tf_list = [parse_timeframe(tf) for tf in split_csv(timeframes) or MODEL_TIMEFRAMES]
         end_at = _parse_end(end)
+        planted_edges = {normalize_symbol(s): DEMO_EDGE for s in split_csv(planted)}
+        if unknown := set(planted_edges) - {normalize_symbol(s) for s in symbol_list}:
+            raise InvalidInput(f"--planted names symbols that are not generated: {', '.join(sorted(unknown))}")
     except SignalsError as error:
         raise fail(error) from error
 
@@ -90,7 +102,15 @@ def demo_data(
             for symbol in symbol_list:
                 progress.update(task, description=f"generating {symbol}")
                 frames = write_synthetic_market(
-                    store, [symbol], tf_list, days, seed, end=end_at, exchange=exchange_id, replace=replace
+                    store,
+                    [symbol],
+                    tf_list,
+                    days,
+                    seed,
+                    end=end_at,
+                    exchange=exchange_id,
+                    replace=replace,
+                    planted=planted_edges,
                 )
                 for name, tf in frames:
                     # After a merge the file may span more than this run generated: report what it holds.
@@ -98,6 +118,7 @@ def demo_data(
                     rows.append(
                         {
                             "symbol": name,
+                            "planted": name in planted_edges,
                             "timeframe": tf,
                             "bars": len(timestamps),
                             "first": iso_z(timestamps.iloc[0]) if len(timestamps) else None,

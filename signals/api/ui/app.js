@@ -99,6 +99,7 @@ async function loadGrid() {
     const actionable = batch.signals.filter((s) => s.actionable).length;
     $("grid-caption").textContent = `${state.timeframe} · ${batch.signals.length} pairs · ${actionable} actionable`;
     if (batch.signals.length) $("source").textContent = batch.signals[0].data_source;
+    $("planted-note").hidden = !batch.signals.some((s) => s.data_source === "synthetic");
     const keep = state.symbol && state.signals.has(state.symbol) ? state.symbol : null;
     if (keep || batch.signals.length) selectPair(keep || batch.signals[0].symbol);
   } catch (error) {

@@ -144,6 +144,9 @@ def retrain_universe(plan: ControlPlan, seed: int, planted: list[str], workdir: 
 
 def run_controls(plan: ControlPlan, on_retrain: Callable[[str, Retrain], None] | None = None) -> dict[str, Any]:
     """Both controls (see the module doc); the report `signals gate-check` prints."""
+    from signals.models.device import configure_torch
+
+    configure_torch()  # one torch thread: on a shared 2-core box two threads fight a neighbour
     started = time.perf_counter()
     negative: list[Retrain] = []
     positive: list[Retrain] = []
@@ -151,11 +154,13 @@ def run_controls(plan: ControlPlan, on_retrain: Callable[[str, Retrain], None] |
         workdir = Path(scratch)
         for k in range(plan.retrains):
             negative.append(retrain_universe(plan, plan.seed + k, [], workdir))
+            logger.info("negative control, seed %d: %s", negative[-1].seed, negative[-1].verdicts)
             if on_retrain is not None:
                 on_retrain("negative", negative[-1])
         for k in range(plan.positive_retrains):
             seed = plan.seed + POSITIVE_SEED_OFFSET + k
             positive.append(retrain_universe(plan, seed, plan.planted_symbols, workdir))
+            logger.info("positive control, seed %d: %s", seed, positive[-1].verdicts)
             if on_retrain is not None:
                 on_retrain("positive", positive[-1])
     return {

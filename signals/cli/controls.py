@@ -31,6 +31,9 @@ def gate_check(
     days: Annotated[int | None, typer.Option("--days", min=1, help="Days of candles per pair. Default: 240.")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs per fit. Default: 3.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="First market seed; retrain k uses seed + k.")] = 0,
+    tiny_network: Annotated[
+        bool, typer.Option("--tiny-network", help="An 8-unit network instead of the served size (CPU-light runs).")
+    ] = False,
     quick: Annotated[
         bool, typer.Option("--quick", help="CI size: 2 + 1 retrains of 2 pairs, 40 days, tiny network, 1 epoch.")
     ] = False,
@@ -54,6 +57,7 @@ def gate_check(
         "days": days,
         "epochs": epochs,
         "seed": seed,
+        "tiny_network": tiny_network or None,
     }
     try:
         plan = replace(base, **{key: value for key, value in given.items() if value is not None})

@@ -1,9 +1,10 @@
 """The gate, measured at full size (issue 18, item 4): `python -m bench.gate_controls [--retrains 20 ...]`.
 
 Run by hand, not in CI: the default plan (20 negative retrains of 6 pairs, 3 positive ones, 1h, 240 days) takes
-tens of minutes on two cores. Writes the full report to `bench/results/gate-controls-<date>.json` and prints the
-rows of MODELS.md's "The gate, measured" table. The work is `signals.controls.run_controls`, the same as
-`signals gate-check`; every retrain trains into a scratch store, so no BentoML home is touched.
+about 25 minutes on two cores (7 retrains took 7 min 37 s on 2026-12-05). Writes the full report to
+`bench/results/gate-controls-<date>.json` and prints the rows of MODELS.md's "The gate, measured" table. The work
+is `signals.controls.run_controls`, the same as `signals gate-check`; every retrain trains into a scratch store,
+so no BentoML home is touched.
 """
 
 from __future__ import annotations

@@ -91,6 +91,7 @@ class Retrain:
     verdicts: dict[str, str]
     planted: list[str]
     seconds: float
+    edges: dict[str, dict[str, Any]] = field(default_factory=dict)  # each pair's stored edge (value, interval, n)
 
     @property
     def serving(self) -> list[str]:
@@ -134,12 +135,13 @@ def retrain_universe(plan: ControlPlan, seed: int, planted: list[str], workdir: 
     config = TrainConfig(epochs=plan.epochs, patience=plan.epochs, folds=plan.folds, seed=seed)
     with scratch_model_store(root / "models"):
         trained = train_cnn_lstm_models(store, SYNTHETIC_EXCHANGE, plan.symbols, plan.timeframe, config, net)
-    verdicts = {
-        stored.labels.get("symbol", stored.name): str(stored.metadata.get("edge", {}).get("verdict"))
+    edges = {
+        stored.labels.get("symbol", stored.name): dict(stored.metadata.get("edge", {}))
         for group in trained
         for stored in group.stored
     }
-    return Retrain(seed, verdicts, list(planted), time.perf_counter() - started)
+    verdicts = {symbol: str(edge.get("verdict")) for symbol, edge in edges.items()}
+    return Retrain(seed, verdicts, list(planted), time.perf_counter() - started, edges)
 
 
 def run_controls(plan: ControlPlan, on_retrain: Callable[[str, Retrain], None] | None = None) -> dict[str, Any]:
@@ -225,5 +227,9 @@ def _run_row(retrain: Retrain) -> dict[str, Any]:
         "serving": retrain.serving,
         "planted": retrain.planted,
         "verdicts": retrain.verdicts,
+        "edges": {
+            symbol: {key: edge.get(key) for key in ("value", "ci_low", "ci_high", "n")}
+            for symbol, edge in retrain.edges.items()
+        },
         "seconds": round(retrain.seconds, 1),
     }

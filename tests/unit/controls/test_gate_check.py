@@ -55,7 +55,7 @@ def test_the_positive_control_counts_planted_models_that_pass(quick_report: dict
     assert positive["detected"] == sum(run["verdicts"][s] == "positive" for s in run["planted"])
     assert positive["detection_rate"]["value"] == positive["detected"] / positive["planted_models"]
     assert quick_report["target"]["max_false_positive_rate"] == 0.05
-    assert quick_report["plan"]["edge"] == {"z_min": 1.5, "bars": 10, "strength": 0.3}
+    assert quick_report["plan"]["edge"] == {"z_min": 1.5, "bars": 10, "strength": 0.5}
 
 
 def test_the_summary_names_both_rates_and_the_target(quick_report: dict[str, Any]) -> None:

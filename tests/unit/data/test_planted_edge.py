@@ -60,10 +60,10 @@ def markets() -> dict[str, list[pd.DataFrame]]:
 def test_a_planted_pairs_large_moves_continue_by_the_documented_size(markets: dict[str, list[pd.DataFrame]]) -> None:
     planted = _continuation(markets["planted"])
     assert planted["n"] > 800  # ~4 % of 4 x 8760 bars
-    # Documented: target first 66 %, stop first 27 %, +0.55 % after costs (six pairs; here four).
-    assert planted["with"] == pytest.approx(0.66, abs=0.05)
-    assert planted["against"] == pytest.approx(0.27, abs=0.05)
-    assert planted["expectancy"] > 0.003
+    # Documented: target first 76 %, stop first 21 %, +0.91 % after costs (six pairs; here four).
+    assert planted["with"] == pytest.approx(0.76, abs=0.05)
+    assert planted["against"] == pytest.approx(0.21, abs=0.05)
+    assert planted["expectancy"] > 0.006
 
 
 def test_noise_pairs_large_moves_foretell_nothing(markets: dict[str, list[pd.DataFrame]]) -> None:
@@ -76,7 +76,7 @@ def test_planting_keeps_the_shocks_and_so_the_volatility(markets: dict[str, list
     for planted, noise in zip(markets["planted"], markets["noise"], strict=True):
         planted_vol = np.diff(np.log(planted["close"].to_numpy())).std()
         noise_vol = np.diff(np.log(noise["close"].to_numpy())).std()
-        assert planted_vol / noise_vol == pytest.approx(1.0, abs=0.08)
+        assert planted_vol / noise_vol == pytest.approx(1.09, abs=0.05)  # documented: +9 %
 
 
 def test_the_defaults_give_the_market_they_always_gave() -> None:

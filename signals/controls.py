@@ -54,6 +54,10 @@ class ControlPlan:
     folds: int = 4
     seed: int = 0
     tiny_network: bool = False
+    # The universe rule's least m (`models.evidence`): None = the pair-models this retrain tests (pairs x 1
+    # timeframe), the least correction an honest rule makes; the served default (universe x timeframes) corrects
+    # harder, so a false-positive rate measured with None bounds the served one from above.
+    rule_universe: int | None = None
     edge: PlantedEdge = field(default_factory=PlantedEdge)
 
     def __post_init__(self) -> None:
@@ -65,6 +69,8 @@ class ControlPlan:
             raise InvalidInput(f"pairs must be 1..{len(DEFAULT_UNIVERSE)}, got {self.pairs}")
         if not 1 <= self.planted_pairs <= self.pairs:
             raise InvalidInput(f"planted pairs must be 1..{self.pairs} (the universe), got {self.planted_pairs}")
+        if self.rule_universe is not None and self.rule_universe < 1:
+            raise InvalidInput(f"the rule's universe must be at least 1 pair-model, got {self.rule_universe}")
         if self.days < 1 or self.epochs < 1:
             raise InvalidInput(f"need days >= 1 and epochs >= 1, got {self.days}, {self.epochs}")
         object.__setattr__(self, "timeframe", parse_timeframe(self.timeframe))
@@ -134,7 +140,15 @@ def retrain_universe(plan: ControlPlan, seed: int, planted: list[str], workdir: 
     net = CnnLstmConfig(conv_channels=(8,), lstm_hidden=8, head_hidden=8) if plan.tiny_network else None
     config = TrainConfig(epochs=plan.epochs, patience=plan.epochs, folds=plan.folds, seed=seed)
     with scratch_model_store(root / "models"):
-        trained = train_cnn_lstm_models(store, SYNTHETIC_EXCHANGE, plan.symbols, plan.timeframe, config, net)
+        trained = train_cnn_lstm_models(
+            store,
+            SYNTHETIC_EXCHANGE,
+            plan.symbols,
+            plan.timeframe,
+            config,
+            net,
+            universe=plan.rule_universe or len(plan.symbols),
+        )
     edges = {
         stored.labels.get("symbol", stored.name): dict(stored.metadata.get("edge", {}))
         for group in trained
@@ -172,7 +186,12 @@ def run_controls(plan: ControlPlan, on_retrain: Callable[[str, Retrain], None] |
             "max_false_positive_rate": TARGET_FALSE_POSITIVE_RATE,
             "rule": "at most 1 universe retrain in 20 serves any plan by chance; planted edges pass",
         },
-        "plan": {**asdict(plan), "symbols": plan.symbols, "planted_symbols": plan.planted_symbols},
+        "plan": {
+            **asdict(plan),
+            "symbols": plan.symbols,
+            "planted_symbols": plan.planted_symbols,
+            "rule_m": plan.rule_universe or len(plan.symbols),
+        },
         "seconds": round(time.perf_counter() - started, 1),
     }
 

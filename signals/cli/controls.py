@@ -31,6 +31,14 @@ def gate_check(
     days: Annotated[int | None, typer.Option("--days", min=1, help="Days of candles per pair. Default: 240.")] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs per fit. Default: 3.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="First market seed; retrain k uses seed + k.")] = 0,
+    rule_universe: Annotated[
+        int | None,
+        typer.Option(
+            "--rule-universe",
+            min=1,
+            help="The universe rule's least m. Default: the pair-models each retrain tests (N).",
+        ),
+    ] = None,
     tiny_network: Annotated[
         bool, typer.Option("--tiny-network", help="An 8-unit network instead of the served size (CPU-light runs).")
     ] = False,
@@ -58,6 +66,7 @@ def gate_check(
         "epochs": epochs,
         "seed": seed,
         "tiny_network": tiny_network or None,
+        "rule_universe": rule_universe,
     }
     try:
         plan = replace(base, **{key: value for key, value in given.items() if value is not None})

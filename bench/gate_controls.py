@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=240)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rule", default="per-pair interval", help="Which verdict rule the pipeline applied.")
+    parser.add_argument("--rule-universe", type=int, default=None, help="The universe rule's least m (default N).")
+    parser.add_argument("--rule", default="universe-bh-1", help="Which verdict rule the pipeline applied.")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     plan = replace(
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         days=args.days,
         epochs=args.epochs,
         seed=args.seed,
+        rule_universe=args.rule_universe,
     )
     report = run_controls(plan)
     out = args.out or RESULTS / f"gate-controls-{datetime.now(UTC):%Y-%m-%d}.json"

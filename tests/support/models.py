@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import bentoml
+
 from signals.models.cnn_lstm.artifact import save_cnn_lstm_models
 from signals.models.cnn_lstm.network import CnnLstmConfig
 from signals.models.cnn_lstm.training import TrainConfig, train_pooled
@@ -17,3 +22,16 @@ def tiny_cnn_lstm(symbol: str, timeframe: str = "1h", *, seed: int = 0, bars: in
     config = TrainConfig(epochs=1, batch_size=64, horizon=4, seed=seed, folds=folds)
     (stored,) = save_cnn_lstm_models(train_pooled({symbol: candles}, timeframe, config, TINY), exchange="synthetic")
     return stored
+
+
+@contextmanager
+def models_made_here() -> Iterator[None]:
+    """Delete, on the way out, every model version stored inside the block: the session's store is shared, and a
+    module's extra version of a pair would be served by the modules that run after it."""
+    before = {str(model.tag) for model in bentoml.models.list()}
+    try:
+        yield
+    finally:
+        for model in bentoml.models.list():
+            if str(model.tag) not in before:
+                bentoml.models.delete(model.tag)

@@ -8,13 +8,17 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from signals.data.store import CandleStore
 from signals.models.cnn_lstm.network import CnnLstmConfig
 from signals.models.cnn_lstm.training import TrainConfig
 from signals.pipelines import train_cnn_lstm_models, train_ppo_policy
 from tests.support.factories import random_walk_candles
+from tests.support.models import models_made_here
 from tests.support.paths import REPO_ROOT
 
 TRAINING_MODULES = (
@@ -52,6 +56,13 @@ PROBE = textwrap.dedent(
 )
 
 
+@pytest.fixture
+def own_models() -> Iterator[None]:
+    with models_made_here():  # this test's versions leave the session's shared store with it
+        yield
+
+
+@pytest.mark.usefixtures("own_models")
 def test_service_and_runners_import_and_load_models_with_training_modules_blocked(tmp_path: Path) -> None:
     store = CandleStore(tmp_path)
     store.write("synthetic", "BTC/USDT", "1h", random_walk_candles(700, timeframe="1h", seed=2))

@@ -118,17 +118,113 @@ def ppo_table(rows: list[dict[str, Any]]) -> str:
     )
 
 
+LONG_HISTORY = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT")
+TIMEFRAME_ORDER = {"15m": 0, "1h": 1, "4h": 2, "1d": 3}
+
+
+def _cnn_lstm(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = [m for m in models if m.get("family") == "cnn-lstm" and isinstance((m.get("edge") or {}).get("rule"), dict)]
+    return sorted(rows, key=lambda m: (TIMEFRAME_ORDER.get(m["timeframe"], 9), m["symbol"]))
+
+
+def rule_table(models: list[dict[str, Any]]) -> str:
+    """How far each timeframe's pair-models got through the universe-wide rule (`signals models --json`)."""
+    out = [
+        "| timeframe | pair-models | walk-forward positive | survive Benjamini-Hochberg | pooled verdict not negative "
+        "| confirmed on the held-back block | **final positive** | m | confirmation block |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    by_tf: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for m in _cnn_lstm(models):
+        by_tf[m["timeframe"]].append(m)
+    for tf, rows in by_tf.items():
+        rules = [r["edge"]["rule"] for r in rows]
+        wf = [r for r in rows if r["edge"].get("walk_forward_verdict") == "positive"]
+        bh = [r for r in wf if r["edge"]["rule"].get("passed_bh")]
+        pooled = [r for r in bh if r["edge"]["rule"].get("passed_pooled")]
+        confirmed = [r for r in pooled if (r["edge"]["rule"].get("confirmation") or {}).get("passed")]
+        final = [r for r in rows if r["edge"].get("verdict") == "positive"]
+        blocks = [x.get("confirmation") or {} for x in rules]
+        firsts = sorted(str(c["first"]) for c in blocks if c.get("first"))
+        lasts = sorted(str(c["last"]) for c in blocks if c.get("last"))
+        span = f"{firsts[0][:10]} .. {lasts[-1][:10]}" if firsts and lasts else "–"
+        out.append(
+            f"| {tf} | {len(rows)} | {len(wf)} | {len(bh)} | {len(pooled)} | {len(confirmed)} | **{len(final)}** "
+            f"| {max(r.get('m', 0) for r in rules)} | {span} |"
+        )
+    return "\n".join(out)
+
+
+def confirmation_table(models: list[dict[str, Any]]) -> str:
+    """Every served pair-model on the confirmation block (the newest fifth of the samples, which no fit saw),
+    per timeframe: how many made enough calls to be judged, and what those calls earned."""
+    out = [
+        "| timeframe | pair-models with calls there | with >= 30 calls | calls "
+        "| mean after-cost expectancy, % per call (pairs with >= 30 calls) | one-sided p < 0.05 "
+        "| walk-forward p < 0.05 (uncorrected) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    by_tf: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for m in _cnn_lstm(models):
+        by_tf[m["timeframe"]].append(m)
+    for tf, rows in by_tf.items():
+        blocks = [r["edge"]["rule"].get("confirmation") or {} for r in rows]
+        called = [b for b in blocks if b.get("n_calls", 0) > 0]
+        judged = [b for b in blocks if b.get("n_calls", 0) >= 30 and b.get("expectancy") is not None]
+        mean = statistics.fmean(b["expectancy"] for b in judged) * 100 if judged else None
+        small_p = sum(1 for b in judged if (b.get("p") or 1) < 0.05)
+        wf_small = sum(1 for r in rows if (r["edge"].get("p_value") or 1) < 0.05)
+        shown = "–" if mean is None else f"{mean:+.2f}"
+        out.append(
+            f"| {tf} | {len(called)} | {len(judged)} | {sum(b.get('n_calls', 0) for b in blocks):,} | {shown} "
+            f"| {small_p} | {wf_small} |"
+        )
+    return "\n".join(out)
+
+
+def long_history_table(models: list[dict[str, Any]], symbols: tuple[str, ...]) -> str:
+    """The pairs with four years of history, each timeframe: the walk-forward figures beside the confirmation's."""
+    out = [
+        "| model | accuracy [95 %] | majority | log-loss skill | walk-forward calls | expectancy, % per call | p "
+        "| confirmation calls | expectancy there, % per call | p there | final |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in _cnn_lstm(models):
+        if m["symbol"] not in symbols:
+            continue
+        edge, metrics = m["edge"], m.get("metrics") or {}
+        block = edge["rule"].get("confirmation") or {}
+        p = edge.get("p_value")
+        p_there = block.get("p")
+        there = block.get("expectancy")
+        out.append(
+            f"| {m['model']} | {ci(metrics.get('accuracy'))} | {metrics.get('majority_share', 0):.3f} "
+            f"| {ci(metrics.get('log_loss_skill'))} | {edge.get('n', 0):,} "
+            f"| {ci({k: edge.get(k) for k in ('value', 'ci_low', 'ci_high')}, 2, 100)} "
+            f"| {'–' if p is None else f'{p:.3g}'} | {block.get('n_calls', 0):,} "
+            f"| {'–' if there is None else f'{100 * there:+.2f}'} | {'–' if p_there is None else f'{p_there:.3g}'} "
+            f"| {edge.get('verdict')} |"
+        )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--evaluate", type=Path)
     parser.add_argument("--ppo", type=Path)
+    parser.add_argument("--models", type=Path, help="`signals models --json` of the trained store: the rule's tables")
     args = parser.parse_args(argv)
     trained = json.loads(args.train.read_text())
     pooled = [r for r in trained if r["model"].startswith("pooled")]
     pairs = [r for r in trained if not r["model"].startswith("pooled")]
     parts = ["### Walk-forward, pooled per timeframe", pooled_table(pooled), "", "### Walk-forward, per pair",
              per_pair_table(pairs)]  # fmt: skip
+    if args.models:
+        models = json.loads(args.models.read_text())
+        parts += ["", "### The universe-wide rule, per timeframe", rule_table(models)]
+        parts += ["", "### The confirmation period", confirmation_table(models)]
+        parts += ["", "### Four years: BTC, ETH, SOL and XRP", long_history_table(models, LONG_HISTORY)]
     if args.evaluate:
         parts += ["", "### Out of time: 2023", evaluation_table(json.loads(args.evaluate.read_text()))]
     if args.ppo:

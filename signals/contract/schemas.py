@@ -208,9 +208,21 @@ class Signal(BaseModel):
     break_even_hit_rate: float | None = Field(description="Share of plans that must reach 1 R to pay costs.")
     model_version: str
     model_accuracy: float | None = Field(description="Walk-forward (out-of-sample) accuracy on this pair.")
-    model_accuracy_ci: list[float] | None = Field(
-        default=None, min_length=2, max_length=2, description="95 % interval of model_accuracy: [low, high]."
-    )
+    # null first in the schema: BentoML's generated client reads only the first branch of an anyOf, and with the
+    # array first it failed to decode a null interval (a pair without a walk-forward accuracy).
+    model_accuracy_ci: Annotated[
+        list[float] | None,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "null"},
+                    {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+                ],
+                "default": None,
+                "description": "95 % interval of model_accuracy: [low, high].",
+            }
+        ),
+    ] = Field(default=None, min_length=2, max_length=2, description="95 % interval of model_accuracy: [low, high].")
     baseline_accuracy: float | None = Field(description="Majority class share of the same walk-forward samples.")
     candle_time: datetime = Field(description="Open time of the last closed candle.")
     prediction_time: datetime

@@ -127,6 +127,13 @@ def _cnn_lstm(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda m: (TIMEFRAME_ORDER.get(m["timeframe"], 9), m["symbol"]))
 
 
+def _by_timeframe(models: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_tf: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for m in _cnn_lstm(models):
+        by_tf[m["timeframe"]].append(m)
+    return by_tf
+
+
 def rule_table(models: list[dict[str, Any]]) -> str:
     """How far each timeframe's pair-models got through the universe-wide rule (`signals models --json`)."""
     out = [
@@ -134,10 +141,7 @@ def rule_table(models: list[dict[str, Any]]) -> str:
         "| confirmed on the held-back block | **final positive** | m | confirmation block |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    by_tf: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for m in _cnn_lstm(models):
-        by_tf[m["timeframe"]].append(m)
-    for tf, rows in by_tf.items():
+    for tf, rows in _by_timeframe(models).items():
         rules = [r["edge"]["rule"] for r in rows]
         wf = [r for r in rows if r["edge"].get("walk_forward_verdict") == "positive"]
         bh = [r for r in wf if r["edge"]["rule"].get("passed_bh")]
@@ -164,10 +168,7 @@ def confirmation_table(models: list[dict[str, Any]]) -> str:
         "| walk-forward p < 0.05 (uncorrected) |",
         "|---|---|---|---|---|---|---|",
     ]
-    by_tf: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for m in _cnn_lstm(models):
-        by_tf[m["timeframe"]].append(m)
-    for tf, rows in by_tf.items():
+    for tf, rows in _by_timeframe(models).items():
         blocks = [r["edge"]["rule"].get("confirmation") or {} for r in rows]
         called = [b for b in blocks if b.get("n_calls", 0) > 0]
         judged = [b for b in blocks if b.get("n_calls", 0) >= 30 and b.get("expectancy") is not None]

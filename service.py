@@ -33,6 +33,7 @@ from signals.live.operations import Operations
 from signals.live.push import PushHub
 from signals.models.device import resolve_device
 from signals.runners.cnn_lstm import CnnLstmRunner
+from signals.runners.families import FamiliesRunner
 from signals.runners.ppo import PpoRunner
 from signals.serving.engine import SignalEngine
 
@@ -62,10 +63,11 @@ class SignalService:
     # deployment (`bentoml serve signals.runners.cnn_lstm:CnnLstmRunner`), reached by URL, scaled on its own.
     cnn_lstm = bentoml.depends(CnnLstmRunner, url=settings.cnn_lstm_url)
     ppo = bentoml.depends(PpoRunner, url=settings.ppo_url)
+    families = bentoml.depends(FamiliesRunner, url=settings.families_url)  # every installed family (plugin.py)
 
     def __init__(self) -> None:
         # the composition root: the ledger and its writer, the catalog of served versions, the engine, the loops
-        self.ops = Operations.start(get_settings(), self.cnn_lstm.to_async, self.ppo.to_async)
+        self.ops = Operations.start(get_settings(), self.cnn_lstm.to_async, self.ppo.to_async, self.families.to_async)
         self.engine = self.ops.engine
         engine_slot.bind(self.engine)
         if self.ops.hub is not None:
@@ -168,7 +170,11 @@ class SignalService:
     async def status(self) -> schemas.StatusResponse:
         """Runners (what they loaded, device, batching), the ledger, the scheduler, the served versions."""
         return await self.ops.status_with_runners(
-            {"cnn_lstm": ("CNN-LSTM", self.cnn_lstm.to_async.status), "ppo": ("PPO", self.ppo.to_async.status)}
+            {
+                "cnn_lstm": ("CNN-LSTM", self.cnn_lstm.to_async.status),
+                "ppo": ("PPO", self.ppo.to_async.status),
+                "families": ("installed families", self.families.to_async.status),
+            }
         )
 
     @bentoml.api(route="/admin/reload", input_spec=schemas.EmptyRequest)

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from signals.models.cnn_lstm.network import CnnLstmConfig
     from signals.models.cnn_lstm.training import EpochCallback, TrainConfig, TrainingResult
     from signals.models.evidence import Candidate
+    from signals.models.plugin import FamilyPlugin
     from signals.models.ppo.training import PpoHyperParameters, PpoTrainingResult
+    from signals.models.recipe import FamilyTrainingResult
     from signals.models.registry import StoredModel
 
 logger = logging.getLogger(__name__)
@@ -163,7 +165,7 @@ def rule_key(symbol: str, timeframe: str) -> str:
     return f"{symbol} {timeframe}"
 
 
-def cnn_lstm_candidates(results: Iterable[TrainingResult]) -> dict[str, Candidate]:
+def cnn_lstm_candidates(results: Iterable[TrainingResult | FamilyTrainingResult]) -> dict[str, Candidate]:
     """Every pair-model of a retrain as the universe rule reads it (walk-forward edge, pooled verdict,
     confirmation)."""
     from signals.models.evidence import Candidate
@@ -175,6 +177,53 @@ def cnn_lstm_candidates(results: Iterable[TrainingResult]) -> dict[str, Candidat
         for result in results
         for symbol in result.symbols
     }
+
+
+@dataclass(frozen=True)
+class TrainedFamilyTimeframe:
+    """One timeframe of an installed family as trained and its store entries, one per pair."""
+
+    result: FamilyTrainingResult
+    stored: list[StoredModel]
+
+
+def train_family_models(
+    plugin: FamilyPlugin,
+    store: CandleStore,
+    exchange: str,
+    symbols: Iterable[str],
+    timeframes: str | Iterable[str],
+    config: TrainConfig | None = None,
+    *,
+    on_stage: Callable[[str], None] | None = None,
+    on_failure: Callable[[str, Exception], None] | None = None,
+    universe: int | None = None,
+) -> list[TrainedFamilyTimeframe]:
+    """An installed family (`models.plugin`) trained pooled per timeframe by the project's recipe
+    (`models.recipe.train_family`), the universe-wide rule applied across the whole run, then imported."""
+    from signals.models.evidence import apply_rule
+    from signals.models.recipe import save_family_models, train_family
+
+    timeframe_list = [timeframes] if isinstance(timeframes, str) else list(timeframes)
+    symbol_list = list(symbols)
+    results = []
+    for timeframe in dict.fromkeys(parse_timeframe(tf) for tf in timeframe_list):
+        try:
+            candles = read_candles(store, exchange, symbol_list, timeframe)
+            results.append(train_family(plugin, candles, timeframe, config, on_stage=on_stage))
+        except (SignalsError, ValueError) as error:
+            if on_failure is None:
+                raise
+            on_failure(timeframe, error)
+    edges = apply_rule(cnn_lstm_candidates(results), universe_size() if universe is None else universe)
+    out = []
+    for result in results:
+        mine = {symbol: edges[rule_key(symbol, result.timeframe)] for symbol in result.symbols}
+        stored = save_family_models(plugin, result, exchange=exchange, edges=mine)
+        tags = [s.tag for s in stored]
+        logger.info("trained %s %s in %.1f s: %s", plugin.name, result.timeframe, result.seconds, tags)
+        out.append(TrainedFamilyTimeframe(result, stored))
+    return out
 
 
 def train_ppo_policy(

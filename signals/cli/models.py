@@ -176,6 +176,8 @@ def evaluate_models(
     from signals.models.cnn_lstm.artifact import latest_cnn_lstm_tags, load_cnn_lstm
     from signals.models.cnn_lstm.evaluate import Evaluation, evaluate_model, pooled
     from signals.models.device import configure_torch
+    from signals.models.plugin import discover, load_family_model
+    from signals.models.registry import list_models
 
     configure_torch()  # one torch thread: on a shared 2-core box two threads fight a neighbour
     try:
@@ -185,7 +187,16 @@ def evaluate_models(
         raise fail(error) from error
     store, exchange_id = CandleStore(data_dir_or_default(data_dir)), exchange_or_default(exchange)
     chosen = []
-    for (symbol, timeframe), tag in sorted(latest_cnn_lstm_tags().items()):
+    loaders: dict[str, Any] = {}
+    latest = {
+        (symbol, timeframe, tag.split(":")[0]): tag for (symbol, timeframe), tag in latest_cnn_lstm_tags().items()
+    }
+    for plugin in discover().plugins.values():  # every installed family, scored the same way
+        for model in list_models(plugin.name):  # newest first per name
+            labels = model.info.labels
+            latest.setdefault((labels.get("symbol", ""), labels.get("timeframe", ""), model.tag.name), str(model.tag))
+            loaders[model.tag.name] = lambda tag, plugin=plugin: load_family_model(plugin, tag)
+    for (symbol, timeframe, _name), tag in sorted(latest.items()):
         if (wanted_symbols and symbol not in wanted_symbols) or (
             wanted_timeframes and timeframe not in wanted_timeframes
         ):
@@ -201,7 +212,7 @@ def evaluate_models(
         for symbol, timeframe, tag in chosen:
             progress.update(task, description=f"evaluating {symbol} {timeframe}")
             try:
-                predictor = load_cnn_lstm(tag)
+                predictor = loaders.get(tag.split(":")[0], load_cnn_lstm)(tag)
                 evaluation = evaluate_model(predictor, store.read(exchange_id, symbol, timeframe))
             except (SignalsError, ValueError) as error:
                 stderr.print(f"[yellow]skipped[/yellow] {tag}: {error}", highlight=False)
@@ -229,7 +240,7 @@ def evaluate_models(
                     **score_row(pooled(evaluations), as_json=as_json),
                 }
             )
-    emit_table(rows, as_json=as_json, title=f"CNN-LSTM on {store.root} ({exchange_id}); 95 % block-bootstrap intervals")
+    emit_table(rows, as_json=as_json, title=f"Models on {store.root} ({exchange_id}); 95 % block-bootstrap intervals")
 
 
 def _tell_server(server: str) -> str:

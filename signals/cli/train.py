@@ -1,10 +1,16 @@
-"""`signals train ...`: one command per model family, each training from the candle store into the model store."""
+"""`signals train ...`: one command per model family, each training from the candle store into the model store.
+
+`cnn-lstm` and `ppo` are built in; `signals train <name>` trains any family installed as its own package
+(`signals.models.plugin`, entry-point group `signals.families`) with the project's recipe; an unknown name lists the
+families this installation knows (exit code 2).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from signals.cli.app import (
     DataDirOption,
@@ -21,7 +27,31 @@ from signals.cli.app import (
     stdout,
 )
 
-train_app = typer.Typer(help="Train models from the candle store and import them into the model store.")
+PLUGIN_COMMAND = "family"  # the hidden command every installed family's name resolves to
+
+
+class FamilyGroup(TyperGroup):
+    """`signals train <name>`: a built-in command, else an installed family, else a usage error naming the known
+    families (and the installed packages skipped, with why)."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:  # typer vendors click: its own types
+        name = args[0] if args else None
+        if name is None or name.startswith("-") or name in self.commands:
+            return super().resolve_command(ctx, args)
+        from signals.models.plugin import discover
+
+        found = discover()
+        if name in found.plugins:
+            return name, self.commands[PLUGIN_COMMAND], [name, *args[1:]]
+        known = ", ".join(["cnn-lstm", "ppo", *found.names])
+        skipped = "".join(f"; skipped {s.name}: {s.reason}" for s in found.skipped)
+        ctx.fail(f"unknown model family {name!r}; known families: {known}{skipped}")
+        return None  # ctx.fail raised: unreachable
+
+
+train_app = typer.Typer(
+    cls=FamilyGroup, help="Train models from the candle store and import them into the model store."
+)
 app.add_typer(train_app, name="train")
 
 
@@ -211,3 +241,94 @@ def train_ppo_command(
         title=f"{stored.tag}: held-out evaluation (fees {result.fee:.2%}, slippage {result.slippage:.2%}), "
         f"trained {result.train_seconds:.0f} s",
     )
+
+
+@train_app.command(PLUGIN_COMMAND, hidden=True)
+def train_family_command(
+    family: Annotated[str, typer.Argument(help="An installed family's name (`signals models families`).")],
+    symbols: Annotated[
+        list[str] | None, typer.Option("--symbols", help="Symbols, repeated or comma-separated. Default: the universe.")
+    ] = None,
+    timeframes: Annotated[
+        list[str] | None, typer.Option("--timeframes", help="Timeframes, repeated or comma-separated. Default: all.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed handed to the family's fit.")] = 0,
+    max_bars: Annotated[int | None, typer.Option(min=100, help="Train on only each pair's most recent bars.")] = None,
+    horizon: Annotated[int | None, typer.Option(min=1, help="Label horizon in bars. Default per timeframe.")] = None,
+    folds: Annotated[int, typer.Option(min=0, max=12, help="Walk-forward test blocks (0: none).")] = 4,
+    data_dir: DataDirOption = None,
+    exchange: ExchangeOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train an installed model family pooled per timeframe with the project's recipe (walk-forward with purge and
+    embargo, confirmation block, calibration, threshold, the universe-wide rule); one store entry per pair."""
+    from signals.cli.report import score_row
+    from signals.core.errors import SignalsError
+    from signals.core.settings import get_settings
+    from signals.core.symbols import normalize_symbol
+    from signals.core.timeframes import parse_timeframe
+    from signals.data.store import CandleStore
+    from signals.models.cnn_lstm.training import TrainConfig
+    from signals.models.evidence import RULE_TEXT
+    from signals.models.plugin import discover
+    from signals.pipelines import train_family_models
+
+    plugin = discover().plugins[family]  # FamilyGroup resolved the name
+    settings = get_settings()
+    try:
+        symbol_list = [normalize_symbol(s) for s in split_csv(symbols) or settings.universe]
+        timeframe_list = [parse_timeframe(t) for t in split_csv(timeframes) or settings.timeframes]
+        config = TrainConfig(
+            seed=seed,
+            max_bars=max_bars,
+            horizon=horizon,
+            folds=folds,
+            stop_atr=settings.stop_atr,
+            fee=settings.fee,
+            slippage=settings.slippage,
+        )
+    except (SignalsError, ValueError) as error:
+        raise fail(error) from error
+    store, exchange_id = CandleStore(data_dir_or_default(data_dir)), exchange_or_default(exchange)
+    failures: list[str] = []
+
+    def on_failure(timeframe: str, error: Exception) -> None:
+        failures.append(timeframe)
+        stderr.print(f"[yellow]skipped[/yellow] {timeframe}: {error}", highlight=False)
+
+    try:
+        trained = train_family_models(
+            plugin, store, exchange_id, symbol_list, timeframe_list, config, on_failure=on_failure
+        )
+    except (SignalsError, ValueError) as error:
+        raise fail(error) from error
+    rows: list[dict[str, Any]] = []
+    for item in trained:
+        result = item.result
+        rows.append(
+            {
+                "model": f"{family} pooled {result.timeframe}",
+                "verdict_of": "all pairs",
+                **score_row(result.walk_forward["pooled"], as_json=as_json),
+                "seconds": round(result.seconds, 1),
+                "health": "; ".join(result.health) or "ok",
+            }
+        )
+        for stored in item.stored:
+            pair = stored.metadata["symbol"]
+            edge = stored.metadata.get("edge", {})
+            rows.append(
+                {
+                    "model": stored.tag,
+                    "verdict_of": pair,
+                    **score_row(result.walk_forward["pairs"].get(pair, {}), as_json=as_json),
+                    "walk_forward_edge": edge.get("walk_forward_verdict"),
+                    "edge": edge.get("verdict"),
+                    "rule": "passed" if edge.get("rule", {}).get("passed") else edge.get("rule", {}).get("reason"),
+                }
+            )
+    emit_table(rows, as_json=as_json, title=f"{family} walk-forward (out-of-sample test blocks; 95 % intervals)")
+    if not as_json:
+        stdout.print(f"{RULE_TEXT}.", highlight=False, soft_wrap=True)
+    if failures and not rows:
+        raise typer.Exit(code=2)

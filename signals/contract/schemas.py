@@ -233,6 +233,9 @@ class Signal(BaseModel):
     levels: Levels | None = Field(description="Entry, stop and targets: only for actionable LONG/SHORT signals.")
     data_source: str
     stale: bool
+    family: str | None = Field(
+        None, description="The model family that computed it (cnn-lstm, or an installed family); null when unknown."
+    )
 
 
 class RequestError(BaseModel):
@@ -322,6 +325,12 @@ class ModelInfo(BaseModel):
         "pooled_verdict, confirmation, reason); null for a model stored before the rule",
     )
     rule_text: str | None = Field(None, description="the universe-wide rule the edge verdict answers to")
+    role: Literal["served", "shadow", "skipped"] = Field(
+        "served",
+        description="served; shadow (computed and recorded, not served: a newer version, or the family that lost "
+        "the choice by evidence); skipped (an installed family package the server could not take)",
+    )
+    note: str | None = Field(None, description="why this role (e.g. the family choice with both families' figures)")
 
 
 Mode = Literal["live", "backfill", "shadow"]

@@ -99,6 +99,10 @@ class CnnLstmPort(Protocol):
         ...
 
 
+class FamiliesPort(CnnLstmPort, Protocol):
+    """The runner of the installed model families (`signals.models.plugin`): the same calls, routed by model name."""
+
+
 class PpoPort(Protocol):
     """The PPO runner as the engine calls it."""
 

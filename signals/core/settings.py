@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     max_latency_ms: int = Field(1000, ge=1, description="Adaptive batching deadline (generous: it sheds load).")
     cnn_lstm_url: str | None = Field(None, description="The CNN-LSTM runner as a service of its own (URL).")
     ppo_url: str | None = Field(None, description="The PPO runner as a service of its own (URL).")
+    families_url: str | None = Field(None, description="The installed families' runner as a service of its own (URL).")
     runner_timeout_s: float = Field(
         5.0, gt=0, description="A runner call that takes longer is a 503 (below the 10 s request timeout)."
     )

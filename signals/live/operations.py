@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from signals.alerts.dispatcher import AlertDispatcher
 from signals.contract import schemas
-from signals.contract.wire import CnnLstmPort, PpoPort
+from signals.contract.wire import CnnLstmPort, FamiliesPort, PpoPort
 from signals.core.background import STOP_TIMEOUT_S, within
 from signals.core.clock import SYSTEM_CLOCK, Clock, SystemClock
 from signals.core.errors import LedgerUnavailable, RunnerUnavailable
@@ -81,7 +81,9 @@ class Operations:
                 writer.on_recorded(self.alerts.poke)
 
     @classmethod
-    def start(cls, settings: Settings, cnn_lstm: CnnLstmPort, ppo: PpoPort) -> Operations:
+    def start(
+        cls, settings: Settings, cnn_lstm: CnnLstmPort, ppo: PpoPort, families: FamiliesPort | None = None
+    ) -> Operations:
         """Open and migrate the ledger (or record why not), start its writer, build the catalog of served versions,
         the market data and the engine over the two runner ports."""
         opened = Ledger.from_settings(settings)
@@ -105,6 +107,7 @@ class Operations:
             market=market,
             writer=writer,
             clock=clock.now,
+            families=families,
         )
         return cls(settings, engine, ledger, writer, error, clock)
 

@@ -186,3 +186,67 @@ class LocalPpo(ModelSet):
 
     async def act(self, requests: list[ObservationRequest]) -> list[ActionRow]:
         return self.rows(requests)
+
+
+class LocalFamilies:
+    """Every installed family's models in this process (`models.plugin`), one model set per family, answering like
+    the CNN-LSTM set: (SHORT, NO_TRADE, LONG) probabilities per window, NaN rows for what is not loaded. A request
+    is routed to its family by the model's store name."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        names: Iterable[str] = (),
+        tag_of: Callable[[str], str] = lambda name: f"{name}:latest",
+    ) -> None:
+        from signals.models.families import plugin_families
+
+        self.device = resolve_device(settings.device)
+        wanted = list(names)
+        self.sets = {
+            family.name: ModelSet(
+                settings,
+                family,
+                names=[n for n in wanted if n.startswith(f"{family.name}-")],
+                tag_of=tag_of,
+            )
+            for family in plugin_families()
+        }
+
+    @property
+    def models(self) -> dict[str, Any]:
+        return {name: model for each in self.sets.values() for name, model in each.models.items()}
+
+    @property
+    def versions(self) -> dict[str, Any]:
+        return {tag: model for each in self.sets.values() for tag, model in each.versions.items()}
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {name: reason for each in self.sets.values() for name, reason in each.failed.items()}
+
+    def _set_of(self, key: str) -> ModelSet | None:
+        name = key.split(":", 1)[0]
+        found = [family for family in self.sets if name.startswith(f"{family}-")]
+        return self.sets[max(found, key=len)] if found else None
+
+    def forward(self, requests: list[WindowRequest]) -> list[list[float]]:
+        out = np.full((len(requests), N_CLASSES), np.nan, dtype=np.float32)
+        for key, positions in group_by_model(request.model for request in requests).items():
+            models = self._set_of(key)
+            tag = None if models is None else models.resolve(key)
+            if models is None or tag is None:
+                continue
+            try:
+                out[positions] = models.versions[tag].predict_proba(np.stack([requests[i].window for i in positions]))
+            except Exception:  # one model's failure answers NaN for its requests only
+                logger.exception("model %s failed on a batch of %d", tag, len(positions))
+        result: list[list[float]] = out.tolist()
+        return result
+
+    async def predict(self, requests: list[WindowRequest]) -> list[list[float]]:
+        return self.forward(requests)
+
+    async def predict_many(self, requests: list[WindowRequest]) -> list[list[float]]:
+        return self.forward(requests)

@@ -10,6 +10,10 @@ Which version serves (`choose_versions`), for each model name:
 4. a version newer than the served one is a *candidate*: computed and recorded in shadow, never served, until
    promoted (or, with `SIGNALS_AUTO_PROMOTE`, served at once).
 A served version that fails verification falls back to the newest earlier version that passes, and says so.
+
+Which family serves a (symbol, timeframe) that more than one family has a model for: `FAMILY_RULE`, applied in
+`choose_family` (the one place); the other family's model runs in shadow beside it (computed and recorded with mode
+`shadow`, never served), and `/models` shows both with their figures.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from typing import Any
 from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
 from signals.core.settings import Settings
 from signals.models.evidence import edge_at_load
-from signals.models.families import CNN_LSTM, FAMILIES, PPO
+from signals.models.families import CNN_LSTM, PPO, all_families
 from signals.models.family import ModelFamily
+from signals.models.plugin import Skipped, discover
 from signals.models.registry import Unreadable, load_model, scan_store
 
 logger = logging.getLogger(__name__)
@@ -41,6 +46,13 @@ class ModelEntry:
     error: str | None = None
     role: str = "served"  # served | shadow
     note: str | None = None  # e.g. why an earlier version serves (fallback)
+    lost_to: str | None = None  # the family served instead of this one (`choose_family`)
+
+    @property
+    def log_loss_skill(self) -> float | None:
+        """The pair's walk-forward log-loss skill over the class frequencies (what `choose_family` compares)."""
+        found = self.metadata.get("metrics", {}).get("log_loss_skill")
+        return _number(found.get("value") if isinstance(found, dict) else None)
 
     @property
     def accuracy(self) -> float | None:
@@ -110,6 +122,59 @@ def choose_versions(
     return VersionChoice(promoted, newest if newest != promoted else None, "promoted")
 
 
+FAMILY_RULE = (
+    "Per (symbol, timeframe), of the families with a verified model, the one with the higher walk-forward log-loss "
+    "skill (the pair's out-of-sample test blocks, against the class frequencies) serves and the others run in shadow; "
+    "a model without that figure ranks below any with it; on a tie the built-in CNN-LSTM, then the family name first"
+)
+
+
+def choose_family(entries: list[ModelEntry]) -> tuple[ModelEntry, list[ModelEntry]]:
+    """`FAMILY_RULE`: the entry that serves among one (symbol, timeframe)'s families, and the others (in shadow)."""
+
+    def rank(entry: ModelEntry) -> tuple[bool, bool, float, bool]:
+        skill = entry.log_loss_skill
+        return (
+            entry.error is None,
+            skill is not None,
+            skill if skill is not None else 0.0,
+            entry.family == CNN_LSTM.name,
+        )
+
+    by_name = sorted(entries, key=lambda entry: entry.family)  # a stable sort keeps name order on a full tie
+    ordered = sorted(by_name, key=rank, reverse=True)
+    return ordered[0], ordered[1:]
+
+
+def _figure(entry: ModelEntry) -> str:
+    skill = entry.log_loss_skill
+    return f"{entry.family} {'n/a' if skill is None else f'{skill:+.4f}'}"
+
+
+def _by_evidence(entries: list[ModelEntry]) -> tuple[list[ModelEntry], list[ModelEntry]]:
+    """Served entries with one signal family per (symbol, timeframe) (`choose_family`), and the losers as shadows."""
+    groups: dict[tuple[str | None, str | None], list[ModelEntry]] = {}
+    served: list[ModelEntry] = []
+    for entry in entries:
+        if entry.family == PPO.name:
+            served.append(entry)
+        else:
+            groups.setdefault((entry.symbol, entry.timeframe), []).append(entry)
+    shadows: list[ModelEntry] = []
+    for group in groups.values():
+        winner, losers = choose_family(group)
+        if not losers:
+            served.append(winner)
+            continue
+        figures = "; ".join(_figure(e) for e in [winner, *losers])
+        served.append(replace(winner, note=winner.note or f"chosen by walk-forward log-loss skill ({figures})"))
+        for loser in losers:
+            if loser.error is None:
+                note = f"in shadow: {winner.family} serves by walk-forward log-loss skill ({figures})"
+                shadows.append(replace(loser, role="shadow", note=note, lost_to=winner.family))
+    return served, shadows
+
+
 class ModelCatalog:
     """The served version of each model of the configured universe, verified; candidates in shadow beside them."""
 
@@ -118,11 +183,13 @@ class ModelCatalog:
         entries: list[ModelEntry],
         shadows: list[ModelEntry] | None = None,
         unreadable: list[Unreadable] | None = None,
+        skipped: tuple[Skipped, ...] = (),
     ) -> None:
         self.entries = entries
         self.shadows = shadows or []
         self.unreadable = unreadable or []  # versions whose model.yaml BentoML cannot read: skipped, named
-        self._cnn = {(e.symbol, e.timeframe): e for e in entries if e.family == CNN_LSTM.name}
+        self.skipped = skipped  # installed family packages discovery refused (`models.plugin`): named in /models
+        self._cnn = {(e.symbol, e.timeframe): e for e in entries if e.family != PPO.name}  # every signal family
         self._ppo = {e.timeframe: e for e in entries if e.family == PPO.name}
 
     @classmethod
@@ -137,7 +204,7 @@ class ModelCatalog:
         cache = verified if verified is not None else {}
         entries, shadows = [], []
         newest_first, unreadable = scan_store()
-        for family in FAMILIES:
+        for family in all_families():
             wanted = family.wanted(settings)
             versions: dict[str, list[Any]] = {}
             for model in (m for m in newest_first if m.info.labels.get("family") == family.name):
@@ -160,13 +227,15 @@ class ModelCatalog:
                     shadow = verified_entry(family, f"{name}:{choice.candidate}", *key, cache)
                     if shadow.error is None:
                         shadows.append(replace(shadow, role="shadow", note="newer than the served version"))
+        entries, lost = _by_evidence(entries)
+        shadows += lost
         logger.info(
             "catalog: %d models (%d unavailable), %d in shadow",
             len(entries),
             sum(e.error is not None for e in entries),
             len(shadows),
         )
-        return cls(sorted(entries, key=_order), sorted(shadows, key=_order), unreadable)
+        return cls(sorted(entries, key=_order), sorted(shadows, key=_order), unreadable, discover().skipped)
 
     def cnn(self, symbol: str, timeframe: str) -> ModelEntry:
         """The CNN-LSTM for (symbol, timeframe): 404 listing what exists, 503 if it failed verification."""
@@ -206,7 +275,8 @@ class ModelCatalog:
         return sorted(s for (s, tf) in self._cnn if tf == timeframe and s is not None)
 
     def shadow_cnn(self, timeframe: str) -> list[ModelEntry]:
-        return [e for e in self.shadows if e.family == CNN_LSTM.name and e.timeframe == timeframe]
+        """The shadow signal models of a timeframe: newer versions, and the families that lost `choose_family`."""
+        return [e for e in self.shadows if e.family != PPO.name and e.timeframe == timeframe]
 
     def by_name(self, name: str) -> ModelEntry | None:
         return next((e for e in self.entries if e.name == name), None)

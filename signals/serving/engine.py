@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from signals.contract import schemas
-from signals.contract.wire import ActionRow, CnnLstmPort, ObservationRequest, PpoPort, WindowRequest
+from signals.contract.wire import ActionRow, CnnLstmPort, FamiliesPort, ObservationRequest, PpoPort, WindowRequest
 from signals.core.background import within
 from signals.core.errors import (
     ExchangeUnavailable,
@@ -41,7 +42,7 @@ from signals.features.ppo import observation as observation_with_position
 from signals.ledger.records import action_row, signal_row
 from signals.ledger.writer import LedgerWriter
 from signals.models.evidence import PPO_RULE_TEXT, RULE_TEXT
-from signals.models.families import CNN_LSTM, PPO, family_of_store_name
+from signals.models.families import CNN_LSTM, PPO, family_of_store_name, plugin_families
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.explain import explain
 from signals.serving.gate import STALE_REASON, Standing, action_gate, consensus, signal_gate
@@ -79,8 +80,9 @@ class SignalEngine:
         market: MarketData | None = None,
         writer: LedgerWriter | None = None,
         clock: Callable[[], pd.Timestamp] = utc_now,
+        families: FamiliesPort | None = None,
     ) -> SignalEngine:
-        """The engine of the configured universe and candle source over two runner ports; the catalog defaults to
+        """The engine of the configured universe and candle source over the runner ports; the catalog defaults to
         the newest verified versions in the store (the server passes the one its ledger's version state chose)."""
         return cls(
             settings,
@@ -90,6 +92,7 @@ class SignalEngine:
             ppo,
             clock=clock,
             writer=writer,
+            families=families,
         )
 
     @classmethod
@@ -102,6 +105,7 @@ class SignalEngine:
         ppo: PpoPort | None = None,
         writer: LedgerWriter | None = None,
         clock: Callable[[], pd.Timestamp] = utc_now,
+        families: FamiliesPort | None = None,
     ) -> SignalEngine:
         """An engine without runner services (the CLI, backfill, benches, tests): the models run in this process
         (`models.local`) unless ports are given (a test double, or local runners shared between engines)."""
@@ -110,7 +114,13 @@ class SignalEngine:
 
             cnn_lstm = LocalCnnLstm(settings) if cnn_lstm is None else cnn_lstm
             ppo = LocalPpo(settings) if ppo is None else ppo
-        return cls.from_settings(settings, cnn_lstm, ppo, catalog=catalog, writer=writer, clock=clock)
+        if families is None and plugin_families():  # installed families run in this process too
+            from signals.models.local import LocalFamilies
+
+            families = LocalFamilies(settings)
+        return cls.from_settings(
+            settings, cnn_lstm, ppo, catalog=catalog, writer=writer, clock=clock, families=families
+        )
 
     def __init__(
         self,
@@ -122,12 +132,14 @@ class SignalEngine:
         *,
         clock: Callable[[], pd.Timestamp] = utc_now,
         writer: LedgerWriter | None = None,
+        families: FamiliesPort | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.market = market
         self.cnn_lstm = cnn_lstm
         self.ppo = ppo
+        self.families = families  # the installed families' runner; None: no such family is served
         self.clock = clock
         self.writer = writer
         self.metrics = server_metrics()
@@ -205,10 +217,22 @@ class SignalEngine:
         return signals
 
     async def _forward(self, items: Sequence[Pending]) -> list[list[float]]:
-        """One runner call for the windows; a batch goes straight to the model, a few join the batching queue."""
-        requests = [item.request() for item in items]
-        call = self.cnn_lstm.predict_many if len(requests) >= DIRECT_CALL_MIN_WINDOWS else self.cnn_lstm.predict
-        return await runner_call("CNN-LSTM", lambda: call(requests), self.settings.runner_timeout_s)
+        """One runner call per runner for the windows (the CNN-LSTM's, the installed families'); a batch goes
+        straight to the model, a few join the batching queue. A family without a runner answers NaN rows."""
+        rows: list[list[float]] = [[math.nan] * 3 for _ in items]
+        routes: list[tuple[str, CnnLstmPort | None, list[int]]] = [
+            ("CNN-LSTM", self.cnn_lstm, [i for i, item in enumerate(items) if item.entry.family == CNN_LSTM.name]),
+            ("families", self.families, [i for i, item in enumerate(items) if item.entry.family != CNN_LSTM.name]),
+        ]
+        for name, port, positions in routes:
+            if not positions or port is None:
+                continue
+            requests = [items[i].request() for i in positions]
+            call = port.predict_many if len(requests) >= DIRECT_CALL_MIN_WINDOWS else port.predict
+            answers = await runner_call(name, lambda: call(requests), self.settings.runner_timeout_s)  # noqa: B023
+            for position, answer in zip(positions, answers, strict=True):
+                rows[position] = answer
+        return rows
 
     async def shadow(self, timeframe: str) -> list[schemas.Signal]:
         """Signals of the candidate (shadow) versions of a timeframe: recorded with mode `shadow`, never served."""
@@ -258,7 +282,8 @@ class SignalEngine:
         """A computed live signal cached, recorded (a paper call when only probation withheld its plan) and aged
         as of now; an error when the runner had no model."""
         if fresh is None:
-            return ModelIntegrityError(f"model {item.entry.name} is not loaded by the CNN-LSTM runner; see /models")
+            runner = "CNN-LSTM" if item.entry.family == CNN_LSTM.name else "families"
+            return ModelIntegrityError(f"model {item.entry.name} is not loaded by the {runner} runner; see /models")
         paper = withheld is not None and fresh.abstain_reason == withheld  # only probation stood in its way
         self._remember((item.entry.tag, fresh.symbol, fresh.timeframe, item.snapshot.candle_time), fresh)
         self._record(item, fresh, mode="live", trigger=trigger, paper=paper)
@@ -365,6 +390,7 @@ class SignalEngine:
             levels=None if levels is None else schemas.Levels.model_validate(levels, from_attributes=True),
             data_source=snapshot.data_source,
             stale=False,
+            family=entry.family,
         )
 
     def _as_of_now(self, signal: schemas.Signal) -> schemas.Signal:
@@ -494,7 +520,21 @@ class SignalEngine:
             )
             for bad in self.catalog.unreadable
         ]
-        return [_model_info(entry) for entry in self.catalog.entries] + unreadable
+        skipped = [
+            schemas.ModelInfo(
+                family=bad.name,
+                name=bad.name,
+                symbol=None,
+                timeframe=None,
+                version="",
+                status="unavailable",
+                error=f"family skipped: {bad.reason}",
+                role="skipped",
+            )
+            for bad in self.catalog.skipped
+        ]
+        lost = [_model_info(entry) for entry in self.catalog.shadows if entry.lost_to is not None]
+        return [_model_info(entry) for entry in self.catalog.entries] + lost + unreadable + skipped
 
 
 def probabilities_of(row: Sequence[float | None]) -> np.ndarray | None:
@@ -550,6 +590,8 @@ def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
         data_range=data_range,
         rule=_stored_rule(metadata),
         rule_text=PPO_RULE_TEXT if entry.family == PPO.name else RULE_TEXT,
+        role="shadow" if entry.role == "shadow" else "served",
+        note=entry.note,
     )
 
 

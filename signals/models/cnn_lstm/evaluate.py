@@ -20,6 +20,7 @@ from signals.features.cnn import LOOKBACK
 from signals.features.labels import round_trip_cost
 from signals.models.cnn_lstm.artifact import CnnLstmPredictor
 from signals.models.cnn_lstm.dataset import NS, Samples, build_samples
+from signals.models.plugin import FamilyModel
 from signals.models.skill import Scored, calls_of, score
 
 
@@ -39,7 +40,7 @@ class Evaluation:
     purged: int
 
 
-def cost_of(predictor: CnnLstmPredictor) -> float:
+def cost_of(predictor: CnnLstmPredictor | FamilyModel) -> float:
     costs = predictor.stored.metadata.get("costs", {})
     return float(costs.get("round_trip", round_trip_cost(0.001, 0.0005)))
 
@@ -68,8 +69,9 @@ def outside_fitted(samples: Samples, metadata: Mapping[str, Any]) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def evaluate_model(predictor: CnnLstmPredictor, candles: pd.DataFrame) -> Evaluation:
-    """Score one stored model on `candles` of its own (symbol, timeframe), outside the bars it was fitted on."""
+def evaluate_model(predictor: CnnLstmPredictor | FamilyModel, candles: pd.DataFrame) -> Evaluation:
+    """Score one stored model (a CNN-LSTM, or an installed family's: both answer windows) on `candles` of its own
+    (symbol, timeframe), outside the bars it was fitted on."""
     meta = predictor.stored.metadata
     symbol, timeframe = str(meta["symbol"]), str(meta["timeframe"])
     every = build_samples({symbol: candles}, timeframe, predictor.horizon, predictor.stop_atr)

@@ -20,7 +20,7 @@ from signals.core.timeframes import parse_timeframe
 from signals.features.cnn import SERVING_TAIL
 from signals.ledger.records import ms, signal_from_row, window_hash
 from signals.ledger.store import Ledger
-from signals.models.families import CNN_LSTM
+from signals.models.families import CNN_LSTM, family_of_store_name
 from signals.serving.catalog import verified_entry
 from signals.serving.engine import Pending, SignalEngine
 from signals.serving.market import MarketSnapshot
@@ -93,7 +93,8 @@ async def replay(engine: SignalEngine, ledger: Ledger, request: schemas.ReplayRe
     candle_time = pd.Timestamp(when, unit="ms", tz="UTC")  # recorded: within pandas' range
     recorded = signal_from_row(row)
     tag = f"{row['model_name']}:{row['model_version']}"
-    entry = verified_entry(CNN_LSTM, tag, symbol, timeframe, {})
+    family = family_of_store_name(str(row["model_name"])) or CNN_LSTM  # the family that recorded it
+    entry = verified_entry(family, tag, symbol, timeframe, {})
     if entry.error is not None:
         raise ModelIntegrityError(f"the recorded model version {tag} is unavailable: {entry.error}")
     market = engine.market

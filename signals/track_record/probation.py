@@ -20,7 +20,7 @@ import numpy as np
 
 from signals.core.timeframes import timeframe_seconds
 from signals.ledger.store import Ledger
-from signals.models.families import CNN_LSTM
+from signals.models.families import PPO
 from signals.models.skill import block_bootstrap
 from signals.serving.catalog import ModelEntry
 from signals.serving.gate import Standing
@@ -113,7 +113,7 @@ def refresh_standings(
     writing = set(record_events_for)
     standings: dict[tuple[str, str], Standing] = {}
     for entry in entries:
-        if entry.family != CNN_LSTM.name or entry.error is not None or entry.edge.get("verdict") != "positive":
+        if entry.family == PPO.name or entry.error is not None or entry.edge.get("verdict") != "positive":
             continue  # the PPO's actions are not resolved: it has no probation yet
         events = ledger.events(entry.name)
         previous = previous_state(events, entry.version)

@@ -248,6 +248,7 @@ function renderFacts(signal) {
   const edge = signal.edge;
   const rows = [
     ["model says", `${signal.direction} ${pct(signal.confidence, 1)}`],
+    ["family", signal.family || "–"],
     ["served as", signal.actionable ? `${signal.direction} (actionable)` : "no trade plan"],
     ["edge", `${edge.verdict}${edge.value !== null && edge.value !== undefined ? ` ${(100 * edge.value).toFixed(2)} %/call` : ""}`],
     ["walk-forward acc.", `${pct(signal.model_accuracy, 1)}${signal.model_accuracy_ci ? ` [${pct(signal.model_accuracy_ci[0], 1)}, ${pct(signal.model_accuracy_ci[1], 1)}]` : ""} vs ${pct(signal.baseline_accuracy, 1)} majority`],

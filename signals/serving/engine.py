@@ -219,20 +219,22 @@ class SignalEngine:
     async def _forward(self, items: Sequence[Pending]) -> list[list[float]]:
         """One runner call per runner for the windows (the CNN-LSTM's, the installed families'); a batch goes
         straight to the model, a few join the batching queue. A family without a runner answers NaN rows."""
+        cnn = CNN_LSTM.name
+        others = [i for i, item in enumerate(items) if item.entry.family != cnn]
+        if not others:  # the common case: one call, as before the families existed
+            return await self._call("CNN-LSTM", self.cnn_lstm, [item.request() for item in items])
         rows: list[list[float]] = [[math.nan] * 3 for _ in items]
-        routes: list[tuple[str, CnnLstmPort | None, list[int]]] = [
-            ("CNN-LSTM", self.cnn_lstm, [i for i, item in enumerate(items) if item.entry.family == CNN_LSTM.name]),
-            ("families", self.families, [i for i, item in enumerate(items) if item.entry.family != CNN_LSTM.name]),
-        ]
-        for name, port, positions in routes:
-            if not positions or port is None:
-                continue
-            requests = [items[i].request() for i in positions]
-            call = port.predict_many if len(requests) >= DIRECT_CALL_MIN_WINDOWS else port.predict
-            answers = await runner_call(name, lambda: call(requests), self.settings.runner_timeout_s)  # noqa: B023
-            for position, answer in zip(positions, answers, strict=True):
-                rows[position] = answer
+        mine = [i for i, item in enumerate(items) if item.entry.family == cnn]
+        for name, port, positions in (("CNN-LSTM", self.cnn_lstm, mine), ("families", self.families, others)):
+            if positions and port is not None:
+                answers = await self._call(name, port, [items[i].request() for i in positions])
+                for position, answer in zip(positions, answers, strict=True):
+                    rows[position] = answer
         return rows
+
+    async def _call(self, name: str, port: CnnLstmPort, requests: list[WindowRequest]) -> list[list[float]]:
+        call = port.predict_many if len(requests) >= DIRECT_CALL_MIN_WINDOWS else port.predict
+        return await runner_call(name, lambda: call(requests), self.settings.runner_timeout_s)
 
     async def shadow(self, timeframe: str) -> list[schemas.Signal]:
         """Signals of the candidate (shadow) versions of a timeframe: recorded with mode `shadow`, never served."""

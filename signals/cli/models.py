@@ -164,7 +164,8 @@ def evaluate_models(
     timeframes: Annotated[list[str] | None, typer.Option("--timeframes", help="Only these timeframes.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Score the latest CNN-LSTMs on the candles of another store (another period, other data), as they serve:
+    """Score the latest CNN-LSTMs and installed families' models on the candles of another store (another period,
+    other data), as they serve:
     accuracy with its interval beside the majority, reversal and persistence baselines, log-loss and Brier skill,
     calibration with sharpness, and the actionable calls' hit rate and after-cost expectancy; per model and
     pooled per timeframe. Samples sharing a bar with the model's training or validation samples are purged

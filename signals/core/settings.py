@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from signals.core.timeframes import MODEL_TIMEFRAMES
@@ -104,6 +104,10 @@ class Settings(BaseSettings):
         description="Who may call the server (JSON list of {name, sha256, scopes, rate_per_minute}); empty: anyone "
         "who can reach it (the demo on 127.0.0.1). `signals keys new` makes one.",
     )
+    require_api_keys: bool = Field(
+        False,
+        description="Refuse to start with SIGNALS_API_KEYS empty (the Kubernetes config sets it: fail closed).",
+    )
     model_signing_key: SecretStr | None = Field(
         None, description="When set, every model must carry a signature made with this key (HMAC-SHA256)."
     )
@@ -129,6 +133,16 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often each worker looks for signals other workers recorded."
     )
     stream_heartbeat_s: float = Field(15.0, gt=0, description="Seconds between keep-alive comments on an idle stream.")
+
+    @model_validator(mode="after")
+    def _keys_when_required(self) -> Settings:
+        """Fail closed: a deployment that asks for keys never starts open because the Secret said `[]`."""
+        if self.require_api_keys and not self.api_keys:
+            raise ValueError(
+                "SIGNALS_REQUIRE_API_KEYS is set but SIGNALS_API_KEYS is empty: add at least one key "
+                "(`signals keys new <name> --scopes read,admin` prints the entry)"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

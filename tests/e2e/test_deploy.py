@@ -10,6 +10,7 @@ ports, candles from the test world instead of an exchange), and asks the API thr
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import httpx
 import pytest
 import yaml
 
+from signals.api.access import key_hash, new_key
 from tests.support.paths import REPO_ROOT
 from tests.support.postgres import Postgres
 from tests.support.servers import Server, bentoml_server
@@ -30,6 +32,10 @@ from tests.support.world import World, copy_world
 
 pytestmark = pytest.mark.slow
 MANIFESTS = REPO_ROOT / "deploy" / "kubernetes"
+EXAMPLE_SECRET = MANIFESTS / "optional" / "secret.example.yaml"
+DESK_KEY, _ = new_key()
+AUTH = {"Authorization": f"Bearer {DESK_KEY}"}
+WORKLOADS = ("signals-api", "signals-cnn-lstm", "signals-ppo")
 
 
 def documents() -> list[dict[str, Any]]:
@@ -73,7 +79,8 @@ def test_the_manifests_describe_one_deployment_and_service_per_bentoml_service()
     for setting, service in (("SIGNALS_CNN_LSTM_URL", "signals-cnn-lstm"), ("SIGNALS_PPO_URL", "signals-ppo")):
         url = urlparse(config[setting])
         assert url.hostname == service and url.port == services[service]["spec"]["ports"][0]["port"]
-    secret = of_kind("Secret")["signals-secrets"]["stringData"]
+    assert not of_kind("Secret")  # outside the kustomization: `kubectl apply -k` never overwrites the real one
+    secret = example_secret()
     assert secret["SIGNALS_DATABASE_URL"].startswith("postgresql+psycopg://")
     job = container(of_kind("Job")["signals-ledger-migrate"])
     assert job["command"] == ["python", "-m", "signals", "ledger", "migrate"]
@@ -82,6 +89,66 @@ def test_the_manifests_describe_one_deployment_and_service_per_bentoml_service()
         target = container(deployments[name])["command"][2]
         module, attribute = target.split(":")
         assert type(getattr(importlib.import_module(module), attribute)).__name__ == "Service"
+
+
+def example_secret() -> dict[str, str]:
+    (secret,) = (d for d in yaml.safe_load_all(EXAMPLE_SECRET.read_text()) if d)
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "signals-secrets"
+    return dict(secret["stringData"])
+
+
+def test_the_cluster_fails_closed_without_api_keys() -> None:
+    """The API pods require keys and name the Secret's key (a missing key: the pod does not start), and the
+    settings refuse an empty list with a message that says how to make one."""
+    from pydantic import ValidationError
+
+    from signals.core.settings import Settings
+
+    api = container(of_kind("Deployment")["signals-api"])
+    assert {"name": "SIGNALS_REQUIRE_API_KEYS", "value": "true"} in api["env"]
+    (named,) = (e for e in api["env"] if e["name"] == "SIGNALS_API_KEYS")
+    assert named["valueFrom"]["secretKeyRef"] == {"name": "signals-secrets", "key": "SIGNALS_API_KEYS"}
+    assert "optional" not in named["valueFrom"]["secretKeyRef"]
+    with pytest.raises(ValidationError, match="signals keys new"):
+        Settings(require_api_keys=True, api_keys=[])
+    assert Settings(require_api_keys=True, api_keys=[{"name": "desk", "sha256": "0" * 64}]).api_keys
+
+
+def test_every_pod_runs_unprivileged_with_probes_budgets_and_limits() -> None:
+    deployments = of_kind("Deployment")
+    budgets = {
+        b["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"]
+        for b in of_kind("PodDisruptionBudget").values()
+    }
+    assert budgets == set(WORKLOADS)
+    assert of_kind("PodDisruptionBudget")["signals-api"]["spec"]["minAvailable"] == 1
+    workloads = [*(deployments[name] for name in WORKLOADS), of_kind("Job")["signals-ledger-migrate"]]
+    for workload in workloads:
+        pod = workload["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        spec = container(workload)
+        assert spec["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        assert {"cpu", "memory"} <= spec["resources"]["requests"].keys()
+        assert {"cpu", "memory"} <= spec["resources"]["limits"].keys()
+    for name in WORKLOADS:
+        deployment = deployments[name]
+        spec = container(deployment)
+        startup = spec["startupProbe"]
+        assert startup["httpGet"]["path"] == "/livez"
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 240  # a loaded node took 97 s to be ready
+        mounts = {m["mountPath"] for m in spec["volumeMounts"]}
+        assert "/tmp" in mounts  # the read-only root's one scratch space
+        volumes = {v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert {m["name"] for m in spec["volumeMounts"]} <= volumes
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
+    (monitor,) = (d for d in yaml.safe_load_all((MANIFESTS / "optional" / "servicemonitor.yaml").read_text()) if d)
+    assert monitor["kind"] == "ServiceMonitor" and monitor["spec"]["endpoints"][0]["path"] == "/metrics"
 
 
 def runner_target(deployment: dict[str, Any]) -> str:
@@ -101,7 +168,7 @@ def topology(world: World, postgres: Postgres, tmp_path_factory: pytest.TempPath
     logs = tmp_path_factory.mktemp("deploy-logs")
     deployments = of_kind("Deployment")
     config = dict(of_kind("ConfigMap")["signals-config"]["data"])
-    secret = dict(of_kind("Secret")["signals-secrets"]["stringData"])
+    secret = example_secret()
     database = postgres.create_database("deploy_topology")
     local = {
         **config,
@@ -109,6 +176,7 @@ def topology(world: World, postgres: Postgres, tmp_path_factory: pytest.TempPath
         **world.env(),  # candles from the test world's store instead of the exchange, and its universe
         "SIGNALS_DATABASE_URL": database,
         "SIGNALS_MODEL_SIGNING_KEY": "",
+        "SIGNALS_API_KEYS": json.dumps([{"name": "desk", "sha256": key_hash(DESK_KEY), "scopes": ["read", "admin"]}]),
         "BENTOML_HOME": os.environ["BENTOML_HOME"],  # the session's model store (the image's is the bento's)
     }
     local = {k: v for k, v in local.items() if v != ""}
@@ -129,7 +197,9 @@ def topology(world: World, postgres: Postgres, tmp_path_factory: pytest.TempPath
         ppo = stack.enter_context(
             bentoml_server(local, logs, name="ppo", target=runner_target(deployments["signals-ppo"]))
         )
-        api_env = {**local, "SIGNALS_CNN_LSTM_URL": cnn.url, "SIGNALS_PPO_URL": ppo.url}
+        api_spec = container(deployments["signals-api"])
+        named = {e["name"]: e["value"] for e in api_spec["env"] if "value" in e}  # SIGNALS_REQUIRE_API_KEYS
+        api_env = {**local, **named, "SIGNALS_CNN_LSTM_URL": cnn.url, "SIGNALS_PPO_URL": ppo.url}
         replicas = deployments["signals-api"]["spec"]["replicas"]
         apis = [stack.enter_context(bentoml_server(api_env, logs, name=f"api-{i}")) for i in range(replicas)]
         yield [cnn, ppo, *apis]
@@ -144,18 +214,23 @@ def test_the_topology_runs_as_separate_processes_and_serves_through_every_api_re
         assert all(server.process.pid != api.process.pid for api in apis)
     answers = []
     for api in apis:
-        signal = httpx.post(f"{api.url}/predict", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=60)
-        action = httpx.post(f"{api.url}/action", json={"symbol": "BTC/USDT"}, timeout=60)
+        assert httpx.post(f"{api.url}/predict", json={"symbol": "BTC/USDT", "timeframe": "1h"}).status_code == 401
+        signal = httpx.post(
+            f"{api.url}/predict", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=60, headers=AUTH
+        )
+        action = httpx.post(f"{api.url}/action", json={"symbol": "BTC/USDT"}, timeout=60, headers=AUTH)
         assert signal.status_code == 200 and action.status_code == 200, (signal.text, action.text)
         answers.append(signal.json())
         workers = subprocess.run(["pgrep", "-P", str(api.process.pid), "-a"], capture_output=True, text=True).stdout
         assert "cnn_lstm_runner" not in workers and "ppo_runner" not in workers  # reached by URL, not spawned
     assert answers[0]["probabilities"] == answers[1]["probabilities"]
-    batching = httpx.post(f"{apis[0].url}/status", json={}, timeout=60).json()["cnn_lstm"]["batching"]
+    batching = httpx.post(f"{apis[0].url}/status", json={}, timeout=60, headers=AUTH).json()["cnn_lstm"]["batching"]
     assert batching["calls"] >= 1  # the status came from the remote runner
-    ledger = httpx.post(f"{apis[1].url}/status", json={}, timeout=60).json()["ledger"]
-    assert ledger["status"] == "ok" and "postgresql" in ledger["url"]
-    history = httpx.post(f"{apis[1].url}/history", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=60).json()
+    ledger = httpx.post(f"{apis[1].url}/status", json={}, timeout=60, headers=AUTH).json()["ledger"]
+    assert ledger["status"] == "ok"
+    history = httpx.post(
+        f"{apis[1].url}/history", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=60, headers=AUTH
+    ).json()
     assert len(history["items"]) == 1  # recorded once, through either replica
 
 

@@ -19,8 +19,10 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from signals.alerts import webhook
+from signals.alerts.targets import TargetPolicy, redact_url
 from signals.core.background import stop_task, wait_event
 from signals.core.clock import SYSTEM_CLOCK, Clock, SystemClock, epoch_ms
+from signals.core.errors import InvalidInput
 from signals.core.settings import Settings
 from signals.ledger.outbox import Claimed, RetryPolicy, claim_due, enqueue, outbox_counts, record_attempt
 from signals.ledger.rules import health_alert
@@ -49,8 +51,11 @@ class AlertDispatcher:
         timeout_s: float = 10.0,
         concurrency: int = 8,
         clock: Clock = SYSTEM_CLOCK,
+        targets: TargetPolicy | None = None,
+        dead_summary_s: float = 60.0,
     ) -> None:
         self.engine = engine
+        self.targets = targets  # checked again before every delivery: a name may resolve elsewhere later
         self.policy = policy or RetryPolicy()
         self.chats = chats
         self.health = health
@@ -61,6 +66,9 @@ class AlertDispatcher:
         self.clock = clock  # when a message is due, when it was attempted, when its retry is due
         self.sent: Counter[str] = Counter()
         self.last_error: str | None = None
+        self.dead_summary_ms = int(dead_summary_s * 1000)
+        self._dead: Counter[str] = Counter()  # dead since the last summary line, by where they were going
+        self._dead_logged_ms: int | None = None
         self._known_health: dict[str, bool] = {}
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -90,6 +98,7 @@ class AlertDispatcher:
             chats=chats,
             health=health,
             clock=clock or SystemClock(settings.clock_offset_s),
+            targets=TargetPolicy(settings.webhook_allow_http, settings.webhook_allow_private),
         )
 
     def now_ms(self) -> int:
@@ -144,7 +153,26 @@ class AlertDispatcher:
                 await self.deliver(message)
 
         await asyncio.gather(*(one(message) for message in claimed))
+        self.summarise_dead()
         return len(claimed)
+
+    def summarise_dead(self, *, force: bool = False) -> str | None:
+        """One WARNING line for the messages that died since the last one, at most once a `dead_summary_s` (a
+        receiver that is down for an hour is one line a minute, not one per message); the line, if any."""
+        now = self.now_ms()
+        if not self._dead:
+            return None
+        if not force and self._dead_logged_ms is not None and now - self._dead_logged_ms < self.dead_summary_ms:
+            return None
+        where = ", ".join(f"{target}: {count}" for target, count in self._dead.most_common(5))
+        more = len(self._dead) - 5
+        line = f"alerts: {sum(self._dead.values())} message(s) dead after {self.policy.max_attempts} attempts ({where}"
+        line += f", and {more} more target(s))" if more > 0 else ")"
+        line += "; `signals alerts log` shows why"
+        logger.warning("%s", line)
+        self._dead.clear()
+        self._dead_logged_ms = now
+        return line
 
     async def deliver(self, message: Claimed) -> str:
         started = time.perf_counter()
@@ -162,12 +190,16 @@ class AlertDispatcher:
         )
         self.sent[status] += 1
         if status == "dead":
-            logger.warning("alert %s to %s %s is dead after %d attempts", message.event_key, message.kind,
-                           message.target, message.attempts + 1)  # fmt: skip
+            self._dead[f"{message.kind} {redact_url(message.target)}"] += 1
         return status
 
     async def _send(self, message: Claimed) -> webhook.Outcome:
         if message.kind == "webhook":
+            if self.targets is not None:
+                try:
+                    await asyncio.to_thread(self.targets.check, message.target)
+                except InvalidInput as error:
+                    return webhook.Outcome(False, None, f"refused by the webhook policy: {error}")
             return await webhook.post(
                 self._http(), message.target, message.secret, message.event_type, message.event_key, message.payload
             )

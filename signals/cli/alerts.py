@@ -43,15 +43,17 @@ def add(
     verifies `X-Signals-Signature` with."""
     from urllib.parse import urlparse
 
+    from signals.alerts.targets import TargetPolicy
+    from signals.core.settings import get_settings
     from signals.core.symbols import normalize_symbol
     from signals.core.timeframes import parse_timeframe
     from signals.ledger.outbox import add_subscription
     from signals.ledger.rules import Filters
 
+    settings = get_settings()
     parsed = urlparse(url)
     try:
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise InvalidInput(f"{url!r} is not an http(s) URL")
+        url = TargetPolicy(settings.webhook_allow_http, settings.webhook_allow_private).check(url)
         filters = Filters(
             symbols=[normalize_symbol(s) for s in split_csv(symbols)],
             timeframes=[parse_timeframe(t) for t in split_csv(timeframes)],
@@ -80,6 +82,7 @@ def add(
 @alerts_app.command("list")
 def list_command(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
     """Active subscriptions (webhooks and Telegram chats) with their filters."""
+    from signals.alerts.targets import redact_url
     from signals.ledger.outbox import subscriptions
 
     rows = [
@@ -87,7 +90,7 @@ def list_command(data_dir: DataDirOption = None, as_json: JsonOption = False) ->
             "id": s["id"],
             "name": s["name"],
             "kind": s["kind"],
-            "target": s["target"],
+            "target": redact_url(s["target"]),
             "filters": json.dumps(s["filters"]),
         }
         for s in subscriptions(_ledger(data_dir).engine)
@@ -115,9 +118,10 @@ def log(
     as_json: JsonOption = False,
 ) -> None:
     """The newest messages: event, where to, status (pending, delivered, dead), attempts and the last error."""
+    from signals.alerts.targets import redact_url
     from signals.ledger.outbox import message_log
 
-    messages = message_log(_ledger(data_dir).engine, limit)
+    messages = [{**m, "target": redact_url(m["target"])} for m in message_log(_ledger(data_dir).engine, limit)]
     if as_json:
         emit_table(messages, as_json=True)
         return
@@ -125,7 +129,7 @@ def log(
         {
             "id": m["id"],
             "event": m["event_key"],
-            "to": f"{m['kind']} {m['target']}",
+            "to": f"{m['kind']} {redact_url(m['target'])}",
             "status": m["status"],
             "attempts": m["attempts"],
             "last": (m["attempt_log"][-1]["status_code"] if m["attempt_log"] else None),

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         description="Webhook subscriptions kept in sync at start (JSON list of {name, url, secret, filters}); "
         "`signals alerts add` is the other way.",
     )
+    webhook_allow_http: bool = Field(False, description="Allow plain-http webhook URLs (default: https only).")
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow webhooks to loopback, link-local and private addresses (a receiver on this host or "
+        "inside your network; default: public addresses only).",
+    )
     telegram_token: SecretStr | None = Field(None, description="A Telegram bot token: starts the bot.")
     telegram_api_url: str = Field("https://api.telegram.org", description="The Bot API server.")
     telegram_symbol: str = Field("BTC/USDT", description="The symbol /status answers for.")

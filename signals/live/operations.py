@@ -18,11 +18,12 @@ import pandas as pd
 from pydantic import BaseModel
 
 from signals.alerts.dispatcher import AlertDispatcher
+from signals.alerts.targets import TargetPolicy, redact_url
 from signals.contract import schemas
 from signals.contract.wire import CnnLstmPort, FamiliesPort, PpoPort
 from signals.core.background import STOP_TIMEOUT_S, within
 from signals.core.clock import SYSTEM_CLOCK, Clock, SystemClock
-from signals.core.errors import LedgerUnavailable, RunnerUnavailable
+from signals.core.errors import InvalidInput, LedgerUnavailable, RunnerUnavailable
 from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
 from signals.core.symbols import normalize_symbol
@@ -120,6 +121,19 @@ class Operations:
     def market(self) -> MarketData:
         return self.engine.market
 
+    def _allowed_webhooks(self) -> list[dict[str, Any]]:
+        """The configured webhooks the target policy allows; each refused one named in one WARNING line."""
+        policy = TargetPolicy(self.settings.webhook_allow_http, self.settings.webhook_allow_private)
+        allowed = []
+        for hook in self.settings.webhooks:
+            try:
+                policy.check(str(hook.get("url", "")))
+            except InvalidInput as error:
+                logger.warning("SIGNALS_WEBHOOKS entry %r skipped: %s", redact_url(str(hook.get("url", ""))), error)
+                continue
+            allowed.append(hook)
+        return allowed
+
     def start_background(self, *, first_worker: bool = True) -> None:
         """The push stream's tail, the alert sender, the candle-close loop when enabled, and the Telegram bot when
         a token is set (in one worker only: Telegram allows one poller per bot)."""
@@ -129,7 +143,7 @@ class Operations:
             self.hub.present = engine.as_of_now
             self.hub.start()
         if self.alerts is not None and self.ledger is not None:
-            sync_webhooks(self.ledger.engine, self.settings.webhooks)
+            sync_webhooks(self.ledger.engine, self._allowed_webhooks())
             self.alerts.start()
         self.start_scheduler()
         token = self.settings.telegram_token

@@ -32,6 +32,9 @@ from tests.support.receiver import Receiver, webhook_receiver
 from tests.support.servers import Server, bentoml_server
 from tests.support.world import EXCHANGE, World, copy_world, new_candle
 
+# The receiver listens on http://127.0.0.1: the webhook policy refuses that unless the operator allows it.
+LOCAL_RECEIVERS = {"SIGNALS_WEBHOOK_ALLOW_HTTP": "true", "SIGNALS_WEBHOOK_ALLOW_PRIVATE": "true"}
+
 pytestmark = pytest.mark.slow
 CHAT = 4242
 
@@ -57,7 +60,12 @@ def telegram() -> Iterator[FakeTelegram]:
 
 @pytest.fixture(scope="module")
 def server(world: World, telegram: FakeTelegram, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {**world.env(), "SIGNALS_TELEGRAM_TOKEN": telegram.token, "SIGNALS_TELEGRAM_API_URL": telegram.url}
+    env = {
+        **world.env(),
+        **LOCAL_RECEIVERS,
+        "SIGNALS_TELEGRAM_TOKEN": telegram.token,
+        "SIGNALS_TELEGRAM_API_URL": telegram.url,
+    }
     with bentoml_server(env, tmp_path_factory.mktemp("alerts-logs"), name="alerts") as running:
         yield running
 
@@ -160,4 +168,4 @@ def add_webhook(world: World, receiver: Receiver) -> str:
 def _env(world: World) -> dict[str, str]:
     import os
 
-    return {**os.environ, **world.env()}
+    return {**os.environ, **world.env(), **LOCAL_RECEIVERS}

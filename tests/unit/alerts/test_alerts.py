@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from signals.alerts import webhook
 from signals.alerts.dispatcher import AlertDispatcher
+from signals.alerts.targets import TargetPolicy
 from signals.ledger import outbox as outbox_module
 from signals.ledger.outbox import RetryPolicy, add_subscription, message_log, outbox_counts, remove_subscription
 from signals.ledger.rules import Filters
@@ -230,6 +231,16 @@ def test_a_message_no_receiver_takes_is_dead_after_its_attempts(
     assert outbox_counts(ledger.engine) == {"dead": 1} and next_attempt_ms(ledger) is None  # no fifth attempt
 
 
+def test_a_target_the_policy_refuses_is_never_contacted(ledger: Ledger, receiver: Receiver, clock: FakeClock) -> None:
+    """A URL stored before the policy (or by hand) still goes through the check before every attempt."""
+    subscribe(ledger, receiver.url, actionable_only=False)  # http://127.0.0.1: loopback and plain http
+    ledger.record_signals([signal_at(0, "LONG"), signal_at(1, "SHORT")])
+    deliver_all(dispatcher(ledger, clock, targets=TargetPolicy()), ledger, clock)
+    (logged,) = message_log(ledger.engine)
+    assert receiver.deliveries == [] and receiver.refused == 0
+    assert logged["status"] == "dead" and "refused by the webhook policy" in logged["last_error"]
+
+
 def test_a_removed_subscription_gets_no_more_messages(ledger: Ledger, receiver: Receiver, clock: FakeClock) -> None:
     hook = subscribe(ledger, receiver.url, actionable_only=False)
     ledger.record_signals([signal_at(0, "LONG"), signal_at(1, "SHORT")])
@@ -269,6 +280,8 @@ def test_a_sender_killed_mid_delivery_loses_nothing_and_repeats_only_that_messag
         "SIGNALS_DATABASE_URL": database_url,
         "SIGNALS_ALERT_LEASE_S": "60",
         "SIGNALS_DATA_DIR": str(tmp_path),
+        "SIGNALS_WEBHOOK_ALLOW_HTTP": "true",  # the receiver is http://127.0.0.1
+        "SIGNALS_WEBHOOK_ALLOW_PRIVATE": "true",
     }
     command = [str(Path(sys.executable).parent / "signals"), "alerts", "run"]
     sender = subprocess.Popen(

@@ -201,7 +201,17 @@ def bot(data_dir: DataDirOption = None) -> None:
         finally:
             await signals_bot.stop()
 
+    from telegram.error import TelegramError
+
     try:
         asyncio.run(go())
     except KeyboardInterrupt:
         return
+    except (TelegramError, OSError) as error:  # no network, a refused token: one line, not the library's traceback
+        detail = " ".join(str(error).split())[:200] or type(error).__name__
+        raise fail(
+            SignalsError(
+                f"the bot cannot reach Telegram at {settings.telegram_api_url}: {detail} (check the token and "
+                "the network; SIGNALS_TELEGRAM_API_URL names the Bot API server)"
+            )  # fmt: skip
+        ) from error

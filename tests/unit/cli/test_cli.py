@@ -103,3 +103,27 @@ def test_a_full_disk_is_one_line_and_exit_code_2_not_a_traceback(tmp_path: Path)
     assert len(errors) == 1 and "Traceback" not in done.stderr
     assert "cannot write synthetic/BTC_USDT-1h.parquet in the candle store: File too large" in errors[0]
     assert not list((tmp_path / "data").rglob("*.tmp"))  # nothing half-written left behind
+
+
+def test_the_bot_without_a_network_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    """A token and nothing listening where the Bot API should be: the library's error in one line, not its trace."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = {
+        **os.environ,
+        "SIGNALS_TELEGRAM_TOKEN": "123:abc",
+        "SIGNALS_TELEGRAM_API_URL": f"http://127.0.0.1:{port}",
+        "SIGNALS_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "signals"), "bot"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert line.startswith("error: the bot cannot reach Telegram at http://127.0.0.1:")

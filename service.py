@@ -28,6 +28,7 @@ from signals.api.slots import Slot
 from signals.api.web import create_web_app
 from signals.contract import schemas
 from signals.core.errors import InvalidInput
+from signals.core.logs import configure_logging
 from signals.core.settings import get_settings
 from signals.live.operations import Operations
 from signals.live.push import PushHub
@@ -66,6 +67,7 @@ class SignalService:
     families = bentoml.depends(FamiliesRunner, url=settings.families_url)  # every installed family (plugin.py)
 
     def __init__(self) -> None:
+        configure_logging(settings.log_format)  # in the worker, after BentoML installed its handlers
         # the composition root: the ledger and its writer, the catalog of served versions, the engine, the loops
         self.ops = Operations.start(get_settings(), self.cnn_lstm.to_async, self.ppo.to_async, self.families.to_async)
         self.engine = self.ops.engine

@@ -134,6 +134,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description='Origins whose pages may call the server (JSON list, e.g. ["https://desk.example"]; ["*"]: any).',
     )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="Server log lines: BentoML's text, or one JSON object per line (time, level, logger, message, "
+        "request_id).",
+    )
     max_body_bytes: int = Field(262_144, ge=1024, description="Largest request body accepted (413 above it).")
     stream_poll_s: float = Field(
         1.0, gt=0, description="How often each worker looks for signals other workers recorded."

@@ -17,7 +17,8 @@ from typing import Any
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
 
-from signals.core.settings import Settings
+from signals.core.logs import configure_logging
+from signals.core.settings import Settings, get_settings
 from signals.models.family import ModelFamily
 from signals.models.local import ModelSet, stored_names
 
@@ -140,6 +141,7 @@ class ModelRunner:
     local: ModelSet
 
     def _start(self, local: ModelSet) -> None:
+        configure_logging(get_settings().log_format)  # in the runner's worker, after BentoML's handlers exist
         self.local = local
         self.counters = BatchCounters()
         freeze_heap()

@@ -41,6 +41,7 @@ from signals.serving.engine import SignalEngine
 logger = logging.getLogger(__name__)
 engine_slot: Slot[SignalEngine] = Slot("the signal engine")
 hub_slot: Slot[PushHub] = Slot("the push stream (it needs the ledger)")
+ops_slot: Slot[Operations] = Slot("the track record")
 settings = get_settings()
 try:  # an impossible device fails the start once, in one line, instead of crash-looping every runner worker
     resolve_device(settings.device)
@@ -49,7 +50,7 @@ except InvalidInput as error:
 
 
 compat_app = create_compat_app(engine_slot)
-web_app = create_web_app(engine_slot, hub_slot, heartbeat_s=settings.stream_heartbeat_s)
+web_app = create_web_app(engine_slot, hub_slot, ops_slot, heartbeat_s=settings.stream_heartbeat_s)
 
 
 @bentoml.service(
@@ -72,6 +73,7 @@ class SignalService:
         self.ops = Operations.start(get_settings(), self.cnn_lstm.to_async, self.ppo.to_async, self.families.to_async)
         self.engine = self.ops.engine
         engine_slot.bind(self.engine)
+        ops_slot.bind(self.ops)
         if self.ops.hub is not None:
             hub_slot.bind(self.ops.hub)
         gc.freeze()  # what is loaded now lives as long as the process: keep it out of gen-2 collections
@@ -87,6 +89,7 @@ class SignalService:
     @bentoml.on_shutdown
     async def close(self) -> None:
         engine_slot.release(self.engine)
+        ops_slot.release(self.ops)
         if self.ops.hub is not None:
             hub_slot.release(self.ops.hub)
         await self.ops.stop()

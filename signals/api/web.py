@@ -9,7 +9,9 @@ matches, so every other path still reaches BentoML):
 - `/ws/{client_id}` sends the same as WebSocket messages: `signal_update` (a Signal) and `prediction_update`
   (the older PPO shape), answers `{"type": "ping"}` with a pong and `{"type": "subscribe", ...}` by
   narrowing what it sends;
-- `GET /api/candles/{symbol}` gives the closed candles a signal is computed from (the dashboard's chart).
+- `GET /api/candles/{symbol}` gives the closed candles a signal is computed from (the dashboard's chart);
+- the track record's routes (`track.py`): `GET /equity`, `/export/history.csv`, `/export/scorecard.csv` and
+  `/admin/alerts`.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from fastapi.staticfiles import StaticFiles
 from signals.api import legacy
 from signals.api.compat import SymbolList, SymbolPath, TimeframeList, add_error_envelopes, split_csv
 from signals.api.openapi import published
+from signals.api.track import add_track_record_routes
 from signals.contract import schemas
 from signals.core.background import get_within, stop_task
 from signals.core.errors import DataNotFound, InvalidInput
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe, utc_now
+from signals.live.operations import Operations
 from signals.live.push import Event, Interest, PushHub, Subscription
 from signals.serving.engine import SignalEngine
 
@@ -85,9 +89,13 @@ def websocket_message(event: Event) -> dict[str, Any]:
 
 
 def create_web_app(
-    engine: Callable[[], SignalEngine], hub: Callable[[], PushHub], *, heartbeat_s: float = 15.0
+    engine: Callable[[], SignalEngine],
+    hub: Callable[[], PushHub],
+    ops: Callable[[], Operations] | None = None,
+    *,
+    heartbeat_s: float = 15.0,
 ) -> FastAPI:
-    """The root app; `engine()` and `hub()` are the service's slots (503 while it starts)."""
+    """The root app; `engine()`, `hub()` and `ops()` are the service's slots (503 while it starts)."""
     app = FastAPI(title="Dashboard and push", docs_url=None, redoc_url=None, openapi_url=None)
     add_error_envelopes(app)
 
@@ -134,6 +142,8 @@ def create_web_app(
                 for t, o, h, lo, c, v in zip(times, *columns, strict=True)
             ],
         }
+
+    add_track_record_routes(app, ops)
 
     @app.get("/api/stream")
     async def stream(

@@ -642,3 +642,47 @@ class CandlesResponse(Shape):
     timeframe: str
     data_source: str
     candles: list[Candle]
+
+
+# --- the dashboard's equity curve and alert subscriptions (GET /equity, /admin/alerts) -------------------------------
+class EquityPoint(BaseModel):
+    time: int = Field(description="Seconds since the epoch (the chart's axis).")
+    equity: float = Field(description="Sum of the after-cost returns of the calls booked by then (fraction).")
+    buy_and_hold: float | None = Field(description="The equal-weight basket's return by then, after one round trip.")
+
+
+class EquityResponse(BaseModel):
+    """The equity curve of the served (or paper) calls from the resolved records, beside buy-and-hold."""
+
+    mode: Literal["served", "paper"]
+    filters: dict[str, Any]
+    cost: float = Field(description="Round-trip cost per call (fees and slippage), a fraction of price.")
+    note: str = Field(description="How the curve is built.")
+    calls: int
+    hits: int = Field(description="Calls with a positive after-cost return.")
+    total_return: float
+    mean_return: float | None
+    buy_and_hold_return: float | None
+    pairs: list[str]
+    points: list[EquityPoint]
+    reason: str | None = Field(None, description="Why the curve is empty, when it is.")
+
+
+class AlertSubscriptionRequest(Request):
+    """A webhook subscription added from the dashboard (the CLI's `signals alerts add`)."""
+
+    url: str = Field(min_length=8, max_length=2000, pattern=r"^https?://", description="Where to POST the alerts.")
+    symbols: list[SymbolName] | None = Field(None, description="Only these pairs; default: every pair.")
+    timeframes: list[TimeframeName] | None = Field(None, description="Only these timeframes; default: every one.")
+
+
+class AlertSubscription(BaseModel):
+    id: int
+    name: str
+    kind: str
+    target: str
+    filters: dict[str, Any]
+    created_at: str = Field(description="ISO-8601 UTC.")
+    secret: str | None = Field(
+        None, description="The HMAC key the receiver verifies X-Signals-Signature with: only in the answer to the add."
+    )

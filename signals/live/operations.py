@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlparse
 
 import pandas as pd
 from pydantic import BaseModel
@@ -27,10 +29,12 @@ from signals.core.errors import InvalidInput, LedgerUnavailable, RunnerUnavailab
 from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
 from signals.core.symbols import normalize_symbol
-from signals.core.timeframes import parse_timeframe, utc_now
+from signals.core.timeframes import iso_z, parse_timeframe, utc_now
 from signals.features.labels import round_trip_cost
+from signals.ledger import outbox
 from signals.ledger.outbox import sync_webhooks
 from signals.ledger.records import ms
+from signals.ledger.rules import Filters
 from signals.ledger.store import Ledger, redact
 from signals.ledger.writer import LedgerWriter
 from signals.live.push import PushHub
@@ -39,6 +43,7 @@ from signals.serving.catalog import ModelCatalog
 from signals.serving.engine import SignalEngine, runner_call
 from signals.serving.market import MarketData
 from signals.track_record import audit, versions
+from signals.track_record.equity import EquityMode, equity_curve
 from signals.track_record.probation import RULE as PROBATION_RULE
 from signals.track_record.probation import refresh_standings
 from signals.track_record.scorecard import DEFAULT_SCORECARD_MODE, scorecard
@@ -255,6 +260,40 @@ class Operations:
     def history(self, request: schemas.HistoryRequest) -> schemas.HistoryResponse:
         return audit.history(self.require_ledger(), request)
 
+    def equity(
+        self, *, timeframe: str | None, symbol: str | None, calls: EquityMode, mode: schemas.Mode | None
+    ) -> schemas.EquityResponse:
+        """The equity curve of the served (or paper) calls beside buy-and-hold (`track_record/equity.py`)."""
+        filters = {k: v for k, v in {"timeframe": timeframe, "symbol": symbol, "mode": mode}.items() if v is not None}
+        rows = self.require_ledger().resolved(
+            timeframe=None if timeframe is None else parse_timeframe(timeframe),
+            symbol=None if symbol is None else normalize_symbol(symbol),
+            modes=[mode or DEFAULT_SCORECARD_MODE],
+        )
+        cost = round_trip_cost(self.settings.fee, self.settings.slippage)
+        return schemas.EquityResponse.model_validate(equity_curve(rows, cost=cost, mode=calls, filters=filters))
+
+    def alert_subscriptions(self) -> list[schemas.AlertSubscription]:
+        """The active alert subscriptions (what `signals alerts list` shows), secrets left out."""
+        return [_subscription(row) for row in outbox.subscriptions(self.require_ledger().engine)]
+
+    def add_alert_subscription(self, request: schemas.AlertSubscriptionRequest) -> schemas.AlertSubscription:
+        """Subscribe a webhook to actionable signals, as `signals alerts add URL` does; the answer carries the new
+        HMAC key once."""
+        engine = self.require_ledger().engine
+        filters = Filters(
+            symbols=[normalize_symbol(s) for s in request.symbols or ()],
+            timeframes=[parse_timeframe(t) for t in request.timeframes or ()],
+        )
+        key = secrets.token_urlsafe(32)
+        name = urlparse(request.url).netloc or request.url
+        added = outbox.add_subscription(
+            engine, name=name, kind="webhook", target=request.url, secret=key, filters=filters.model_dump(),
+            now_ms=int(utc_now().timestamp() * 1000),
+        )  # fmt: skip
+        row = next(r for r in outbox.subscriptions(engine) if r["id"] == added)
+        return _subscription(row).model_copy(update={"secret": key})
+
     async def replay(self, request: schemas.ReplayRequest) -> schemas.ReplayResponse:
         return await audit.replay(self.engine, self.require_ledger(), request)
 
@@ -351,6 +390,13 @@ def _live_block(block: dict[str, Any] | None) -> dict[str, Any]:
         if block.get("last_candle_ms")
         else None,
     }
+
+
+def _subscription(row: Mapping[str, Any]) -> schemas.AlertSubscription:
+    return schemas.AlertSubscription(
+        id=int(row["id"]), name=str(row["name"]), kind=str(row["kind"]), target=str(row["target"]),
+        filters=dict(row["filters"] or {}), created_at=iso_z(pd.Timestamp(int(row["created_ms"]), unit="ms", tz="UTC")),
+    )  # fmt: skip
 
 
 def scorecard_of(ledger: Ledger, settings: Settings, request: schemas.ScorecardRequest) -> dict[str, Any]:

@@ -33,7 +33,8 @@ class CircuitBreaker:
         self.opened_count = 0
 
     def before_call(self) -> None:
-        """Raise ExchangeUnavailable (503, Retry-After: the cooldown left) while open; let one probe through after."""
+        """Raise ExchangeUnavailable (503, Retry-After: the cooldown left) while open; let one probe through after.
+        The message names no pair: the last failure was another pair's (health shows it, `last_error`)."""
         if self.state == "closed":
             return
         now = self.clock()
@@ -44,7 +45,7 @@ class CircuitBreaker:
             self.probing = True  # this call is the probe
             return
         raise ExchangeUnavailable(
-            f"{self.name} is failing ({self.consecutive_failures} failed fetches in a row; last: {self.last_error}); "
+            f"{self.name} is failing ({self.consecutive_failures} failed fetches in a row); "
             f"not asking it again for {max(left, 1.0):.0f} s",
             retry_after_s=max(left, 1.0),
         )

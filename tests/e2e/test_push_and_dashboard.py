@@ -274,3 +274,169 @@ def test_cross_origin_calls_from_a_browser_follow_the_allowed_origins(server: Se
             f"{server.url}/api/predictions?timeframe=1h",
         )
         assert "Failed to fetch" in get_compat
+
+
+# --- a trader's reading: past calls, plots, equity, downloads, alerts (issue 21) ------------------------------------
+def seed_track_record(server: Server, world: World) -> dict[str, int]:
+    """Resolved live records of BTC/USDT 1h on the served candles, written into the server's SQLite ledger (WAL):
+    actionable LONG plans that hit their target or stop, paper SHORT calls, and model directions without a plan.
+    Their recorded time is their candle's, long before the server started, so the push tail never sends them."""
+    from signals.ledger.store import Ledger
+    from tests.support.factories import signal_record
+
+    template = httpx.post(f"{server.url}/predict", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=30).json()
+    candles = httpx.get(f"{server.url}/api/candles/BTCUSDT?timeframe=1h&limit=300", timeout=30).json()["candles"]
+    ledger = Ledger(f"sqlite:///{world.data_dir.resolve() / 'signals.db'}")
+    rows, kinds = [], {"plan": 0, "paper": 0, "model": 0}
+    for i, candle in enumerate(candles[20:-30:6]):
+        kind = ("plan", "paper", "model", "model")[i % 4]
+        kinds[kind] += 1
+        close, candle_ms = float(candle["close"]), int(candle["time"]) * 1000
+        direction = "SHORT" if kind == "paper" else "LONG"
+        target = {"level": 1, "price": close * 1.01, "r_multiple": 1.0, "eta_minutes": 60}
+        plan = {
+            "entry": close,
+            "stop_loss": close * 0.99,
+            "atr": close * 0.01,
+            "risk_reward": 1.0,
+            "take_profits": [target],
+        }
+        reason = {"plan": None, "paper": "on probation: 3 of 20 paper calls", "model": "no demonstrated edge"}[kind]
+        payload = template | {
+            "candle_time": pd_iso(candle_ms), "direction": direction, "actionable": kind == "plan",
+            "abstain_reason": reason, "levels": plan if kind == "plan" else None, "current_price": close,
+        }  # fmt: skip
+        rows.append(
+            signal_record(
+                model_name=f"cnn-lstm-seeded-{kind}",
+                model_version=template["model_version"],
+                symbol="BTC/USDT",
+                timeframe="1h",
+                candle_ms=candle_ms,
+                mode="live",
+                paper=kind == "paper",
+                direction=direction,
+                actionable=kind == "plan",
+                abstain_reason=reason,
+                close=close,
+                payload=payload,
+                expires_ms=candle_ms + 11 * 3_600_000,
+                recorded_ms=candle_ms + 3_600_000,
+            )  # fmt: skip
+        )
+    ledger.record_signals(rows)
+    pending = [r for r in ledger.history("BTC/USDT", "1h", limit=1000) if r["model_name"].startswith("cnn-lstm-seeded")]
+    outcomes = []
+    for n, row in enumerate(pending):
+        up = n % 3 != 0  # two of three plans reach +1R first
+        outcomes.append({
+            "id": row["id"], "resolved_ms": row["expires_ms"], "outcome_label": 2 if up else 0,
+            "touched": 0 if up else 1,
+            "bars_to_exit": 3, "long_return": 0.01 if up else -0.01, "short_return": -0.01 if up else 0.01,
+            "call_return": None, "reversal": 1, "persistence": 1,
+        })  # fmt: skip
+    ledger.resolve(outcomes)
+    ledger.engine.dispose()
+    return kinds
+
+
+def pd_iso(candle_ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(candle_ms / 1000))
+
+
+def test_the_dashboard_reads_at_a_glance_with_equity_exports_and_alerts(server: Server, world: World) -> None:
+    kinds = seed_track_record(server, world)
+
+    served = httpx.get(f"{server.url}/equity", params={"timeframe": "1h"}, timeout=30).json()
+    paper = httpx.get(f"{server.url}/equity", params={"timeframe": "1h", "calls": "paper"}, timeout=30).json()
+    assert (served["calls"], paper["calls"]) == (kinds["plan"], kinds["paper"])
+    card = httpx.post(f"{server.url}/scorecard", json={"timeframe": "1h"}, timeout=30).json()
+    # one code path with the scorecard: its calls (plans and paper calls) earn what the two curves end at
+    both = served["total_return"] + paper["total_return"]
+    assert card["calls"]["n"] == kinds["plan"] + kinds["paper"]
+    assert both == pytest.approx(card["calls"]["expectancy"]["value"] * card["calls"]["n"], rel=1e-9)
+    assert served["points"][-1]["equity"] == pytest.approx(served["total_return"])
+    assert served["buy_and_hold_return"] is not None and served["pairs"] == ["BTC/USDT"]
+    refused = httpx.get(f"{server.url}/equity", params={"calls": "everything"}, timeout=30)
+    assert refused.status_code == 400 and "calls" in refused.text
+
+    history = httpx.get(f"{server.url}/export/history.csv", params={"symbol": "BTCUSDT", "timeframe": "1h"}, timeout=30)
+    assert history.status_code == 200 and history.headers["content-type"].startswith("text/csv")
+    assert "attachment" in history.headers["content-disposition"]
+    lines = history.text.splitlines()
+    assert lines[0].startswith("candle_time,symbol,timeframe,mode") and len(lines) > sum(kinds.values())
+    scorecard_csv = httpx.get(f"{server.url}/export/scorecard.csv", params={"timeframe": "1h"}, timeout=30)
+    assert scorecard_csv.headers["content-type"].startswith("text/csv")
+    assert scorecard_csv.text.splitlines()[0] == "metric,value" and "\ncalls.n," in scorecard_csv.text
+
+    with chromium() as driver:
+        driver.get(f"{server.url}/ui/?timeframe=1h&symbol=BTC%2FUSDT")
+        wait_until(lambda: driver.find_element("id", "marker-caption").text, what="the past calls on the chart")
+        shown = json.loads(driver.find_element("id", "chart").get_attribute("data-markers"))
+        assert len(shown) == kinds["plan"] + kinds["paper"]  # by default: plans and paper calls only
+        assert {m.split("|")[1] for m in shown} == {"plan", "paper"}
+        assert {m.split("|")[0] for m in shown} >= {"target", "stop"}
+        legend = driver.find_element("id", "marker-legend").text
+        for words in ("target hit", "stop hit", "expired", "LONG", "SHORT"):
+            assert words in legend
+        driver.find_element("id", "all-calls").click()
+        every = json.loads(driver.find_element("id", "chart").get_attribute("data-markers"))
+        assert len(every) > len(shown) and any(m.endswith("|model") for m in every)
+
+        wait_until(lambda: driver.find_element("id", "equity-panel").get_attribute("data-calls") == str(kinds["plan"]),
+                   what="the equity curve of the served plans")  # fmt: skip
+        assert driver.find_elements("css selector", "#equity-chart canvas")
+        assert "buy-and-hold" in driver.find_element("id", "equity-note").text
+        driver.find_element("css selector", '#equity-mode button[data-calls="paper"]').click()
+        wait_until(lambda: driver.find_element("id", "equity-panel").get_attribute("data-calls") == str(kinds["paper"]),
+                   what="the equity curve of the paper calls")  # fmt: skip
+        assert "/export/history.csv?symbol=BTC%2FUSDT&timeframe=1h" in driver.find_element(
+            "id", "history-csv").get_attribute("href")  # fmt: skip
+        assert "/export/scorecard.csv?timeframe=1h" in driver.find_element("id", "scorecard-csv").get_attribute("href")
+
+        wait_until(lambda: driver.find_element("id", "alerts-panel").is_displayed(), what="the alerts (no keys: admin)")
+        driver.find_element("id", "alert-url").send_keys("https://desk.example/hooks/signals")
+        driver.find_element("id", "alert-symbols").send_keys("BTC/USDT")
+        driver.find_element("css selector", "#alert-form button").click()
+        wait_until(lambda: "secret" in driver.find_element("id", "alert-result").text, what="the added alert")
+        wait_until(lambda: "desk.example" in driver.find_element("id", "alerts-list").text, what="the listed alert")
+        listed = httpx.get(f"{server.url}/admin/alerts", timeout=30).json()
+        assert [a["target"] for a in listed] == ["https://desk.example/hooks/signals"]
+        assert listed[0]["filters"]["symbols"] == ["BTC/USDT"] and listed[0]["secret"] is None
+
+        wait_until(lambda: driver.find_elements("css selector", "#reliability text.tick"), what="the plot ticks")
+        readable = driver.execute_script(READABLE)
+        assert readable["smallest_svg_text_px"] >= 11, readable
+        assert readable["bar_track_px"] >= 100, readable
+        assert readable["clipped_reasons"] == [], readable
+        assert readable["percent_without_nbsp"] == [], readable
+        health = driver.find_element("id", "health").text
+        assert "market" in health and "1 models" not in health
+        assert "_" not in driver.find_element("id", "summary").text  # plain words, not insufficient_data
+        assert console_errors(driver) == []
+        screenshot(driver, "dashboard-after-1280x800", full_page=True)
+
+        driver.set_window_size(390, 844)
+        wait_until(lambda: driver.execute_script("return document.documentElement.scrollWidth") <= 390,
+                   what="no sideways scroll at phone width")  # fmt: skip
+        phone = driver.execute_script(READABLE)
+        assert phone["smallest_svg_text_px"] >= 11 and phone["clipped_reasons"] == [], phone
+        screenshot(driver, "dashboard-after-390x844", full_page=True)
+
+
+READABLE = """
+const svgText = [...document.querySelectorAll("#scorecard-panel svg")].flatMap((svg) => {
+  const scale = svg.getBoundingClientRect().width / 220;
+  return [...svg.querySelectorAll("text")].map((t) => parseFloat(getComputedStyle(t).fontSize) * scale);
+});
+const clipped = [...document.querySelectorAll(".card .why")].filter((n) => n.scrollWidth > n.clientWidth + 1
+  || getComputedStyle(n).textOverflow === "ellipsis").map((n) => n.textContent);
+const percent = [...document.querySelectorAll("main *")].filter((n) => n.children.length === 0)
+  .map((n) => n.textContent).filter((t) => / %/.test(t));
+return {
+  smallest_svg_text_px: Math.min(...svgText),
+  bar_track_px: Math.min(...[...document.querySelectorAll(".bars .track")].map((n) => n.getBoundingClientRect().width)),
+  clipped_reasons: clipped,
+  percent_without_nbsp: percent,
+};
+"""

@@ -414,6 +414,7 @@ def test_the_dashboard_reads_at_a_glance_with_equity_exports_and_alerts(server: 
         assert "market" in health and "1 models" not in health
         assert "_" not in driver.find_element("id", "summary").text  # plain words, not insufficient_data
         assert console_errors(driver) == []
+        driver.execute_script("window.scrollTo(0, 0)")
         screenshot(driver, "dashboard-after-1280x800", full_page=True)
 
         driver.set_window_size(390, 844)
@@ -421,6 +422,7 @@ def test_the_dashboard_reads_at_a_glance_with_equity_exports_and_alerts(server: 
                    what="no sideways scroll at phone width")  # fmt: skip
         phone = driver.execute_script(READABLE)
         assert phone["smallest_svg_text_px"] >= 11 and phone["clipped_reasons"] == [], phone
+        driver.execute_script("window.scrollTo(0, 0)")
         screenshot(driver, "dashboard-after-390x844", full_page=True)
 
 

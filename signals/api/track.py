@@ -77,7 +77,7 @@ def add_track_record_routes(app: FastAPI, ops: Callable[[], Operations] | None) 
         card = await asyncio.to_thread(operations().scorecard, request)
         return csv_response(export.scorecard_csv(card.model_dump(mode="json")), f"scorecard-{timeframe or 'all'}.csv")
 
-    @app.get("/admin/alerts", **published(schemas.AlertSubscription))
+    @app.get("/admin/alerts", **published(list[schemas.AlertSubscription]))
     async def alert_list() -> list[dict[str, Any]]:
         """The active alert subscriptions (the admin scope)."""
         return [s.model_dump(mode="json") for s in await asyncio.to_thread(operations().alert_subscriptions)]

@@ -105,7 +105,8 @@ def retry_headers(error: SignalsError) -> dict[str, str] | None:
 
 def error_response(error: SignalsError) -> JSONResponse:
     status = int(error.error_code)
-    return JSONResponse(error_body(status, str(error)), status_code=status, headers=retry_headers(error))
+    body = error_body(status, str(error), errors=getattr(error, "errors", None))
+    return JSONResponse(body, status_code=status, headers=retry_headers(error))
 
 
 def answer_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

@@ -7,6 +7,7 @@ BentoML answers with ``error_code`` and, for 4xx, the message. Messages say what
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 from bentoml.exceptions import BentoMLException
 
@@ -19,6 +20,7 @@ class SignalsError(BentoMLException):
     def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.errors: list[dict[str, Any]] = []  # the parts of a failure of several (the error shape's `errors`)
 
 
 class InvalidInput(SignalsError, ValueError):

@@ -641,7 +641,9 @@ def raise_if_nothing_answered(answered: Sequence[Any], errors: Sequence[schemas.
     more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
     message = f"no pair could be answered: {summary}{more}"
     if any(status >= 500 for status in statuses):
-        raise ExchangeUnavailable(message)  # 503 + Retry-After; the message names what failed
+        failure = ExchangeUnavailable(message)  # 503 + Retry-After; the message names what failed
+        failure.errors = [e.model_dump(exclude_none=True) for e in errors]  # each pair's, as a 200 would list them
+        raise failure
     if len(statuses) == 1:
         error = SignalsError(message)
         error.error_code = HTTPStatus(statuses.pop())

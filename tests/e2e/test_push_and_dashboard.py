@@ -442,3 +442,34 @@ return {
   percent_without_nbsp: percent,
 };
 """
+
+
+def test_during_an_exchange_outage_the_page_says_degraded_with_one_line_per_cause(
+    world: World, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Live candles from a local exchange that answers every request with 503: the market row says the exchange
+    fails, the pill says "degraded" (not "live"), and the universe panel reads one line for the pairs' one cause,
+    never another pair's name in a pair's line."""
+    from signals.testing.local_exchange import LocalExchange
+
+    with LocalExchange(frames={}, exchange_id="binance") as exchange:
+        exchange.fail_next(1_000_000, status=503)
+        env = {
+            **world.env(), "SIGNALS_SOURCE": "live", "SIGNALS_EXCHANGE": "binance",
+            "SIGNALS_EXCHANGE_URL": exchange.url, "SIGNALS_EXCHANGE_RETRIES": "0", "SIGNALS_EXCHANGE_BACKOFF_S": "0",
+            "SIGNALS_EXCHANGE_BREAKER_FAILURES": "1",
+        }  # fmt: skip
+        with bentoml_server(env, tmp_path_factory.mktemp("outage-logs"), name="outage") as outage, chromium() as driver:
+            driver.get(f"{outage.url}/ui/?timeframe=1h")
+            wait_until(lambda: driver.find_element("id", "grid-notice").text, what="the outage notice")
+            lines = driver.find_element("id", "grid-notice").text.splitlines()
+            assert len(lines) == 1, lines  # one cause, both pairs named once, in front of it
+            assert lines[0].startswith("BTC/USDT, ETH/USDT: ") and lines[0].count("BTC") == 1, lines
+            market = '#health dd[data-row="market"]'
+            wait_until(lambda: "exchange failing" in driver.find_element("css selector", market).text,
+                       what="the market row to say the exchange fails")  # fmt: skip
+            assert driver.find_element("css selector", market).get_attribute("class") == "bad"
+            wait_until(lambda: driver.find_element("id", "stream-status").get_attribute("data-state") == "degraded",
+                       what="the degraded pill")  # fmt: skip
+            assert driver.find_element("id", "stream-status").text != "live"
+            screenshot(driver, "dashboard-outage-1280x800", full_page=False)

@@ -131,6 +131,7 @@ async function loadGrid() {
     const notice = $("grid-notice");
     notice.hidden = batch.errors.length === 0;
     notice.replaceChildren(...groupedErrors(batch.errors));
+    if (batch.errors.length) loadHealth(); // a pair failed: health says whether the market is the cause
     $("grid").replaceChildren(...batch.signals.map(card));
     const actionable = batch.signals.filter((s) => s.actionable).length;
     $("grid-caption").textContent = `${state.timeframe} · ${batch.signals.length} pairs · ${actionable} actionable`;
@@ -143,6 +144,7 @@ async function loadGrid() {
     const notice = $("grid-notice");
     notice.hidden = false;
     notice.replaceChildren(...groupedErrors(errorItems(error)));
+    loadHealth();
   }
 }
 
@@ -150,7 +152,8 @@ async function loadGrid() {
 function groupedErrors(errors) {
   const groups = new Map();
   for (const e of errors) {
-    const cause = e.symbol ? e.message.split(e.symbol).join("the pair") : e.message;
+    const names = e.symbol ? [e.symbol, e.symbol.replace("/", ""), e.symbol.replace("/", "-")] : [];
+    const cause = names.reduce((text, name) => text.split(name).join("the pair"), e.message);
     if (!groups.has(cause)) groups.set(cause, []);
     if (e.symbol) groups.get(cause).push(e.symbol);
   }

@@ -281,14 +281,15 @@ class Operations:
         """Subscribe a webhook to actionable signals, as `signals alerts add URL` does; the answer carries the new
         HMAC key once."""
         engine = self.require_ledger().engine
+        url = TargetPolicy(self.settings.webhook_allow_http, self.settings.webhook_allow_private).check(request.url)
         filters = Filters(
             symbols=[normalize_symbol(s) for s in request.symbols or ()],
             timeframes=[parse_timeframe(t) for t in request.timeframes or ()],
         )
         key = secrets.token_urlsafe(32)
-        name = urlparse(request.url).netloc or request.url
+        name = urlparse(url).netloc or url
         added = outbox.add_subscription(
-            engine, name=name, kind="webhook", target=request.url, secret=key, filters=filters.model_dump(),
+            engine, name=name, kind="webhook", target=url, secret=key, filters=filters.model_dump(),
             now_ms=int(utc_now().timestamp() * 1000),
         )  # fmt: skip
         row = next(r for r in outbox.subscriptions(engine) if r["id"] == added)
@@ -394,7 +395,7 @@ def _live_block(block: dict[str, Any] | None) -> dict[str, Any]:
 
 def _subscription(row: Mapping[str, Any]) -> schemas.AlertSubscription:
     return schemas.AlertSubscription(
-        id=int(row["id"]), name=str(row["name"]), kind=str(row["kind"]), target=str(row["target"]),
+        id=int(row["id"]), name=str(row["name"]), kind=str(row["kind"]), target=redact_url(str(row["target"])),
         filters=dict(row["filters"] or {}), created_at=iso_z(pd.Timestamp(int(row["created_ms"]), unit="ms", tz="UTC")),
     )  # fmt: skip
 

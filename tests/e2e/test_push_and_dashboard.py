@@ -395,13 +395,17 @@ def test_the_dashboard_reads_at_a_glance_with_equity_exports_and_alerts(server: 
         assert "/export/scorecard.csv?timeframe=1h" in driver.find_element("id", "scorecard-csv").get_attribute("href")
 
         wait_until(lambda: driver.find_element("id", "alerts-panel").is_displayed(), what="the alerts (no keys: admin)")
-        driver.find_element("id", "alert-url").send_keys("https://desk.example/hooks/signals")
+        driver.find_element("id", "alert-url").send_keys(
+            "https://93.184.216.34/hooks/signals"
+        )  # a public address: the policy
         driver.find_element("id", "alert-symbols").send_keys("BTC/USDT")
         driver.find_element("css selector", "#alert-form button").click()
         wait_until(lambda: "secret" in driver.find_element("id", "alert-result").text, what="the added alert")
-        wait_until(lambda: "desk.example" in driver.find_element("id", "alerts-list").text, what="the listed alert")
+        wait_until(lambda: "93.184.216.34" in driver.find_element("id", "alerts-list").text, what="the listed alert")
         listed = httpx.get(f"{server.url}/admin/alerts", timeout=30).json()
-        assert [a["target"] for a in listed] == ["https://desk.example/hooks/signals"]
+        assert [a["target"] for a in listed] == ["https://93.184.216.34/hooks/signals"]
+        refused = httpx.post(f"{server.url}/admin/alerts", json={"url": "https://169.254.169.254/latest"}, timeout=30)
+        assert refused.status_code == 400 and "link-local" in refused.json()["error"]
         assert listed[0]["filters"]["symbols"] == ["BTC/USDT"] and listed[0]["secret"] is None
 
         wait_until(lambda: driver.find_elements("css selector", "#reliability text.tick"), what="the plot ticks")

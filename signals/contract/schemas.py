@@ -481,7 +481,11 @@ class RefreshResponse(BaseModel):
     stale: list[str] = Field(description="Pairs whose exchange failed every attempt.")
     resolved: int
     seconds: float
-    lag_seconds: float
+    lag_seconds: float = Field(
+        description="Seconds from when the refresh could first run (the candle's close; the server's start for the "
+        "start-up catch-up) to its end."
+    )
+    catch_up: bool = Field(False, description="The start-up catch-up (its lag counts from the start).")
     phases: dict[str, float] = Field(description="Seconds per step of the refresh.")
 
 

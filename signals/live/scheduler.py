@@ -11,6 +11,10 @@ candle), every worker of every server sharing the ledger asks for the refresh le
   answers the first requests after a close from its cache.
 A holder that dies mid-refresh loses its lease when it expires (`SIGNALS_REFRESH_LEASE_S`); the next worker to ask
 takes it over. At start-up each worker does the same for the current candle of every timeframe (a catch-up).
+
+Lag (`signals_scheduler_lag_seconds`) is the time from when a refresh could first run to its end: the candle's close
+for a refresh at a close, the server's start for the catch-up (a 1d candle closed up to a day before a restart: that
+age is no lag, and counting it would fire a lag alert on every restart).
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class RefreshReport:
     resolved: int = 0
     seconds: float = 0.0
     lag_seconds: float = 0.0
+    catch_up: bool = False  # the start-up refresh: its lag counts from the start, not from the candle's close
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step of a leader's refresh
 
     def as_dict(self) -> dict[str, Any]:
@@ -76,6 +81,7 @@ class RefreshReport:
             "resolved": self.resolved,
             "seconds": round(self.seconds, 4),
             "lag_seconds": round(self.lag_seconds, 3),
+            "catch_up": self.catch_up,
             "phases": {name: round(seconds, 4) for name, seconds in self.phases.items()},
         }
 
@@ -119,7 +125,7 @@ class Scheduler:
 
     async def run(self) -> None:
         """Catch up on the current candles, then refresh at every close until stopped."""
-        await self.tick(self.timeframes)
+        await self.tick(self.timeframes, catch_up_from=self.clock())
         while not self._stopping.is_set():
             now = self.clock()
             due_at, due = self.next_due(now)
@@ -137,11 +143,12 @@ class Scheduler:
         first = min(upcoming.values())
         return first, [tf for tf, at in upcoming.items() if at == first]
 
-    async def tick(self, timeframes: list[str]) -> list[RefreshReport]:
+    async def tick(self, timeframes: list[str], *, catch_up_from: pd.Timestamp | None = None) -> list[RefreshReport]:
+        """Refresh `timeframes`; `catch_up_from`: the start-up catch-up began then (its lag counts from then)."""
         reports = []
         for timeframe in timeframes:
             try:
-                reports.append(await self.refresh(timeframe))
+                reports.append(await self.refresh(timeframe, catch_up_from=catch_up_from))
             except Exception as error:  # the loop must survive anything one refresh does
                 self.last_error = f"{timeframe}: {type(error).__name__}: {error}"
                 logger.exception("refresh of %s failed", timeframe)
@@ -150,11 +157,11 @@ class Scheduler:
         return reports
 
     # --- one refresh --------------------------------------------------------------------------------------------
-    async def refresh(self, timeframe: str) -> RefreshReport:
+    async def refresh(self, timeframe: str, *, catch_up_from: pd.Timestamp | None = None) -> RefreshReport:
         """The refresh of `timeframe`'s current candle: led by whoever gets the lease, followed by the others.
 
         A follower keeps asking while the lease is held: if its holder dies, the lease expires and the next ask
-        takes it over (and leads)."""
+        takes it over (and leads). `catch_up_from`: this is the start-up catch-up, begun then."""
         started = time.perf_counter()
         candle_time = last_closed_open(self.clock(), timeframe)
         candle_ms = ms(candle_time)
@@ -170,7 +177,11 @@ class Scheduler:
                 report = await self._follow(timeframe, candle_time, lease.started_ms if lease else now_ms, started)
                 break
             await self.sleep(FOLLOW_POLL_S)
-        report.lag_seconds = (self.clock() - close_time(candle_time, timeframe)).total_seconds()
+        due = close_time(candle_time, timeframe)
+        if catch_up_from is not None:
+            report.catch_up = True
+            due = max(due, catch_up_from)
+        report.lag_seconds = (self.clock() - due).total_seconds()
         self.engine.metrics.scheduler_lag.labels(timeframe).set(report.lag_seconds)
         self.engine.metrics.refreshes.labels(timeframe, report.role).inc()
         self.last[timeframe] = report

@@ -56,7 +56,8 @@ class RefreshReport:
     candle_time: pd.Timestamp
     role: str  # leader | follower | manual
     signals: int = 0
-    recorded: int = 0
+    computed: int = 0  # signals computed by this refresh (a follower computes none)
+    recorded: int = 0  # signal rows this refresh wrote (a candle recorded before is not recorded again)
     shadows: int = 0
     actions: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # symbol -> last error
@@ -66,6 +67,10 @@ class RefreshReport:
     lag_seconds: float = 0.0
     catch_up: bool = False  # the start-up refresh: its lag counts from the start, not from the candle's close
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step of a leader's refresh
+    # What was computed, by stream key (kind, model version, symbol, candle ms), and when (the engine's clock):
+    # an operator's refresh pushes again those recorded before it.
+    keys: list[tuple[str, str, str, int]] = field(default_factory=list, repr=False)
+    started_ms: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +78,7 @@ class RefreshReport:
             "candle_time": self.candle_time.isoformat(),
             "role": self.role,
             "signals": self.signals,
+            "computed": self.computed,
             "recorded": self.recorded,
             "shadows": self.shadows,
             "actions": self.actions,
@@ -232,32 +238,44 @@ class Scheduler:
             mark = now
 
         phase("lease")
+        report.started_ms = ms(self.engine.clock())  # the clock that stamps the records
         symbols = self.engine.catalog.cnn_symbols(timeframe)
         signals, errors = await self._signals_with_retries(timeframe, symbols)
         phase("signals")
-        report.signals = len(signals)
+        report.signals = report.computed = len(signals)
         report.errors = {symbol: str(error) for symbol, error in errors.items()}
         report.stale = sorted(s for s, e in errors.items() if isinstance(e, ExchangeUnavailable))
         report.shadows = len(await self.engine.shadow(timeframe))
         phase("shadows")
-        report.actions = await self._actions(timeframe, symbols or list(self.settings.universe))
+        actions = await self._actions(timeframe, symbols or list(self.settings.universe))
+        report.actions = len(actions)
         phase("actions")
-        flushed = await asyncio.to_thread(self.writer.flush, 30.0)
+        report.keys = [
+            (kind, answer.model_version, answer.symbol, ms(pd.Timestamp(answer.candle_time)))
+            for kind, answers in (("signal", signals), ("action", actions))
+            for answer in answers
+        ]
+        await asyncio.to_thread(self.writer.flush, 30.0)
+        written = await asyncio.to_thread(self.ledger.recorded_since, timeframe, report.started_ms)
+        written_keys = {(r["model_version"], r["symbol"], int(r["candle_ms"])) for r in written}
+        report.recorded = sum(
+            kind == "signal" and (version, symbol, candle) in written_keys
+            for kind, version, symbol, candle in report.keys
+        )
         phase("record")
-        report.recorded = len(signals) if flushed else 0
         if signals:
             newest = max(pd.Timestamp(s.candle_time) for s in signals)
             staleness = (self.clock() - close_time(newest, timeframe)).total_seconds()
             self.engine.metrics.staleness.labels(timeframe).set(staleness)
 
-    async def _actions(self, timeframe: str, symbols: list[str]) -> int:
+    async def _actions(self, timeframe: str, symbols: list[str]) -> list[schemas.Action]:
         """The policy's action for a flat position on each symbol, on the policy's timeframe only (pushed as
         `prediction_update`); failures are the requests' business and are not retried here."""
         if parse_timeframe(self.settings.ppo_timeframe) != timeframe or not self.engine.catalog.serves_ppo(timeframe):
-            return 0
+            return []
         requests = [schemas.ActionRequest(symbol=symbol, timeframe=timeframe) for symbol in symbols]
         answers = await asyncio.gather(*(self.engine.action(r) for r in requests), return_exceptions=True)
-        return sum(isinstance(answer, schemas.Action) for answer in answers)
+        return [answer for answer in answers if isinstance(answer, schemas.Action)]
 
     async def _signals_with_retries(
         self, timeframe: str, symbols: list[str]

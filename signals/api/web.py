@@ -173,7 +173,8 @@ def create_web_app(
             await socket.close(code=1013, reason="the push stream is not available yet; retry in a few seconds")
             return
         await socket.accept()
-        subscription = push.subscribe(Interest.parse([engine().settings.legacy_default_symbol], None))
+        # The default pair, unspelled: the older shapes then echo the older APIs' compact form (BTCUSDT).
+        subscription = push.subscribe(Interest(symbols=frozenset({engine().settings.legacy_default_symbol})))
         try:
             await socket.send_json(
                 {

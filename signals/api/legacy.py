@@ -7,12 +7,16 @@ current_price, confidence (0-1), timestamp, model_version, strategy}`. Pure func
 (`compat.py`) and the push stream (`push.py`) share them.
 
 Older clients cannot read our `actionable` flag, so a signal that is not actionable is shown to them as
-NO_TRADE, with no levels and the reason; the model's own argmax travels beside it as `model_direction`.
+NO_TRADE, with no levels and the reason; the model's own argmax travels beside it as `model_direction`. A policy
+action that is not actionable reads as HOLD the same way (the model's own beside it as `model_action_name`): a bot
+or card that draws `action_name` never shows a call the server itself does not stand behind. Prices are rounded to
+what a price display shows (`display_price`), not the float arithmetic's tail (`88337.188571`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Final
 
 import pandas as pd
 
@@ -22,6 +26,18 @@ from signals.core.vocab import ACTION_NAMES
 from signals.features.ppo import PPO_OBS_SHAPE
 
 TAKE_PROFIT_SLOTS = 3  # tp1..tp3: what the older items always carry (null when there is no plan)
+PRICE_DIGITS: Final = 7  # significant digits of a shown price (never fewer than 2 decimals): finer than a tick
+HOLD_ID: Final = ACTION_NAMES.index("HOLD")
+
+
+def display_price(price: float | None) -> float | None:
+    """A price as the older clients print it: 7 significant digits, at least 2 decimals (88337.188571 -> 88337.19,
+    0.0000123456789 -> 0.00001234568). An exchange's tick is never finer than that (BTC 0.01, PEPE 1e-8), so a
+    price on its tick (ours are: `risk.round_to_tick`) is unchanged; the synthetic market's are rounded."""
+    if price is None or not math.isfinite(price) or price == 0:
+        return price
+    decimals = max(2, PRICE_DIGITS - 1 - math.floor(math.log10(abs(price))))
+    return round(price, decimals)
 
 
 def compact_symbol(symbol: str) -> str:
@@ -40,7 +56,7 @@ def signal_item(signal: schemas.Signal) -> dict[str, Any]:
     take_profits = [
         {
             "level": tp.level,
-            "price": tp.price,
+            "price": display_price(tp.price),
             "eta": iso_z(basis + pd.Timedelta(minutes=tp.eta_minutes)),
             "r_multiple": tp.r_multiple,
         }
@@ -63,9 +79,9 @@ def signal_item(signal: schemas.Signal) -> dict[str, Any]:
         "accuracy_estimate": accuracy,
         "accuracy_ci": [percent(bound) for bound in signal.model_accuracy_ci] if signal.model_accuracy_ci else None,
         "baseline_accuracy": percent(signal.baseline_accuracy),
-        "current_price": signal.current_price,
-        "entry_price": levels.entry if levels else None,
-        "stop_loss": levels.stop_loss if levels else None,
+        "current_price": display_price(signal.current_price),
+        "entry_price": display_price(levels.entry) if levels else None,
+        "stop_loss": display_price(levels.stop_loss) if levels else None,
         "take_profits": take_profits,
         **slots,
         "take_profit": slots["tp1"],
@@ -125,29 +141,33 @@ def ppo_prediction(action: schemas.Action, *, symbol_as_written: str, at: pd.Tim
 
     The structured explanation stays available under `explanation_details`."""
     return {
-        **ppo_update(action, at=at),
-        "symbol": symbol_as_written,
-        "pair": action.symbol,
+        **ppo_update(action, symbol_as_written=symbol_as_written, at=at),
         "explanation": action.explanation.summary if action.explanation else None,
         "explanation_details": action.explanation.model_dump(mode="json") if action.explanation else None,
         "probabilities": action.probabilities.model_dump(),
-        "actionable": action.actionable,
-        "abstain_reason": action.abstain_reason,
         "edge": action.edge.model_dump(mode="json"),
-        "timeframe": action.timeframe,
         "candle_time": iso_z(action.candle_time),
         "valid_until": iso_z(action.valid_until),
         "stale": action.stale,
     }
 
 
-def ppo_update(action: schemas.Action, *, at: pd.Timestamp | None = None) -> dict[str, Any]:
-    """The fields of a PPO answer every older client reads (also the WebSocket `prediction_update` data)."""
+def ppo_update(
+    action: schemas.Action, *, symbol_as_written: str | None = None, at: pd.Timestamp | None = None
+) -> dict[str, Any]:
+    """The fields of a PPO answer every older client reads (also the WebSocket `prediction_update` data): HOLD
+    unless actionable, the model's own action beside; `symbol` as the client wrote it (compact when it did not)."""
     return {
-        "action_id": action.action_id,
-        "action_name": action.action_name,
-        "symbol": compact_symbol(action.symbol),
-        "current_price": action.current_price,
+        "action_id": action.action_id if action.actionable else HOLD_ID,
+        "action_name": action.action_name if action.actionable else "HOLD",
+        "model_action_id": action.action_id,
+        "model_action_name": action.action_name,
+        "actionable": action.actionable,
+        "abstain_reason": action.abstain_reason,
+        "symbol": symbol_as_written or compact_symbol(action.symbol),
+        "pair": action.symbol,
+        "timeframe": action.timeframe,
+        "current_price": display_price(action.current_price),
         "confidence": action.confidence,
         "timestamp": iso_z(at or action.candle_time),
         "model_version": action.model_version,

@@ -5,10 +5,13 @@ matches, so every other path still reaches BentoML):
 - `/` redirects to the dashboard at `/ui/` (one static page, its chart library vendored: no CDN, no build);
 - `/docs` is BentoML's own OpenAPI page (the schema stays at `/docs.json`);
 - `GET /api/stream` sends server-sent events: one per newly recorded signal (`event: signal`) and per policy
-  action for a flat position (`event: action`), resumable with `Last-Event-ID`, with keep-alive comments;
+  action for a flat position (`event: action`), resumable with `Last-Event-ID`, with keep-alive comments; a
+  stream opened without `Last-Event-ID` starts with the current state (the newest event of each pair it wants);
 - `/ws/{client_id}` sends the same as WebSocket messages: `signal_update` (a Signal) and `prediction_update`
-  (the older PPO shape), answers `{"type": "ping"}` with a pong and `{"type": "subscribe", ...}` by
-  narrowing what it sends;
+  (the older PPO shape: HOLD unless actionable, the symbol as the client wrote it), answers `{"type": "ping"}`
+  with a pong and `{"type": "subscribe", ...}` by changing what it sends; until a client subscribes it gets one
+  pair (`SIGNALS_LEGACY_DEFAULT_SYMBOL`: an older card keeps the last message it got, so every pair's burst would
+  show another pair's call), and on connecting and on each subscription, the current state of what it wants;
 - `GET /api/candles/{symbol}` gives the closed candles a signal is computed from (the dashboard's chart);
 - the track record's routes (`track.py`): `GET /equity`, `/export/history.csv`, `/export/scorecard.csv` and
   `/admin/alerts`.
@@ -70,12 +73,16 @@ def _sse_event(event: Event) -> str:
     return f"id: {event.id}\nevent: {event.kind}\ndata: {json.dumps(event.data, separators=(',', ':'))}\n\n"
 
 
-def websocket_text(event: Event) -> str:
-    return event.render("websocket", lambda e: json.dumps(websocket_message(e), separators=(",", ":")))
+def websocket_text(event: Event, interest: Interest) -> str:
+    """The message of `event` for a subscriber of `interest`, made once per spelling of its symbol."""
+    spelled = interest.spelling(event.symbol) if event.kind == "action" else None
+    return event.render(
+        f"websocket:{spelled or ''}", lambda e: json.dumps(websocket_message(e, spelled), separators=(",", ":"))
+    )
 
 
-def websocket_message(event: Event) -> dict[str, Any]:
-    """`signal_update` with the Signal, or `prediction_update` in the older PPO shape."""
+def websocket_message(event: Event, symbol_as_written: str | None = None) -> dict[str, Any]:
+    """`signal_update` with the Signal, or `prediction_update` in the older PPO shape (HOLD unless actionable)."""
     now = iso_z(utc_now())
     if event.kind == "signal":
         return {"type": "signal_update", "id": event.id, "data": dict(event.data), "timestamp": now}
@@ -83,7 +90,7 @@ def websocket_message(event: Event) -> dict[str, Any]:
     return {
         "type": "prediction_update",
         "id": event.id,
-        "data": legacy.ppo_update(action, at=utc_now()) | {"timeframe": action.timeframe, "pair": action.symbol},
+        "data": legacy.ppo_update(action, symbol_as_written=symbol_as_written, at=utc_now()),
         "timestamp": now,
     }
 
@@ -158,7 +165,7 @@ def create_web_app(
         push = hub()
         subscription = push.subscribe(interest)  # before the replay: nothing falls between the two
         try:
-            backlog = await push.replay(last_event_id, interest) if last_event_id else []
+            backlog = await (push.replay(last_event_id, interest) if last_event_id else push.snapshot(interest))
         except Exception:
             push.unsubscribe(subscription)
             raise
@@ -176,10 +183,18 @@ def create_web_app(
             await socket.close(code=1013, reason="the push stream is not available yet; retry in a few seconds")
             return
         await socket.accept()
-        subscription = push.subscribe(Interest())
+        # The default pair, unspelled: the older shapes then echo the older APIs' compact form (BTCUSDT).
+        subscription = push.subscribe(Interest(symbols=frozenset({engine().settings.legacy_default_symbol})))
         try:
-            await socket.send_json({"type": "connected", "client_id": client_id, "timestamp": iso_z(utc_now())})
-            await _serve_socket(socket, subscription)
+            await socket.send_json(
+                {
+                    "type": "connected",
+                    "client_id": client_id,
+                    "subscription": _interest_json(subscription.interest),
+                    "timestamp": iso_z(utc_now()),
+                }
+            )
+            await _serve_socket(socket, subscription, push)
         except WebSocketDisconnect:
             pass
         finally:
@@ -204,45 +219,35 @@ async def _event_stream(
             if batch is None:
                 yield ": ping\n\n"
                 continue
-            fresh = [e for e in batch if e.id not in replayed] if replayed else batch
+            fresh = [e for e in batch if e.again or e.id not in replayed] if replayed else batch
             if fresh:
                 yield sse(fresh)
     finally:
         push.unsubscribe(subscription)
 
 
-async def _serve_socket(socket: WebSocket, subscription: Subscription) -> None:
-    """Send events and answer the client's messages until either side stops."""
+async def _serve_socket(socket: WebSocket, subscription: Subscription, push: PushHub) -> None:
+    """Send the current state, then events, and answer the client's messages until either side stops."""
+    shown: set[str] = set()  # ids of the snapshot sent: the queue may hold them too (recorded as it was read)
+
+    async def send_snapshot() -> None:
+        interest = subscription.interest
+        for event in await push.snapshot(interest):
+            shown.add(event.id)
+            await socket.send_text(websocket_text(event, interest))
 
     async def send_events() -> None:
+        await send_snapshot()
         while not subscription.closed:
             for event in await subscription.queue.get():
-                await socket.send_text(websocket_text(event))
+                if event.again or event.id not in shown:
+                    await socket.send_text(websocket_text(event, subscription.interest))
         await socket.close(code=1013, reason="too far behind; reconnect")
 
     async def answer() -> None:
         while True:
-            text = await socket.receive_text()
-            try:
-                message = json.loads(text)
-                kind = message.get("type") if isinstance(message, dict) else None
-            except json.JSONDecodeError:
-                kind, message = None, None
-            if kind == "ping":
-                await socket.send_json({"type": "pong", "timestamp": iso_z(utc_now())})
-            elif kind == "subscribe":
-                try:
-                    subscription.interest = Interest.parse(
-                        message.get("symbols"), message.get("timeframes"), message.get("kinds")
-                    )
-                except (InvalidInput, AttributeError, TypeError) as error:
-                    await socket.send_json({"type": "error", "error": str(error)})
-                    continue
-                await socket.send_json({"type": "subscribed", **_interest_json(subscription.interest)})
-            else:
-                await socket.send_json(
-                    {"type": "error", "error": 'expected {"type": "ping"} or {"type": "subscribe", ...}'}
-                )
+            if await _answer(socket, subscription, await socket.receive_text()):
+                await send_snapshot()
 
     tasks = [asyncio.ensure_future(send_events()), asyncio.ensure_future(answer())]
     try:
@@ -252,6 +257,30 @@ async def _serve_socket(socket: WebSocket, subscription: Subscription) -> None:
     finally:
         for task in tasks:
             await stop_task(task)
+
+
+async def _answer(socket: WebSocket, subscription: Subscription, text: str) -> bool:
+    """Answer one client message; True when it changed the subscription."""
+    try:
+        message = json.loads(text)
+        kind = message.get("type") if isinstance(message, dict) else None
+    except json.JSONDecodeError:
+        kind, message = None, None
+    if kind == "ping":
+        await socket.send_json({"type": "pong", "timestamp": iso_z(utc_now())})
+    elif kind == "subscribe":
+        try:
+            subscription.interest = Interest.parse(
+                message.get("symbols"), message.get("timeframes"), message.get("kinds")
+            )
+        except (InvalidInput, AttributeError, TypeError) as error:
+            await socket.send_json({"type": "error", "error": str(error)})
+            return False
+        await socket.send_json({"type": "subscribed", **_interest_json(subscription.interest)})
+        return True
+    else:
+        await socket.send_json({"type": "error", "error": 'expected {"type": "ping"} or {"type": "subscribe", ...}'})
+    return False
 
 
 def _interest_json(interest: Interest) -> dict[str, Any]:

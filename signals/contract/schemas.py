@@ -474,14 +474,20 @@ class RefreshResponse(BaseModel):
     candle_time: str = Field(description="Open time of the last closed candle refreshed, ISO-8601 UTC.")
     role: str = Field(description="manual: this worker computed; follower: it took another worker's signals.")
     signals: int
-    recorded: int
+    computed: int = Field(description="Signals this refresh computed (and pushed).")
+    recorded: int = Field(description="Signal rows this refresh wrote (0 for a candle recorded before).")
+    pushed_again: int = Field(0, description="Recorded before and pushed again to the stream's subscribers.")
     shadows: int
     actions: int
     errors: dict[str, str] = Field(description="Symbol -> its last error.")
     stale: list[str] = Field(description="Pairs whose exchange failed every attempt.")
     resolved: int
     seconds: float
-    lag_seconds: float
+    lag_seconds: float = Field(
+        description="Seconds from when the refresh could first run (the candle's close; the server's start for the "
+        "start-up catch-up) to its end."
+    )
+    catch_up: bool = Field(False, description="The start-up catch-up (its lag counts from the start).")
     phases: dict[str, float] = Field(description="Seconds per step of the refresh.")
 
 
@@ -581,25 +587,32 @@ class LegacySummary(Shape):
     timestamp: str
 
 
-class LegacyPpoPrediction(Shape):
-    """The second older API's PPO answer (confidence 0-1), `symbol` as the caller wrote it."""
+class LegacyPpoUpdate(Shape):
+    """The PPO fields every older client reads (the WebSocket's `prediction_update` data): HOLD unless actionable."""
 
-    action_id: int
-    action_name: str
-    symbol: str
+    action_id: int = Field(description="HOLD's id unless actionable.")
+    action_name: ActionName = Field(description="HOLD unless actionable.")
+    model_action_id: int = Field(description="The policy's own action.")
+    model_action_name: ActionName = Field(description="The policy's own action.")
+    actionable: bool
+    abstain_reason: str | None
+    symbol: str = Field(description="As the client wrote it (compact, BTCUSDT, when it did not name it).")
+    pair: str = Field(description="ccxt form: BTC/USDT.")
+    timeframe: str
     current_price: float
     confidence: float
     timestamp: str
     model_version: str
     strategy: str
-    pair: str
+
+
+class LegacyPpoPrediction(LegacyPpoUpdate):
+    """The second older API's PPO answer (confidence 0-1), `symbol` as the caller wrote it."""
+
     explanation: str | None
     explanation_details: Explanation | None
     probabilities: ActionProbabilities
-    actionable: bool
-    abstain_reason: str | None
     edge: Edge
-    timeframe: str
     candle_time: str
     valid_until: str
     stale: bool

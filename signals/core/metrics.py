@@ -37,7 +37,8 @@ class ServerMetrics:
         )
         self.scheduler_lag = Gauge(
             "signals_scheduler_lag_seconds",
-            "Seconds from a candle's close to every signal of its timeframe recorded and cached.",
+            "Seconds from a candle's close (the server's start, for the start-up catch-up) to every signal of its "
+            "timeframe recorded and cached.",
             ["timeframe"],
             multiprocess_mode="livemax",
         )

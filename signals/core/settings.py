@@ -6,9 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import MODEL_TIMEFRAMES
 
 # The 34 USDT pairs of ../shared/data: the default universe for demo data and training.
@@ -144,6 +145,15 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often each worker looks for signals other workers recorded."
     )
     stream_heartbeat_s: float = Field(15.0, gt=0, description="Seconds between keep-alive comments on an idle stream.")
+    legacy_default_symbol: str = Field(
+        "BTC/USDT",
+        description="The one pair an older WebSocket client gets until it subscribes (not every pair's burst).",
+    )
+
+    @field_validator("legacy_default_symbol")
+    @classmethod
+    def _one_symbol(cls, value: str) -> str:
+        return normalize_symbol(value)
 
     @model_validator(mode="after")
     def _keys_when_required(self) -> Settings:

@@ -244,6 +244,21 @@ class Ledger:
         rows.sort(key=stream_order)
         return rows[:limit]
 
+    def latest_published(self, since_ms: int) -> list[dict[str, Any]]:
+        """The newest published record of each (kind, symbol, timeframe) recorded at or after `since_ms`, in the
+        stream's order: the current state a new subscriber is shown at once (two grouped queries)."""
+        rows: list[dict[str, Any]] = []
+        with self.engine.connect() as connection:
+            for kind, table in (("signal", signal_records), ("action", action_records)):
+                where = [table.c.recorded_ms >= since_ms, table.c.mode == "live"]
+                if kind == "action":
+                    where.append(action_records.c.position == "flat")
+                newest = sa.select(sa.func.max(table.c.id)).where(*where).group_by(table.c.symbol, table.c.timeframe)
+                query = sa.select(*_stream_columns(table, kind)).where(table.c.id.in_(newest))
+                rows.extend(dict(r) for r in connection.execute(query).mappings())
+        rows.sort(key=stream_order)
+        return rows
+
     def published(self, kind: str, model_version: str, symbol: str, candle_ms: int) -> dict[str, Any] | None:
         """One published record by its stream key (a `Last-Event-ID`), or None."""
         table = signal_records if kind == "signal" else action_records

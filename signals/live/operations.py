@@ -227,12 +227,17 @@ class Operations:
             self.ledger.close()
 
     async def refresh_now(self, timeframe: str) -> schemas.RefreshResponse:
-        """An operator's refresh of one timeframe on this worker (`Scheduler.refresh_now`)."""
+        """An operator's refresh of one timeframe on this worker (`Scheduler.refresh_now`), pushed: what it wrote
+        reaches the stream as every record does; what was recorded before is pushed again from its record."""
         ledger, writer = self.require_ledger(), self.writer
         assert writer is not None  # a ledger always comes with its writer
         scheduler = self.scheduler or self._new_scheduler(ledger, writer)
         report: RefreshReport = await scheduler.refresh_now(timeframe)
-        return schemas.RefreshResponse.model_validate(report.as_dict())
+        again = 0
+        if self.hub is not None and report.keys:
+            rows = await asyncio.to_thread(_recorded_before, ledger, report.keys, report.started_ms)
+            again = self.hub.republish(rows)
+        return schemas.RefreshResponse.model_validate(report.as_dict() | {"pushed_again": again})
 
     def require_ledger(self) -> Ledger:
         if self.ledger is None:
@@ -371,6 +376,12 @@ class Operations:
             "cache": server_metrics().snapshot(),
             "time": utc_now().isoformat(),
         }
+
+
+def _recorded_before(ledger: Ledger, keys: list[tuple[str, str, str, int]], started_ms: int) -> list[dict[str, Any]]:
+    """The published records of `keys` written before `started_ms` (the tail publishes those written since)."""
+    rows = (ledger.published(kind, version, symbol, candle_ms) for kind, version, symbol, candle_ms in keys)
+    return [row for row in rows if row is not None and int(row["recorded_ms"]) < started_ms]
 
 
 def _live_block(block: dict[str, Any] | None) -> dict[str, Any]:

@@ -9,6 +9,9 @@ notice within `poll_s`.
   committed late (a busy writer, a concurrent transaction on PostgreSQL) is still published once.
 - An event's id is its stream key, `<model version>|<symbol>|<candle time>`, unique in the ledger; a
   subscriber that reconnects with it (`Last-Event-ID`) gets everything recorded after it from the ledger.
+- A new subscriber is shown the current state at once (`snapshot`: the newest record of each pair it wants), and
+  an operator's refresh re-sends what it computed even when it was recorded before (`republish`: marked `again`,
+  so that a subscriber's de-duplication of its snapshot lets it through).
 - Each subscriber has a bounded queue. One that cannot keep up is closed rather than silently skipped,
   so nothing is lost: it reconnects with the id of the last event it got.
 """
@@ -19,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 import pandas as pd
@@ -37,6 +40,7 @@ Kind = Literal["signal", "action"]
 Present = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
 KINDS: Final[frozenset[str]] = frozenset({"signal", "action"})
 QUEUE_BATCHES: Final = 256  # batches a subscriber may be behind before it is closed (and resumes by its id)
+SNAPSHOT_WINDOW_MS: Final = 2 * 86_400_000  # a snapshot looks this far back: two of the longest served candles (1d)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class Event:
     data: Mapping[str, Any]  # the Signal or the Action as served
     order: tuple[int, str, int]  # (recorded_ms, kind, row id): the stream's total order
     rendered: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # wire forms, made once
+    again: bool = field(default=False, compare=False)  # sent again (an operator's refresh of a recorded candle)
 
     def render(self, form: str, make: Callable[[Event], str]) -> str:
         """This event in a wire form, made once however many subscribers it goes to (1,000 subscribers must not
@@ -87,11 +92,13 @@ def parse_event_id(event_id: str) -> tuple[str, str, int]:
 
 @dataclass(frozen=True)
 class Interest:
-    """What a subscriber asked for: symbols and timeframes (None: all), kinds of events."""
+    """What a subscriber asked for: symbols and timeframes (None: all), kinds of events, and each symbol as the
+    subscriber wrote it (the older shapes echo that spelling: `BTC-USDT` stays `BTC-USDT`)."""
 
     symbols: frozenset[str] | None = None
     timeframes: frozenset[str] | None = None
     kinds: frozenset[str] = KINDS
+    spelled: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod
     def parse(
@@ -101,9 +108,13 @@ class Interest:
         wanted_kinds = frozenset(k.strip() for k in kinds or () if k.strip()) or KINDS
         if not wanted_kinds <= KINDS:
             raise InvalidInput(f"unknown event kind(s) {sorted(wanted_kinds - KINDS)}; accepted: signal, action")
-        parsed_symbols = frozenset(normalize_symbol(s) for s in symbols or () if s.strip())
+        spelled = {normalize_symbol(s): s.strip() for s in symbols or () if s.strip()}
         parsed_timeframes = frozenset(parse_timeframe(t) for t in timeframes or () if t.strip())
-        return cls(parsed_symbols or None, parsed_timeframes or None, wanted_kinds)
+        return cls(frozenset(spelled) or None, parsed_timeframes or None, wanted_kinds, spelled)
+
+    def spelling(self, symbol: str) -> str | None:
+        """`symbol` (ccxt form) as this subscriber wrote it; None when it did not name it."""
+        return self.spelled.get(symbol)
 
     def wants(self, event: Event) -> bool:
         return (
@@ -133,7 +144,7 @@ class Subscription:
 
     def offer(self, events: list[Event]) -> bool:
         """Queue the events this subscriber wants; False when it is too far behind (it must be closed)."""
-        mine = [e for e in events if e.order[0] >= self.since_ms and self.interest.wants(e)]
+        mine = [e for e in events if (e.again or e.order[0] >= self.since_ms) and self.interest.wants(e)]
         if not mine or self.overflowed:
             return not self.overflowed
         try:
@@ -198,6 +209,21 @@ class PushHub:
 
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscriptions.discard(subscription)
+
+    async def snapshot(self, interest: Interest) -> list[Event]:
+        """The current state of what `interest` wants: the newest record of each (kind, symbol, timeframe) of the
+        last `SNAPSHOT_WINDOW_MS`, as it reads now (stale or not), in the stream's order."""
+        since = ms(self.clock()) - SNAPSHOT_WINDOW_MS
+        rows = await asyncio.to_thread(self.ledger.latest_published, since)
+        return [e for e in (Event.from_row(r, self.present) for r in rows) if interest.wants(e)]
+
+    def republish(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Send recorded rows again to every subscriber that wants them (an operator's refresh of a candle that
+        was recorded before: the tail, which publishes each record once, would not); the number sent."""
+        events = [replace(Event.from_row(r, self.present), again=True) for r in rows]
+        if events:
+            self.publish(events)
+        return len(events)
 
     async def replay(self, last_event_id: str, interest: Interest) -> list[Event] | None:
         """What was published after `last_event_id` (the subscriber's interest only), oldest first; None when

@@ -11,6 +11,10 @@ candle), every worker of every server sharing the ledger asks for the refresh le
   answers the first requests after a close from its cache.
 A holder that dies mid-refresh loses its lease when it expires (`SIGNALS_REFRESH_LEASE_S`); the next worker to ask
 takes it over. At start-up each worker does the same for the current candle of every timeframe (a catch-up).
+
+Lag (`signals_scheduler_lag_seconds`) is the time from when a refresh could first run to its end: the candle's close
+for a refresh at a close, the server's start for the catch-up (a 1d candle closed up to a day before a restart: that
+age is no lag, and counting it would fire a lag alert on every restart).
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ class RefreshReport:
     candle_time: pd.Timestamp
     role: str  # leader | follower | manual
     signals: int = 0
-    recorded: int = 0
+    computed: int = 0  # signals computed by this refresh (a follower computes none)
+    recorded: int = 0  # signal rows this refresh wrote (a candle recorded before is not recorded again)
     shadows: int = 0
     actions: int = 0
     errors: dict[str, str] = field(default_factory=dict)  # symbol -> last error
@@ -60,7 +65,12 @@ class RefreshReport:
     resolved: int = 0
     seconds: float = 0.0
     lag_seconds: float = 0.0
+    catch_up: bool = False  # the start-up refresh: its lag counts from the start, not from the candle's close
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step of a leader's refresh
+    # What was computed, by stream key (kind, model version, symbol, candle ms), and when (the engine's clock):
+    # an operator's refresh pushes again those recorded before it.
+    keys: list[tuple[str, str, str, int]] = field(default_factory=list, repr=False)
+    started_ms: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +78,7 @@ class RefreshReport:
             "candle_time": self.candle_time.isoformat(),
             "role": self.role,
             "signals": self.signals,
+            "computed": self.computed,
             "recorded": self.recorded,
             "shadows": self.shadows,
             "actions": self.actions,
@@ -76,6 +87,7 @@ class RefreshReport:
             "resolved": self.resolved,
             "seconds": round(self.seconds, 4),
             "lag_seconds": round(self.lag_seconds, 3),
+            "catch_up": self.catch_up,
             "phases": {name: round(seconds, 4) for name, seconds in self.phases.items()},
         }
 
@@ -119,7 +131,7 @@ class Scheduler:
 
     async def run(self) -> None:
         """Catch up on the current candles, then refresh at every close until stopped."""
-        await self.tick(self.timeframes)
+        await self.tick(self.timeframes, catch_up_from=self.clock())
         while not self._stopping.is_set():
             now = self.clock()
             due_at, due = self.next_due(now)
@@ -137,11 +149,12 @@ class Scheduler:
         first = min(upcoming.values())
         return first, [tf for tf, at in upcoming.items() if at == first]
 
-    async def tick(self, timeframes: list[str]) -> list[RefreshReport]:
+    async def tick(self, timeframes: list[str], *, catch_up_from: pd.Timestamp | None = None) -> list[RefreshReport]:
+        """Refresh `timeframes`; `catch_up_from`: the start-up catch-up began then (its lag counts from then)."""
         reports = []
         for timeframe in timeframes:
             try:
-                reports.append(await self.refresh(timeframe))
+                reports.append(await self.refresh(timeframe, catch_up_from=catch_up_from))
             except Exception as error:  # the loop must survive anything one refresh does
                 self.last_error = f"{timeframe}: {type(error).__name__}: {error}"
                 logger.exception("refresh of %s failed", timeframe)
@@ -150,11 +163,11 @@ class Scheduler:
         return reports
 
     # --- one refresh --------------------------------------------------------------------------------------------
-    async def refresh(self, timeframe: str) -> RefreshReport:
+    async def refresh(self, timeframe: str, *, catch_up_from: pd.Timestamp | None = None) -> RefreshReport:
         """The refresh of `timeframe`'s current candle: led by whoever gets the lease, followed by the others.
 
         A follower keeps asking while the lease is held: if its holder dies, the lease expires and the next ask
-        takes it over (and leads)."""
+        takes it over (and leads). `catch_up_from`: this is the start-up catch-up, begun then."""
         started = time.perf_counter()
         candle_time = last_closed_open(self.clock(), timeframe)
         candle_ms = ms(candle_time)
@@ -170,7 +183,11 @@ class Scheduler:
                 report = await self._follow(timeframe, candle_time, lease.started_ms if lease else now_ms, started)
                 break
             await self.sleep(FOLLOW_POLL_S)
-        report.lag_seconds = (self.clock() - close_time(candle_time, timeframe)).total_seconds()
+        due = close_time(candle_time, timeframe)
+        if catch_up_from is not None:
+            report.catch_up = True
+            due = max(due, catch_up_from)
+        report.lag_seconds = (self.clock() - due).total_seconds()
         self.engine.metrics.scheduler_lag.labels(timeframe).set(report.lag_seconds)
         self.engine.metrics.refreshes.labels(timeframe, report.role).inc()
         self.last[timeframe] = report
@@ -221,32 +238,44 @@ class Scheduler:
             mark = now
 
         phase("lease")
+        report.started_ms = ms(self.engine.clock())  # the clock that stamps the records
         symbols = self.engine.catalog.cnn_symbols(timeframe)
         signals, errors = await self._signals_with_retries(timeframe, symbols)
         phase("signals")
-        report.signals = len(signals)
+        report.signals = report.computed = len(signals)
         report.errors = {symbol: str(error) for symbol, error in errors.items()}
         report.stale = sorted(s for s, e in errors.items() if isinstance(e, ExchangeUnavailable))
         report.shadows = len(await self.engine.shadow(timeframe))
         phase("shadows")
-        report.actions = await self._actions(timeframe, symbols or list(self.settings.universe))
+        actions = await self._actions(timeframe, symbols or list(self.settings.universe))
+        report.actions = len(actions)
         phase("actions")
-        flushed = await asyncio.to_thread(self.writer.flush, 30.0)
+        report.keys = [
+            (kind, answer.model_version, answer.symbol, ms(pd.Timestamp(answer.candle_time)))
+            for kind, answers in (("signal", signals), ("action", actions))
+            for answer in answers
+        ]
+        await asyncio.to_thread(self.writer.flush, 30.0)
+        written = await asyncio.to_thread(self.ledger.recorded_since, timeframe, report.started_ms)
+        written_keys = {(r["model_version"], r["symbol"], int(r["candle_ms"])) for r in written}
+        report.recorded = sum(
+            kind == "signal" and (version, symbol, candle) in written_keys
+            for kind, version, symbol, candle in report.keys
+        )
         phase("record")
-        report.recorded = len(signals) if flushed else 0
         if signals:
             newest = max(pd.Timestamp(s.candle_time) for s in signals)
             staleness = (self.clock() - close_time(newest, timeframe)).total_seconds()
             self.engine.metrics.staleness.labels(timeframe).set(staleness)
 
-    async def _actions(self, timeframe: str, symbols: list[str]) -> int:
+    async def _actions(self, timeframe: str, symbols: list[str]) -> list[schemas.Action]:
         """The policy's action for a flat position on each symbol, on the policy's timeframe only (pushed as
         `prediction_update`); failures are the requests' business and are not retried here."""
         if parse_timeframe(self.settings.ppo_timeframe) != timeframe or not self.engine.catalog.serves_ppo(timeframe):
-            return 0
+            return []
         requests = [schemas.ActionRequest(symbol=symbol, timeframe=timeframe) for symbol in symbols]
         answers = await asyncio.gather(*(self.engine.action(r) for r in requests), return_exceptions=True)
-        return sum(isinstance(answer, schemas.Action) for answer in answers)
+        return [answer for answer in answers if isinstance(answer, schemas.Action)]
 
     async def _signals_with_retries(
         self, timeframe: str, symbols: list[str]

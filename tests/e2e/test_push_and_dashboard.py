@@ -140,15 +140,24 @@ def test_each_new_signal_is_pushed_once_and_a_reconnect_resumes_after_its_last_e
 ) -> None:
     url = f"{server.url}/api/stream?timeframes=1h"
     pairs = [symbol for symbol, tf in world.models if tf == "1h"]
+    before = refresh(server, "1h")  # the current candle recorded (or recorded before): the state a stream starts with
+    assert before["computed"] == len(pairs)
     with EventReader(url) as reader:
+        shown = reader.wait_for(2 * len(pairs))[: 2 * len(pairs)]  # at once: each pair's signal and action
         candle = new_candle(world, "1h")
         report = refresh(server, "1h")
-        assert report["signals"] == len(pairs) and report["actions"] == len(pairs)
-        events = reader.wait_for(2 * len(pairs))  # a signal and the policy's flat-position action per pair
+        assert report["signals"] == report["computed"] == report["recorded"] == len(pairs)
+        assert report["actions"] == len(pairs) and report["pushed_again"] == 0
+        events = reader.wait_for(4 * len(pairs))[2 * len(pairs) :]  # a signal and an action per pair
         time.sleep(1.5)  # a heartbeat later: nothing else, nothing twice
+        assert len(reader.events) == 4 * len(pairs)
+    assert sorted((e["event"], e["data"]["symbol"]) for e in shown) == sorted(
+        (kind, pair) for kind in ("signal", "action") for pair in pairs
+    )
+    assert all(e["data"]["candle_time"] < candle for e in shown)
     signals = [e for e in events if e["event"] == "signal"]
     actions = [e for e in events if e["event"] == "action"]
-    assert len(events) == 2 * len(pairs) and len({e["id"] for e in events}) == len(events)
+    assert len({e["id"] for e in events}) == len(events)
     assert sorted(e["data"]["symbol"] for e in signals) == sorted(pairs)
     assert sorted(e["data"]["symbol"] for e in actions) == sorted(pairs)
     for event in signals:
@@ -160,7 +169,10 @@ def test_each_new_signal_is_pushed_once_and_a_reconnect_resumes_after_its_last_e
 
     with EventReader(url, headers={"Last-Event-ID": events[0]["id"]}) as resumed:
         replayed = resumed.wait_for(len(events) - 1, timeout=10)
-    assert [e["id"] for e in replayed] == [e["id"] for e in events[1:]]
+    assert [e["id"] for e in replayed] == [e["id"] for e in events[1:]]  # a resume has no snapshot
+
+    again = refresh(server, "1h")  # the same candle: nothing written, everything pushed again
+    assert again["computed"] == len(pairs) and again["recorded"] == 0 and again["pushed_again"] == 2 * len(pairs)
 
 
 def test_a_stream_with_bad_parameters_is_refused_with_the_reason(server: Server) -> None:
@@ -169,18 +181,34 @@ def test_a_stream_with_bad_parameters_is_refused_with_the_reason(server: Server)
 
 
 # --- the WebSocket -----------------------------------------------------------------------------------------------
+async def next_message(socket: Any, seen: list[dict[str, Any]], wanted: Any) -> dict[str, Any]:
+    """Read until a message for which `wanted(message)` holds; every message read goes into `seen`."""
+    while True:
+        message = json.loads(await asyncio.wait_for(socket.recv(), 20))
+        seen.append(message)
+        if wanted(message):
+            return message
+
+
 def test_the_websocket_sends_signal_and_prediction_updates_and_answers_pings(server: Server, world: World) -> None:
+    seen: list[dict[str, Any]] = []
+
     async def session() -> list[dict[str, Any]]:
         async with websockets.connect(f"{server.url.replace('http', 'ws')}/ws/desk-7") as socket:
             hello = json.loads(await socket.recv())
             assert hello["type"] == "connected" and hello["client_id"] == "desk-7"
             await socket.send(json.dumps({"type": "ping"}))
-            assert json.loads(await socket.recv())["type"] == "pong"
+            await next_message(socket, seen, lambda m: m["type"] == "pong")
             await socket.send(json.dumps({"type": "subscribe", "symbols": ["BTCUSDT"], "timeframes": ["1h"]}))
-            assert json.loads(await socket.recv())["symbols"] == ["BTC/USDT"]
-            await asyncio.to_thread(new_candle, world, "1h")
+            subscribed = await next_message(socket, seen, lambda m: m["type"] == "subscribed")
+            assert subscribed["symbols"] == ["BTC/USDT"]
+            candle = await asyncio.to_thread(new_candle, world, "1h")
             await asyncio.to_thread(refresh, server, "1h")
-            return [json.loads(await asyncio.wait_for(socket.recv(), 20)) for _ in range(2)]
+
+            def new(m: dict[str, Any]) -> bool:
+                return m["type"].endswith("_update") and m["id"].endswith(f"|{candle}")
+
+            return [await next_message(socket, seen, new) for _ in range(2)]
 
     messages = asyncio.run(session())
     by_type = {m["type"]: m for m in messages}
@@ -188,9 +216,43 @@ def test_the_websocket_sends_signal_and_prediction_updates_and_answers_pings(ser
     signal = by_type["signal_update"]["data"]
     assert signal["symbol"] == "BTC/USDT" and signal["timeframe"] == "1h"
     update = by_type["prediction_update"]["data"]
-    assert update["symbol"] == "BTCUSDT" and update["strategy"] == "PPO"
+    assert update["symbol"] == "BTCUSDT" and update["strategy"] == "PPO"  # as the client wrote it
     assert update["action_name"] in {"HOLD", "BUY", "SELL"} and 0 <= update["confidence"] <= 1
-    assert {"action_id", "current_price", "timestamp", "model_version"} <= set(update)
+    assert {"action_id", "current_price", "timestamp", "model_version", "actionable", "abstain_reason"} <= set(update)
+    assert {
+        m["data"]["pair"] if m["type"] == "prediction_update" else m["data"]["symbol"] for m in seen if "data" in m
+    } == {"BTC/USDT"}
+
+
+def test_an_older_card_gets_its_pair_at_once_gated_and_spelled_as_it_wrote_it(server: Server) -> None:
+    """The Shadow card: on connecting it shows the default pair's state at once (not "Model not loaded" for an
+    hour), never another pair's burst, never a SELL the server does not back; the refresh of a recorded candle
+    still reaches it."""
+    refresh(server, "1h")  # the current 1h candle recorded
+    ours = httpx.post(f"{server.url}/action", json={"symbol": "BTC/USDT"}, timeout=30).json()
+    seen: list[dict[str, Any]] = []
+
+    def btc_action(spelled: str) -> Any:
+        return lambda m: m["type"] == "prediction_update" and m["data"]["symbol"] == spelled
+
+    async def session() -> dict[str, Any]:
+        async with websockets.connect(f"{server.url.replace('http', 'ws')}/ws/shadow-card") as socket:
+            hello = json.loads(await socket.recv())
+            assert hello["subscription"]["symbols"] == ["BTC/USDT"]  # SIGNALS_LEGACY_DEFAULT_SYMBOL
+            at_once = await next_message(socket, seen, btc_action("BTCUSDT"))  # no refresh: the snapshot
+            await socket.send(json.dumps({"type": "subscribe", "symbols": ["BTC-USDT"], "kinds": ["action"]}))
+            await next_message(socket, seen, btc_action("BTC-USDT"))  # its snapshot, as the card wrote the pair
+            report = await asyncio.to_thread(refresh, server, "1h")
+            assert report["recorded"] == 0 and report["pushed_again"] > 0  # recorded before: pushed again
+            await next_message(socket, seen, btc_action("BTC-USDT"))
+            return at_once
+
+    update = asyncio.run(session())["data"]
+    assert update["model_action_name"] == ours["action_name"] and update["actionable"] == ours["actionable"]
+    assert update["action_name"] == (ours["action_name"] if ours["actionable"] else "HOLD")
+    assert update["abstain_reason"] == ours["abstain_reason"]
+    pairs = {m["data"].get("pair", m["data"]["symbol"]) for m in seen if "data" in m}
+    assert pairs == {"BTC/USDT"}  # one pair, not every pair's burst
 
 
 # --- the page in a real browser -----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from service import SignalService
-from signals.api.legacy import signal_item
+from signals.api.legacy import display_price, ppo_update, signal_item
 from signals.contract import schemas
 from signals.core.timeframes import timeframe_delta
 from signals.features.ppo import PPO_OBS_SHAPE
@@ -68,16 +68,17 @@ def assert_item_reads_as(item: dict[str, Any], signal: dict[str, Any]) -> None:
     assert 0 <= item["confidence"] <= 100 and 0 <= item["accuracy"] <= 100
     if signal.get("model_accuracy_ci"):  # the interval beside the accuracy, on the same 0-100 scale
         assert item["accuracy_ci"] == pytest.approx([100 * b for b in signal["model_accuracy_ci"]], abs=0.01)
-    assert item["current_price"] == signal["current_price"]
+    assert item["current_price"] == display_price(signal["current_price"])
     assert item["valid_until"] == signal["valid_until"] and is_iso_utc(item["timestamp"])
     assert item["source"] == signal["data_source"]
     if signal["actionable"]:
         levels = signal["levels"]
         assert item["direction"] == signal["direction"] and item["reason"] is None
-        assert item["entry_price"] == levels["entry"] and item["stop_loss"] == levels["stop_loss"]
+        assert item["entry_price"] == display_price(levels["entry"])
+        assert item["stop_loss"] == display_price(levels["stop_loss"])
         close = pd.Timestamp(signal["candle_time"]) + timeframe_delta(signal["timeframe"])
         for tp, ours_tp in zip(item["take_profits"], levels["take_profits"], strict=True):
-            assert tp["level"] == ours_tp["level"] and tp["price"] == ours_tp["price"]
+            assert tp["level"] == ours_tp["level"] and tp["price"] == display_price(ours_tp["price"])
             assert pd.Timestamp(tp["eta"]) == close + timedelta(minutes=ours_tp["eta_minutes"])
             assert item[f"tp{tp['level']}"] == tp["price"] and item[f"tp{tp['level']}_eta"] == tp["eta"]
         assert item["take_profit"] == item["tp1"]
@@ -179,14 +180,57 @@ def test_the_ppo_bot_reads_its_action_with_the_symbol_it_wrote(client: TestClien
         json={"symbol": BTC, "position": {"side": "long", "entry_price": 60000}, "include_explanation": True},
     ).json()
     assert data["symbol"] == "BTC-USDT" and data["strategy"] == "PPO"
-    assert data["action_id"] == action["action_id"] and data["action_name"] == action["action_name"]
+    assert data["model_action_id"] == action["action_id"] and data["model_action_name"] == action["action_name"]
+    assert data["actionable"] == action["actionable"] and data["abstain_reason"] == action["abstain_reason"]
+    shown = action["action_name"] if action["actionable"] else "HOLD"  # never an action the server does not back
+    assert data["action_name"] == shown and data["action_id"] == ["HOLD", "BUY", "SELL"].index(shown)
     assert data["confidence"] == pytest.approx(action["confidence"]) and 0 <= data["confidence"] <= 1
-    assert data["current_price"] == action["current_price"] and data["model_version"] == action["model_version"]
+    assert data["current_price"] == display_price(action["current_price"])
+    assert data["model_version"] == action["model_version"]
     assert is_iso_utc(data["timestamp"])
     assert isinstance(data["explanation"], str) and data["explanation"] == action["explanation"]["summary"]
     assert data["explanation_details"]["unrealized_return"] == action["explanation"]["unrealized_return"]
     plain = client.get("/api/v1/prediction/predict/ETHUSDT").json()
     assert plain["symbol"] == "ETHUSDT" and plain["explanation"] is None
+
+
+@pytest.mark.parametrize("actionable", [True, False])
+def test_a_policy_call_reads_as_hold_on_the_older_shapes_unless_actionable(actionable: bool) -> None:
+    """The Shadow card and the bot draw `action_name`: a SELL the server does not stand behind reads HOLD, the
+    policy's own SELL beside it, with the reason; the symbol as the client wrote it."""
+    action = schemas.Action.model_validate(
+        {
+            "symbol": BTC,
+            "timeframe": "1h",
+            "action_id": 2,
+            "action_name": "SELL",
+            "probabilities": {"HOLD": 0.2, "BUY": 0.1, "SELL": 0.7},
+            "confidence": 0.7,
+            "actionable": actionable,
+            "abstain_reason": None if actionable else "no demonstrated edge (none)",
+            "edge": {"verdict": "positive" if actionable else "none", "metric": "expectancy_after_costs_pct"},
+            "current_price": 88337.188571,
+            "candle_time": "2026-11-20T09:00:00Z",
+            "valid_until": "2026-11-20T11:00:00Z",
+            "model_version": "v1",
+            "data_source": "synthetic",
+            "stale": False,
+        }
+    )
+    update = schemas.LegacyPpoUpdate.model_validate(ppo_update(action, symbol_as_written="BTC-USDT"))
+    assert (update.action_name, update.action_id) == (("SELL", 2) if actionable else ("HOLD", 0))
+    assert (update.model_action_name, update.model_action_id) == ("SELL", 2)
+    assert update.actionable is actionable and update.abstain_reason == action.abstain_reason
+    assert update.symbol == "BTC-USDT" and update.pair == BTC and update.current_price == 88337.19
+    assert ppo_update(action)["symbol"] == "BTCUSDT"  # compact when the client named no spelling
+
+
+@pytest.mark.parametrize(
+    ("price", "shown"),
+    [(88337.188571, 88337.19), (63103.97370149669, 63103.97), (2.345678912, 2.345679), (0.0000123456789, 1.234568e-5)],
+)
+def test_older_shapes_show_prices_as_a_price_display_does(price: float, shown: float) -> None:
+    assert display_price(price) == shown and display_price(None) is None
 
 
 def test_model_info_is_one_object_describing_the_policy(client: TestClient, world: World) -> None:

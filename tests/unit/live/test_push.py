@@ -203,3 +203,58 @@ def test_the_worker_that_records_wakes_its_subscribers_at_once(ledger: Ledger) -
 
     (event,) = asyncio.run(scenario())
     assert event.symbol == "BTC/USDT"
+
+
+def test_a_new_subscriber_is_shown_the_newest_record_of_each_pair_it_wants(ledger: Ledger) -> None:
+    clock = Clock(START + pd.Timedelta(hours=2))
+    hub = PushHub(ledger, clock=clock)
+    ledger.record_signals(
+        [
+            signal_at("BTC/USDT", "1h", candle=0, seconds_after_start=1),
+            signal_at("BTC/USDT", "1h", candle=1, seconds_after_start=3601),
+            signal_at("ETH/USDT", "1h", candle=1, seconds_after_start=3602),
+            signal_at("BTC/USDT", "15m", candle=1, seconds_after_start=3603),
+            signal_at("SOL/USDT", "1h", candle=0, seconds_after_start=1, mode="shadow"),  # not served: not shown
+        ]
+    )
+    recorded = ms(START) + 3_604_000
+    ledger.record_actions(
+        [
+            action_record(candle_ms=ms(START.floor("h")), recorded_ms=recorded - 3_600_000),
+            action_record(candle_ms=ms(START.floor("h")) + HOUR_MS, recorded_ms=recorded),
+            action_record(candle_ms=ms(START.floor("h")) + HOUR_MS, position="long", recorded_ms=recorded + 1),
+        ]
+    )
+    everything = run(hub.snapshot(Interest()))
+    assert [(e.kind, e.symbol, e.timeframe, e.data.get("candle")) for e in everything if e.kind == "signal"] == [
+        ("signal", "BTC/USDT", "1h", 1),
+        ("signal", "ETH/USDT", "1h", 1),
+        ("signal", "BTC/USDT", "15m", 1),
+    ]
+    (action,) = [e for e in everything if e.kind == "action"]
+    assert action.id == "ppo1|BTC/USDT|2026-11-20T11:00:00Z"  # the newest flat-position action
+    btc_hourly = run(hub.snapshot(Interest.parse(["BTC-USDT"], ["1h"], ["signal"])))
+    assert [(e.symbol, e.data["candle"]) for e in btc_hourly] == [("BTC/USDT", 1)]
+    clock.now = START + pd.Timedelta(days=3)  # nothing recorded in the last two days: nothing to show
+    assert run(hub.snapshot(Interest())) == []
+
+
+def test_a_refresh_of_a_recorded_candle_is_pushed_again_to_current_subscribers(ledger: Ledger) -> None:
+    clock = Clock(START)
+    hub = PushHub(ledger, clock=clock)
+    ledger.record_signals([signal_at("BTC/USDT", "1h"), signal_at("ETH/USDT", "1h")])
+    clock.now = START + pd.Timedelta(minutes=5)
+    late = hub.subscribe(Interest.parse(["BTCUSDT"], None))  # subscribed after the candle was recorded
+    assert run(hub.tail()) == 0 or drained(late) == []  # the tail publishes a record once, to those before it
+    rows = ledger.published_since(0)
+    assert hub.republish(rows) == 2
+    (again,) = drained(late)
+    assert again.again and again.symbol == "BTC/USDT" and again.id == "v-btc-1h|BTC/USDT|2026-11-20T10:00:00Z"
+
+
+def test_an_interest_keeps_each_symbol_as_the_subscriber_wrote_it() -> None:
+    interest = Interest.parse(["BTC-USDT", " ethusdt "], None)
+    assert interest.symbols == frozenset({"BTC/USDT", "ETH/USDT"})
+    assert interest.spelling("BTC/USDT") == "BTC-USDT" and interest.spelling("ETH/USDT") == "ethusdt"
+    assert interest.spelling("SOL/USDT") is None and Interest().spelling("BTC/USDT") is None
+    assert interest == Interest.parse(["BTC/USDT", "ETHUSDT"], None)  # the spelling is not what it wants

@@ -20,7 +20,7 @@ from signals.contract import schemas
 from signals.core.errors import ExchangeUnavailable
 from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
-from signals.core.timeframes import close_time, timeframe_delta
+from signals.core.timeframes import close_time, last_closed_open, timeframe_delta
 from signals.features.cnn import SERVING_TAIL
 from signals.features.labels import persistence_calls, reversal_calls, trade_plan_outcomes
 from signals.ledger.records import ms
@@ -389,7 +389,7 @@ def test_the_loop_wakes_at_each_close_plus_the_delay_on_its_clock(stack: Stack) 
     async def run_five_ticks() -> None:
         done = asyncio.Event()
 
-        async def record(timeframes: list[str]) -> list[Any]:
+        async def record(timeframes: list[str], **_: Any) -> list[Any]:
             ticks.append((clock.now(), sorted(timeframes)))
             if len(ticks) == 5:
                 done.set()
@@ -410,3 +410,35 @@ def test_the_loop_wakes_at_each_close_plus_the_delay_on_its_clock(stack: Stack) 
         (at + 45 * minutes, ["15m"]),
         (at + 60 * minutes, ["15m", "1h"]),
     ]
+
+
+def test_the_start_up_catch_up_is_not_counted_as_scheduler_lag(stack: Stack) -> None:
+    """A restart 15 h after the 1d close: the catch-up's lag counts from the start (0 s on a clock that stands
+    still), not from the close (55,060 s); the next close's refresh counts from its close (the 5 s delay)."""
+    start = pd.Timestamp("2026-11-20 15:17:40Z")
+    clock = FakeClock(start)
+    settings = stack.settings.model_copy(update={"scheduler_delay_s": 5.0})
+    scheduler = Scheduler(stack.engine, stack.ledger, stack.writer, settings, clock=clock)
+    gauge = stack.engine.metrics.scheduler_lag
+    seen: list[tuple[str, bool, float, float]] = []  # (timeframe, catch-up, report's lag, gauge)
+
+    async def catch_up_then_one_close() -> None:
+        real = scheduler.refresh
+
+        async def watched(timeframe: str, **kwargs: Any) -> Any:
+            report = await real(timeframe, **kwargs)
+            seen.append((timeframe, report.catch_up, report.lag_seconds, gauge.labels(timeframe)._value.get()))
+            return report
+
+        scheduler.refresh = watched  # type: ignore[method-assign]
+        scheduler.start()
+        while len(seen) <= len(scheduler.timeframes):
+            await asyncio.sleep(0.01)
+        await scheduler.stop()
+
+    asyncio.run(catch_up_then_one_close())
+    caught_up, first_close = seen[: len(scheduler.timeframes)], seen[len(scheduler.timeframes)]
+    assert "1d" in scheduler.timeframes and {tf for tf, *_ in caught_up} == set(scheduler.timeframes)
+    assert all(catch_up and lag == 0.0 and metric == 0.0 for _, catch_up, lag, metric in caught_up), caught_up
+    assert (clock.now() - close_time(last_closed_open(start, "1d"), "1d")).total_seconds() > 55_000
+    assert first_close == ("15m", False, 5.0, 5.0)  # 15:30:05, five seconds after the 15:30 close

@@ -223,3 +223,16 @@ def split_validation(samples: Samples, index: np.ndarray, share: float, purge_ns
 def pair_masks(samples: Samples, symbols: Sequence[str]) -> dict[str, np.ndarray]:
     lookup = {symbol: i for i, symbol in enumerate(samples.symbols)}
     return {symbol: samples.pair == lookup[symbol] for symbol in symbols if symbol in lookup}
+
+
+def confirmation_start(evaluation: Samples, share: float) -> int | None:
+    """Start (ns) of the confirmation block: the instant after which the newest `share` of the samples lie, the same
+    instant for every pair; None when `share` is 0.
+
+    A share of the samples, not of the calendar span: with pairs of uneven history (four years for a few, months for
+    the rest) a calendar share puts a young pair's whole history inside the block, leaving it nothing to train or
+    walk forward on. A pair with no samples after the instant simply has none to confirm with."""
+    if share <= 0 or len(evaluation) == 0:
+        return None
+    times = np.sort(evaluation.time_ns)
+    return int(times[min(int(len(times) * (1 - share)), len(times) - 1)])

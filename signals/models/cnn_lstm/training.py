@@ -38,17 +38,17 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
 from torch import nn
 
 from signals.core.settings import Settings
 from signals.core.timeframes import iso_z, parse_timeframe, timeframe_seconds
 from signals.features.labels import break_even_hit_rate, round_trip_cost
+from signals.models.calibration import TEMPERATURE_BOUNDS, fit_temperature, softmax_with_temperature
 from signals.models.cnn_lstm.dataset import (
     NS,
     Samples,
     build_samples,
+    confirmation_start,
     fold_edges,
     labelled_before,
     split_validation,
@@ -63,7 +63,6 @@ logger = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, float, float], None]
 _SETTINGS: Final = Settings.model_fields  # the plan and its costs default to the server's settings
-TEMPERATURE_BOUNDS: Final = (0.05, 20.0)
 # Label horizon H (bars) per timeframe: long enough that most plans reach a barrier (NO_TRADE ~20-40 % on the
 # 2024 candles), short enough that the plan is still "this candle's call". A stored hyper-parameter.
 DEFAULT_HORIZONS: Final[dict[str, int]] = {"15m": 12, "1h": 10, "4h": 8, "1d": 6}
@@ -220,26 +219,6 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     weights = len(labels) / (n_classes * np.maximum(counts, 1.0))
     return np.where(counts > 0, weights, 0.0)
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The scalar T > 0 minimising the NLL of softmax(logits / T): a bounded search over log T."""
-    if len(labels) == 0:
-        return 1.0
-
-    def nll(log_t: float) -> float:
-        log_p = log_softmax(logits.astype(np.float64) / np.exp(log_t), axis=1)
-        return float(-log_p[np.arange(len(labels)), labels].mean())
-
-    bounds = (float(np.log(TEMPERATURE_BOUNDS[0])), float(np.log(TEMPERATURE_BOUNDS[1])))
-    result = minimize_scalar(nll, bounds=bounds, method="bounded", options={"xatol": 1e-5})
-    temperature = float(np.exp(result.x))
-    return temperature if nll(float(result.x)) <= nll(0.0) else 1.0
-
-
-def softmax_with_temperature(logits: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
-    t = np.asarray(temperature, dtype=np.float64)
-    return np.exp(log_softmax(logits.astype(np.float64) / (t[:, None] if t.ndim else t), axis=1))
 
 
 def predict_logits(
@@ -473,19 +452,6 @@ def train_pooled(
         seconds=time.perf_counter() - started,
         confirmation=confirmation,
     )
-
-
-def confirmation_start(evaluation: Samples, share: float) -> int | None:
-    """Start (ns) of the confirmation block: the instant after which the newest `share` of the samples lie, the same
-    instant for every pair; None when `share` is 0.
-
-    A share of the samples, not of the calendar span: with pairs of uneven history (four years for a few, months for
-    the rest) a calendar share puts a young pair's whole history inside the block, leaving it nothing to train or
-    walk forward on. A pair with no samples after the instant simply has none to confirm with."""
-    if share <= 0 or len(evaluation) == 0:
-        return None
-    times = np.sort(evaluation.time_ns)
-    return int(times[min(int(len(times) * (1 - share)), len(times) - 1)])
 
 
 def _confirmation_report(final: Fit, evaluation: Samples, start_ns: int | None, config: TrainConfig) -> dict[str, Any]:

@@ -1,0 +1,155 @@
+"""Market context (`features.context`) and the GBM's rows (`features.tabular`): higher-timeframe alignment to the
+bar, no look-ahead, and train/serve parity, on small seeded random-walk universes built here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from signals.features.cnn import FEATURE_NAMES, SERVING_TAIL, feature_matrix
+from signals.features.context import (
+    CONTEXT_NAMES,
+    HTF_STATE,
+    N_CONTEXT,
+    context_matrix,
+    context_row,
+    context_tail,
+    higher_state,
+    percentile_in_window,
+)
+from signals.features.tabular import BASE_NAMES, base_matrix, serving_row, tabular_names
+from tests.support.factories import random_walk_candles
+
+SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT")
+BARS_1H = 1100
+HTF_COLUMNS = [FEATURE_NAMES.index(name) for name in HTF_STATE]
+
+
+def resample(candles: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """Higher-timeframe candles from lower ones (bar open time labels, as the exchange names them)."""
+    frame = candles.set_index("timestamp")
+    out = frame.resample(rule, label="left", closed="left").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
+    )
+    return out.dropna().reset_index()
+
+
+@pytest.fixture(scope="module")
+def universe() -> dict[str, pd.DataFrame]:
+    return {
+        s: random_walk_candles(BARS_1H, timeframe="1h", seed=i, price=10.0 * (i + 1)) for i, s in enumerate(SYMBOLS)
+    }
+
+
+@pytest.fixture(scope="module")
+def higher(universe: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    return {"4h": resample(universe["SOL/USDT"], "4h"), "1d": resample(universe["SOL/USDT"], "1D")}
+
+
+def test_a_1h_bar_sees_the_4h_candle_that_closed_at_or_before_its_own_close() -> None:
+    hours = random_walk_candles(48, timeframe="1h", seed=3)
+    four = resample(hours, "4h")
+    state = higher_state(hours, "1h", four, "4h")
+    expected = feature_matrix(four)[:, HTF_COLUMNS]
+    by_open = {ts: i for i, ts in enumerate(four["timestamp"])}
+    day = pd.Timestamp("2024-01-01", tz="UTC")
+    row = {ts: i for i, ts in enumerate(hours["timestamp"])}
+    # 1h bars opened 08:00, 09:00, 10:00 close by 11:00 at the latest: the newest closed 4h candle opened at 04:00
+    for hour in (8, 9, 10):
+        np.testing.assert_array_equal(
+            state[row[day + pd.Timedelta(hours=hour)]], expected[by_open[day + pd.Timedelta(hours=4)]]
+        )
+    # the 1h bar opened at 11:00 closes at 12:00, when the 08:00 4h candle closes: it is seen
+    np.testing.assert_array_equal(
+        state[row[day + pd.Timedelta(hours=11)]], expected[by_open[day + pd.Timedelta(hours=8)]]
+    )
+    # before the first 4h candle closes (bars opened 00:00-02:00) there is nothing to see
+    assert np.isnan(state[:3]).all()
+
+
+def test_a_1h_bar_sees_the_day_only_from_the_bar_that_closes_at_midnight() -> None:
+    hours = random_walk_candles(72, timeframe="1h", seed=4)
+    days = resample(hours, "1D")
+    state = higher_state(hours, "1h", days, "1d")
+    expected = feature_matrix(days)[:, HTF_COLUMNS]
+    assert np.isnan(state[:23]).all()  # day 0 closes at 24:00: the bar opened 23:00 is the first to see it
+    np.testing.assert_array_equal(state[23], expected[0])
+    np.testing.assert_array_equal(state[46], expected[0])
+    np.testing.assert_array_equal(state[47], expected[1])
+
+
+def test_a_higher_candle_not_yet_closed_is_never_read() -> None:
+    hours = random_walk_candles(60, timeframe="1h", seed=5)
+    four = resample(hours, "4h")
+    before = higher_state(hours, "1h", four, "4h")
+    forming = four.iloc[[-1]].assign(timestamp=four["timestamp"].iloc[-1] + pd.Timedelta(hours=4), close=1e9)
+    after = higher_state(hours, "1h", pd.concat([four, forming], ignore_index=True), "4h")
+    np.testing.assert_array_equal(before, after)
+
+
+def test_a_missing_higher_candle_is_nan_not_an_older_one() -> None:
+    hours = random_walk_candles(48, timeframe="1h", seed=6)
+    four = resample(hours, "4h")
+    gap = four.drop(index=3).reset_index(drop=True)  # the 12:00 candle (closes 16:00) is missing
+    state = higher_state(hours, "1h", gap, "4h")
+    assert np.isnan(state[15:19]).all()  # bars closing 16:00 .. 19:00 would have read it
+    assert np.isfinite(state[19, 0])  # the 16:00 candle closes at 20:00
+
+
+def test_changing_future_candles_changes_no_past_context(universe: dict[str, pd.DataFrame], higher: dict) -> None:
+    full = context_matrix("SOL/USDT", "1h", universe, higher)
+    cut = 900
+    changed = {s: f.copy() for s, f in universe.items()}
+    for frame in changed.values():
+        frame.loc[cut:, ["open", "high", "low", "close"]] *= 3.0
+    changed_higher = {tf: f.copy() for tf, f in higher.items()}
+    stamp = universe["SOL/USDT"]["timestamp"].iloc[cut]
+    for frame in changed_higher.values():
+        frame.loc[frame["timestamp"] >= stamp - pd.Timedelta(hours=1), ["high", "close"]] *= 3.0
+    again = context_matrix("SOL/USDT", "1h", changed, changed_higher)
+    np.testing.assert_array_equal(full[:cut], again[:cut])
+    assert not np.allclose(full[cut:], again[cut:], equal_nan=True)
+
+
+def test_the_serving_row_is_the_training_row_bit_for_bit(universe: dict[str, pd.DataFrame], higher: dict) -> None:
+    full = context_matrix("SOL/USDT", "1h", universe, higher)
+    assert full.shape == (BARS_1H, N_CONTEXT)
+    assert np.isfinite(full[-1]).all()  # every column is defined once warm (1h has two higher timeframes)
+    for end in (context_tail("1h") + 10, 1000, BARS_1H - 1):
+        # the server holds the universe up to now (other pairs may already have a newer candle) and closed HTFs
+        held = {s: f.iloc[: end + 1 + (s == "BTC/USDT")] for s, f in universe.items()}
+        row = context_row("SOL/USDT", "1h", held, higher)
+        np.testing.assert_array_equal(row, full[end])
+
+
+def test_cross_section_columns_mean_what_they_say(universe: dict[str, pd.DataFrame]) -> None:
+    btc = context_matrix("BTC/USDT", "1h", universe)
+    names = list(CONTEXT_NAMES)
+    assert np.nanmax(np.abs(btc[:, names.index("rel_btc_return_4")])) == 0.0
+    ranks = np.column_stack([context_matrix(s, "1h", universe)[:, names.index("rank_return_16")] for s in SYMBOLS])
+    finite = np.isfinite(ranks).all(axis=1)
+    np.testing.assert_array_equal(np.sort(ranks[finite], axis=1)[0], [0.0, 1 / 3, 2 / 3, 1.0])
+    assert np.isnan(btc[:, names.index("htf1_log_return_1")]).all()  # no higher candles given: NaN, not zeros
+
+
+def test_percentile_in_window_counts_its_own_window_only() -> None:
+    values = np.array([1.0, 2.0, 3.0, 0.5, 5.0, np.nan, 4.0])
+    out = percentile_in_window(values, 4)
+    np.testing.assert_array_equal(out[:3], [np.nan] * 3)
+    assert out[3] == 0.25 and out[4] == 1.0 and np.isnan(out[5])
+    assert out[6] == 2 / 3  # window [3, 0.5, 5, nan, 4] -> last 4: [0.5, 5, nan, 4]: 2 of 3 known <= 4
+
+
+def test_the_gbm_row_serves_as_it_trained(universe: dict[str, pd.DataFrame], higher: dict) -> None:
+    names = tabular_names(context=True)
+    assert names[: len(BASE_NAMES)] == BASE_NAMES and len(names) == len(BASE_NAMES) + N_CONTEXT
+    base = base_matrix(universe["SOL/USDT"])
+    row = serving_row("SOL/USDT", "1h", universe, higher)
+    assert row.shape == (len(names),)
+    # the recursive CNN columns converge over SERVING_TAIL bars (as for the CNN-LSTM); the rest is bit-identical
+    np.testing.assert_allclose(row[: len(BASE_NAMES)], base[-1], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(row[len(BASE_NAMES) :], context_matrix("SOL/USDT", "1h", universe, higher)[-1])
+    assert SERVING_TAIL < BARS_1H
+    alone = serving_row("SOL/USDT", "1h", universe, context=False)
+    assert alone.shape == (len(BASE_NAMES),)

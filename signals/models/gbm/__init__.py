@@ -1,0 +1,1 @@
+"""The gradient-boosted family (LightGBM): training, artifact, and the object a family seam calls."""

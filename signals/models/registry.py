@@ -29,7 +29,17 @@ logger = logging.getLogger(__name__)
 FileWriter = Callable[[Path], None]
 SHA256_KEY = "sha256"
 SIGNATURE_FILE = "signature.json"  # beside the files, outside the SHA-256 map it signs
-_TRACKED_LIBRARIES = ("torch", "numpy", "pandas", "ta-lib", "stable-baselines3", "gymnasium", "bentoml", "safetensors")
+_TRACKED_LIBRARIES = (
+    "torch",
+    "numpy",
+    "pandas",
+    "ta-lib",
+    "stable-baselines3",
+    "gymnasium",
+    "bentoml",
+    "safetensors",
+    "lightgbm",
+)
 
 
 @dataclass(frozen=True)

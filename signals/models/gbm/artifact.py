@@ -15,7 +15,6 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -116,7 +115,6 @@ def save_gbm_models(
                 "pair": _compact(result.confirmation.get("pairs", {}).get(symbol, {"n": 0})),
             },
             "feature_importance_gain": result.importance,
-            "lightgbm": version("lightgbm"),
         }
         stored.append(
             save_model(

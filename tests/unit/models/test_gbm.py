@@ -18,6 +18,7 @@ from signals.models.gbm.artifact import MODEL_FILE, load_gbm
 from signals.models.gbm.family import GBM
 from signals.models.gbm.training import GbmParams, GbmTrainingResult
 from tests.support.factories import random_walk_candles
+from tests.support.world import environment
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 CONFIG = TrainConfig(horizon=4, folds=2, test_share=0.4, seed=3)
@@ -83,6 +84,7 @@ def test_save_and_verified_load_give_the_same_probabilities(trained: GbmTraining
     stored = GBM.save(trained, exchange="synthetic")
     assert [s.name for s in stored] == ["gbm-btc-usdt-1h", "gbm-eth-usdt-1h", "gbm-sol-usdt-1h"]
     assert set(stored[0].metadata["sha256"]) == {"model.txt", "calibration.json", "features.json"}
+    assert "lightgbm" in stored[0].metadata["library_versions"]
     model = GBM.load_verified(stored[2].tag)
     rows = np.stack([GBM.features("SOL/USDT", "1h", candles, {tf: higher[tf]["SOL/USDT"] for tf in higher})] * 2)
     batch = GBM.predict_proba(model, rows)
@@ -99,6 +101,17 @@ def test_a_tampered_artifact_is_refused(trained: GbmTrainingResult) -> None:
     path.write_text(path.read_text().replace("learning_rate", "learning_rate ", 1))
     with pytest.raises(ModelIntegrityError, match="model.txt.*fails its SHA-256"):
         load_gbm(stored.tag)
+
+
+def test_a_signed_gbm_loads_and_an_edited_calibration_is_refused(trained: GbmTrainingResult) -> None:
+    with environment({"SIGNALS_MODEL_SIGNING_KEY": "a-gbm-test-key"}):
+        (stored, *_) = GBM.save(trained, exchange="synthetic")
+        assert (Path(stored.path) / "signature.json").is_file()
+        GBM.load_verified(stored.tag)
+        path = Path(stored.path) / "calibration.json"
+        path.write_text(path.read_text().replace('"temperature"', '"temperature" '))
+        with pytest.raises(ModelIntegrityError, match="calibration.json"):
+            GBM.load_verified(stored.tag)
 
 
 def test_a_model_of_other_features_is_refused(trained: GbmTrainingResult) -> None:

@@ -20,6 +20,7 @@ from signals.features.context import (
 )
 from signals.features.tabular import BASE_NAMES, base_matrix, serving_row, tabular_names
 from tests.support.factories import random_walk_candles
+from tests.support.paths import SHARED_OHLCV, shared_candles
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT")
 BARS_1H = 1100
@@ -153,3 +154,21 @@ def test_the_gbm_row_serves_as_it_trained(universe: dict[str, pd.DataFrame], hig
     assert SERVING_TAIL < BARS_1H
     alone = serving_row("SOL/USDT", "1h", universe, context=False)
     assert alone.shape == (len(BASE_NAMES),)
+
+
+@pytest.mark.realdata
+def test_on_the_real_universe_the_serving_context_is_the_training_context() -> None:
+    """34 real pairs on 1h with SOL's 4h and 1d candles: the context served at a bar (from tails of what a server
+    holds) equals the training row bit for bit, at bars spread over the history; a warm row is finite."""
+    if not SHARED_OHLCV.is_dir():
+        pytest.skip(f"real data not available: {SHARED_OHLCV} is absent")
+    stems = sorted(path.name.removesuffix("-1h.parquet") for path in SHARED_OHLCV.glob("*-1h.parquet"))
+    universe = {stem.replace("_", "/"): shared_candles(stem, "1h") for stem in stems}
+    higher = {tf: shared_candles("SOL_USDT", tf) for tf in ("4h", "1d")}
+    full = context_matrix("SOL/USDT", "1h", universe, higher)
+    n = len(universe["SOL/USDT"])
+    for end in np.linspace(context_tail("1h") + 30, n - 1, 4).round().astype(int):
+        stamp = universe["SOL/USDT"]["timestamp"].iloc[end]
+        held = {s: f[f["timestamp"] <= stamp] for s, f in universe.items()}
+        np.testing.assert_array_equal(context_row("SOL/USDT", "1h", held, higher), full[end])
+    assert np.isfinite(full[n // 2]).all()  # BTC's file ends before SOL's: the newest rows' rel_btc are NaN, rightly

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Final
 
 from signals.core.errors import InvalidSymbol
@@ -51,6 +53,28 @@ def normalize_symbol(raw: str) -> str:
                 return f"{text[: -len(quote)]}/{quote}"
         raise InvalidSymbol(f"cannot find a known quote currency at the end of {raw!r}; expected e.g. {_EXAMPLES}")
     raise InvalidSymbol(f"malformed symbol {raw!r}; expected e.g. {_EXAMPLES}")
+
+
+# Markets the exchange renamed (Binance swapped MATIC for POL and FTM for S, 1:1): the current name -> the name its
+# older candles are stored under. The current name is served and fetched live; the old one's stored history feeds it.
+RENAMED: Final[Mapping[str, str]] = MappingProxyType({"POL/USDT": "MATIC/USDT", "S/USDT": "FTM/USDT"})
+_CURRENT: Final[Mapping[str, str]] = MappingProxyType({old: new for new, old in RENAMED.items()})
+
+
+def current_symbol(symbol: str) -> str:
+    """The name a pair trades under now: ``MATIC/USDT`` -> ``POL/USDT``; any other pair normalised, unchanged."""
+    normalized = normalize_symbol(symbol)
+    return _CURRENT.get(normalized, normalized)
+
+
+def history_symbols(symbol: str) -> tuple[str, ...]:
+    """The names a pair's stored candles may be under, oldest first: ``POL/USDT`` -> (``MATIC/USDT``, ``POL/USDT``).
+
+    An old name is its own history only (``MATIC/USDT`` -> (``MATIC/USDT``,)): what is stored under it stays as it is.
+    """
+    normalized = normalize_symbol(symbol)
+    old = RENAMED.get(normalized)
+    return (old, normalized) if old else (normalized,)
 
 
 def symbol_stem(symbol: str) -> str:

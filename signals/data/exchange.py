@@ -32,7 +32,7 @@ from ccxt.base.errors import (
 
 from signals.data.candles import CANDLE_COLUMNS, empty_candles, validate_candles
 from signals.data.store import CandleStore, WriteResult, parse_exchange
-from signals.core.symbols import normalize_symbol
+from signals.core.symbols import current_symbol
 from signals.core.timeframes import parse_timeframe, timeframe_seconds, utc_now
 from signals.core.errors import ExchangeUnavailable, InvalidInput
 from signals.core.settings import Settings
@@ -160,8 +160,10 @@ class ExchangeSource:
         since: pd.Timestamp | None,
         until: pd.Timestamp | None = None,
     ) -> pd.DataFrame:
-        """Closed candles from `since` (inclusive; None: the newest page only) to `until` (inclusive)."""
-        symbol, timeframe = normalize_symbol(symbol), parse_timeframe(timeframe)
+        """Closed candles from `since` (inclusive; None: the newest page only) to `until` (inclusive).
+
+        A renamed pair is asked for under its current name (MATIC/USDT -> POL/USDT: the old market is gone)."""
+        symbol, timeframe = current_symbol(symbol), parse_timeframe(timeframe)
         step_ms = timeframe_seconds(timeframe) * 1000
         now_ms = _ms(self.now())
         until_ms = None if until is None else _ms(until)
@@ -279,9 +281,10 @@ async def sync_candles(
     """Fetch only bars after the last stored one (from `since` when the store is empty) and merge them in.
 
     Pass a shared `source` to sync many pairs through one client (one rate limiter); else one is
-    opened from `config` and closed here.
+    opened from `config` and closed here. A renamed pair syncs under its current name, after the last bar of its
+    history (`symbols.history_symbols`: POL/USDT's new bars follow what was stored as MATIC/USDT).
     """
-    symbol, timeframe = normalize_symbol(symbol), parse_timeframe(timeframe)
+    symbol, timeframe = current_symbol(symbol), parse_timeframe(timeframe)
     last = await asyncio.to_thread(store.last_timestamp, exchange_id, symbol, timeframe)
     if last is not None:
         start = last + pd.Timedelta(seconds=timeframe_seconds(timeframe))

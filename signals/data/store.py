@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from signals.data.candles import CANDLE_COLUMNS, empty_candles, validate_candles
-from signals.core.symbols import normalize_symbol, symbol_stem
+from signals.core.symbols import history_symbols, normalize_symbol, symbol_stem
 from signals.core.timeframes import TIMEFRAME_SECONDS, parse_timeframe, timeframe_seconds
 from signals.core.errors import CandleDataError, DataNotFound, InvalidInput, StorageUnavailable
 
@@ -127,6 +127,14 @@ def merge_candles(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return merged.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
+def _merged(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One pair's frames from its files, oldest name first, as one series (a later file wins a bar both hold)."""
+    merged = frames[0]
+    for frame in frames[1:]:
+        merged = merge_candles(merged, frame)
+    return merged
+
+
 class CandleStore:
     """Reads and writes the Parquet files under `root`."""
 
@@ -138,16 +146,22 @@ class CandleStore:
         return self.root / parse_exchange(exchange) / name
 
     def exists(self, exchange: str, symbol: str, timeframe: str) -> bool:
-        return self.path_for(exchange, symbol, timeframe).is_file()
+        return bool(self._history_paths(exchange, symbol, timeframe))
 
     def read(self, exchange: str, symbol: str, timeframe: str) -> pd.DataFrame:
-        """All stored candles, validated; `DataNotFound` when there is no file."""
-        path = self._existing(exchange, symbol, timeframe)
-        return validate_candles(pd.read_parquet(path, columns=list(CANDLE_COLUMNS)), timeframe)
+        """All stored candles, validated; `DataNotFound` when there is no file.
+
+        A renamed pair (`symbols.RENAMED`) reads its old name's file and its own, merged (its own wins a bar both
+        hold): POL/USDT's history is what was stored as MATIC/USDT, then what was fetched as POL/USDT."""
+        frames = [self._read_path(path, timeframe) for path in self._existing(exchange, symbol, timeframe)]
+        return _merged(frames)
 
     def read_tail(self, exchange: str, symbol: str, timeframe: str, rows: int) -> pd.DataFrame:
         """The last `rows` stored candles, validated, reading only the file's last row groups."""
-        path = self._existing(exchange, symbol, timeframe)
+        frames = [self._tail(path, timeframe, rows) for path in self._existing(exchange, symbol, timeframe)]
+        return _merged(frames).iloc[-rows:].reset_index(drop=True) if len(frames) > 1 else frames[0]
+
+    def _tail(self, path: Path, timeframe: str, rows: int) -> pd.DataFrame:
         parquet = pq.ParquetFile(path)
         groups: list[int] = []
         count = 0
@@ -165,18 +179,35 @@ class CandleStore:
 
     def read_since(self, exchange: str, symbol: str, timeframe: str, start: pd.Timestamp) -> pd.DataFrame:
         """Stored candles from `start` on, validated, skipping the row groups that end before it."""
-        path = self._existing(exchange, symbol, timeframe)
-        table = pq.read_table(path, columns=list(CANDLE_COLUMNS), filters=[("timestamp", ">=", start)])
-        return validate_candles(table.to_pandas().reset_index(drop=True), timeframe)
+        frames = [
+            validate_candles(
+                pq.read_table(path, columns=list(CANDLE_COLUMNS), filters=[("timestamp", ">=", start)])
+                .to_pandas()
+                .reset_index(drop=True),
+                timeframe,
+            )
+            for path in self._existing(exchange, symbol, timeframe)
+        ]
+        return _merged(frames)
 
-    def _existing(self, exchange: str, symbol: str, timeframe: str) -> Path:
-        path = self.path_for(exchange, symbol, timeframe)
-        if not path.is_file():
+    @staticmethod
+    def _read_path(path: Path, timeframe: str) -> pd.DataFrame:
+        return validate_candles(pd.read_parquet(path, columns=list(CANDLE_COLUMNS)), timeframe)
+
+    def _history_paths(self, exchange: str, symbol: str, timeframe: str) -> list[Path]:
+        """The files holding the pair's candles, oldest name first (`history_symbols`); only those that exist."""
+        paths = (self.path_for(exchange, name, timeframe) for name in history_symbols(symbol))
+        return [path for path in paths if path.is_file()]
+
+    def _existing(self, exchange: str, symbol: str, timeframe: str) -> list[Path]:
+        paths = self._history_paths(exchange, symbol, timeframe)
+        if not paths:
+            names = " or ".join(history_symbols(symbol)[::-1])
             raise DataNotFound(
-                f"no {timeframe} candles for {normalize_symbol(symbol)} on {exchange} in {self.root} "
+                f"no {timeframe} candles for {names} on {exchange} in {self.root} "
                 f"(run `signals sync`, `signals import-candles` or `signals demo-data`)"
             )
-        return path
+        return paths
 
     def read_or_empty(self, exchange: str, symbol: str, timeframe: str) -> pd.DataFrame:
         try:
@@ -193,7 +224,8 @@ class CandleStore:
         path = self.path_for(exchange, symbol, timeframe)
         new = validate_candles(candles, timeframe)
         with self._writable(path), self._locked(path):
-            old = self.read_or_empty(exchange, symbol, timeframe)  # validated on read
+            # this name's file only: a renamed pair's old history stays in its own file, merged on read
+            old = self._read_path(path, timeframe) if path.is_file() else empty_candles()
             merged = merge_candles(old, new)  # two valid frames, deduped and sorted: valid by construction
             write_parquet_atomic(merged, path)
         return WriteResult(added=len(merged) - len(old), total=len(merged), path=path)

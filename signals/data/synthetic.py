@@ -57,6 +57,7 @@ START_PRICES: Final[dict[str, float]] = {
     "ETH": 3_000.0,
     "FET": 1.2,
     "FTM": 0.5,
+    "S": 0.5,  # FTM renamed (1:1)
     "HBAR": 0.08,
     "ICP": 10.0,
     "INJ": 25.0,
@@ -64,6 +65,7 @@ START_PRICES: Final[dict[str, float]] = {
     "LINK": 15.0,
     "LTC": 80.0,
     "MATIC": 0.7,
+    "POL": 0.7,  # MATIC renamed (1:1)
     "MKR": 2_500.0,
     "NEAR": 5.0,
     "OP": 2.5,

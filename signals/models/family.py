@@ -17,7 +17,7 @@ import torch
 
 from signals.core.errors import SignalsError
 from signals.core.settings import Settings
-from signals.core.symbols import normalize_symbol
+from signals.core.symbols import current_symbol, normalize_symbol
 from signals.core.timeframes import parse_timeframe
 from signals.models.registry import StoredModel
 
@@ -37,7 +37,17 @@ class ModelFamily:
     check_contract: Callable[[StoredModel], None]  # raises ModelIntegrityError for a model of other inputs
 
     def key(self, labels: Labels) -> tuple[str | None, str] | None:
-        """(symbol or None, timeframe) of a stored model of this family, from its labels; None if malformed."""
+        """(symbol or None, timeframe) a stored model of this family serves, from its labels; None if malformed.
+
+        A model trained under a renamed pair's old name serves the current one (`cnn-lstm-matic-usdt-1h` serves
+        POL/USDT): it learned that market's history, and keeps serving until one is trained under the new name."""
+        stored = self.stored_key(labels)
+        if stored is None or stored[0] is None:
+            return stored
+        return current_symbol(stored[0]), stored[1]
+
+    def stored_key(self, labels: Labels) -> tuple[str | None, str] | None:
+        """(symbol or None, timeframe) as the model's labels name them (its store name follows them)."""
         if labels.get("family") != self.name:
             return None
         try:
@@ -46,6 +56,10 @@ class ModelFamily:
         except SignalsError:
             return None
         return symbol, timeframe
+
+    def renamed(self, labels: Labels) -> bool:
+        """The model was stored under a renamed pair's old name (it serves the current one, see `key`)."""
+        return self.key(labels) != self.stored_key(labels)
 
     def served_keys(self, settings: Settings) -> set[tuple[str | None, str]]:
         """Every (symbol or None, timeframe) the settings ask this family to serve; bad entries are skipped."""
@@ -63,7 +77,7 @@ class ModelFamily:
         keys = self.served_keys(settings)
 
         def name_if_served(labels: Labels) -> str | None:
-            key = self.key(labels)
-            return self.store_name(*key) if key is not None and key in keys else None
+            key, stored = self.key(labels), self.stored_key(labels)
+            return self.store_name(*stored) if key is not None and stored is not None and key in keys else None
 
         return name_if_served

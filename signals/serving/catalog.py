@@ -25,6 +25,7 @@ from typing import Any
 
 from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
 from signals.core.settings import Settings
+from signals.core.symbols import current_symbol
 from signals.models.evidence import edge_at_load
 from signals.models.families import CNN_LSTM, PPO, all_families
 from signals.models.family import ModelFamily
@@ -210,9 +211,13 @@ class ModelCatalog:
             for model in (m for m in newest_first if m.info.labels.get("family") == family.name):
                 if wanted(model.info.labels) is not None:
                     versions.setdefault(model.tag.name, []).append(model)
+            labels = {name: models[0].info.labels for name, models in versions.items()}
+            current = {family.key(tags) for tags in labels.values() if not family.renamed(tags)}
             for name, models in versions.items():
-                key = family.key(models[0].info.labels)
+                key = family.key(labels[name])
                 assert key is not None, "wanted() keeps only models with well-formed labels"
+                if family.renamed(labels[name]) and key in current:
+                    continue  # one trained under the pair's current name serves it; the old name's model retires
                 choice = choose_versions(
                     [str(m.tag.version) for m in models],
                     (states or {}).get(name),
@@ -243,8 +248,10 @@ class ModelCatalog:
         if entry is None:
             self._raise_if_unreadable(CNN_LSTM.store_name(symbol, timeframe))
             available = sorted(f"{s} {tf}" for s, tf in self._cnn)
+            now = current_symbol(symbol)
+            renamed = f" ({symbol} trades as {now} now: ask for {now})" if now != symbol else ""
             raise ModelNotFound(
-                f"no CNN-LSTM model for {symbol} {timeframe}; available: {', '.join(available) or 'none'}"
+                f"no CNN-LSTM model for {symbol} {timeframe}{renamed}; available: {', '.join(available) or 'none'}"
             )
         return _usable(entry)
 

@@ -278,3 +278,26 @@ def test_cli_sync_errors_exit_2_with_one_line(
     assert result.exit_code == 2
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1 and expected in error_lines[0]
+
+
+def test_a_renamed_pair_is_fetched_live_under_its_new_name_after_the_history_stored_under_the_old_one(
+    tmp_path: Path,
+) -> None:
+    """Binance lists POL/USDT, not MATIC/USDT: the client store holds real MATIC/USDT candles (as imported from
+    ../shared/data), the exchange offers the next ones as POL/USDT; a sync of either name asks for POLUSDT from the
+    bar after the MATIC history and writes POL_USDT, and POL/USDT then reads as one series."""
+    real = pd.read_parquet(OHLCV / "MATIC_USDT-1h.parquet").iloc[:400].reset_index(drop=True)
+    client = CandleStore(tmp_path / "client")
+    client.write(EXCHANGE, "MATIC/USDT", "1h", real.iloc[:300])
+    with LocalExchange(frames={("POL/USDT", "1h"): real.iloc[300:]}, exchange_id=EXCHANGE) as server:
+        config = ExchangeConfig(EXCHANGE, server.url, **FAST)
+        result = asyncio.run(sync_candles(client, EXCHANGE, "MATIC/USDT", "1h", None, config=config))
+        (request, *_) = server.klines_requests()
+        assert request.params["symbol"] == "POLUSDT"
+        assert pd.Timestamp(int(request.params["startTime"]), unit="ms", tz="UTC") == real["timestamp"].iloc[300]
+        assert result.path.name == "POL_USDT-1h.parquet" and (result.added, result.total) == (100, 100)
+        pd.testing.assert_frame_equal(client.read(EXCHANGE, "POL/USDT", "1h"), real)
+        pd.testing.assert_frame_equal(client.read(EXCHANGE, "MATIC/USDT", "1h"), real.iloc[:300])
+
+        fresh = fetch(server, "MATIC/USDT", "1h", since=real["timestamp"].iloc[390])
+    pd.testing.assert_frame_equal(fresh, real.iloc[390:].reset_index(drop=True))

@@ -216,7 +216,54 @@ def test_a_write_the_file_system_refuses_is_one_storage_error_and_the_old_file_s
     store = CandleStore(tmp_path)
     store.write("binance", "BTC/USDT", "1h", random_walk_candles(50, timeframe="1h"))
     (tmp_path / "synthetic").write_text("a file where a directory should be")
-    with pytest.raises(StorageUnavailable, match=r"cannot write synthetic/BTC_USDT-1h.parquet in the candle store") as refused:
+    with pytest.raises(
+        StorageUnavailable, match=r"cannot write synthetic/BTC_USDT-1h.parquet in the candle store"
+    ) as refused:
         store.write("synthetic", "BTC/USDT", "1h", random_walk_candles(50, timeframe="1h"))
     assert str(tmp_path) not in str(refused.value)  # the file is named relative to the store
     assert len(store.read("binance", "BTC/USDT", "1h")) == 50
+
+
+def test_a_renamed_pair_reads_its_old_names_real_history_then_its_own_and_writes_only_its_own(tmp_path: Path) -> None:
+    """POL/USDT's history is Binance's MATIC/USDT candles (../shared/data has only MATIC_USDT-*): imported under the
+    old name, read under the new one; bars fetched as POL/USDT follow them, and win a bar both hold."""
+    path = SHARED_OHLCV / "MATIC_USDT-1h.parquet"
+    if not path.is_file():
+        pytest.skip(f"real data not available: {path} is absent (set SIGNALS_SHARED_DATA to ../shared/data)")
+    matic = read_candle_file(path)
+    assert matic.symbol == "MATIC/USDT"
+    store = CandleStore(tmp_path)
+    store.write("binance", matic.symbol, "1h", matic.candles)
+
+    pd.testing.assert_frame_equal(store.read("binance", "POL/USDT", "1h"), matic.candles)
+    pd.testing.assert_frame_equal(
+        store.read_tail("binance", "POLUSDT", "1h", 50), matic.candles.iloc[-50:].reset_index(drop=True)
+    )
+    assert (
+        store.exists("binance", "POL/USDT", "1h")
+        and store.last_timestamp("binance", "POL/USDT", "1h") == matic.candles["timestamp"].iloc[-1]
+    )
+
+    last = matic.candles["timestamp"].iloc[-1]
+    fetched = random_walk_candles(30, timeframe="1h", start=str(last - pd.Timedelta(hours=9)), price=0.37, seed=3)
+    written = store.write("binance", "POL/USDT", "1h", fetched)
+    assert written.path.name == "POL_USDT-1h.parquet" and (written.added, written.total) == (30, 30)  # no copy of MATIC
+
+    merged = store.read("binance", "POL/USDT", "1h")
+    assert len(merged) == len(matic.candles) - 10 + 30  # 10 bars overlap: the POL/USDT fetch wins them
+    pd.testing.assert_frame_equal(merged.iloc[-30:].reset_index(drop=True), fetched)
+    pd.testing.assert_frame_equal(
+        store.read_tail("binance", "POL/USDT", "1h", 40), merged.iloc[-40:].reset_index(drop=True)
+    )
+    since = matic.candles["timestamp"].iloc[-15]
+    pd.testing.assert_frame_equal(
+        store.read_since("binance", "POL/USDT", "1h", since),
+        merged[merged["timestamp"] >= since].reset_index(drop=True),
+    )
+    pd.testing.assert_frame_equal(store.read("binance", "MATIC/USDT", "1h"), matic.candles)  # the old name: as stored
+    assert [e.symbol for e in store.entries("binance")] == ["MATIC/USDT", "POL/USDT"]  # files described as they are
+
+
+def test_a_renamed_pair_with_no_candles_names_both_names(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFound, match=r"no 1h candles for S/USDT or FTM/USDT on binance"):
+        CandleStore(tmp_path).read_tail("binance", "S/USDT", "1h", 10)

@@ -231,6 +231,11 @@ class Signal(BaseModel):
     expires_at: datetime | None = Field(description="Close of the last bar of the horizon: the plan's end.")
     current_price: float
     levels: Levels | None = Field(description="Entry, stop and targets: only for actionable LONG/SHORT signals.")
+    plan_requires: str | None = Field(
+        None,
+        description="What the plan needs beyond a spot account: 'margin or a derivative (spot cannot be sold "
+        "short)' for a SHORT plan (every pair served is spot; SIGNALS_SPOT_SHORTS=drop serves none); null otherwise.",
+    )
     data_source: str
     stale: bool
     family: str | None = Field(

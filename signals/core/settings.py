@@ -9,15 +9,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from signals.core.symbols import normalize_symbol
+from signals.core.errors import SignalsError
+from signals.core.symbols import current_symbol, normalize_symbol
 from signals.core.timeframes import MODEL_TIMEFRAMES
 
-# The 34 USDT pairs of ../shared/data: the default universe for demo data and training.
+# The 34 USDT pairs of ../shared/data under the names they trade as now (POL and S there are stored as MATIC and
+# FTM: `symbols.RENAMED`): the default universe for demo data, training and live use.
 DEFAULT_UNIVERSE: tuple[str, ...] = tuple(
     f"{base}/USDT"
     for base in (
-        "AAVE APT ARB ATOM AVAX BCH BTC DOGE ETC ETH FET FTM HBAR ICP INJ LDO LINK LTC "
-        "MATIC MKR NEAR OP PEPE RUNE SEI SHIB SOL STX SUI TIA TRX UNI WLD XRP"
+        "AAVE APT ARB ATOM AVAX BCH BTC DOGE ETC ETH FET HBAR ICP INJ LDO LINK LTC "
+        "MKR NEAR OP PEPE POL RUNE S SEI SHIB SOL STX SUI TIA TRX UNI WLD XRP"
     ).split()
 )
 
@@ -54,7 +56,11 @@ class Settings(BaseSettings):
     )
     exchange_breaker_failures: int = Field(5, ge=1, description="Failed fetches in a row that open the circuit.")
     exchange_breaker_cooldown_s: float = Field(30.0, gt=0, description="How long an open circuit fails fast.")
-    universe: list[str] = Field(default_factory=lambda: list(DEFAULT_UNIVERSE))
+    universe: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_UNIVERSE),
+        description="Pairs served and trained (JSON list); a renamed pair's old name (MATIC/USDT, FTM/USDT) reads "
+        "as its current one (POL/USDT, S/USDT), whose history is what is stored under the old name.",
+    )
     timeframes: list[str] = Field(default_factory=lambda: list(MODEL_TIMEFRAMES))
     device: Literal["auto", "cpu", "cuda"] = "auto"
     source: Literal["store", "live", "simulated"] = Field(
@@ -145,10 +151,28 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often each worker looks for signals other workers recorded."
     )
     stream_heartbeat_s: float = Field(15.0, gt=0, description="Seconds between keep-alive comments on an idle stream.")
+    spot_shorts: Literal["label", "drop"] = Field(
+        "label",
+        description="SHORT plans on spot pairs (spot cannot be sold short): `label` serves them marked as needing "
+        "margin or a derivative (`plan_requires`); `drop` makes them not actionable, with that as the reason.",
+    )
     legacy_default_symbol: str = Field(
         "BTC/USDT",
         description="The one pair an older WebSocket client gets until it subscribes (not every pair's burst).",
     )
+
+    @field_validator("universe")
+    @classmethod
+    def _current_names(cls, value: list[str]) -> list[str]:
+        """Old names of renamed pairs read as the current ones (a live exchange knows only those), once each; an
+        entry that is not a symbol stays as written, for `served_keys` to name and skip."""
+        names: list[str] = []
+        for entry in value:
+            try:
+                names.append(current_symbol(entry))
+            except SignalsError:
+                names.append(entry)
+        return list(dict.fromkeys(names))
 
     @field_validator("legacy_default_symbol")
     @classmethod

@@ -45,7 +45,7 @@ from signals.models.evidence import PPO_RULE_TEXT, RULE_TEXT
 from signals.models.families import CNN_LSTM, PPO, family_of_store_name, plugin_families
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.explain import explain
-from signals.serving.gate import STALE_REASON, Standing, action_gate, consensus, signal_gate
+from signals.serving.gate import STALE_REASON, Standing, action_gate, consensus, plan_requires, signal_gate
 from signals.serving.market import MarketData, MarketSnapshot
 from signals.serving.risk import risk_levels
 
@@ -355,7 +355,15 @@ class SignalEngine:
         direction = CLASS_NAMES[int(np.argmax(probabilities))]
         confidence = float(probabilities.max())
         edge = schemas.Edge.model_validate(entry.edge)
-        actionable, reason = signal_gate(edge, direction, confidence, entry.threshold, stale=False, withheld=withheld)
+        actionable, reason = signal_gate(
+            edge,
+            direction,
+            confidence,
+            entry.threshold,
+            stale=False,
+            withheld=withheld,
+            spot_shorts=self.settings.spot_shorts,
+        )
         levels = None
         if actionable:
             levels = risk_levels(
@@ -390,6 +398,7 @@ class SignalEngine:
             expires_at=None if horizon is None else horizon_end(candle_time, timeframe, horizon).to_pydatetime(),
             current_price=snapshot.close,
             levels=None if levels is None else schemas.Levels.model_validate(levels, from_attributes=True),
+            plan_requires=plan_requires(direction, levels is not None),
             data_source=snapshot.data_source,
             stale=False,
             family=entry.family,
@@ -400,7 +409,8 @@ class SignalEngine:
         if not self.is_stale(pd.Timestamp(signal.candle_time), signal.timeframe):
             return signal
         if signal.actionable:
-            update = {"stale": True, "actionable": False, "levels": None, "abstain_reason": STALE_REASON}
+            no_plan = {"actionable": False, "levels": None, "plan_requires": None}
+            update = {"stale": True, **no_plan, "abstain_reason": STALE_REASON}
             return signal.model_copy(update=update)
         return signal.model_copy(update={"stale": True})
 

@@ -8,6 +8,9 @@ A CNN-LSTM signal is **actionable** when all of these hold, checked in this orde
    the reason stored at training;
 2. the model's most likely outcome is LONG or SHORT, not NO_TRADE;
 3. the model has a threshold (some confidence level paid its costs on validation) and the call clears it;
+   then, with `SIGNALS_SPOT_SHORTS=drop`, the call is not a SHORT: every pair served is a spot market, which
+   cannot be sold short (with the default `label`, a SHORT plan is served marked `plan_requires`: margin or a
+   derivative);
 4. the candles are fresh (`stale` is false): a plan from a candle the market has left behind is not served;
 5. the model is not on probation or demoted: its own live calls confirmed the walk-forward edge
    (`track_record.probation` decides its `Standing`; the engine holds it). A call that fails only this rule is a
@@ -31,6 +34,12 @@ from signals.contract import schemas
 
 CONSENSUS_THRESHOLD: Final = 0.15
 STALE_REASON: Final = "the candles are stale: a newer candle should have closed"
+# Every market served is spot (ccxt's BASE/QUOTE): a SHORT plan needs what spot does not offer.
+SPOT_SHORT_REQUIRES: Final = "margin or a derivative (spot cannot be sold short)"
+SPOT_SHORT_REASON: Final = (
+    "a SHORT on a spot pair needs margin or a derivative (spot cannot be sold short); SIGNALS_SPOT_SHORTS=drop "
+    "serves none"
+)
 CONSENSUS_RULE: Final = (
     "mean of P(LONG) - P(SHORT) over the actionable signals only; LONG above +0.15, SHORT below -0.15, "
     "else NO_TRADE (also when no signal is actionable)"
@@ -82,9 +91,10 @@ def signal_gate(
     threshold: float | None,
     stale: bool,
     withheld: str | None = None,
+    spot_shorts: Literal["label", "drop"] = "label",
 ) -> tuple[bool, str | None]:
     """(actionable, abstain_reason) of a CNN-LSTM signal (the rules of the module doc, in order); `withheld`: why
-    the model's probation withholds its plans (None: it does not)."""
+    the model's probation withholds its plans (None: it does not); `spot_shorts`: the setting of that name."""
     reason = edge_reason(edge)
     if reason is None and direction == "NO_TRADE":
         reason = "the most likely outcome is NO_TRADE: neither barrier is expected within the horizon"
@@ -92,11 +102,18 @@ def signal_gate(
         reason = "no confidence level of this model paid its costs on validation"
     if reason is None and threshold is not None and confidence < threshold:
         reason = f"confidence {confidence:.3f} is below this model's threshold {threshold:.3f}"
+    if reason is None and direction == "SHORT" and spot_shorts == "drop":
+        reason = SPOT_SHORT_REASON
     if reason is None and stale:
         reason = STALE_REASON
     if reason is None and withheld is not None:
         reason = withheld
     return reason is None, reason
+
+
+def plan_requires(direction: str, has_plan: bool) -> str | None:
+    """What a served plan needs beyond a spot account: margin or a derivative for a SHORT; None otherwise."""
+    return SPOT_SHORT_REQUIRES if has_plan and direction == "SHORT" else None
 
 
 def action_gate(edge: schemas.Edge, action: str, position: str) -> tuple[bool, str | None]:

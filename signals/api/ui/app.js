@@ -204,6 +204,7 @@ function card(signal) {
   el("div", { class: "why", title: why }, short),
   el("div", { class: "muted" }, hit));
   if (signal.stale) node.append(el("div", { class: "stale" }, "stale: the next candle is late"));
+  if (signal.actionable && signal.plan_requires) node.append(el("div", { class: "requires" }, `needs ${signal.plan_requires}`));
   return node;
 }
 
@@ -332,6 +333,7 @@ function renderFacts(signal) {
     ["stale", signal.stale ? "yes" : "no"],
   ];
   if (!signal.actionable) rows.push(["why no plan", signal.abstain_reason || "–"]);
+  if (signal.actionable && signal.plan_requires) rows.push(["plan needs", signal.plan_requires]);
   facts.replaceChildren(...rows.map(([label, value]) => el("div", label === "why no plan" ? { class: "wide" } : {}, el("span", {}, label), value)));
 }
 

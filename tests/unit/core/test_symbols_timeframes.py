@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from signals.core.errors import InvalidInput, InvalidSymbol, InvalidTimeframe
-from signals.core.symbols import normalize_symbol, symbol_stem
+from signals.core.settings import DEFAULT_UNIVERSE, Settings
+from signals.core.symbols import RENAMED, current_symbol, history_symbols, normalize_symbol, symbol_stem
 from signals.core.timeframes import parse_timeframe, timeframe_seconds
 
 
@@ -60,3 +61,28 @@ def test_timeframes_are_validated_and_sized() -> None:
     assert timeframe_seconds("1d") == 86400
     with pytest.raises(InvalidTimeframe, match="accepted: 1m, 5m, 15m"):
         parse_timeframe("3h")
+
+
+@pytest.mark.parametrize(
+    ("spelling", "current", "history"),
+    [
+        ("MATICUSDT", "POL/USDT", ("MATIC/USDT",)),  # the old name's file is its own history, as stored
+        ("pol-usdt", "POL/USDT", ("MATIC/USDT", "POL/USDT")),  # the current name reads the old one first
+        ("FTM/USDT", "S/USDT", ("FTM/USDT",)),
+        ("SUSDT", "S/USDT", ("FTM/USDT", "S/USDT")),
+        ("BTCUSDT", "BTC/USDT", ("BTC/USDT",)),
+    ],
+)
+def test_renamed_pairs_trade_under_the_new_name_and_keep_the_old_one_as_history(
+    spelling: str, current: str, history: tuple[str, ...]
+) -> None:
+    assert current_symbol(spelling) == current
+    assert history_symbols(spelling) == history
+    assert {RENAMED[new] for new in RENAMED} == {"MATIC/USDT", "FTM/USDT"}
+
+
+def test_the_default_universe_names_pairs_as_they_trade_now_and_old_names_in_settings_read_as_new() -> None:
+    assert {"POL/USDT", "S/USDT"} <= set(DEFAULT_UNIVERSE) and len(DEFAULT_UNIVERSE) == 34
+    assert not {"MATIC/USDT", "FTM/USDT"} & set(DEFAULT_UNIVERSE)
+    configured = Settings(universe=["maticusdt", "POL/USDT", "ftm-usdt", "BTC/USDT", "not a pair"])
+    assert configured.universe == ["POL/USDT", "S/USDT", "BTC/USDT", "not a pair"]  # a bad entry stays, to be named

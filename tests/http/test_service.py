@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -977,3 +978,17 @@ def test_every_time_on_the_wire_is_iso_8601_utc_with_z(client: TestClient) -> No
     assert any(route == "/history" for route, *_ in found)
     wrong = [item for item in found if not (isinstance(item[2], str) and item[2].endswith("Z"))]
     assert wrong == []
+
+
+def test_the_docs_page_loads_nothing_remote_and_the_document_says_what_and_which_version(client: TestClient) -> None:
+    from importlib.metadata import version
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and "googletagmanager" not in page.text
+    loads = re.findall(r'<(?:script|link)[^>]*(?:src|href)="([^"]+)"', page.text)
+    assert loads and not [url for url in loads if url.startswith(("http:", "https:", "//"))]
+    for url in loads:  # served by this server (BentoML's Swagger UI assets)
+        assert client.get("/" + url.removeprefix("./")).status_code == 200, url
+    info = client.get("/docs.json").json()["info"]
+    assert info["version"] == version("trading-signals")
+    assert info["description"].endswith(".") and "Times are ISO-8601 UTC with `Z`" in info["description"]

@@ -11,12 +11,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+# typer 0.29 runs commands on its own vendored click: its context, not the `click` package's, has the params.
+from typer._click.globals import get_current_context
 
 from signals.core.errors import SignalsError
 from signals.core.settings import get_settings
@@ -80,7 +82,7 @@ def split_csv(values: Sequence[str] | None) -> list[str]:
 def output_format(as_json: bool = False) -> str:
     """table, json or csv: the command's `--output`, else `--json` (its alias), else a table. Read from the running
     command's context, so the helpers below need no extra argument."""
-    context = click.get_current_context(silent=True)
+    context = get_current_context(silent=True)
     chosen = context.params.get("output") if context is not None else None
     return Output(chosen).value if chosen else ("json" if as_json else "table")
 

@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from signals.cli.app import app, stdout
+from signals.cli.app import app, fail, stdout
 from signals.core.errors import SignalsError
 from signals.core.settings import SERVE_DEFAULTS, Settings
 from signals.data.synthetic import SYNTHETIC_EXCHANGE
@@ -94,10 +94,13 @@ def serve(
     settings = Settings()  # the environment and .env only: the served defaults of a previous run do not stick
     host = host or settings.host
     port = port or settings.port
-    if source not in (None, "store", "live", "simulated"):
-        raise ServeError(f"--source {source}: use simulated, live or store")
-    env = serving_env(settings, source)  # type: ignore[arg-type]  # checked on the line above
-    check_port(host, port)
+    try:
+        if source not in (None, "store", "live", "simulated"):
+            raise ServeError(f"--source {source}: use simulated, live or store")
+        env = serving_env(settings, source)  # type: ignore[arg-type]  # checked on the line above
+        check_port(host, port)
+    except ServeError as error:
+        raise fail(error) from error
     if dry_run:
         stdout.print_json(json.dumps({"host": host, "port": port, **env}))
         return

@@ -51,21 +51,14 @@ test: lint system-deps
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
 
-# `make serve`: demo data and models when the stores lack them (idempotent), then the server on 127.0.0.1.
-# The demo candles live under exchange id `synthetic`, and the simulated source continues them as time goes on
-# (so the candle-close loop has new candles); point SIGNALS_EXCHANGE / SIGNALS_SOURCE elsewhere for real data.
-SERVE_HOST ?= 127.0.0.1
-SERVE_PORT ?= 3000
-SERVE_URL := http://$(SERVE_HOST):$(SERVE_PORT)
+# `make serve`: `signals serve` (signals/cli/serve.py) owns the defaults: the demo (synthetic candles the simulated
+# source continues as time goes on; demo data and models bootstrapped when missing) unless SIGNALS_SOURCE says live
+# or store; a busy port is one line before any setup. `make serve PORT=3001` (or SIGNALS_PORT) picks the port.
+PORT ?= $(SERVE_PORT)
 
 .PHONY: serve
-serve: export SIGNALS_EXCHANGE ?= synthetic
-serve: export SIGNALS_SOURCE ?= simulated
 serve: install
-	$(BIN)/signals bootstrap
-	@echo "Serving on $(SERVE_URL): dashboard at $(SERVE_URL)/ui/, OpenAPI at $(SERVE_URL)/docs (exchange: $(SIGNALS_EXCHANGE)). Try:"
-	@echo "  curl -s -X POST $(SERVE_URL)/predict -H 'Content-Type: application/json' -d '{\"symbol\": \"BTC/USDT\", \"timeframe\": \"1h\"}'"
-	$(BIN)/bentoml serve service:SignalService --host $(SERVE_HOST) --port $(SERVE_PORT)
+	@$(BIN)/signals serve $(if $(PORT),--port $(PORT))
 
 # `make image`: an OCI image of the bento, built here with podman (no Docker engine, no Docker Hub): a debootstrapped
 # Debian base (deploy/image/base.sh, cached), the demo models in the store, `bentoml build`, `bentoml containerize`.

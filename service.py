@@ -23,7 +23,7 @@ from signals.api.access import AccessControl
 from signals.api.compat import create_compat_app
 from signals.api.errors import answer_errors, cors_config, quiet_client_errors
 from signals.api.middleware import ErrorEnvelope, RequestLimits
-from signals.api.openapi import openapi_document
+from signals.api.openapi import openapi_document, package_version
 from signals.api.slots import Slot
 from signals.api.web import create_web_app
 from signals.contract import schemas
@@ -218,7 +218,7 @@ web_app.state.openapi = functools.cache(
         service,
         {"/api": compat_app, "": web_app},
         title="trading-signals",
-        version="1",
+        version=package_version(),
         keys=bool(settings.api_keys),
         universe=len(settings.universe),
     )

@@ -27,6 +27,7 @@ from signals.data.synthetic import (
     DEMO_DAYS,
     DEMO_PLANTED,
     DEMO_SEED,
+    DEMO_SYMBOLS,
     SYNTHETIC_EXCHANGE,
     PlantedEdge,
     extend_stored_market,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEMO_SYMBOLS: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 DEMO_PPO_TIMEFRAME = "1h"
 # 730 daily bars: ~630 labelled 1d windows, enough for a purged train / validation / test split (each
 # boundary drops lookback + horizon = 64 samples) and far more than a serving window needs (93 bars).

@@ -13,11 +13,30 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Mapping
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 from pydantic import BaseModel, TypeAdapter
 
 REF = "#/components/schemas/{model}"
+DESCRIPTION = (
+    "Trading signals over HTTP: per (symbol, timeframe) CNN-LSTM classifiers (SHORT / NO_TRADE / LONG with a "
+    "calibrated confidence) and a PPO policy (HOLD / BUY / SELL), each served with its walk-forward evidence; a "
+    "trade plan only where the skill gate finds a demonstrated edge after costs, otherwise `actionable: false` with "
+    "the reason. Errors come in one shape on every route (`ErrorBody`); 503 with Retry-After is ours. Times are "
+    "ISO-8601 UTC with `Z`; only the chart routes (`/api/candles`, `/equity`) carry epoch seconds, as the chart "
+    "library reads them, and the older routes under `/api` keep the formats their clients parse."
+)
+
+
+def package_version() -> str:
+    """`info.version`: the installed package's version (a bento copies the source without installing it)."""
+    try:
+        return version("trading-signals")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 TEXT = {"type": "string"}
 ERROR_STATUSES: dict[int, str] = {
     400: "Malformed request: the message says what to fix (field errors in `errors`).",
@@ -176,7 +195,7 @@ def openapi_document(
     _limit_symbol_lists(paths, components, universe)
     return {
         "openapi": "3.0.3",
-        "info": {"title": title, "version": version, "description": inspect.cleandoc(__doc__ or "").split("\n")[0]},
+        "info": {"title": title, "version": version, "description": DESCRIPTION},
         "paths": dict(sorted(paths.items())),
         "components": {"schemas": dict(sorted(components.items()))},
     }

@@ -3,7 +3,8 @@
 Mounted at the root of the service (BentoML tries a mounted app's routes before its own only where one of them
 matches, so every other path still reaches BentoML):
 - `/` redirects to the dashboard at `/ui/` (one static page, its chart library vendored: no CDN, no build);
-- `/docs` is BentoML's own OpenAPI page (the schema stays at `/docs.json`);
+- `/docs` is the OpenAPI page (`ui/docs.html`: Swagger UI as BentoML ships it, nothing remote; the schema at
+  `/docs.json`);
 - `GET /api/stream` sends server-sent events: one per newly recorded signal (`event: signal`) and per policy
   action for a flat position (`event: action`), resumable with `Last-Event-ID`, with keep-alive comments; a
   stream opened without `Last-Event-ID` starts with the current state (the newest event of each pair it wants);
@@ -52,16 +53,9 @@ MAX_CANDLES = 1000
 
 
 def openapi_page() -> Path:
-    """BentoML's own OpenAPI page (served at `/` by BentoML until the dashboard took `/`).
-
-    BentoML ships it inside its implementation package and picks one of two by a container flag; we serve the
-    same file rather than FastAPI's page, which loads Swagger UI from a CDN.
-    """
-    import _bentoml_impl.server as server
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    name = "main-ui.html" if BentoMLContainer.new_index else "main-openapi.html"
-    return Path(server.__file__).parent / name
+    """The OpenAPI page: Swagger UI from the assets BentoML ships and serves under `/static_content` (its own
+    page loads Google Tag Manager, FastAPI's loads Swagger UI from a CDN: neither works offline)."""
+    return Path(__file__).parent / "ui" / "docs.html"
 
 
 def sse(events: Sequence[Event]) -> str:

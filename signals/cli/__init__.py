@@ -12,6 +12,7 @@ from signals.cli import (
     keys,  # noqa: F401  (registers commands)
     ledger,  # noqa: F401  (registers commands)
     models,  # noqa: F401  (registers commands)
+    serve,  # noqa: F401  (registers commands)
     train,  # noqa: F401  (registers commands)
 )
 from signals.cli.app import SignalsError, app, stderr

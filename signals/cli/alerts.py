@@ -11,7 +11,18 @@ from typing import Annotated, Any
 
 import typer
 
-from signals.cli.app import DataDirOption, JsonOption, app, emit_table, fail, split_csv, stderr, stdout
+from signals.cli.app import (
+    DataDirOption,
+    JsonOption,
+    OutputOption,
+    app,
+    emit_table,
+    fail,
+    machine,
+    split_csv,
+    stderr,
+    stdout,
+)
 from signals.core.errors import InvalidInput, SignalsError
 
 alerts_app = typer.Typer(help="Alerts: webhook subscriptions, their delivery log, the sender.")
@@ -80,7 +91,7 @@ def add(
 
 
 @alerts_app.command("list")
-def list_command(data_dir: DataDirOption = None, as_json: JsonOption = False) -> None:
+def list_command(data_dir: DataDirOption = None, as_json: JsonOption = False, output: OutputOption = None) -> None:
     """Active subscriptions (webhooks and Telegram chats) with their filters."""
     from signals.alerts.targets import redact_url
     from signals.ledger.outbox import subscriptions
@@ -116,13 +127,14 @@ def log(
     limit: Annotated[int, typer.Option("--limit", min=1, max=10_000)] = 50,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """The newest messages: event, where to, status (pending, delivered, dead), attempts and the last error."""
     from signals.alerts.targets import redact_url
     from signals.ledger.outbox import message_log
 
     messages = [{**m, "target": redact_url(m["target"])} for m in message_log(_ledger(data_dir).engine, limit)]
-    if as_json:
+    if machine(as_json):
         emit_table(messages, as_json=True)
         return
     rows = [

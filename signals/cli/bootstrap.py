@@ -18,6 +18,7 @@ import typer
 from signals.cli.app import (
     DataDirOption,
     JsonOption,
+    OutputOption,
     app,
     data_dir_or_default,
     emit_table,
@@ -61,6 +62,7 @@ def bootstrap(
     ] = DEMO_BACKFILL_DAYS,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Demo data and models for an offline machine: synthetic candles (exchange id `synthetic`), one CNN-LSTM
     per (symbol, timeframe), and one PPO policy `ppo-1h` trained on the 1h candles of all the symbols.

@@ -11,6 +11,7 @@ from signals.cli.app import (
     DataDirOption,
     ExchangeOption,
     JsonOption,
+    OutputOption,
     app,
     data_dir_or_default,
     emit_table,
@@ -30,6 +31,7 @@ def list_candles(
     exchange: Annotated[str | None, typer.Option(help="Only this exchange.")] = None,
     show_gaps: Annotated[bool, typer.Option("--gaps", help="List every gap, not only the count.")] = False,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """List what the candle store holds: symbol, timeframe, first and last bar, bars, gaps."""
     store = CandleStore(data_dir_or_default(data_dir))
@@ -65,6 +67,7 @@ def import_candles(
     exchange: ExchangeOption = None,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Import candle files into the store (merge + dedupe, atomic write). Bad files are named and skipped."""
     store = CandleStore(data_dir_or_default(data_dir))

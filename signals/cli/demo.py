@@ -12,6 +12,7 @@ import typer
 from signals.cli.app import (
     DataDirOption,
     JsonOption,
+    OutputOption,
     app,
     data_dir_or_default,
     emit_table,
@@ -77,6 +78,7 @@ def demo_data(
     ] = True,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Generate a synthetic market (regimes, volatility clustering, fat tails) and write it to the store.
 

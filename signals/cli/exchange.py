@@ -15,6 +15,7 @@ from signals.cli.app import (
     DataDirOption,
     ExchangeOption,
     JsonOption,
+    OutputOption,
     app,
     data_dir_or_default,
     emit_table,
@@ -90,6 +91,7 @@ def sync(
     ] = None,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Download closed candles after the last stored bar of each (symbol, timeframe) and merge them in."""
     settings = get_settings()

@@ -14,9 +14,11 @@ from signals.cli.app import (
     DataDirOption,
     ExchangeOption,
     JsonOption,
+    OutputOption,
     app,
     emit_table,
     fail,
+    machine,
     progress_bar,
     split_csv,
 )
@@ -78,6 +80,7 @@ def backfill_command(
     data_dir: DataDirOption = None,
     exchange: ExchangeOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Run the served models over stored candles as if live (mode `backfill`), record and resolve them, so that a
     fresh install has a track record; then print its scorecard per timeframe."""
@@ -130,6 +133,20 @@ def backfill_command(
             {**report.row(), "verdict": card.get("verdict"), "accuracy": (card.get("accuracy") or {}).get("value")}
         )
     emit_table(rows, as_json=as_json, title="Backfill (mode backfill: computed over stored candles as if live)")
+    if not any(report.computed for report in reports):
+        raise fail(SignalsError(_nothing_computed(reports, settings.exchange)))
+
+
+def _nothing_computed(reports: list[Any], exchange: str) -> str:
+    """Why a backfill did nothing, in one line (it exits 2: a script must not read an empty run as success)."""
+    if not any(report.pairs or report.skipped for report in reports):
+        return "nothing computed: no served model on these timeframes (`signals models` lists the store)"
+    if not any(report.pairs for report in reports):
+        return (
+            f"nothing computed: every pair was skipped on exchange {exchange} (no stored candles there?); "
+            "name the exchange the candles are under with --exchange or SIGNALS_EXCHANGE (the demo's is synthetic)"
+        )
+    return "nothing computed: no stored candle of the served pairs lies between --since and --until"
 
 
 @app.command("scorecard")
@@ -141,6 +158,7 @@ def scorecard_command(
     since: Annotated[str | None, typer.Option("--since", help="Only candles at or after (UTC).")] = None,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """How the recorded signals did (the same figures as POST /scorecard)."""
     from signals.cli.report import score_row
@@ -163,7 +181,7 @@ def scorecard_command(
         card = scorecard_of(ledger, settings, request)
     except SignalsError as error:
         raise fail(error) from error
-    if as_json:
+    if machine(as_json):
         emit_table([card], as_json=True)
         return
     row = {"n": card["n"], "modes": ",".join(card["modes"]), "verdict": card["verdict"]}
@@ -186,6 +204,7 @@ def history_command(
     mode: ModeOption = None,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """A pair's recorded signals, newest first, with their outcomes."""
     from signals.contract import schemas
@@ -216,7 +235,7 @@ def history_command(
                 "call_return": None if o is None or o.call_return is None else round(o.call_return, 5),
             }
         )
-    if as_json:
+    if machine(as_json):
         emit_table([item.model_dump(mode="json") for item in response.items], as_json=True)
         return
     emit_table(rows, as_json=False, title=f"{response.symbol}: recorded signals and outcomes")

@@ -15,11 +15,13 @@ from signals.cli.app import (
     DataDirOption,
     ExchangeOption,
     JsonOption,
+    OutputOption,
     app,
     data_dir_or_default,
     emit_table,
     exchange_or_default,
     fail,
+    machine,
     progress_bar,
     split_csv,
     stderr,
@@ -69,7 +71,7 @@ def model_row(tag: str, labels: dict[str, str], metadata: dict[str, Any], *, as_
         "edge": edge.get("verdict", "insufficient_data"),
         "rule": rule_status(edge),
     }
-    if as_json:
+    if machine(as_json):
         keep = (
             "metrics",
             "walk_forward",
@@ -138,6 +140,7 @@ def list_stored_models(
     context: typer.Context,
     all_versions: Annotated[bool, typer.Option("--all-versions", help="Every version, not only the latest.")] = False,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Every model in the model store (all families): edge verdict, walk-forward accuracy beside the majority
     share, actionable calls, break-even hit rate, data range; `--json` adds the whole walk-forward summary."""
@@ -150,9 +153,11 @@ def list_stored_models(
         if not all_versions and model.tag.name in seen:
             continue
         seen.add(model.tag.name)
-        rows.append(model_row(str(model.tag), dict(model.info.labels), dict(model.info.metadata), as_json=as_json))
+        rows.append(
+            model_row(str(model.tag), dict(model.info.labels), dict(model.info.metadata), as_json=machine(as_json))
+        )
     emit_table(rows, as_json=as_json, title="Model store (walk-forward figures, 95 % intervals)")
-    if not as_json:  # the rule every `edge` answers to, printed once (the JSON rows carry it in edge.rule.text)
+    if not machine(as_json):  # the rule every `edge` answers to, printed once (JSON rows: edge.rule.text)
         stdout.print(f"{RULE_TEXT}.\n{PPO_RULE_TEXT}.", highlight=False, soft_wrap=True)
 
 
@@ -163,6 +168,7 @@ def evaluate_models(
     symbols: Annotated[list[str] | None, typer.Option("--symbols", help="Only these symbols.")] = None,
     timeframes: Annotated[list[str] | None, typer.Option("--timeframes", help="Only these timeframes.")] = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Score the latest CNN-LSTMs and installed families' models on the candles of another store (another period,
     other data), as they serve:
@@ -225,7 +231,7 @@ def evaluate_models(
                 {
                     "model": tag,
                     "timeframe": timeframe,
-                    **score_row(evaluation.scores, as_json=as_json),
+                    **score_row(evaluation.scores, as_json=machine(as_json)),
                     "data_first": first,
                     "data_last": last,
                     "purged": evaluation.purged,
@@ -238,7 +244,7 @@ def evaluate_models(
                 {
                     "model": f"pooled {timeframe}",
                     "timeframe": timeframe,
-                    **score_row(pooled(evaluations), as_json=as_json),
+                    **score_row(pooled(evaluations), as_json=machine(as_json)),
                 }
             )
     emit_table(rows, as_json=as_json, title=f"Models on {store.root} ({exchange_id}); 95 % block-bootstrap intervals")
@@ -281,6 +287,7 @@ def promote_command(
     server: ServerOption = DEFAULT_SERVER,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Serve a candidate version when its live (or backfill) scorecard beats the served version's on the same
     candles (the rule is printed); every promotion is recorded in the ledger."""
@@ -304,6 +311,7 @@ def rollback_command(
     server: ServerOption = DEFAULT_SERVER,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Serve again an earlier version, by default the one served before the last promotion (recorded in the
     ledger)."""
@@ -318,6 +326,7 @@ def pin_command(
     server: ServerOption = DEFAULT_SERVER,
     data_dir: DataDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Hold one version whatever newer versions arrive (or, without --version, release the pin)."""
     emit_table([_decide("pin", model, version, False, data_dir)], as_json=as_json, title="Pin")

@@ -16,11 +16,13 @@ from signals.cli.app import (
     DataDirOption,
     ExchangeOption,
     JsonOption,
+    OutputOption,
     app,
     data_dir_or_default,
     emit_table,
     exchange_or_default,
     fail,
+    machine,
     progress_bar,
     split_csv,
     stderr,
@@ -79,6 +81,7 @@ def train_cnn_lstm_command(
     data_dir: DataDirOption = None,
     exchange: ExchangeOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Train the CNN-LSTMs of each timeframe: walk-forward evaluation against baselines, then the served fit,
     calibrated per pair, with an abstention threshold and an edge verdict; one store entry per pair."""
@@ -155,7 +158,7 @@ def train_cnn_lstm_command(
                 {
                     "model": f"pooled {timeframe}",
                     "verdict_of": "all pairs",
-                    **score_row(result.walk_forward["pooled"], as_json=as_json),
+                    **score_row(result.walk_forward["pooled"], as_json=machine(as_json)),
                     "seconds": round(result.seconds, 1),
                     "health": "; ".join(result.health) or "ok",
                 }
@@ -167,14 +170,14 @@ def train_cnn_lstm_command(
                 {
                     "model": stored.tag,
                     "verdict_of": pair,
-                    **score_row(result.walk_forward["pairs"].get(pair, {}), as_json=as_json),
+                    **score_row(result.walk_forward["pairs"].get(pair, {}), as_json=machine(as_json)),
                     "walk_forward_edge": edge.get("walk_forward_verdict"),
                     "edge": edge.get("verdict"),
                     "rule": "passed" if edge.get("rule", {}).get("passed") else edge.get("rule", {}).get("reason"),
                 }
             )
     emit_table(rows, as_json=as_json, title="CNN-LSTM walk-forward (out-of-sample test blocks; 95 % intervals)")
-    if not as_json:
+    if not machine(as_json):
         stdout.print(f"{RULE_TEXT}.", highlight=False, soft_wrap=True)
     if failures and not rows:
         raise typer.Exit(code=2)
@@ -187,7 +190,7 @@ _PPO_TIMESTEPS = typer.Option(50_000, "--timesteps", min=1, help="PPO environmen
 _PPO_SEED = typer.Option(0, "--seed", help="Seed of the environment, the policy and the sampling.")
 _PPO_DATA_DIR = typer.Option(None, "--data-dir", help="Candle store root (default: SIGNALS_DATA_DIR, else ./data).")
 _PPO_EXCHANGE = typer.Option(None, "--exchange", help="ccxt exchange id (default: SIGNALS_EXCHANGE, else binance).")
-_PPO_JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+_PPO_JSON = typer.Option(False, "--json", help="Print JSON instead of a table (--output json).")
 
 
 @train_app.command("ppo")
@@ -199,6 +202,7 @@ def train_ppo_command(
     data_dir: str | None = _PPO_DATA_DIR,
     exchange: str | None = _PPO_EXCHANGE,
     as_json: bool = _PPO_JSON,
+    output: OutputOption = None,
 ) -> None:
     """Train one PPO policy on the symbols' first ~80 % of bars, evaluate on the rest, import as ppo-<tf>."""
     # Imported here: SB3 and torch take seconds to import, and other commands do not need them.
@@ -259,6 +263,7 @@ def train_family_command(
     data_dir: DataDirOption = None,
     exchange: ExchangeOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = None,
 ) -> None:
     """Train an installed model family pooled per timeframe with the project's recipe (walk-forward with purge and
     embargo, confirmation block, calibration, threshold, the universe-wide rule); one store entry per pair."""
@@ -309,7 +314,7 @@ def train_family_command(
             {
                 "model": f"{family} pooled {result.timeframe}",
                 "verdict_of": "all pairs",
-                **score_row(result.walk_forward["pooled"], as_json=as_json),
+                **score_row(result.walk_forward["pooled"], as_json=machine(as_json)),
                 "seconds": round(result.seconds, 1),
                 "health": "; ".join(result.health) or "ok",
             }
@@ -321,14 +326,14 @@ def train_family_command(
                 {
                     "model": stored.tag,
                     "verdict_of": pair,
-                    **score_row(result.walk_forward["pairs"].get(pair, {}), as_json=as_json),
+                    **score_row(result.walk_forward["pairs"].get(pair, {}), as_json=machine(as_json)),
                     "walk_forward_edge": edge.get("walk_forward_verdict"),
                     "edge": edge.get("verdict"),
                     "rule": "passed" if edge.get("rule", {}).get("passed") else edge.get("rule", {}).get("reason"),
                 }
             )
     emit_table(rows, as_json=as_json, title=f"{family} walk-forward (out-of-sample test blocks; 95 % intervals)")
-    if not as_json:
+    if not machine(as_json):
         stdout.print(f"{RULE_TEXT}.", highlight=False, soft_wrap=True)
     if failures and not rows:
         raise typer.Exit(code=2)

@@ -156,6 +156,8 @@ class Settings(BaseSettings):
         description="SHORT plans on spot pairs (spot cannot be sold short): `label` serves them marked as needing "
         "margin or a derivative (`plan_requires`); `drop` makes them not actionable, with that as the reason.",
     )
+    host: str = Field("127.0.0.1", description="Where `signals serve` (and `make serve`) listens.")
+    port: int = Field(3000, ge=1, le=65535, description="The port `signals serve` (`make serve PORT=...`) listens on.")
     legacy_default_symbol: str = Field(
         "BTC/USDT",
         description="The one pair an older WebSocket client gets until it subscribes (not every pair's burst).",
@@ -190,7 +192,16 @@ class Settings(BaseSettings):
         return self
 
 
+# What `signals serve` last served with, kept in the data directory: the CLI reads it under the environment and
+# `.env`, so that `signals backfill` after `make serve` acts on the served exchange, not the default `binance`.
+SERVE_DEFAULTS = "serve.env"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings; tests build their own `Settings(...)` instead."""
-    return Settings()
+    settings = Settings()
+    served = settings.data_dir / SERVE_DEFAULTS
+    if served.is_file():
+        return Settings(_env_file=(served, ".env"))  # a later file wins: the user's `.env` over the served defaults
+    return settings

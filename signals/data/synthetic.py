@@ -165,6 +165,9 @@ class PlantedEdge:
 # net's calls on BTC and ETH lose more than SOL's earn). The README and the dashboard say so.
 DEMO_EDGE: Final = PlantedEdge(bars=12, strength=1.0)
 DEMO_PLANTED: Final[Mapping[str, PlantedEdge]] = {"SOL/USDT": DEMO_EDGE}
+# The demo's pairs: the only ones the simulated market gives a history of its own (any other pair it serves only
+# from synthetic candles someone stored, e.g. `signals demo-data`; it never invents them for a real-data model).
+DEMO_SYMBOLS: Final[tuple[str, ...]] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 
 
 @dataclass(frozen=True)
@@ -447,6 +450,7 @@ __all__ = [
     "REGIMES",
     "DEMO_EDGE",
     "DEMO_PLANTED",
+    "DEMO_SYMBOLS",
     "PlantedEdge",
     "default_end",
     "generate_market",

@@ -15,7 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 from signals.core.metrics import ServerMetrics
+from signals.core.timeframes import iso_z
 from signals.ledger.store import Ledger
 
 logger = logging.getLogger(__name__)
@@ -32,6 +35,14 @@ class WriterStatus:
     last_error_at: float | None = None
     last_success_at: float | None = None
     kinds: dict[str, int] = field(default_factory=dict)
+
+    def as_wire(self) -> dict[str, Any]:
+        """What /status shows: the times as ISO-8601 with `Z` (the wire's one time format), not epoch floats."""
+        stamps = {
+            name: None if value is None else iso_z(pd.Timestamp(value, unit="s", tz="UTC"))
+            for name, value in (("last_error_at", self.last_error_at), ("last_success_at", self.last_success_at))
+        }
+        return self.__dict__ | stamps | {"degraded": self.degraded}
 
     @property
     def degraded(self) -> bool:

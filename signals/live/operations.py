@@ -361,7 +361,7 @@ class Operations:
         else:
             ledger["status"] = "unavailable"
         if self.writer is not None:
-            ledger["writer"] = self.writer.status.__dict__ | {"degraded": self.writer.status.degraded}
+            ledger["writer"] = self.writer.status.as_wire()
         return {
             "ledger": ledger,
             "scheduler": None if self.scheduler is None else self.scheduler.status(),
@@ -374,7 +374,7 @@ class Operations:
                 "notes": {e.name: e.note for e in engine.catalog.entries if e.note},
             },
             "cache": server_metrics().snapshot(),
-            "time": utc_now().isoformat(),
+            "time": iso_z(utc_now()),
         }
 
 
@@ -398,7 +398,7 @@ def _live_block(block: dict[str, Any] | None) -> dict[str, Any]:
         "mean_call_return": (float(block["call_return_sum"] or 0.0) / calls) if calls else None,
         "paper_calls": paper,
         "mean_paper_return": (float(block["paper_return_sum"] or 0.0) / paper) if paper else None,
-        "last_candle": pd.Timestamp(int(block["last_candle_ms"]), unit="ms", tz="UTC").isoformat()
+        "last_candle": iso_z(pd.Timestamp(int(block["last_candle_ms"]), unit="ms", tz="UTC"))
         if block.get("last_candle_ms")
         else None,
     }

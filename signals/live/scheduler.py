@@ -36,7 +36,7 @@ from signals.core.background import stop_task
 from signals.core.clock import SYSTEM_CLOCK, Clock
 from signals.core.errors import ExchangeUnavailable, SignalsError
 from signals.core.settings import Settings
-from signals.core.timeframes import close_time, last_closed_open, parse_timeframe, timeframe_seconds
+from signals.core.timeframes import close_time, iso_z, last_closed_open, parse_timeframe, timeframe_seconds
 from signals.ledger.records import ms, signal_from_row
 from signals.ledger.store import Ledger
 from signals.ledger.writer import LedgerWriter
@@ -75,7 +75,7 @@ class RefreshReport:
     def as_dict(self) -> dict[str, Any]:
         return {
             "timeframe": self.timeframe,
-            "candle_time": self.candle_time.isoformat(),
+            "candle_time": iso_z(self.candle_time),
             "role": self.role,
             "signals": self.signals,
             "computed": self.computed,
@@ -351,7 +351,7 @@ class Scheduler:
         return {
             "running": self._task is not None and not self._task.done(),
             "holder": self.holder,
-            "next_refresh": due_at.isoformat(),
+            "next_refresh": iso_z(due_at),
             "next_timeframes": due,
             "last": {tf: report.as_dict() for tf, report in self.last.items()},
             "last_error": self.last_error,

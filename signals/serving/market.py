@@ -28,6 +28,7 @@ from signals.data.exchange import ExchangeConfig, ExchangeSource
 from signals.data.store import CandleStore, merge_candles
 from signals.data.synthetic import (
     DEMO_SEED,
+    DEMO_SYMBOLS,
     SIMULATED_BASE,
     SYNTHETIC_EXCHANGE,
     extend_stored_market,
@@ -137,15 +138,16 @@ class MarketData:
         async with self._simulating.setdefault(symbol, asyncio.Lock()):
             if self._simulated_to.get(symbol, target - timeframe_delta(SIMULATED_BASE)) >= target:
                 return
-            await asyncio.to_thread(  # a fresh machine or a container: the demo's history first
-                seed_stored_market,
-                self.store,
-                self.exchange_id,
-                symbol,
-                list(MODEL_TIMEFRAMES),
-                target,
-                seed=DEMO_SEED,
-            )
+            if symbol in DEMO_SYMBOLS:  # a fresh machine or a container: the demo's history first (never invented
+                await asyncio.to_thread(  # for other pairs: a real-data model is not served on made-up candles)
+                    seed_stored_market,
+                    self.store,
+                    self.exchange_id,
+                    symbol,
+                    list(MODEL_TIMEFRAMES),
+                    target,
+                    seed=DEMO_SEED,
+                )
             await asyncio.to_thread(
                 extend_stored_market,
                 self.store,
@@ -184,6 +186,12 @@ class MarketData:
         return snapshot
 
     def _checked(self, snapshot: MarketSnapshot, symbol: str, timeframe: str) -> MarketSnapshot:
+        if snapshot.candles.empty and self.simulated and symbol not in DEMO_SYMBOLS:
+            raise NotEnoughCandles(
+                f"the simulated demo market has no {symbol} (it continues the demo pairs "
+                f"{', '.join(DEMO_SYMBOLS)} and synthetic candles stored with `signals demo-data`): serve real data "
+                "with SIGNALS_SOURCE=live or store"
+            )
         if snapshot.candles.empty:  # it has no candle_time: say so instead of failing on it (500)
             raise NotEnoughCandles(
                 f"found 0 closed {timeframe} candles for {symbol} ({self.data_source}); need at least "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -943,3 +944,51 @@ def test_track_record_requests_say_what_is_wrong(client: TestClient) -> None:
     bad = post(client, "/scorecard", {"mode": "sometimes"})
     assert bad.status_code == 400
     assert post(client, "/history", {"symbol": "NOPE!"}).status_code == 400
+
+
+def wire_times(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (path, value) of a JSON answer that is a time: an ISO-looking string, or a number under a time key."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, int | float) and not isinstance(item, bool) and key.endswith(("_at", "time")):
+                yield f"{path}.{key}", item
+            yield from wire_times(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for number, item in enumerate(value):
+            yield from wire_times(item, f"{path}[{number}]")
+    elif isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10:11] == "T":
+        yield path, value
+
+
+def test_every_time_on_the_wire_is_iso_8601_utc_with_z(client: TestClient) -> None:
+    """One time format (README, "Times"): no `+00:00`, no epoch numbers beside `Z` on the contract's routes."""
+    assert post(client, "/admin/refresh", {"timeframe": "1h"}).status_code == 200  # the writer's times, a history
+    answers = {
+        route: post(client, route, body).json()
+        for route, body in (
+            ("/predict", {"symbol": BTC, "timeframe": "1h"}),
+            ("/status", {}),
+            ("/models", {}),
+            ("/scorecard", {"timeframe": "1h"}),
+            ("/history", {"symbol": BTC, "timeframe": "1h", "limit": 3}),
+        )
+    }
+    found = [(route, *item) for route, answer in answers.items() for item in wire_times(answer)]
+    assert any(route == "/status" and "writer.last_success_at" in path for route, path, _ in found)
+    assert any(route == "/history" for route, *_ in found)
+    wrong = [item for item in found if not (isinstance(item[2], str) and item[2].endswith("Z"))]
+    assert wrong == []
+
+
+def test_the_docs_page_loads_nothing_remote_and_the_document_says_what_and_which_version(client: TestClient) -> None:
+    from importlib.metadata import version
+
+    page = client.get("/docs")
+    assert page.status_code == 200 and "googletagmanager" not in page.text
+    loads = re.findall(r'<(?:script|link)[^>]*(?:src|href)="([^"]+)"', page.text)
+    assert loads and not [url for url in loads if url.startswith(("http:", "https:", "//"))]
+    for url in loads:  # served by this server (BentoML's Swagger UI assets)
+        assert client.get("/" + url.removeprefix("./")).status_code == 200, url
+    info = client.get("/docs.json").json()["info"]
+    assert info["version"] == version("trading-signals")
+    assert info["description"].endswith(".") and "Times are ISO-8601 UTC with `Z`" in info["description"]

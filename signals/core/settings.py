@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         0.0, description="Tests only: the server's clock is the wall clock shifted by this many seconds."
     )
     ledger_queue: int = Field(10_000, ge=1, description="Signals waiting to be recorded before new ones are dropped.")
+    ledger_retry_queue: int = Field(
+        10_000,
+        ge=0,
+        description="Records kept for a retry while the ledger database does not answer; beyond it they are dropped "
+        "(counted in /status and signals_ledger_dropped).",
+    )
+    ledger_retry_s: float = Field(5.0, gt=0, description="Seconds between retries of records the ledger refused.")
     probation_calls: int = Field(
         30,
         ge=0,

@@ -32,6 +32,7 @@ from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe, utc_now
 from signals.features.labels import round_trip_cost
 from signals.ledger import outbox
+from signals.ledger.outage import unavailable
 from signals.ledger.outbox import sync_webhooks
 from signals.ledger.records import ms
 from signals.ledger.rules import Filters
@@ -101,7 +102,17 @@ class Operations:
             error = f"{type(failure).__name__}: {' '.join(str(failure).split())[:300]}"
             logger.error("ledger %s unavailable, signals will not be recorded: %s", redact(opened.url), error)
             ledger = None
-        writer = None if ledger is None else LedgerWriter(ledger, server_metrics(), capacity=settings.ledger_queue)
+        writer = (
+            None
+            if ledger is None
+            else LedgerWriter(
+                ledger,
+                server_metrics(),
+                capacity=settings.ledger_queue,
+                retry_capacity=settings.ledger_retry_queue,
+                retry_s=settings.ledger_retry_s,
+            )
+        )
         clock = SystemClock(settings.clock_offset_s)
         market = MarketData(settings, clock=clock.now)
         market.store.remove_orphans()  # what a writer killed mid-write left behind (the server's start only)
@@ -357,7 +368,7 @@ class Operations:
                 ledger["records"] = self.ledger.counts()
                 ledger["status"] = "degraded" if self.writer and self.writer.status.degraded else "ok"
             except Exception as error:
-                ledger["status"], ledger["error"] = "unavailable", f"{type(error).__name__}: {error}"
+                ledger["status"], ledger["error"] = "unavailable", str(unavailable(error))
         else:
             ledger["status"] = "unavailable"
         if self.writer is not None:

@@ -79,7 +79,15 @@ class Operations:
         self.alerts: AlertDispatcher | None = None
         self.bot: Any = None
         if ledger is not None and writer is not None:
-            self.hub = PushHub(ledger, poll_s=settings.stream_poll_s, clock=clock.now)
+            self.hub = PushHub(
+                ledger,
+                poll_s=settings.stream_poll_s,
+                clock=clock.now,
+                universe=settings.universe,
+                timeframes=settings.timeframes,
+                max_subscribers=settings.stream_max_subscribers,
+                max_per_key=settings.stream_max_per_key,
+            )
             writer.on_recorded(self.hub.poke)  # the worker that records wakes its own subscribers at once
             if settings.alerts:
                 self.alerts = AlertDispatcher.from_settings(

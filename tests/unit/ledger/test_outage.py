@@ -1,8 +1,8 @@
 """The ledger's outages (issue 20): a PostgreSQL server stopped and started again under the writer, a SQLite file
-held by another connection's exclusive lock. Every route that needs the ledger answers 503 + Retry-After in the
-one error shape; a record that could not be written waits in the writer's bounded retry buffer and is written when
-the database answers again (the retry driven by the test, never by a wall-clock wait); health is `ok` again on the
-first successful write."""
+held by another connection's exclusive lock. Every route (and the event stream's resume) that needs the ledger
+answers 503 + Retry-After in the one error shape; a record that could not be written waits in the writer's bounded
+retry buffer and is written when the database answers again (the retry driven by the test, never by a wall-clock
+wait); health is `ok` again on the first successful write."""
 
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ from typing import Any
 
 import pytest
 from starlette.responses import JSONResponse
+from starlette.testclient import TestClient
 
 from signals.api.errors import answer_errors
+from signals.api.web import create_web_app
 from signals.contract import schemas
 from signals.core.metrics import server_metrics
 from signals.ledger.store import Ledger
 from signals.ledger.writer import LedgerWriter
+from signals.live.push import PushHub
 from signals.track_record import audit
 from tests.support.factories import action_record, signal_record
 from tests.support.postgres import Postgres
@@ -70,6 +73,8 @@ def test_postgres_stopped_then_started_answers_503_then_writes_what_waited(stopp
     ledger = Ledger(stopped_postgres.create_database(f"t_{uuid.uuid4().hex[:12]}"))
     ledger.migrate()
     writer = writer_of(ledger)
+    hub = PushHub(ledger)
+    stream = TestClient(create_web_app(lambda: None, lambda: hub))  # type: ignore[arg-type,return-value]
     try:
         stopped_postgres.stop()
         assert writer.submit("signal", signal_record()) and writer.submit("action", action_record())
@@ -79,6 +84,9 @@ def test_postgres_stopped_then_started_answers_503_then_writes_what_waited(stopp
         assert writer.retry_pending() == 0 and writer.pending == 2  # still down: they wait again, none lost
         assert_503(asyncio.run(history_route(ledger)))
         assert_503(asyncio.run(refresh_route(ledger)))
+        resumed = stream.get("/api/stream", headers={"Last-Event-ID": "v1|BTC/USDT|2026-11-20T10:00:00Z"})
+        assert resumed.status_code == 503 and resumed.headers["retry-after"] == "5"
+        assert resumed.json()["success"] is False and "ledger" in resumed.json()["error"]
 
         stopped_postgres.start()
         assert writer.retry_pending() == 2

@@ -139,16 +139,18 @@ def ledger_outage(error: BaseException, where: str) -> JSONResponse:
 
 class ClientErrorsInOneLine(logging.Filter):
     """BentoML logs every failed request, request validation included, as an ERROR with a traceback; a caller's
-    mistake is one line at INFO (the answer already tells the caller what to fix)."""
+    mistake (or a client that left, or whose body was cut for being slow) is one line at INFO (the answer already
+    tells the caller what to fix)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if error is None:
             return True
         from pydantic import ValidationError
+        from starlette.requests import ClientDisconnect  # the client left (or its body was cut): its business
 
         code = getattr(error, "error_code", None)
-        if isinstance(error, ValidationError) or (code is not None and int(code) < 500):
+        if isinstance(error, ValidationError | ClientDisconnect) or (code is not None and int(code) < 500):
             first = " ".join(str(error).split())[:200]
             record.msg = f"{record.getMessage()}: {type(error).__name__}: {first}"
             record.args = ()

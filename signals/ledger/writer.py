@@ -123,6 +123,8 @@ class LedgerWriter:
                 written += len(kind_rows)
             self.status.retried += written
             self._count_pending()
+            if written:
+                logger.info("ledger: %d waiting record(s) written (%d still waiting)", written, self.status.pending)
             return written
 
     @property
@@ -132,6 +134,17 @@ class LedgerWriter:
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued row was written, given up on, or parked for the retry; False on timeout."""
         return self._idle.wait(timeout)
+
+    def flush_unless_failing(self, timeout: float = 10.0) -> bool:
+        """Like `flush`, but gives up as soon as a write fails after the call (the rows wait for the retry; a
+        caller answering a request need not wait for every attempt); True only when everything was written."""
+        since = time.time()
+        deadline = time.monotonic() + timeout
+        while not self._idle.wait(0.05):
+            failed_since = (self.status.last_error_at or 0) >= since and self.status.failing
+            if failed_since or time.monotonic() > deadline:
+                return False
+        return not self.status.failing
 
     def close(self, timeout: float = 10.0) -> None:
         self.flush(timeout)
@@ -192,10 +205,18 @@ class LedgerWriter:
     def _failed(self, kind: str, rows: Sequence[Mapping[str, Any]], error: BaseException) -> None:
         self.status.failed += len(rows)
         self.metrics.ledger_failures.labels(kind).inc(len(rows))
+        first = not self.status.failing  # one warning per outage, not one per record
         self._note_error(error)
         if is_outage(error):
             self._park(kind, rows)
-            logger.warning("ledger: %d %s record(s) wait for the retry: %s", len(rows), kind, self.status.last_error)
+            logger.log(
+                logging.WARNING if first else logging.DEBUG,
+                "ledger: %d %s record(s) wait for the retry (%d waiting): %s",
+                len(rows),
+                kind,
+                self.status.pending,
+                self.status.last_error,
+            )
         else:
             self._drop(kind, len(rows))
             logger.warning("ledger: %d %s record(s) not recorded: %s", len(rows), kind, self.status.last_error)

@@ -108,6 +108,7 @@ def test_a_sqlite_file_locked_by_another_process_keeps_the_request_record_for_th
     try:
         other.execute("BEGIN EXCLUSIVE")
         assert writer.submit("action", action_record(mode="live"))  # what a request's /action records
+        assert writer.flush_unless_failing(30) is False  # a refresh answers 503 at the first failure
         assert writer.flush(30)
         assert (writer.pending, writer.status.dropped) == (1, 0) and writer.status.degraded
         assert "locked" in (writer.status.last_error or "")

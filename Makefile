@@ -72,7 +72,9 @@ image: install system-deps
 	$(BIN)/bentoml build
 	$(BIN)/bentoml containerize trading-signals:latest --backend podman -t $(IMAGE_TAG) --opt network=host
 
-# The reliability battery (issue 12): limits, fuzzing, exchange outage, runner kill, soak, full disk.
+# The reliability battery (issues 12 and 20): limits, fuzzing, exchange outage, runner kill, soak, full disk, the
+# WebSocket and stream attacks, the idle-stream flood, a trickled body, the ledger's database stopped or locked.
+# Issue 20's scenarios alone: `make chaos CHAOS_ARGS="--only sockets,ledger_outage_postgresql,ledger_outage_sqlite"`.
 .PHONY: chaos
 chaos: install
 	$(PIP) -e '.[dev,bench]'

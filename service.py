@@ -21,6 +21,7 @@ import bentoml
 
 from signals.api.access import AccessControl
 from signals.api.compat import create_compat_app
+from signals.api.deadline import BodyDeadline
 from signals.api.errors import answer_errors, cors_config, quiet_client_errors
 from signals.api.middleware import ErrorEnvelope, RequestLimits
 from signals.api.openapi import openapi_document, package_version
@@ -50,7 +51,13 @@ except InvalidInput as error:
 
 
 compat_app = create_compat_app(engine_slot)
-web_app = create_web_app(engine_slot, hub_slot, ops_slot, heartbeat_s=settings.stream_heartbeat_s)
+web_app = create_web_app(
+    engine_slot,
+    hub_slot,
+    ops_slot,
+    heartbeat_s=settings.stream_heartbeat_s,
+    max_message_bytes=settings.ws_max_message_bytes,
+)
 
 
 @bentoml.service(
@@ -211,6 +218,7 @@ class SignalService:
 # The decorators made SignalService a bentoml.Service (its stubs still say the class).
 service: bentoml.Service[Any] = SignalService
 service.add_asgi_middleware(AccessControl, keys=settings.api_keys)  # outermost: no key, no work
+service.add_asgi_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)  # a trickled body: 408, not 504
 service.add_asgi_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
 service.add_asgi_middleware(ErrorEnvelope)
 web_app.state.openapi = functools.cache(

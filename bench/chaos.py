@@ -8,7 +8,8 @@ Scenarios (each on a fresh `bentoml serve` over a small world; 2-core box, load 
 - slow exchange: every answer 8 s late, the request budget 2 s;
 - runner kill: SIGKILL of both runner workers under load, status counts for 20 s;
 - soak: N clients for T seconds on cached and uncached routes: errors, latency, memory of every process;
-- disk: a CLI write on a full disk (RLIMIT_FSIZE), and a server whose store cannot be written.
+- disk: a CLI write on a full disk (RLIMIT_FSIZE), and a server whose store cannot be written;
+- sockets, ledger outages (issue 20): `bench/chaos_edges.py`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench.chaos_edges import ledger_outage, sockets
 
 logger = logging.getLogger("bench.chaos")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -255,7 +258,39 @@ def disk(work: Path) -> dict[str, Any]:
     return {"exit_code": done.returncode, "error_lines": len(errors), "message": errors[0] if errors else None}
 
 
-RERUNNABLE = ("exchange_outage", "slow_exchange")  # the scenarios `--only` runs on their own
+RERUNNABLE = (  # the scenarios `--only` runs on their own
+    "exchange_outage",
+    "slow_exchange",
+    "sockets",
+    "ledger_outage_postgresql",
+    "ledger_outage_sqlite",
+)
+
+
+EDGES: dict[str, Any] = {
+    "sockets": sockets,
+    "ledger_outage_postgresql": lambda world, work: ledger_outage(world, work, database="postgresql"),
+    "ledger_outage_sqlite": lambda world, work: ledger_outage(world, work, database="sqlite"),
+}
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The battery's figures in four lines (RELIABILITY.md): load held, faults survived, bad inputs, records lost."""
+    soak = results.get("soak") or {}
+    faults: list[str] = [
+        k for k in ("runner_kill", "exchange_outage", "slow_exchange", "disk_full_cli") if k in results
+    ]
+    ledgers = [v for k, v in results.items() if k.startswith("ledger_outage_")]
+    faults += [f"ledger_outage_{v['database']}" for v in ledgers if v["server_errors"] == 0]
+    sockets_run = results.get("sockets") or {}
+    fuzz_run = results.get("fuzz") or {}
+    return {
+        "load_held": {k: soak.get(k) for k in ("requests", "statuses", "p99_ms") if k in soak} or None,
+        "faults_survived": faults,
+        "server_errors_in_ledger_outages": sum(v["server_errors"] for v in ledgers),
+        "bad_inputs_tried": int(sockets_run.get("bad_inputs_tried", 0)) + int(fuzz_run.get("requests", 0) or 0),
+        "records_lost": sum(v["records_lost"] for v in ledgers),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,8 +326,12 @@ def main(argv: list[str] | None = None) -> int:
             results["exchange_outage"] = outage(world, work)
         if "slow_exchange" in only:
             results["slow_exchange"] = outage(world, work, delay_s=8.0)
+        for name in sorted(only & set(EDGES)):
+            results[name] = EDGES[name](world, work)
+        results["summary"] = summary(results)
+        args.out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=2))
-        print(json.dumps({k: results[k] for k in only}, indent=2))  # noqa: T201  (a command's report)
+        print(json.dumps({k: results[k] for k in [*sorted(only), "summary"]}, indent=2))  # noqa: T201
         return 0
     with bentoml_server(world.env(), work, name="chaos") as server:
         logger.info("limits")
@@ -309,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     logger.info("slow exchange")
     results["slow_exchange"] = outage(world, work, delay_s=8.0)
     results["disk_full_cli"] = disk(work)
+    for name, scenario in EDGES.items():
+        logger.info(name.replace("_", " "))
+        results[name] = scenario(world, work)
+    results["summary"] = summary(results)
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))  # noqa: T201  (a command's report)

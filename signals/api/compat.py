@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -18,12 +19,13 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from signals.api import legacy
-from signals.api.errors import error_body, retry_headers, validation_errors, validation_message
+from signals.api.errors import error_body, ledger_outage, retry_headers, validation_errors, validation_message
 from signals.api.openapi import published
 from signals.contract import schemas
 from signals.core.errors import InvalidInput, SignalsError
 from signals.core.symbols import SYMBOL_PATTERN, symbols_csv_pattern
 from signals.core.timeframes import timeframes_csv_pattern
+from signals.ledger.outage import is_outage
 from signals.serving.engine import SignalEngine
 
 DEFAULT_TIMEFRAME: Final = "15m"  # the first older API's default
@@ -130,7 +132,8 @@ async def model_health(engine: EngineDep) -> dict[str, Any]:
 
 
 def add_error_envelopes(app: FastAPI) -> None:
-    """Every error of `app` in the older envelope (domain errors, HTTP errors, request validation -> 400)."""
+    """Every error of `app` in the older envelope (domain errors, HTTP errors, request validation -> 400, the
+    ledger's database down -> 503)."""
 
     @app.exception_handler(SignalsError)
     async def _domain_error(_: Request, error: SignalsError) -> JSONResponse:
@@ -142,6 +145,12 @@ def add_error_envelopes(app: FastAPI) -> None:
         return JSONResponse(
             error_body(error.status_code, str(error.detail)), status_code=error.status_code, headers=error.headers
         )
+
+    @app.exception_handler(sa.exc.SQLAlchemyError)
+    async def _database_error(request: Request, error: sa.exc.SQLAlchemyError) -> JSONResponse:
+        if is_outage(error):
+            return ledger_outage(error, request.url.path)
+        raise error  # a bug, not an outage: the server's own 500
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:

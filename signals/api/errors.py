@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse
 
 from signals.core.errors import SignalsError
 from signals.core.settings import Settings
+from signals.ledger.outage import describe, is_outage, unavailable
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -110,7 +111,8 @@ def error_response(error: SignalsError) -> JSONResponse:
 
 
 def answer_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Answer every domain error in the one shape (BentoML hides 5xx messages and logs 4xx as tracebacks)."""
+    """Answer every domain error in the one shape (BentoML hides 5xx messages and logs 4xx as tracebacks), and the
+    ledger database not answering as the 503 + Retry-After it is (`ledger_outage`)."""
 
     @functools.wraps(method)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -120,22 +122,35 @@ def answer_errors(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]
             if int(error.error_code) >= 500:
                 logging.getLogger(method.__module__).warning("%s: %s", method.__name__, error)
             return error_response(error)
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            return ledger_outage(error, method.__name__)
 
     return wrapper
 
 
+def ledger_outage(error: BaseException, where: str) -> JSONResponse:
+    """503 + Retry-After for a database error that says the ledger is down (stopped, locked, unreadable): the
+    driver's words go to the log, not to the caller."""
+    logging.getLogger(__name__).warning("%s: the ledger does not answer: %s", where, describe(error))
+    return error_response(unavailable(error))
+
+
 class ClientErrorsInOneLine(logging.Filter):
     """BentoML logs every failed request, request validation included, as an ERROR with a traceback; a caller's
-    mistake is one line at INFO (the answer already tells the caller what to fix)."""
+    mistake (or a client that left, or whose body was cut for being slow) is one line at INFO (the answer already
+    tells the caller what to fix)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if error is None:
             return True
         from pydantic import ValidationError
+        from starlette.requests import ClientDisconnect  # the client left (or its body was cut): its business
 
         code = getattr(error, "error_code", None)
-        if isinstance(error, ValidationError) or (code is not None and int(code) < 500):
+        if isinstance(error, ValidationError | ClientDisconnect) or (code is not None and int(code) < 500):
             first = " ".join(str(error).split())[:200]
             record.msg = f"{record.getMessage()}: {type(error).__name__}: {first}"
             record.args = ()

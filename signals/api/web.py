@@ -12,7 +12,11 @@ matches, so every other path still reaches BentoML):
   (the older PPO shape: HOLD unless actionable, the symbol as the client wrote it), answers `{"type": "ping"}`
   with a pong and `{"type": "subscribe", ...}` by changing what it sends; until a client subscribes it gets one
   pair (`SIGNALS_LEGACY_DEFAULT_SYMBOL`: an older card keeps the last message it got, so every pair's burst would
-  show another pair's call), and on connecting and on each subscription, the current state of what it wants;
+  show another pair's call), and on connecting and on each subscription, the current state of what it wants.
+  A message is bounded like a body (`SIGNALS_WS_MAX_MESSAGE_BYTES`: close 1009 above it), text only (close 1003
+  for binary); a malformed one is answered with an error message in the API's texts. Close codes per RFC 6455:
+  1013 when the worker is full or the client fell behind, 1011 on our failure;
+- both streams are bounded per worker and per API key (`PushHub.subscribe`), and checked against the universe;
 - `GET /api/candles/{symbol}` gives the closed candles a signal is computed from (the dashboard's chart);
 - the track record's routes (`track.py`): `GET /equity`, `/export/history.csv`, `/export/scorecard.csv` and
   `/admin/alerts`.
@@ -31,14 +35,17 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from starlette.types import Receive, Scope, Send
 
 from signals.api import legacy
 from signals.api.compat import SymbolList, SymbolPath, TimeframeList, add_error_envelopes, split_csv
+from signals.api.errors import validation_errors, validation_message
 from signals.api.openapi import published
 from signals.api.track import add_track_record_routes
 from signals.contract import schemas
 from signals.core.background import get_within, stop_task
-from signals.core.errors import DataNotFound, InvalidInput
+from signals.core.errors import DataNotFound, InvalidInput, SignalsError
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe, utc_now
 from signals.live.operations import Operations
@@ -50,6 +57,32 @@ logger = logging.getLogger(__name__)
 UI_DIR = Path(str(files("signals.api") / "ui"))
 RETRY_MS = 3000  # what an EventSource waits before reconnecting
 MAX_CANDLES = 1000
+MAX_LIST = 256  # symbols (or timeframes, kinds) one subscribe message may name
+# RFC 6455 close codes
+CLOSE_UNSUPPORTED, CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_ERROR, CLOSE_TRY_LATER = 1003, 1008, 1009, 1011, 1013
+PING_OR_SUBSCRIBE = 'send {"type": "ping"} or {"type": "subscribe", "symbols": [...], "timeframes": [...]}'
+
+
+def _split(value: Any) -> Any:
+    """A comma-separated string is a list (what the query parameters of the stream take)."""
+    return [item.strip() for item in value.split(",")] if isinstance(value, str) else value
+
+
+Names = Annotated[list[str] | None, BeforeValidator(_split), Field(max_length=MAX_LIST)]
+
+
+class SubscribeMessage(BaseModel):
+    """`{"type": "subscribe", "symbols": [...], "timeframes": [...], "kinds": [...]}`; lists or comma-separated."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    symbols: Names = None
+    timeframes: Names = None
+    kinds: Names = None
+
+
+class SocketClosed(Exception):
+    """The client left, or we closed the socket (with the code and reason already sent)."""
 
 
 def openapi_page() -> Path:
@@ -95,6 +128,7 @@ def create_web_app(
     ops: Callable[[], Operations] | None = None,
     *,
     heartbeat_s: float = 15.0,
+    max_message_bytes: int = 65_536,
 ) -> FastAPI:
     """The root app; `engine()`, `hub()` and `ops()` are the service's slots (503 while it starts)."""
     app = FastAPI(title="Dashboard and push", docs_url=None, redoc_url=None, openapi_url=None)
@@ -155,15 +189,17 @@ def create_web_app(
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> StreamingResponse:
         """Server-sent events: each newly recorded signal (and flat-position action) as it is recorded."""
-        interest = Interest.parse(split_csv(symbols), split_csv(timeframes), split_csv(kinds))
         push = hub()
-        subscription = push.subscribe(interest)  # before the replay: nothing falls between the two
+        interest = push.interest(split_csv(symbols), split_csv(timeframes), split_csv(kinds))
+        subscription = push.subscribe(interest, key=_api_key(request.scope))  # before the replay: nothing between
         try:
             backlog = await (push.replay(last_event_id, interest) if last_event_id else push.snapshot(interest))
-        except Exception:
+        except BaseException:
             push.unsubscribe(subscription)
             raise
-        return StreamingResponse(
+        return EventStreamResponse(
+            push,
+            subscription,
             _event_stream(push, subscription, backlog, heartbeat_s, resumed=last_event_id),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -171,28 +207,11 @@ def create_web_app(
 
     @app.websocket("/ws/{client_id}")
     async def websocket(socket: WebSocket, client_id: str) -> None:
-        try:
-            push = hub()
-        except Exception:
-            await socket.close(code=1013, reason="the push stream is not available yet; retry in a few seconds")
-            return
-        await socket.accept()
         # The default pair, unspelled: the older shapes then echo the older APIs' compact form (BTCUSDT).
-        subscription = push.subscribe(Interest(symbols=frozenset({engine().settings.legacy_default_symbol})))
-        try:
-            await socket.send_json(
-                {
-                    "type": "connected",
-                    "client_id": client_id,
-                    "subscription": _interest_json(subscription.interest),
-                    "timestamp": iso_z(utc_now()),
-                }
-            )
-            await _serve_socket(socket, subscription, push)
-        except WebSocketDisconnect:
-            pass
-        finally:
-            push.unsubscribe(subscription)
+        def default() -> Interest:
+            return Interest(symbols=frozenset({engine().settings.legacy_default_symbol}))
+
+        await _websocket(socket, client_id, hub, default, max_message_bytes)
 
     return app
 
@@ -220,7 +239,72 @@ async def _event_stream(
         push.unsubscribe(subscription)
 
 
-async def _serve_socket(socket: WebSocket, subscription: Subscription, push: PushHub) -> None:
+async def _websocket(
+    socket: WebSocket, client_id: str, hub: Callable[[], PushHub], default: Callable[[], Interest], max_bytes: int
+) -> None:
+    """One WebSocket client, from the handshake to its close frame (whoever closes, whatever happens)."""
+    try:
+        push = hub()
+        interest = default()
+    except Exception:
+        await socket.close(code=CLOSE_TRY_LATER, reason="the push stream is not available yet; retry in a few seconds")
+        return
+    try:
+        subscription = push.subscribe(interest, key=_api_key(socket.scope))
+    except SignalsError as refused:  # the worker (or the key) holds as many subscribers as it may
+        await socket.accept()
+        await _close(socket, CLOSE_TRY_LATER, str(refused))
+        return
+    try:
+        await socket.accept()
+        await socket.send_json(
+            {
+                "type": "connected",
+                "client_id": client_id,
+                "subscription": _interest_json(subscription.interest),
+                "timestamp": iso_z(utc_now()),
+            }
+        )
+        await _serve_socket(socket, subscription, push, max_bytes)
+    except (WebSocketDisconnect, SocketClosed):
+        pass
+    except Exception as error:  # ours: one line in the log, a close frame to the client, never a traceback
+        logger.warning("websocket %s: %s: %s", client_id[:40], type(error).__name__, str(error)[:200])
+        await _close(socket, CLOSE_ERROR, "server error; reconnect")
+    finally:
+        push.unsubscribe(subscription)
+
+
+class EventStreamResponse(StreamingResponse):
+    """A stream whose subscriber is given back however the response ends: a client that leaves before the first
+    byte never starts the body's generator, so its `finally` alone would keep the subscriber forever."""
+
+    def __init__(self, push: PushHub, subscription: Subscription, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.push, self.subscription = push, subscription
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.push.unsubscribe(self.subscription)
+
+
+def _api_key(scope: Any) -> str | None:
+    """The API key's name `AccessControl` put on the request (None without keys)."""
+    state = scope.get("state") or {}
+    key = state.get("api_key") if isinstance(state, dict) else getattr(state, "api_key", None)
+    return None if key is None else str(key)
+
+
+async def _close(socket: WebSocket, code: int, reason: str) -> None:
+    try:
+        await socket.close(code=code, reason=reason[:120])
+    except Exception:  # already closed: nothing more to say
+        pass
+
+
+async def _serve_socket(socket: WebSocket, subscription: Subscription, push: PushHub, max_bytes: int) -> None:
     """Send the current state, then events, and answer the client's messages until either side stops."""
     shown: set[str] = set()  # ids of the snapshot sent: the queue may hold them too (recorded as it was read)
 
@@ -236,11 +320,13 @@ async def _serve_socket(socket: WebSocket, subscription: Subscription, push: Pus
             for event in await subscription.queue.get():
                 if event.again or event.id not in shown:
                     await socket.send_text(websocket_text(event, subscription.interest))
-        await socket.close(code=1013, reason="too far behind; reconnect")
+        await _close(socket, CLOSE_TRY_LATER, "too far behind; reconnect")
 
     async def answer() -> None:
         while True:
-            if await _answer(socket, subscription, await socket.receive_text()):
+            reply = _answer(push, subscription, await _receive_text(socket, max_bytes))
+            await socket.send_json(reply)
+            if reply["type"] == "subscribed":
                 await send_snapshot()
 
     tasks = [asyncio.ensure_future(send_events()), asyncio.ensure_future(answer())]
@@ -253,28 +339,45 @@ async def _serve_socket(socket: WebSocket, subscription: Subscription, push: Pus
             await stop_task(task)
 
 
-async def _answer(socket: WebSocket, subscription: Subscription, text: str) -> bool:
-    """Answer one client message; True when it changed the subscription."""
+async def _receive_text(socket: WebSocket, max_bytes: int) -> str:
+    """The client's next text message; closes the socket (and raises SocketClosed) for a binary or too large one."""
+    message = await socket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise SocketClosed
+    text = message.get("text")
+    if text is None:
+        await _close(socket, CLOSE_UNSUPPORTED, "text messages only (JSON)")
+        raise SocketClosed
+    size = len(text) if text.isascii() else len(text.encode())
+    if size > max_bytes:
+        await _close(socket, CLOSE_TOO_BIG, f"message of {size:,} bytes is over the limit of {max_bytes:,}")
+        raise SocketClosed
+    return str(text)
+
+
+def _answer(push: PushHub, subscription: Subscription, text: str) -> dict[str, Any]:
+    """The reply to one client message: a pong, the new subscription, or an error that says what to send."""
     try:
         message = json.loads(text)
-        kind = message.get("type") if isinstance(message, dict) else None
-    except json.JSONDecodeError:
-        kind, message = None, None
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        return {"type": "error", "error": f"a message is one JSON object; {PING_OR_SUBSCRIBE}"}
+    if not isinstance(message, dict):
+        return {"type": "error", "error": f"a message is one JSON object; {PING_OR_SUBSCRIBE}"}
+    kind = message.get("type")
     if kind == "ping":
-        await socket.send_json({"type": "pong", "timestamp": iso_z(utc_now())})
-    elif kind == "subscribe":
-        try:
-            subscription.interest = Interest.parse(
-                message.get("symbols"), message.get("timeframes"), message.get("kinds")
-            )
-        except (InvalidInput, AttributeError, TypeError) as error:
-            await socket.send_json({"type": "error", "error": str(error)})
-            return False
-        await socket.send_json({"type": "subscribed", **_interest_json(subscription.interest)})
-        return True
-    else:
-        await socket.send_json({"type": "error", "error": 'expected {"type": "ping"} or {"type": "subscribe", ...}'})
-    return False
+        return {"type": "pong", "timestamp": iso_z(utc_now())}
+    if kind != "subscribe":
+        named = f"unknown message type {kind[:40]!r}" if isinstance(kind, str) else "a message without a string type"
+        return {"type": "error", "error": f"{named}; {PING_OR_SUBSCRIBE}"}
+    try:
+        asked = SubscribeMessage.model_validate(message)
+        subscription.interest = push.interest(asked.symbols, asked.timeframes, asked.kinds)
+    except ValidationError as error:
+        fields = validation_errors(error.errors())
+        return {"type": "error", "error": validation_message(fields), "errors": fields}
+    except InvalidInput as error:
+        return {"type": "error", "error": str(error)}
+    return {"type": "subscribed", **_interest_json(subscription.interest)}
 
 
 def _interest_json(interest: Interest) -> dict[str, Any]:

@@ -27,7 +27,14 @@ class ServerMetrics:
             "signals_ledger_write_failures", "Ledger writes that failed (database down, disk full, ...).", ["kind"]
         )
         self.ledger_dropped = Counter(
-            "signals_ledger_dropped", "Records dropped because the ledger queue was full.", ["kind"]
+            "signals_ledger_dropped",
+            "Records given up on: the ledger queue or its retry buffer was full, or the database refused them.",
+            ["kind"],
+        )
+        self.ledger_pending = Gauge(
+            "signals_ledger_pending",
+            "Records waiting for the ledger database to answer again (per worker, summed).",
+            multiprocess_mode="livesum",
         )
         self.cache = Counter("signals_cache_requests", "Signal lookups by result.", ["result"])
         self.cache_hit_ratio = Gauge(

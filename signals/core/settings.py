@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         0.0, description="Tests only: the server's clock is the wall clock shifted by this many seconds."
     )
     ledger_queue: int = Field(10_000, ge=1, description="Signals waiting to be recorded before new ones are dropped.")
+    ledger_retry_queue: int = Field(
+        10_000,
+        ge=0,
+        description="Records kept for a retry while the ledger database does not answer; beyond it they are dropped "
+        "(counted in /status and signals_ledger_dropped).",
+    )
+    ledger_retry_s: float = Field(5.0, gt=0, description="Seconds between retries of records the ledger refused.")
     probation_calls: int = Field(
         30,
         ge=0,
@@ -161,6 +168,24 @@ class Settings(BaseSettings):
     legacy_default_symbol: str = Field(
         "BTC/USDT",
         description="The one pair an older WebSocket client gets until it subscribes (not every pair's burst).",
+    )
+    stream_max_subscribers: int = Field(
+        1000,
+        ge=1,
+        description="Event-stream and WebSocket subscribers one API worker serves at once (503 + Retry-After, or "
+        "WebSocket close 1013, beyond it).",
+    )
+    stream_max_per_key: int = Field(
+        20, ge=1, description="Event-stream and WebSocket connections one API key may hold per worker (429 beyond)."
+    )
+    ws_max_message_bytes: int = Field(
+        65_536, ge=256, description="Largest WebSocket message a client may send (close 1009 above it)."
+    )
+    body_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="A request body must arrive within this many seconds of its first read (408 after it; below "
+        "the 10 s request timeout).",
     )
 
     @field_validator("universe")

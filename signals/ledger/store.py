@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,15 +84,16 @@ class Lease:
 class Ledger:
     """One database, shared by every worker and replica that points at it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, busy_ms: int = SQLITE_BUSY_MS) -> None:
+        """`busy_ms`: how long a SQLite writer waits for another's lock before it fails (the writer retries)."""
         self.url = url
         self.dialect = sa.engine.make_url(url).get_backend_name()
         if self.dialect == "sqlite":
             path = sa.engine.make_url(url).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            self.engine: Engine = sa.create_engine(url, connect_args={"timeout": busy_ms / 1000})
+            sa.event.listen(self.engine, "connect", functools.partial(_sqlite_pragmas, busy_ms=busy_ms))
         else:
             self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
@@ -514,11 +516,11 @@ class Ledger:
             return [dict(row) for row in connection.execute(query).mappings()]
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(connection: Any, _record: Any, *, busy_ms: int = SQLITE_BUSY_MS) -> None:
     """WAL: readers never wait for the writer; busy_timeout: a writer waits for another instead of failing."""
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 

@@ -32,6 +32,7 @@ from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe, utc_now
 from signals.features.labels import round_trip_cost
 from signals.ledger import outbox
+from signals.ledger.outage import unavailable
 from signals.ledger.outbox import sync_webhooks
 from signals.ledger.records import ms
 from signals.ledger.rules import Filters
@@ -78,7 +79,15 @@ class Operations:
         self.alerts: AlertDispatcher | None = None
         self.bot: Any = None
         if ledger is not None and writer is not None:
-            self.hub = PushHub(ledger, poll_s=settings.stream_poll_s, clock=clock.now)
+            self.hub = PushHub(
+                ledger,
+                poll_s=settings.stream_poll_s,
+                clock=clock.now,
+                universe=settings.universe,
+                timeframes=settings.timeframes,
+                max_subscribers=settings.stream_max_subscribers,
+                max_per_key=settings.stream_max_per_key,
+            )
             writer.on_recorded(self.hub.poke)  # the worker that records wakes its own subscribers at once
             if settings.alerts:
                 self.alerts = AlertDispatcher.from_settings(
@@ -101,7 +110,17 @@ class Operations:
             error = f"{type(failure).__name__}: {' '.join(str(failure).split())[:300]}"
             logger.error("ledger %s unavailable, signals will not be recorded: %s", redact(opened.url), error)
             ledger = None
-        writer = None if ledger is None else LedgerWriter(ledger, server_metrics(), capacity=settings.ledger_queue)
+        writer = (
+            None
+            if ledger is None
+            else LedgerWriter(
+                ledger,
+                server_metrics(),
+                capacity=settings.ledger_queue,
+                retry_capacity=settings.ledger_retry_queue,
+                retry_s=settings.ledger_retry_s,
+            )
+        )
         clock = SystemClock(settings.clock_offset_s)
         market = MarketData(settings, clock=clock.now)
         market.store.remove_orphans()  # what a writer killed mid-write left behind (the server's start only)
@@ -357,7 +376,7 @@ class Operations:
                 ledger["records"] = self.ledger.counts()
                 ledger["status"] = "degraded" if self.writer and self.writer.status.degraded else "ok"
             except Exception as error:
-                ledger["status"], ledger["error"] = "unavailable", f"{type(error).__name__}: {error}"
+                ledger["status"], ledger["error"] = "unavailable", str(unavailable(error))
         else:
             ledger["status"] = "unavailable"
         if self.writer is not None:

@@ -14,6 +14,9 @@ notice within `poll_s`.
   so that a subscriber's de-duplication of its snapshot lets it through).
 - Each subscriber has a bounded queue. One that cannot keep up is closed rather than silently skipped,
   so nothing is lost: it reconnects with the id of the last event it got.
+- Subscribers are bounded too: at most `max_subscribers` per worker (503 + Retry-After beyond, the stream and the
+  WebSocket together) and `max_per_key` per API key; what a subscriber asks for is checked against the served
+  universe. Leaving gives everything back: nothing is kept per subscriber once it is unsubscribed.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from http import HTTPStatus
 from typing import Any, Final, Literal
 
 import pandas as pd
 
 from signals.core.background import stop_task, wait_event
-from signals.core.errors import InvalidInput
+from signals.core.errors import InvalidInput, SignalsError, TooManyRequests
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe, utc_now
 from signals.ledger.records import ms
@@ -41,6 +45,13 @@ Present = Callable[[str, Mapping[str, Any]], Mapping[str, Any]]
 KINDS: Final[frozenset[str]] = frozenset({"signal", "action"})
 QUEUE_BATCHES: Final = 256  # batches a subscriber may be behind before it is closed (and resumes by its id)
 SNAPSHOT_WINDOW_MS: Final = 2 * 86_400_000  # a snapshot looks this far back: two of the longest served candles (1d)
+FULL_RETRY_S: Final = 10.0  # when a refused subscriber may try again
+
+
+class StreamFull(SignalsError):
+    """This worker serves as many subscribers as it may (`SIGNALS_STREAM_MAX_SUBSCRIBERS`): 503, try again later."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -102,14 +113,23 @@ class Interest:
 
     @classmethod
     def parse(
-        cls, symbols: Iterable[str] | None, timeframes: Iterable[str] | None, kinds: Iterable[str] | None = None
+        cls,
+        symbols: Iterable[str] | None,
+        timeframes: Iterable[str] | None,
+        kinds: Iterable[str] | None = None,
+        *,
+        universe: Iterable[str] | None = None,
+        served_timeframes: Iterable[str] | None = None,
     ) -> Interest:
-        """From request parameters in any accepted spelling; InvalidInput (400) names a bad one."""
+        """From request parameters in any accepted spelling; InvalidInput (400) names a bad one, and a symbol or
+        timeframe outside what is served (`universe`, `served_timeframes`; None: anything well-formed)."""
         wanted_kinds = frozenset(k.strip() for k in kinds or () if k.strip()) or KINDS
         if not wanted_kinds <= KINDS:
             raise InvalidInput(f"unknown event kind(s) {sorted(wanted_kinds - KINDS)}; accepted: signal, action")
         spelled = {normalize_symbol(s): s.strip() for s in symbols or () if s.strip()}
         parsed_timeframes = frozenset(parse_timeframe(t) for t in timeframes or () if t.strip())
+        _within("symbol", frozenset(spelled), universe, "the served universe")
+        _within("timeframe", parsed_timeframes, served_timeframes, "the served timeframes")
         return cls(frozenset(spelled) or None, parsed_timeframes or None, wanted_kinds, spelled)
 
     def spelling(self, symbol: str) -> str | None:
@@ -124,6 +144,16 @@ class Interest:
         )
 
 
+def _within(what: str, asked: frozenset[str], served: Iterable[str] | None, where: str) -> None:
+    if served is None:
+        return
+    allowed = list(served)
+    outside = sorted(asked - set(allowed))
+    if outside:
+        shown = ", ".join(allowed[:8]) + (f" and {len(allowed) - 8} more" if len(allowed) > 8 else "")
+        raise InvalidInput(f"{what}(s) {', '.join(outside[:5])} not in {where}; subscribe to some of: {shown}")
+
+
 @dataclass(eq=False)
 class Subscription:
     interest: Interest
@@ -131,6 +161,7 @@ class Subscription:
     queue: asyncio.Queue[list[Event]] = field(default_factory=lambda: asyncio.Queue(QUEUE_BATCHES))
     overflowed: bool = False
     delivered: int = 0
+    key: str | None = None  # the API key it came with (the per-key cap)
 
     @property
     def closed(self) -> bool:
@@ -165,13 +196,23 @@ class PushHub:
         settle_ms: int = 30_000,
         clock: Callable[[], pd.Timestamp] = utc_now,
         present: Present | None = None,
+        universe: Iterable[str] | None = None,
+        timeframes: Iterable[str] | None = None,
+        max_subscribers: int | None = None,
+        max_per_key: int | None = None,
     ) -> None:
         self.ledger = ledger
         self.present = present  # the engine's `as_of_now`: a recorded signal as it reads now (stale or not)
         self.poll_s = poll_s
         self.settle_ms = settle_ms
         self.clock = clock
+        self.universe = None if universe is None else tuple(universe)
+        self.timeframes = None if timeframes is None else tuple(timeframes)
+        self.max_subscribers = max_subscribers
+        self.max_per_key = max_per_key
         self.subscriptions: set[Subscription] = set()
+        self.per_key: dict[str, int] = {}  # subscribers per API key (a key leaves the dict with its last one)
+        self.refused = 0
         self.published = 0
         self.closed_slow = 0
         self.last_error: str | None = None
@@ -202,13 +243,50 @@ class PushHub:
             loop.call_soon_threadsafe(self._wake.set)
 
     # --- subscribers ----------------------------------------------------------------------------------------
-    def subscribe(self, interest: Interest) -> Subscription:
-        subscription = Subscription(interest, since_ms=ms(self.clock()))
+    def interest(
+        self, symbols: Iterable[str] | None, timeframes: Iterable[str] | None, kinds: Iterable[str] | None = None
+    ) -> Interest:
+        """`Interest.parse` against what this server serves."""
+        return Interest.parse(symbols, timeframes, kinds, universe=self.universe, served_timeframes=self.timeframes)
+
+    def subscribe(self, interest: Interest, *, key: str | None = None) -> Subscription:
+        """A new subscriber; StreamFull (503) when the worker has as many as it may, TooManyRequests (429) when
+        `key` has as many as one key may."""
+        if self.max_subscribers is not None and len(self.subscriptions) >= self.max_subscribers:
+            self.refused += 1
+            raise StreamFull(
+                f"this worker serves its limit of {self.max_subscribers} stream subscribers "
+                "(SIGNALS_STREAM_MAX_SUBSCRIBERS); try again later",
+                retry_after_s=FULL_RETRY_S,
+            )
+        if key is not None and self.max_per_key is not None and self.per_key.get(key, 0) >= self.max_per_key:
+            self.refused += 1
+            raise TooManyRequests(
+                f"key {key!r} already holds {self.max_per_key} stream connections (SIGNALS_STREAM_MAX_PER_KEY); "
+                "close one or try again later",
+                retry_after_s=FULL_RETRY_S,
+            )
+        subscription = Subscription(interest, since_ms=ms(self.clock()), key=key)
         self.subscriptions.add(subscription)
+        if key is not None:
+            self.per_key[key] = self.per_key.get(key, 0) + 1
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        self.subscriptions.discard(subscription)
+        """Forget a subscriber (idempotent); what it held is given back."""
+        if subscription in self.subscriptions:
+            self.subscriptions.discard(subscription)
+            self._release_key(subscription)
+
+    def _release_key(self, subscription: Subscription) -> None:
+        key = subscription.key
+        if key is None:
+            return
+        left = self.per_key.get(key, 0) - 1
+        if left > 0:
+            self.per_key[key] = left
+        else:
+            self.per_key.pop(key, None)
 
     async def snapshot(self, interest: Interest) -> list[Event]:
         """The current state of what `interest` wants: the newest record of each (kind, symbol, timeframe) of the
@@ -289,11 +367,13 @@ class PushHub:
         for subscription in list(self.subscriptions):
             if not subscription.offer(events):
                 self.closed_slow += 1
-                self.subscriptions.discard(subscription)
+                self.unsubscribe(subscription)
 
     def status(self) -> dict[str, Any]:
         return {
             "subscribers": len(self.subscriptions),
+            "max_subscribers": self.max_subscribers,
+            "refused_subscribers": self.refused,
             "published": self.published,
             "closed_slow_subscribers": self.closed_slow,
             "last_publish_s": None if self.last_publish_s is None else round(self.last_publish_s, 4),

@@ -34,9 +34,10 @@ import pandas as pd
 from signals.contract import schemas
 from signals.core.background import stop_task
 from signals.core.clock import SYSTEM_CLOCK, Clock
-from signals.core.errors import ExchangeUnavailable, SignalsError
+from signals.core.errors import ExchangeUnavailable, LedgerUnavailable, SignalsError
 from signals.core.settings import Settings
 from signals.core.timeframes import close_time, iso_z, last_closed_open, parse_timeframe, timeframe_seconds
+from signals.ledger.outage import RETRY_AFTER_S
 from signals.ledger.records import ms, signal_from_row
 from signals.ledger.store import Ledger
 from signals.ledger.writer import LedgerWriter
@@ -221,6 +222,12 @@ class Scheduler:
         started = time.perf_counter()
         report = RefreshReport(timeframe, last_closed_open(self.clock(), timeframe), "manual")
         await self._compute(report, started)
+        if self.writer.status.failing:  # computed and served, not recorded yet: the caller learns it now
+            raise LedgerUnavailable(
+                f"the {timeframe} signals were computed and are served, but the ledger does not answer: "
+                f"{self.writer.pending} record(s) wait for its retry; try again in {RETRY_AFTER_S:g} s",
+                retry_after_s=RETRY_AFTER_S,
+            )
         report.seconds = time.perf_counter() - started
         report.resolved = await self.resolve()
         self.last[timeframe] = report
@@ -255,13 +262,14 @@ class Scheduler:
             for kind, answers in (("signal", signals), ("action", actions))
             for answer in answers
         ]
-        await asyncio.to_thread(self.writer.flush, 30.0)
-        written = await asyncio.to_thread(self.ledger.recorded_since, timeframe, report.started_ms)
-        written_keys = {(r["model_version"], r["symbol"], int(r["candle_ms"])) for r in written}
-        report.recorded = sum(
-            kind == "signal" and (version, symbol, candle) in written_keys
-            for kind, version, symbol, candle in report.keys
-        )
+        flushed = await asyncio.to_thread(self.writer.flush_unless_failing, 30.0)
+        if flushed or not self.writer.status.failing:  # else the rows wait for the writer's retry (`refresh_now`)
+            written = await asyncio.to_thread(self.ledger.recorded_since, timeframe, report.started_ms)
+            written_keys = {(r["model_version"], r["symbol"], int(r["candle_ms"])) for r in written}
+            report.recorded = sum(
+                kind == "signal" and (version, symbol, candle) in written_keys
+                for kind, version, symbol, candle in report.keys
+            )
         phase("record")
         if signals:
             newest = max(pd.Timestamp(s.candle_time) for s in signals)

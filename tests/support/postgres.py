@@ -29,6 +29,23 @@ class Postgres:
     port: int
     user: str
     socket_dir: Path
+    pg_ctl: tuple[str, ...] = ()  # how to run pg_ctl on this server's data directory (as its user)
+    options: str = ""
+    log: Path | None = None
+
+    def stop(self) -> None:
+        """Stop the server (fast: open connections are cut, as when a database host goes away)."""
+        subprocess.run([*self.pg_ctl, "-m", "fast", "-w", "stop"], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        """Start it again on the same port and data (after `stop`)."""
+        subprocess.run(
+            [*self.pg_ctl, "-l", str(self.log), "-o", self.options, "-w", "-t", "60", "start"],
+            check=True,
+            capture_output=True,
+            timeout=START_TIMEOUT_S + 10,
+        )
+        _wait_ready(self)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
@@ -89,7 +106,8 @@ def postgres_server() -> Iterator[Postgres]:
         capture_output=True,
         timeout=START_TIMEOUT_S + 10,
     )
-    server = Postgres("127.0.0.1", port, user, sockets)
+    pg_ctl = (*prefix, str(bindir / "pg_ctl"), "-D", str(data))
+    server = Postgres("127.0.0.1", port, user, sockets, pg_ctl, options, log)
     try:
         _wait_ready(server)
         yield server

@@ -150,7 +150,7 @@ def retrain_universe(plan: ControlPlan, seed: int, planted: list[str], workdir: 
             universe=plan.rule_universe or len(plan.symbols),
         )
     edges = {
-        stored.labels.get("symbol", stored.name): dict(stored.metadata.get("edge", {}))
+        stored.labels.get("symbol", stored.name): dict(stored.card.stored_edge or {})
         for group in trained
         for stored in group.stored
     }

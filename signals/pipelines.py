@@ -155,7 +155,7 @@ def train_cnn_lstm_models(
             result.timeframe,
             ",".join(result.symbols),
             result.seconds,
-            [f"{s.tag} {s.metadata['edge']['verdict']}" for s in stored],
+            [f"{s.tag} {s.card.verdict}" for s in stored],
         )
         out.append(TrainedTimeframe(result, stored))
     return out
@@ -373,7 +373,7 @@ def _ensure_cnn_lstm(
             pooled = trained.result.walk_forward["pooled"]
             accuracy = pooled.get("accuracy", {}).get("value")
             shown = "n/a" if accuracy is None else f"{accuracy:.3f}"
-            verdicts = sorted({str(s.metadata.get("edge", {}).get("verdict")) for s in trained.stored})
+            verdicts = sorted({str(s.card.verdict) for s in trained.stored})
             step.status = "trained"
             step.detail = (
                 f"{len(trained.stored)} models; walk-forward accuracy {shown} vs majority "

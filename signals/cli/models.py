@@ -30,7 +30,8 @@ from signals.cli.app import (
 from signals.cli.report import with_interval
 from signals.core.errors import InvalidInput, SignalsError
 from signals.core.timeframes import iso_z
-from signals.models.evidence import PPO_RULE_TEXT, RULE_TEXT, edge_at_load
+from signals.models.card import ModelCard
+from signals.models.evidence import PPO_RULE_TEXT, RULE_TEXT
 
 _FIRST_KEYS = ("first", "first_bar", "start")
 _LAST_KEYS = ("last", "last_bar", "end")
@@ -55,18 +56,18 @@ def _range_bounds(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
 
 def model_row(tag: str, labels: dict[str, str], metadata: dict[str, Any], *, as_json: bool = False) -> dict[str, Any]:
     """One `signals models` row, read generically from a model's labels and metadata (every family)."""
-    found = metadata.get("metrics")
-    metrics: dict[str, Any] = found if isinstance(found, dict) else {}
+    card = ModelCard.from_metadata(metadata)
+    metrics = card.metrics
     bounds = list(_range_bounds(metadata))
     firsts = [stamp for kind, stamp in bounds if kind == "first"]
     lasts = [stamp for kind, stamp in bounds if kind == "last"]
     name, _, version = tag.partition(":")
-    edge = edge_at_load(metadata.get("edge"))  # as the gate reads it: never positive without the rule's inputs
+    edge = card.edge  # as the gate reads it: never positive without the rule's inputs
     row: dict[str, Any] = {
         "model": name,
-        "family": labels.get("family", metadata.get("family")),
-        "symbol": labels.get("symbol", metadata.get("symbol")),
-        "timeframe": labels.get("timeframe", metadata.get("timeframe")),
+        "family": labels.get("family", card.family),
+        "symbol": labels.get("symbol", card.symbol),
+        "timeframe": labels.get("timeframe", card.timeframe),
         "version": version,
         "edge": edge.get("verdict", "insufficient_data"),
         "rule": rule_status(edge),
@@ -86,7 +87,7 @@ def model_row(tag: str, labels: dict[str, str], metadata: dict[str, Any], *, as_
         )
         return {
             **row,
-            **{key: metadata[key] for key in keep if key in metadata},
+            **{key: card.raw[key] for key in keep if key in card.raw},  # as stored, whatever their shape
             "edge": edge,
             "data_first": min(firsts) if firsts else None,
             "data_last": max(lasts) if lasts else None,
@@ -98,7 +99,7 @@ def model_row(tag: str, labels: dict[str, str], metadata: dict[str, Any], *, as_
         "accuracy": with_interval(metrics.get("accuracy")) if isinstance(metrics.get("accuracy"), dict) else None,
         "majority": _round(metrics.get("majority_share")),
         "calls": calls.get("n"),
-        "break_even": _round(metadata.get("break_even_hit_rate")),
+        "break_even": _round(card.break_even_hit_rate),
         "data_first": min(firsts) if firsts else None,
         "data_last": max(lasts) if lasts else None,
     }

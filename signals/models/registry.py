@@ -15,6 +15,7 @@ import logging
 import platform
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import bentoml
 from bentoml.exceptions import NotFound as BentoNotFound
 
 from signals.core.errors import ModelIntegrityError, ModelNotFound
+from signals.models.card import ModelCard
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,11 @@ class StoredModel:
     path: Path
     labels: dict[str, str]
     metadata: dict[str, Any]
+
+    @cached_property
+    def card(self) -> ModelCard:
+        """The metadata, typed (the one reader of its keys)."""
+        return ModelCard.from_metadata(self.metadata)
 
     def file(self, name: str) -> Path:
         return self.path / name

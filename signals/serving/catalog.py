@@ -21,12 +21,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
 from signals.core.settings import Settings
 from signals.core.symbols import current_symbol
-from signals.models.evidence import edge_at_load
+from signals.models.card import ModelCard
 from signals.models.families import CNN_LSTM, PPO, all_families
 from signals.models.family import ModelFamily
 from signals.models.plugin import Skipped, discover
@@ -52,51 +53,44 @@ class ModelEntry:
     @property
     def log_loss_skill(self) -> float | None:
         """The pair's walk-forward log-loss skill over the class frequencies (what `choose_family` compares)."""
-        found = self.metadata.get("metrics", {}).get("log_loss_skill")
-        return _number(found.get("value") if isinstance(found, dict) else None)
+        return self.card.log_loss_skill
+
+    @cached_property
+    def card(self) -> ModelCard:
+        """The metadata, typed (read once per entry)."""
+        return ModelCard.from_metadata(self.metadata)
 
     @property
     def accuracy(self) -> float | None:
         """The model's walk-forward (out-of-sample) accuracy on this pair."""
-        found = self.metadata.get("metrics", {}).get("accuracy")
-        return _number(found.get("value") if isinstance(found, dict) else None)
+        return self.card.accuracy
 
     @property
     def accuracy_ci(self) -> list[float] | None:
         """The 95 % interval of `accuracy` ([low, high]); None for a model stored without one."""
-        found = self.metadata.get("metrics", {}).get("accuracy")
-        if not isinstance(found, dict):
-            return None
-        low, high = _number(found.get("ci_low")), _number(found.get("ci_high"))
-        return None if low is None or high is None else [low, high]
+        return self.card.accuracy_ci
 
     @property
     def baseline_accuracy(self) -> float | None:
         """The majority class's share of the same walk-forward test samples (the evaluation period's own)."""
-        return _number(self.metadata.get("metrics", {}).get("majority_share"))
+        return self.card.baseline_accuracy
 
     @property
     def edge(self) -> dict[str, Any]:
-        """The stored edge verdict as the gate may read it (`evidence.edge_at_load`): a model stored before the skill
-        gate has no evidence, and one stored before the universe-wide rule is never positive."""
-        return edge_at_load(self.metadata.get("edge"))
+        """The stored edge verdict as the gate may read it (`ModelCard.edge`): never positive without the rule."""
+        return self.card.edge
 
     @property
     def threshold(self) -> float | None:
-        return _number(self.metadata.get("threshold"))
+        return self.card.threshold
 
     @property
     def horizon(self) -> int | None:
-        value = _number(self.metadata.get("horizon"))
-        return None if value is None else int(value)
+        return self.card.horizon
 
     @property
     def break_even_hit_rate(self) -> float | None:
-        return _number(self.metadata.get("break_even_hit_rate"))
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        return self.card.break_even_hit_rate
 
 
 @dataclass(frozen=True)

@@ -572,23 +572,22 @@ def _split_answers(
 
 
 def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
-    metadata = entry.metadata
+    card = entry.card
+    metrics: dict[str, Any]
     if entry.family == PPO.name:
-        metrics = {
-            "evaluation": metadata.get("evaluation", {}),
-            "held_out_summary": metadata.get("held_out_summary", {}),
-        }
-        data_range = {k: metadata.get(k) for k in ("training_range", "held_out_range") if k in metadata}
+        metrics = {"evaluation": card.evaluation, "held_out_summary": card.held_out_summary}
+        ranges = {"training_range": card.training_range, "held_out_range": card.held_out_range}
+        data_range = {k: v for k, v in ranges.items() if v is not None}
     else:
         metrics = {
-            "walk_forward": metadata.get("metrics", {}),  # this pair's out-of-sample test blocks
-            "pooled_walk_forward": metadata.get("walk_forward", {}).get("pooled", {}),  # every pair of the timeframe
-            "threshold": entry.threshold,
-            "break_even_hit_rate": entry.break_even_hit_rate,
-            "horizon_bars": entry.horizon,
-            "health": metadata.get("health", []),
+            "walk_forward": card.metrics,  # this pair's out-of-sample test blocks
+            "pooled_walk_forward": card.pooled_walk_forward,  # every pair of the timeframe
+            "threshold": card.threshold,
+            "break_even_hit_rate": card.break_even_hit_rate,
+            "horizon_bars": card.horizon,
+            "health": card.health,
         }
-        data_range = metadata.get("data_range", {})
+        data_range = dict(card.data_range)
     return schemas.ModelInfo(
         family=entry.family,
         name=entry.name,
@@ -600,18 +599,11 @@ def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
         edge=None if entry.error is not None else schemas.Edge.model_validate(entry.edge),
         metrics=metrics,
         data_range=data_range,
-        rule=_stored_rule(metadata),
+        rule=card.rule,
         rule_text=PPO_RULE_TEXT if entry.family == PPO.name else RULE_TEXT,
         role="shadow" if entry.role == "shadow" else "served",
         note=entry.note,
     )
-
-
-def _stored_rule(metadata: dict[str, Any]) -> dict[str, Any] | None:
-    """The universe-wide rule's stored inputs, less the rule text (the answer carries it once)."""
-    edge = metadata.get("edge")
-    rule = edge.get("rule") if isinstance(edge, dict) else None
-    return {k: v for k, v in rule.items() if k != "text"} if isinstance(rule, dict) else None
 
 
 RUNNER_RETRY_AFTER_S = 5

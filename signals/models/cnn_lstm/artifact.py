@@ -156,7 +156,7 @@ class CnnLstmPredictor:
     @property
     def network_id(self) -> str:
         """The same id for every entry that holds the same network and scaler (the pairs of a pooled timeframe)."""
-        hashes = self.stored.metadata.get("sha256", {})
+        hashes = self.stored.card.sha256
         return f"{hashes.get(WEIGHTS_FILE, self.tag)}:{hashes.get(SCALER_FILE, '')}"
 
     @property
@@ -165,11 +165,14 @@ class CnnLstmPredictor:
 
     @property
     def horizon(self) -> int:
-        return int(self.stored.metadata["horizon"])
+        horizon = self.stored.card.horizon
+        if horizon is None:
+            raise ModelIntegrityError(f"model {self.tag}: metadata field 'horizon' is missing; re-train it")
+        return horizon
 
     @property
     def stop_atr(self) -> float:
-        return float(self.stored.metadata.get("stop_atr", 1.5))
+        return self.stored.card.stop_atr
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
         """Raw network logits (temperature 1, float64) for unscaled (n, lookback, n_features) windows."""
@@ -209,14 +212,13 @@ def calibrated(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
 
 def check_feature_contract(stored: StoredModel) -> None:
     """Refuse a model built for other features than this code computes (names, order, hash, lookback)."""
-    meta = stored.metadata
-    expected: dict[str, Any] = {
-        "feature_hash": cnn_features.FEATURE_HASH,
-        "feature_names": list(cnn_features.FEATURE_NAMES),
-        "lookback": cnn_features.LOOKBACK,
+    card = stored.card
+    checked = {
+        "feature_hash": (card.feature_hash, cnn_features.FEATURE_HASH),
+        "feature_names": (card.feature_names, list(cnn_features.FEATURE_NAMES)),
+        "lookback": (card.lookback, cnn_features.LOOKBACK),
     }
-    for key, want in expected.items():
-        have = meta.get(key)
+    for key, (have, want) in checked.items():
         if have != want:
             raise ModelIntegrityError(
                 f"model {stored.tag}: metadata field {key!r} is {_short(have)}, but the code computes "
@@ -260,7 +262,10 @@ def load_cnn_lstm(tag: str, device: str | torch.device = "cpu") -> CnnLstmPredic
     target = resolve_device(device)
     try:
         # Models stored before the conv pooling existed ran every bar through the LSTM: pool 1.
-        config = CnnLstmConfig.model_validate({"pool": 1, **stored.metadata["hyperparameters"]})
+        hyper = stored.card.hyper_parameters
+        if hyper is None:
+            raise KeyError("hyperparameters")
+        config = CnnLstmConfig.model_validate({"pool": 1, **hyper})
     except (KeyError, TypeError, ValueError) as error:
         raise ModelIntegrityError(
             f"model {stored.tag}: metadata field 'hyperparameters' is malformed: {error}"

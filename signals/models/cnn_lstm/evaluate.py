@@ -18,6 +18,7 @@ import pandas as pd
 from signals.core.timeframes import timeframe_seconds
 from signals.features.cnn import LOOKBACK
 from signals.features.labels import round_trip_cost
+from signals.models.card import ModelCard
 from signals.models.cnn_lstm.artifact import CnnLstmPredictor
 from signals.models.cnn_lstm.dataset import NS, Samples, build_samples
 from signals.models.plugin import FamilyModel
@@ -41,13 +42,13 @@ class Evaluation:
 
 
 def cost_of(predictor: CnnLstmPredictor | FamilyModel) -> float:
-    costs = predictor.stored.metadata.get("costs", {})
-    return float(costs.get("round_trip", round_trip_cost(0.001, 0.0005)))
+    found = predictor.stored.card.round_trip_cost
+    return round_trip_cost(0.001, 0.0005) if found is None else found
 
 
-def fitted_span_ns(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
+def fitted_span_ns(card: ModelCard) -> tuple[int, int] | None:
     """The open times of the first training and the last validation sample, from the stored `data_range`."""
-    ranges = metadata.get("data_range") or {}
+    ranges = card.data_range
     try:
         first, last = ranges["train"]["first"], ranges["val"]["last"] or ranges["train"]["last"]
     except (KeyError, TypeError):
@@ -57,9 +58,9 @@ def fitted_span_ns(metadata: Mapping[str, Any]) -> tuple[int, int] | None:
     return pd.Timestamp(first).value, pd.Timestamp(last).value
 
 
-def outside_fitted(samples: Samples, metadata: Mapping[str, Any]) -> np.ndarray:
+def outside_fitted(samples: Samples, card: ModelCard) -> np.ndarray:
     """Indices of the samples that share no bar (window or label horizon) with any fitted sample's."""
-    span = fitted_span_ns(metadata)
+    span = fitted_span_ns(card)
     if span is None:
         return np.arange(len(samples))
     step_ns = timeframe_seconds(samples.timeframe) * NS
@@ -72,10 +73,10 @@ def outside_fitted(samples: Samples, metadata: Mapping[str, Any]) -> np.ndarray:
 def evaluate_model(predictor: CnnLstmPredictor | FamilyModel, candles: pd.DataFrame) -> Evaluation:
     """Score one stored model (a CNN-LSTM, or an installed family's: both answer windows) on `candles` of its own
     (symbol, timeframe), outside the bars it was fitted on."""
-    meta = predictor.stored.metadata
-    symbol, timeframe = str(meta["symbol"]), str(meta["timeframe"])
+    card = predictor.stored.card
+    symbol, timeframe = str(card.symbol), str(card.timeframe)
     every = build_samples({symbol: candles}, timeframe, predictor.horizon, predictor.stop_atr)
-    samples = every.subset(outside_fitted(every, meta))
+    samples = every.subset(outside_fitted(every, card))
     probabilities = predictor.predict_proba(samples.windows()) if len(samples) else np.empty((0, 3), np.float32)
     scored = samples.scored(probabilities.astype(np.float64))
     calls = calls_of(probabilities, predictor.threshold)

@@ -28,6 +28,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from signals.core.errors import ModelIntegrityError
 from signals.core.vocab import ACTION_NAMES
 from signals.features.ppo import CLIP, PPO_FEATURE_NAMES, PPO_OBS_SHAPE
+from signals.models.card import ModelCard
 from signals.models.registry import StoredModel, load_model, save_model
 
 if TYPE_CHECKING:  # training is not on the serving path: only its result type is named here
@@ -102,25 +103,25 @@ def _checked_batch(observations: np.ndarray) -> np.ndarray:
 
 def check_contract(stored: StoredModel) -> None:
     """Refuse a model built for another observation than the one `features.ppo` produces today."""
-    meta = stored.metadata
+    card = stored.card
     if stored.labels.get("family") != FAMILY:
         raise ModelIntegrityError(f"model {stored.tag} is not a PPO policy (family {stored.labels.get('family')!r})")
     if (
-        list(meta.get("feature_names", [])) != list(PPO_FEATURE_NAMES)
-        or meta.get("feature_hash") != PPO_FEATURE_HASH
-        or list(meta.get("obs_shape", [])) != list(PPO_OBS_SHAPE)
-        or list(meta.get("action_names", [])) != list(ACTION_NAMES)
+        list(card.feature_names or []) != list(PPO_FEATURE_NAMES)
+        or card.feature_hash != PPO_FEATURE_HASH
+        or list(card.obs_shape or []) != list(PPO_OBS_SHAPE)
+        or list(card.action_names or []) != list(ACTION_NAMES)
     ):
         raise ModelIntegrityError(
-            f"model {stored.tag} was trained on features {meta.get('feature_names')} / actions "
-            f"{meta.get('action_names')}, but serving builds {list(PPO_FEATURE_NAMES)} / {list(ACTION_NAMES)}; "
+            f"model {stored.tag} was trained on features {card.feature_names} / actions "
+            f"{card.action_names}, but serving builds {list(PPO_FEATURE_NAMES)} / {list(ACTION_NAMES)}; "
             "re-train it with `signals train ppo`"
         )
 
 
-def _safe_objects(metadata: dict[str, Any]) -> dict[str, Any]:
+def _safe_objects(card: ModelCard) -> dict[str, Any]:
     """Replacements for the cloudpickled entries of an SB3 PPO zip: SB3 then unpickles none of them."""
-    clip_range = float(metadata.get("hyper_parameters", {}).get("clip_range", 0.2))
+    clip_range = card.clip_range
     return {
         "policy_class": ActorCriticPolicy,
         "observation_space": spaces.Box(low=-CLIP, high=CLIP, shape=PPO_OBS_SHAPE, dtype=np.float32),
@@ -177,7 +178,7 @@ def load_ppo(tag: str = "ppo-1h:latest", device: str = "cpu") -> PpoPolicy:
     """
     stored = load_model(tag)
     check_contract(stored)
-    replacements = _safe_objects(stored.metadata)
+    replacements = _safe_objects(stored.card)
     check_zip(stored.tag, stored.file(POLICY_FILE), set(replacements))
     model = PPO.load(stored.file(POLICY_FILE), device=device, custom_objects=replacements)
     model.policy.set_training_mode(False)
@@ -185,7 +186,7 @@ def load_ppo(tag: str = "ppo-1h:latest", device: str = "cpu") -> PpoPolicy:
     return PpoPolicy(
         tag=stored.tag,
         version=stored.version,
-        timeframe=stored.labels.get("timeframe", str(stored.metadata.get("timeframe"))),
+        timeframe=stored.labels.get("timeframe", str(stored.card.timeframe)),
         metadata=stored.metadata,
         policy=model.policy,
     )

@@ -6,7 +6,7 @@ import csv
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -92,7 +92,7 @@ def machine(as_json: bool = False) -> bool:
     return output_format(as_json) != "table"
 
 
-def emit_table(rows: list[dict[str, Any]], *, as_json: bool, title: str | None = None) -> None:
+def emit_table(rows: Sequence[Mapping[str, Any]], *, as_json: bool, title: str | None = None) -> None:
     """Print rows as JSON or CSV (machine use) or as a table that fits the terminal (people)."""
     fmt = output_format(as_json)
     if fmt == "json":
@@ -127,7 +127,7 @@ def _cell(value: Any, *, raw: bool = False) -> str:
     return str(value)
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None) -> Table:
+def _table(rows: Sequence[Mapping[str, Any]], columns: list[str], title: str | None) -> Table:
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)
@@ -136,7 +136,9 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None) ->
     return table
 
 
-def _fitting_columns(rows: list[dict[str, Any]], columns: list[str], title: str | None) -> tuple[list[str], list[str]]:
+def _fitting_columns(
+    rows: Sequence[Mapping[str, Any]], columns: list[str], title: str | None
+) -> tuple[list[str], list[str]]:
     """The columns, in order, that fit the terminal's width unwrapped (at least the first), and the rest."""
     wide = stdout.options.update_width(100_000)
     shown: list[str] = []

@@ -13,11 +13,12 @@ import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from signals.ledger.rows import AttemptRow, MessageLogRow, RecordedAction, RecordedSignal, Subscription
 from signals.ledger.rules import AlertEvent, Filters, action_event, recorded_event, signal_event, wants
 from signals.ledger.schema import (
     action_records,
@@ -110,13 +111,13 @@ def remove_subscription(engine: Engine, subscription: int | str, *, kind: str | 
         return bool(done.rowcount)
 
 
-def subscriptions(engine: Engine) -> list[dict[str, Any]]:
+def subscriptions(engine: Engine) -> list[Subscription]:
     """The active subscriptions, oldest first."""
     query = (
         sa.select(alert_subscriptions).where(alert_subscriptions.c.active.is_(True)).order_by(alert_subscriptions.c.id)
     )
     with engine.connect() as connection:
-        return [dict(row) for row in connection.execute(query).mappings()]
+        return [cast(Subscription, dict(row)) for row in connection.execute(query).mappings()]
 
 
 # --- writing messages -----------------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ def enqueue(
     return len(connection.execute(statement, rows).all())
 
 
-def enqueue_signal_events(connection: Connection, new_rows: Sequence[Mapping[str, Any]], now_ms: int) -> int:
+def enqueue_signal_events(connection: Connection, new_rows: Sequence[RecordedSignal], now_ms: int) -> int:
     """The events of newly recorded live signals (each against the pair's previous live record), enqueued in the
     transaction that recorded them. Nothing is read when nobody subscribes."""
     subscribers = active_subscribers(connection)
@@ -180,7 +181,7 @@ def enqueue_signal_events(connection: Connection, new_rows: Sequence[Mapping[str
     return enqueue(connection, events, now_ms, subscribers)
 
 
-def enqueue_action_events(connection: Connection, new_rows: Sequence[Mapping[str, Any]], now_ms: int) -> int:
+def enqueue_action_events(connection: Connection, new_rows: Sequence[RecordedAction], now_ms: int) -> int:
     """The events of newly recorded live actions for a flat position (a caller's own position is not news)."""
     subscribers = active_subscribers(connection)
     if not subscribers:
@@ -308,11 +309,11 @@ def record_attempt(
     return str(values["status"])
 
 
-def message_log(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
+def message_log(engine: Engine, limit: int = 50) -> list[MessageLogRow]:
     """The newest messages with their subscription and every attempt (`signals alerts log`)."""
     with engine.connect() as connection:
         messages = [
-            dict(row)
+            cast(MessageLogRow, {**row, "attempt_log": []})
             for row in connection.execute(
                 sa.select(alert_outbox, alert_subscriptions.c.name, alert_subscriptions.c.kind,
                           alert_subscriptions.c.target)
@@ -322,12 +323,12 @@ def message_log(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
             ).mappings()
         ]  # fmt: skip
         ids = [m["id"] for m in messages]
-        attempts: dict[int, list[dict[str, Any]]] = {}
+        attempts: dict[int, list[AttemptRow]] = {}
         if ids:
             for row in connection.execute(
                 sa.select(alert_attempts).where(alert_attempts.c.outbox_id.in_(ids)).order_by(alert_attempts.c.id)
             ).mappings():
-                attempts.setdefault(int(row["outbox_id"]), []).append(dict(row))
+                attempts.setdefault(int(row["outbox_id"]), []).append(cast(AttemptRow, dict(row)))
     for message in messages:
         message["attempt_log"] = attempts.get(int(message["id"]), [])
     return messages

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from signals.contract import schemas
+from signals.ledger.rows import ActionRow, SignalRow
 
 CLASS_CODE = {"SHORT": 0, "NO_TRADE": 1, "LONG": 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -39,7 +40,7 @@ def signal_row(
     mode: str,
     recorded: pd.Timestamp,
     paper: bool = False,
-) -> dict[str, Any]:
+) -> SignalRow:
     """The ledger row of a signal as it was served (its fresh form: `stale` is the reader's business); `paper`: a
     call probation withheld (it would have been actionable)."""
     p = signal.probabilities
@@ -73,7 +74,7 @@ def signal_row(
 
 def action_row(
     action: schemas.Action, *, model_name: str, position: str, mode: str, recorded: pd.Timestamp
-) -> dict[str, Any]:
+) -> ActionRow:
     p = action.probabilities
     return {
         "model_name": model_name,
@@ -96,6 +97,6 @@ def action_row(
     }
 
 
-def signal_from_row(row: dict[str, Any]) -> schemas.Signal:
+def signal_from_row(row: SignalRow) -> schemas.Signal:
     """The signal a ledger row recorded, exactly as it was served then."""
     return schemas.Signal.model_validate(row["payload"])

@@ -22,6 +22,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from signals.core.timeframes import iso_z
+from signals.ledger.rows import ModelEventRecord, RecordedAction, RecordedSignal
 
 SIGNAL_EVENTS = ("signal.changed", "signal.actionable", "action.changed", "signal.recorded")
 OPT_IN_EVENTS = ("signal.recorded",)  # only for subscriptions that name them: every refresh of every pair
@@ -63,7 +64,7 @@ class AlertEvent:
         }
 
 
-def signal_event(new: Mapping[str, Any], previous: Mapping[str, Any] | None, now_ms: int) -> AlertEvent | None:
+def signal_event(new: RecordedSignal, previous: Mapping[str, Any] | None, now_ms: int) -> AlertEvent | None:
     """The event a newly recorded signal makes against the pair's previous one (None: nothing changed, or no
     previous signal to compare with)."""
     if previous is None or int(previous["candle_ms"]) >= int(new["candle_ms"]):
@@ -108,7 +109,7 @@ def wants(f: Filters, event: AlertEvent) -> bool:
     )
 
 
-def recorded_event(new: Mapping[str, Any], now_ms: int) -> AlertEvent:
+def recorded_event(new: RecordedSignal, now_ms: int) -> AlertEvent:
     """The opt-in event of every newly recorded live signal."""
     candle = iso_z(pd.Timestamp(int(new["candle_ms"]), unit="ms", tz="UTC"))
     return AlertEvent(
@@ -124,7 +125,7 @@ def recorded_event(new: Mapping[str, Any], now_ms: int) -> AlertEvent:
     )
 
 
-def action_event(new: Mapping[str, Any], previous: Mapping[str, Any] | None, now_ms: int) -> AlertEvent | None:
+def action_event(new: RecordedAction, previous: Mapping[str, Any] | None, now_ms: int) -> AlertEvent | None:
     """The event of a newly recorded flat-position action against the pair's previous one."""
     if previous is None or int(previous["candle_ms"]) >= int(new["candle_ms"]):
         return None
@@ -145,7 +146,7 @@ def action_event(new: Mapping[str, Any], previous: Mapping[str, Any] | None, now
     )
 
 
-def model_alert(event: Mapping[str, Any]) -> AlertEvent | None:
+def model_alert(event: ModelEventRecord) -> AlertEvent | None:
     """The alert of a model version event (a `model_events` row): promotions and rollbacks only."""
     kinds = {"promote": "model.promoted", "rollback": "model.rolled_back"}
     kind = kinds.get(str(event.get("kind")))

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from alembic import command
@@ -26,6 +26,21 @@ from sqlalchemy.engine import Connection, Engine
 from signals.core.errors import LedgerUnavailable
 from signals.core.settings import Settings
 from signals.ledger.outbox import enqueue, enqueue_action_events, enqueue_signal_events
+from signals.ledger.rows import (
+    CallRow,
+    JsonObject,
+    LeaseRow,
+    LedgerCounts,
+    ModelEvent,
+    ModelEventRecord,
+    ModelStateRow,
+    ModeSummary,
+    Outcome,
+    RecordedAction,
+    RecordedSignal,
+    SignalRecord,
+    StreamRow,
+)
 from signals.ledger.rules import model_alert
 from signals.ledger.schema import (
     action_records,
@@ -37,21 +52,16 @@ from signals.ledger.schema import (
 )
 
 logger = logging.getLogger(__name__)
+Recorded = TypeVar("Recorded", RecordedSignal, RecordedAction)  # what a new record's INSERT returns
 
 SQLITE_BUSY_MS = 5000
 MIGRATION_LOCK_KEY = 4_720_311  # PostgreSQL advisory lock id: one migration at a time across replicas
 STREAM_LIMIT = 5000  # records one stream query returns at most (a resume further back starts at the newest)
-# What a newly recorded row's alert needs (RETURNING them saves reading the rows back).
+# What a newly recorded row's alert needs (RETURNING them saves reading the rows back): the typed rows name them.
 _RETURNED_COLUMNS = {
-    "signal_records": (
-        "id", "model_name", "model_version", "symbol", "timeframe", "candle_ms", "mode", "direction", "actionable",
-        "confidence", "recorded_ms", "payload",
-    ),
-    "action_records": (
-        "id", "model_name", "model_version", "symbol", "timeframe", "candle_ms", "mode", "position", "action_name",
-        "actionable", "recorded_ms", "payload",
-    ),
-}  # fmt: skip
+    "signal_records": tuple(RecordedSignal.__annotations__),
+    "action_records": tuple(RecordedAction.__annotations__),
+}
 
 
 def database_url(settings: Settings) -> str:
@@ -78,7 +88,7 @@ class Lease:
     lease_until_ms: int
     attempts: int
     started_ms: int
-    detail: dict[str, Any] | None
+    detail: JsonObject | None
 
 
 class Ledger:
@@ -165,7 +175,7 @@ class Ledger:
         self,
         table: sa.Table,
         rows: Sequence[Mapping[str, Any]],
-        enqueue_events: Callable[[Connection, Sequence[Mapping[str, Any]], int], int],
+        enqueue_events: Callable[[Connection, Sequence[Recorded], int], int],
     ) -> int:
         if not rows:
             return 0
@@ -174,14 +184,15 @@ class Ledger:
             # (rowcount is not portable with ON CONFLICT DO NOTHING).
             returned = (table.c[name] for name in _RETURNED_COLUMNS[table.name])
             statement = insert_ignoring_duplicates(table, self.dialect).returning(*returned)
-            new = [dict(row) for row in connection.execute(statement, [dict(row) for row in rows]).mappings()]
+            returned_rows = connection.execute(statement, [dict(row) for row in rows]).mappings()
+            new = [cast(Recorded, dict(row)) for row in returned_rows]
             if new:
                 enqueue_events(connection, new, max(int(r["recorded_ms"]) for r in new))
         return len(new)
 
     def signal_at(
         self, symbol: str, timeframe: str, candle_ms: int, *, model_name: str | None = None, version: str | None = None
-    ) -> dict[str, Any] | None:
+    ) -> SignalRecord | None:
         """The record of one candle's signal (of the given model and version when named). A candle may have one
         record per mode: the live one is preferred, then the backfill's, then a shadow's (newest first among
         equals), so that a replay or a lookup reads what the server served."""
@@ -197,18 +208,18 @@ class Ledger:
         order = sa.case((signal_records.c.mode == "live", 0), (signal_records.c.mode == "backfill", 1), else_=2)
         with self.engine.connect() as connection:
             row = connection.execute(query.order_by(order, signal_records.c.id.desc()).limit(1)).mappings().first()
-        return dict(row) if row else None
+        return cast(SignalRecord, dict(row)) if row else None
 
-    def signals_for_candle(self, timeframe: str, candle_ms: int, mode: str = "live") -> list[dict[str, Any]]:
+    def signals_for_candle(self, timeframe: str, candle_ms: int, mode: str = "live") -> list[SignalRecord]:
         query = sa.select(signal_records).where(
             signal_records.c.timeframe == timeframe,
             signal_records.c.candle_ms == candle_ms,
             signal_records.c.mode == mode,
         )
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            return [cast(SignalRecord, dict(row)) for row in connection.execute(query).mappings()]
 
-    def recorded_since(self, timeframe: str, since_ms: int, mode: str = "live") -> list[dict[str, Any]]:
+    def recorded_since(self, timeframe: str, since_ms: int, mode: str = "live") -> list[SignalRecord]:
         """Records of a timeframe written at or after `since_ms` (what a refresh's leader recorded)."""
         query = sa.select(signal_records).where(
             signal_records.c.timeframe == timeframe,
@@ -216,10 +227,10 @@ class Ledger:
             signal_records.c.mode == mode,
         )
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            return [cast(SignalRecord, dict(row)) for row in connection.execute(query).mappings()]
 
     # --- the push stream --------------------------------------------------------------------------------------
-    def published_since(self, since_ms: int, *, limit: int = STREAM_LIMIT) -> list[dict[str, Any]]:
+    def published_since(self, since_ms: int, *, limit: int = STREAM_LIMIT) -> list[StreamRow]:
         """What the stream publishes, recorded at or after `since_ms`, in recording order: served signals (mode
         `live`) and the actions answered to a flat position (a caller's own position is not broadcast).
 
@@ -242,14 +253,16 @@ class Ledger:
             .limit(limit)
         )
         with self.engine.connect() as connection:
-            rows = [dict(r) for query in (signals, actions) for r in connection.execute(query).mappings()]
+            rows = [
+                cast(StreamRow, dict(r)) for query in (signals, actions) for r in connection.execute(query).mappings()
+            ]
         rows.sort(key=stream_order)
         return rows[:limit]
 
-    def latest_published(self, since_ms: int) -> list[dict[str, Any]]:
+    def latest_published(self, since_ms: int) -> list[StreamRow]:
         """The newest published record of each (kind, symbol, timeframe) recorded at or after `since_ms`, in the
         stream's order: the current state a new subscriber is shown at once (two grouped queries)."""
-        rows: list[dict[str, Any]] = []
+        rows: list[StreamRow] = []
         with self.engine.connect() as connection:
             for kind, table in (("signal", signal_records), ("action", action_records)):
                 where = [table.c.recorded_ms >= since_ms, table.c.mode == "live"]
@@ -257,11 +270,11 @@ class Ledger:
                     where.append(action_records.c.position == "flat")
                 newest = sa.select(sa.func.max(table.c.id)).where(*where).group_by(table.c.symbol, table.c.timeframe)
                 query = sa.select(*_stream_columns(table, kind)).where(table.c.id.in_(newest))
-                rows.extend(dict(r) for r in connection.execute(query).mappings())
+                rows.extend(cast(StreamRow, dict(r)) for r in connection.execute(query).mappings())
         rows.sort(key=stream_order)
         return rows
 
-    def published(self, kind: str, model_version: str, symbol: str, candle_ms: int) -> dict[str, Any] | None:
+    def published(self, kind: str, model_version: str, symbol: str, candle_ms: int) -> StreamRow | None:
         """One published record by its stream key (a `Last-Event-ID`), or None."""
         table = signal_records if kind == "signal" else action_records
         query = sa.select(*_stream_columns(table, kind)).where(
@@ -274,10 +287,10 @@ class Ledger:
             query = query.where(action_records.c.position == "flat")
         with self.engine.connect() as connection:
             row = connection.execute(query.limit(1)).mappings().first()
-        return dict(row) if row is not None else None
+        return cast(StreamRow, dict(row)) if row is not None else None
 
     # --- outcomes ---------------------------------------------------------------------------------------------
-    def due(self, now_ms: int, *, limit: int = 5000) -> list[dict[str, Any]]:
+    def due(self, now_ms: int, *, limit: int = 5000) -> list[SignalRecord]:
         """Unresolved records whose horizon has ended by `now_ms`, oldest first."""
         query = (
             sa.select(signal_records)
@@ -286,9 +299,9 @@ class Ledger:
             .limit(limit)
         )
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            return [cast(SignalRecord, dict(row)) for row in connection.execute(query).mappings()]
 
-    def resolve(self, outcomes: Sequence[Mapping[str, Any]]) -> int:
+    def resolve(self, outcomes: Sequence[Outcome]) -> int:
         """Write outcomes (`id` plus outcome columns); a record already resolved is left alone."""
         done = 0
         with self.engine.begin() as connection:
@@ -304,7 +317,7 @@ class Ledger:
 
     def history(
         self, symbol: str, timeframe: str | None = None, *, limit: int = 100, modes: Sequence[str] | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[SignalRecord]:
         query = sa.select(signal_records).where(signal_records.c.symbol == symbol)
         if timeframe is not None:
             query = query.where(signal_records.c.timeframe == timeframe)
@@ -312,7 +325,7 @@ class Ledger:
             query = query.where(signal_records.c.mode.in_(list(modes)))
         query = query.order_by(signal_records.c.candle_ms.desc(), signal_records.c.id.desc()).limit(limit)
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            return [cast(SignalRecord, dict(row)) for row in connection.execute(query).mappings()]
 
     def resolved(
         self,
@@ -324,7 +337,7 @@ class Ledger:
         modes: Sequence[str] | None = None,
         since_ms: int | None = None,
         limit: int = 200_000,
-    ) -> list[dict[str, Any]]:
+    ) -> list[SignalRecord]:
         """Resolved records matching the filters, oldest candle first (the scorecard's input)."""
         query = sa.select(signal_records).where(
             signal_records.c.resolved_ms.is_not(None), signal_records.c.outcome_label.is_not(None)
@@ -343,9 +356,9 @@ class Ledger:
             query = query.where(signal_records.c.candle_ms >= since_ms)
         query = query.order_by(signal_records.c.candle_ms, signal_records.c.id).limit(limit)
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            return [cast(SignalRecord, dict(row)) for row in connection.execute(query).mappings()]
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> LedgerCounts:
         """How many records there are, and how many wait for their outcome (health and metrics)."""
         with self.engine.connect() as connection:
             total = connection.execute(sa.select(sa.func.count()).select_from(signal_records)).scalar() or 0
@@ -356,7 +369,7 @@ class Ledger:
                 or 0
             )
             actions = connection.execute(sa.select(sa.func.count()).select_from(action_records)).scalar() or 0
-        return {"signals": int(total), "pending": int(pending), "actions": int(actions)}
+        return LedgerCounts(signals=int(total), pending=int(pending), actions=int(actions))
 
     # --- refresh leases ---------------------------------------------------------------------------------------
     def claim(self, timeframe: str, candle_ms: int, holder: str, now_ms: int, lease_ms: int) -> bool:
@@ -394,9 +407,7 @@ class Ledger:
             ).rowcount
             return taken == 1
 
-    def finish(
-        self, timeframe: str, candle_ms: int, holder: str, now_ms: int, status: str, detail: dict[str, Any]
-    ) -> bool:
+    def finish(self, timeframe: str, candle_ms: int, holder: str, now_ms: int, status: str, detail: JsonObject) -> bool:
         """Close a lease this holder still holds (`done` or `failed`); False when another holder took it over."""
         with self.engine.begin() as connection:
             return (
@@ -431,32 +442,33 @@ class Ledger:
             row["detail"],
         )
 
-    def leases(self, *, limit: int = 200) -> list[dict[str, Any]]:
+    def leases(self, *, limit: int = 200) -> list[LeaseRow]:
         query = sa.select(refresh_leases).order_by(refresh_leases.c.candle_ms.desc()).limit(limit)
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            return [cast(LeaseRow, dict(row)) for row in connection.execute(query).mappings()]
 
     # --- model versions ---------------------------------------------------------------------------------------
-    def add_event(self, event: Mapping[str, Any]) -> None:
+    def add_event(self, event: ModelEvent) -> None:
         """Record a model version event; a promotion or rollback is also an alert, enqueued in the same transaction."""
         with self.engine.begin() as connection:
             inserted = connection.execute(sa.insert(model_events), dict(event)).inserted_primary_key
             assert inserted is not None
-            alert = model_alert({**event, "id": inserted[0]})
+            alert = model_alert(ModelEventRecord(**event, id=inserted[0]))
             if alert is not None:
-                enqueue(connection, [alert], int(event["at_ms"]))
+                enqueue(connection, [alert], event["at_ms"])
 
-    def events(self, model_name: str | None = None, *, limit: int = 200) -> list[dict[str, Any]]:
+    def events(self, model_name: str | None = None, *, limit: int = 200) -> list[ModelEventRecord]:
         query = sa.select(model_events)
         if model_name is not None:
             query = query.where(model_events.c.model_name == model_name)
         query = query.order_by(model_events.c.at_ms.desc(), model_events.c.id.desc()).limit(limit)
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            return [cast(ModelEventRecord, dict(row)) for row in connection.execute(query).mappings()]
 
-    def model_states(self) -> dict[str, dict[str, Any]]:
+    def model_states(self) -> dict[str, ModelStateRow]:
         with self.engine.connect() as connection:
-            return {row["model_name"]: dict(row) for row in connection.execute(sa.select(model_state)).mappings()}
+            rows = connection.execute(sa.select(model_state)).mappings()
+            return {row["model_name"]: cast(ModelStateRow, dict(row)) for row in rows}
 
     def set_model_state(self, model_name: str, served_version: str | None, pinned: bool, now_ms: int) -> None:
         values = {"served_version": served_version, "pinned": pinned, "updated_ms": now_ms}
@@ -467,7 +479,7 @@ class Ledger:
             if updated == 0:
                 connection.execute(sa.insert(model_state), {"model_name": model_name, **values})
 
-    def live_summary(self) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    def live_summary(self) -> dict[tuple[str, str], dict[str, ModeSummary]]:
         """Per (model name, version), per mode (live, backfill, shadow): records, resolved ones, hits of the argmax,
         actionable calls and their P&L, paper calls (withheld by probation) and theirs. The modes are never added
         up: only mode `live` is what the server served as it happened."""
@@ -490,13 +502,14 @@ class Ledger:
             sa.func.sum(sa.case((paper, c.call_return), else_=0.0)).label("paper_return_sum"),
             sa.func.max(c.candle_ms).label("last_candle_ms"),
         ).group_by(c.model_name, c.model_version, c.mode)
-        summary: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        summary: dict[tuple[str, str], dict[str, ModeSummary]] = {}
         with self.engine.connect() as connection:
             for row in connection.execute(query).mappings():
-                summary.setdefault((row["model_name"], row["model_version"]), {})[row["mode"]] = dict(row)
+                modes = summary.setdefault((row["model_name"], row["model_version"]), {})
+                modes[row["mode"]] = cast(ModeSummary, dict(row))
         return summary
 
-    def calls(self, model_name: str, model_version: str, *, mode: str = "live") -> list[dict[str, Any]]:
+    def calls(self, model_name: str, model_version: str, *, mode: str = "live") -> list[CallRow]:
         """The resolved calls of one model version in one mode, oldest candle first: the records that served a
         plan (actionable) or would have but for probation (paper). What probation and demotion judge."""
         c = signal_records.c
@@ -513,7 +526,7 @@ class Ledger:
             .order_by(c.candle_ms, c.id)
         )
         with self.engine.connect() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
+            return [cast(CallRow, dict(row)) for row in connection.execute(query).mappings()]
 
 
 def _sqlite_pragmas(connection: Any, _record: Any, *, busy_ms: int = SQLITE_BUSY_MS) -> None:
@@ -543,6 +556,6 @@ def _stream_columns(table: sa.Table, kind: str) -> list[Any]:
     ]
 
 
-def stream_order(row: Mapping[str, Any]) -> tuple[int, str, int]:
+def stream_order(row: StreamRow) -> tuple[int, str, int]:
     """The stream's total order over both tables: recording time, then kind, then row id."""
     return (int(row["recorded_ms"]), str(row["kind"]), int(row["id"]))

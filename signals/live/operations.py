@@ -35,6 +35,7 @@ from signals.ledger import outbox
 from signals.ledger.outage import unavailable
 from signals.ledger.outbox import sync_webhooks
 from signals.ledger.records import ms
+from signals.ledger.rows import ModeSummary, StreamRow
 from signals.ledger.rules import Filters
 from signals.ledger.store import Ledger, redact
 from signals.ledger.writer import LedgerWriter
@@ -397,17 +398,18 @@ class Operations:
         }
 
 
-def _recorded_before(ledger: Ledger, keys: list[tuple[str, str, str, int]], started_ms: int) -> list[dict[str, Any]]:
+def _recorded_before(ledger: Ledger, keys: list[tuple[str, str, str, int]], started_ms: int) -> list[StreamRow]:
     """The published records of `keys` written before `started_ms` (the tail publishes those written since)."""
     rows = (ledger.published(kind, version, symbol, candle_ms) for kind, version, symbol, candle_ms in keys)
     return [row for row in rows if row is not None and int(row["recorded_ms"]) < started_ms]
 
 
-def _live_block(block: dict[str, Any] | None) -> dict[str, Any]:
+def _live_block(block: ModeSummary | None) -> dict[str, Any]:
     """One mode's figures of a model version (`Ledger.live_summary`); `paper_calls` are calls probation withheld."""
     if not block:
         return {"recorded": 0, "resolved": 0}
     resolved, calls, paper = int(block["resolved"] or 0), int(block["calls"] or 0), int(block["paper_calls"] or 0)
+    last = block.get("last_candle_ms")
     return {
         "mode": block["mode"],
         "recorded": int(block["recorded"]),
@@ -417,9 +419,7 @@ def _live_block(block: dict[str, Any] | None) -> dict[str, Any]:
         "mean_call_return": (float(block["call_return_sum"] or 0.0) / calls) if calls else None,
         "paper_calls": paper,
         "mean_paper_return": (float(block["paper_return_sum"] or 0.0) / paper) if paper else None,
-        "last_candle": iso_z(pd.Timestamp(int(block["last_candle_ms"]), unit="ms", tz="UTC"))
-        if block.get("last_candle_ms")
-        else None,
+        "last_candle": iso_z(pd.Timestamp(int(last), unit="ms", tz="UTC")) if last else None,
     }
 
 

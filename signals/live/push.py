@@ -36,6 +36,7 @@ from signals.core.errors import InvalidInput, SignalsError, TooManyRequests
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import iso_z, parse_timeframe, utc_now
 from signals.ledger.records import ms
+from signals.ledger.rows import StreamRow
 from signals.ledger.store import STREAM_LIMIT, Ledger, stream_order
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class Event:
         return text
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], present: Present | None = None) -> Event:
+    def from_row(cls, row: StreamRow, present: Present | None = None) -> Event:
         """The event of a ledger row; `present` turns the recorded payload into what it reads as now."""
         candle = iso_z(pd.Timestamp(int(row["candle_ms"]), unit="ms", tz="UTC"))
         return cls(
@@ -295,7 +296,7 @@ class PushHub:
         rows = await asyncio.to_thread(self.ledger.latest_published, since)
         return [e for e in (Event.from_row(r, self.present) for r in rows) if interest.wants(e)]
 
-    def republish(self, rows: Iterable[Mapping[str, Any]]) -> int:
+    def republish(self, rows: Iterable[StreamRow]) -> int:
         """Send recorded rows again to every subscriber that wants them (an operator's refresh of a candle that
         was recorded before: the tail, which publishes each record once, would not); the number sent."""
         events = [replace(Event.from_row(r, self.present), again=True) for r in rows]

@@ -40,6 +40,7 @@ from signals.core.vocab import ACTION_NAMES, CLASS_NAMES
 from signals.features.ppo import LONG_POSITION
 from signals.features.ppo import observation as observation_with_position
 from signals.ledger.records import action_row, signal_row
+from signals.ledger.rows import SignalRow
 from signals.ledger.writer import LedgerWriter
 from signals.models.evidence import PPO_RULE_TEXT, RULE_TEXT
 from signals.models.families import CNN_LSTM, PPO, family_of_store_name, plugin_families
@@ -318,7 +319,7 @@ class SignalEngine:
         recorded: pd.Timestamp | None = None,
         *,
         paper: bool = False,
-    ) -> dict[str, Any]:
+    ) -> SignalRow:
         return signal_row(
             signal,
             model_name=item.entry.name,

@@ -19,6 +19,7 @@ from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe
 from signals.features.cnn import SERVING_TAIL
 from signals.ledger.records import ms, signal_from_row, window_hash
+from signals.ledger.rows import SignalRecord
 from signals.ledger.store import Ledger
 from signals.models.families import CNN_LSTM, family_of_store_name
 from signals.serving.catalog import verified_entry
@@ -56,13 +57,13 @@ def _time(value: int | None) -> pd.Timestamp | None:
     return None if value is None else pd.Timestamp(int(value), unit="ms", tz="UTC")
 
 
-def history_item(row: dict[str, Any]) -> schemas.HistoryItem:
+def history_item(row: SignalRecord) -> schemas.HistoryItem:
     outcome = None
     if row.get("resolved_ms") is not None:
-        label = row.get("outcome_label")
+        label, touched = row.get("outcome_label"), row.get("touched")
         outcome = schemas.Outcome(
             label=None if label is None else LABELS[int(label)],
-            touched=None if row.get("touched") is None else TOUCHED[int(row["touched"])],
+            touched=None if touched is None else TOUCHED[int(touched)],
             bars_to_exit=row.get("bars_to_exit"),
             long_return=row.get("long_return"),
             short_return=row.get("short_return"),

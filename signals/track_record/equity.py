@@ -21,6 +21,7 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from signals.core.timeframes import timeframe_seconds
+from signals.ledger.rows import SignalRecord
 from signals.models.skill import call_returns
 from signals.track_record.scorecard import one_per_candle, scored_from_records
 
@@ -33,7 +34,7 @@ NOTE: Final = (
 
 
 def equity_curve(
-    rows: Sequence[dict[str, Any]], *, cost: float, mode: EquityMode, filters: dict[str, Any]
+    rows: Sequence[SignalRecord], *, cost: float, mode: EquityMode, filters: dict[str, Any]
 ) -> dict[str, Any]:
     """The curve of `mode`'s calls among the resolved records `rows` (oldest first); JSON-ready."""
     rows = one_per_candle(rows)
@@ -76,7 +77,7 @@ def _empty() -> dict[str, Any]:
             "pairs": [], "points": []}  # fmt: skip
 
 
-def _exit_ms(row: dict[str, Any]) -> int:
+def _exit_ms(row: SignalRecord) -> int:
     bars = row.get("bars_to_exit") or row.get("horizon_bars") or 1
     return int(row["candle_ms"] + (1 + int(bars)) * 1000 * timeframe_seconds(row["timeframe"]))
 
@@ -89,7 +90,7 @@ def _running_sum(at_ms: np.ndarray, values: np.ndarray, times: np.ndarray) -> np
 
 
 def _buy_and_hold(
-    rows: Sequence[dict[str, Any]], close_ms: np.ndarray, times: np.ndarray, pairs: list[str], cost: float
+    rows: Sequence[SignalRecord], close_ms: np.ndarray, times: np.ndarray, pairs: list[str], cost: float
 ) -> np.ndarray:
     """The basket's return at each of `times`: each pair marked at its last record's close at or before then; a
     pair counts from its first record on (NaN before any pair has one)."""

@@ -15,7 +15,6 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +23,7 @@ from signals.core.timeframes import timeframe_seconds
 from signals.features.cnn import SERVING_TAIL
 from signals.features.labels import persistence_calls, reversal_calls, round_trip_cost, trade_plan_outcomes
 from signals.ledger.records import ms
+from signals.ledger.rows import Outcome, OutcomeColumns, SignalRecord
 from signals.ledger.store import Ledger
 from signals.serving.engine import SignalEngine
 
@@ -36,20 +36,20 @@ CandleReader = Callable[[str, str, pd.Timestamp], pd.DataFrame]  # (symbol, time
 
 
 def resolve_records(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[SignalRecord],
     read_candles: CandleReader,
     *,
     stop_atr: float,
     fee: float,
     slippage: float,
     now_ms: int,
-) -> list[dict[str, Any]]:
+) -> list[Outcome]:
     """Outcome rows (`id` + outcome columns) for the records whose candles are there; see the module doc."""
     cost = round_trip_cost(fee, slippage)
-    by_pair: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    by_pair: dict[tuple[str, str], list[SignalRecord]] = defaultdict(list)
     for record in records:
         by_pair[(record["symbol"], record["timeframe"])].append(record)
-    out = []
+    out: list[Outcome] = []
     for (symbol, timeframe), pair_records in by_pair.items():
         step = pd.Timedelta(seconds=timeframe_seconds(timeframe))
         first = pd.Timestamp(min(r["candle_ms"] for r in pair_records), unit="ms", tz="UTC") - SERVING_TAIL * step
@@ -62,20 +62,21 @@ def resolve_records(
         for record in pair_records:
             outcome = None if candles is None or times is None else _resolve(record, candles, times, stop_atr, cost)
             if outcome is not None:
-                out.append({"id": record["id"], "resolved_ms": now_ms, **outcome})
+                out.append(Outcome(id=record["id"], resolved_ms=now_ms, **outcome))
             elif _overdue(record, timeframe, now_ms):
-                out.append({"id": record["id"], "resolved_ms": now_ms, "outcome_note": "candles missing"})
+                out.append(Outcome(id=record["id"], resolved_ms=now_ms, outcome_note="candles missing"))
     return out
 
 
-def _overdue(record: dict[str, Any], timeframe: str, now_ms: int) -> bool:
+def _overdue(record: SignalRecord, timeframe: str, now_ms: int) -> bool:
     horizon_ms = (record.get("horizon_bars") or 1) * timeframe_seconds(timeframe) * 1000
-    return bool(record.get("expires_ms") is not None and now_ms > record["expires_ms"] + GIVE_UP_HORIZONS * horizon_ms)
+    expires_ms = record.get("expires_ms")
+    return bool(expires_ms is not None and now_ms > expires_ms + GIVE_UP_HORIZONS * horizon_ms)
 
 
 def _resolve(
-    record: dict[str, Any], candles: pd.DataFrame, times: np.ndarray, stop_atr: float, cost: float
-) -> dict[str, Any] | None:
+    record: SignalRecord, candles: pd.DataFrame, times: np.ndarray, stop_atr: float, cost: float
+) -> OutcomeColumns | None:
     horizon = record.get("horizon_bars")
     if not horizon:
         return None
@@ -94,8 +95,9 @@ def _resolve(
     direction = record["direction"]
     call = long_return if direction == "LONG" else short_return if direction == "SHORT" else None
     note = None
-    if record.get("risk") and not np.isclose(outcomes.risk[i], record["risk"], rtol=1e-9):
-        note = f"risk recomputed {outcomes.risk[i]:.6g} vs served {record['risk']:.6g}: the candles changed"
+    served_risk = record.get("risk")
+    if served_risk and not np.isclose(outcomes.risk[i], served_risk, rtol=1e-9):
+        note = f"risk recomputed {outcomes.risk[i]:.6g} vs served {served_risk:.6g}: the candles changed"
     close = window["close"].to_numpy(np.float64)
     return {
         "outcome_label": int(outcomes.label[i]),

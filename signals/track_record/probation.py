@@ -13,12 +13,13 @@ records each change once in `model_events` (kinds `probation`, `probation_pass`,
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Iterable, Sequence
+from typing import Final
 
 import numpy as np
 
 from signals.core.timeframes import timeframe_seconds
+from signals.ledger.rows import CallRow, ModelEventRecord
 from signals.ledger.store import Ledger
 from signals.models.families import PPO
 from signals.models.skill import block_bootstrap
@@ -45,7 +46,7 @@ def _finite(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def standing(calls: Sequence[Mapping[str, Any]], *, needed: int, previous: str | None = None) -> Standing:
+def standing(calls: Sequence[CallRow], *, needed: int, previous: str | None = None) -> Standing:
     """The standing of one model version from its resolved calls (each with candle_ms, timeframe, horizon_bars and
     call_return) and its `previous` state (from its events: None, probation, serving or demoted).
 
@@ -90,7 +91,7 @@ def describe(standing: Standing) -> str:
     return f"mean after-cost return {_percent(standing.value)} per call {interval} over {standing.n} calls"
 
 
-def previous_state(events: Iterable[Mapping[str, Any]], version: str) -> str | None:
+def previous_state(events: Iterable[ModelEventRecord], version: str) -> str | None:
     """The version's last probation state recorded in its model's events (newest first, as `Ledger.events`)."""
     states = {kind: state for state, kind in EVENTS.items()}
     for event in events:

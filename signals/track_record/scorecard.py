@@ -15,6 +15,7 @@ import numpy as np
 
 from signals.core.timeframes import timeframe_seconds
 from signals.core.vocab import NO_TRADE
+from signals.ledger.rows import SignalRecord
 from signals.models.skill import Scored, score, wilson_interval
 
 CLASS = {"SHORT": 0, "NO_TRADE": 1, "LONG": 2}
@@ -28,7 +29,7 @@ VERDICTS: Final = {
 }
 
 
-def scored_from_records(rows: Sequence[dict[str, Any]]) -> tuple[Scored, np.ndarray]:
+def scored_from_records(rows: Sequence[SignalRecord]) -> tuple[Scored, np.ndarray]:
     """The resolved records as `skill.score` reads them, and the calls the server actually made (NO_TRADE where
     the signal was not actionable; a paper call, withheld only by probation, is a call). Blocks: each record's
     horizon of calendar time, so overlapping plans share one."""
@@ -56,11 +57,11 @@ def scored_from_records(rows: Sequence[dict[str, Any]]) -> tuple[Scored, np.ndar
     return scored, calls
 
 
-def one_per_candle(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def one_per_candle(rows: Sequence[SignalRecord]) -> list[SignalRecord]:
     """One record per (model, version, symbol, timeframe, candle), the live one where there are several (a backfill
     and the live run may both record a candle), in the rows' order."""
     rank = {mode: i for i, mode in enumerate(MODE_PREFERENCE)}
-    best: dict[tuple[Any, ...], dict[str, Any]] = {}
+    best: dict[tuple[Any, ...], SignalRecord] = {}
     for row in rows:
         key = (row["model_name"], row["model_version"], row["symbol"], row["timeframe"], row["candle_ms"])
         kept = best.get(key)
@@ -70,7 +71,7 @@ def one_per_candle(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [row for row in rows if id(row) in chosen]
 
 
-def scorecard(rows: Sequence[dict[str, Any]], *, cost: float, filters: dict[str, Any]) -> dict[str, Any]:
+def scorecard(rows: Sequence[SignalRecord], *, cost: float, filters: dict[str, Any]) -> dict[str, Any]:
     """The scorecard of resolved records (see the module doc); JSON-ready."""
     rows = one_per_candle(rows)
     modes = sorted({r["mode"] for r in rows})

@@ -11,7 +11,7 @@ change as an event:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ from signals.core.settings import Settings
 from signals.core.timeframes import utc_now
 from signals.features.labels import round_trip_cost
 from signals.ledger.records import ms
+from signals.ledger.rows import ModelEventRecord
 from signals.ledger.store import Ledger
 from signals.models.registry import list_models
 from signals.serving.catalog import ModelCatalog
@@ -115,8 +116,8 @@ def promote(
     candidate = version or versions[0]
     if candidate not in versions:
         raise ModelNotFound(f"{model_name} has no version {candidate!r}; stored: {', '.join(versions[:10])}")
-    state = ledger.model_states().get(model_name, {})
-    served = state.get("served_version")
+    state = ledger.model_states().get(model_name)
+    served = state["served_version"] if state else None
     if served == candidate:
         return Decision(model_name, served, candidate, False, "already served", {}, {})
     cost = round_trip_cost(settings.fee, settings.slippage)
@@ -126,7 +127,7 @@ def promote(
     reason = ("forced: " + why) if force and not beats else why
     if promoted:
         now = ms(clock())
-        ledger.set_model_state(model_name, candidate, bool(state.get("pinned")), now)
+        ledger.set_model_state(model_name, candidate, bool(state and state["pinned"]), now)
         ledger.add_event(
             {
                 "at_ms": now,
@@ -192,10 +193,10 @@ def rollback(
     back needs `force` too (the pin then moves to the version rolled back to).
     """
     state = ledger.model_states().get(model_name)
-    if not state or not state.get("served_version"):
+    if not state or not state["served_version"]:
         raise Conflict(f"{model_name} has no served version recorded to roll back from")
     current = state["served_version"]
-    pinned = bool(state.get("pinned"))
+    pinned = bool(state["pinned"])
     if pinned and not force:
         raise Conflict(f"{model_name} is pinned to {current}: unpin it first, or force the rollback")
     events = ledger.events(model_name)
@@ -242,7 +243,7 @@ def rollback(
     return Decision(model_name, current, target, True, reason, {}, {})
 
 
-def _served_before(events: list[dict[str, Any]]) -> set[str]:
+def _served_before(events: Sequence[ModelEventRecord]) -> set[str]:
     """Every version a model's recorded events show it serving (before or after a change)."""
     kinds = ("serve", "promote", "rollback", "pin", "unpin", "fallback")
     versions: set[str] = set()
@@ -256,8 +257,8 @@ def pin(
     ledger: Ledger, model_name: str, version: str | None, *, clock: Callable[[], pd.Timestamp] = utc_now
 ) -> Decision:
     """Hold `version` (None: unpin, keeping the served version) whatever versions arrive."""
-    state = ledger.model_states().get(model_name, {})
-    current = state.get("served_version")
+    state = ledger.model_states().get(model_name)
+    current = state["served_version"] if state else None
     now = ms(clock())
     if version is None:
         if current is None:

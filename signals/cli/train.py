@@ -320,8 +320,8 @@ def train_family_command(
             }
         )
         for stored in item.stored:
-            pair = stored.metadata["symbol"]
-            edge = stored.metadata.get("edge", {})
+            pair = str(stored.card.symbol)
+            edge = stored.card.stored_edge or {}
             rows.append(
                 {
                     "model": stored.tag,

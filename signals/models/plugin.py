@@ -220,11 +220,14 @@ class FamilyModel:
 
     @property
     def horizon(self) -> int:
-        return int(self.stored.metadata["horizon"])
+        horizon = self.stored.card.horizon
+        if horizon is None:
+            raise ModelIntegrityError(f"model {self.tag}: metadata field 'horizon' is missing; re-train it")
+        return horizon
 
     @property
     def stop_atr(self) -> float:
-        return float(self.stored.metadata.get("stop_atr", 1.5))
+        return self.stored.card.stop_atr
 
     def rows(self, windows: np.ndarray) -> np.ndarray:
         return select(windows, list(self.plugin.features), self.plugin.lookback)
@@ -250,7 +253,7 @@ def load_family_model(plugin: FamilyPlugin, tag: str) -> FamilyModel:
         calibration = json.loads(stored.file(CALIBRATION_FILE).read_text())
         temperature = float(calibration["temperature"])
         threshold = calibration.get("threshold")
-        names = [n for n in stored.metadata.get("sha256", {}) if n != CALIBRATION_FILE]
+        names = [n for n in stored.card.sha256 if n != CALIBRATION_FILE]
         files = {n: Path(stored.file(n)).read_bytes() for n in names}
         learner = plugin.load(files)
         model = FamilyModel(stored, plugin, learner, temperature, None if threshold is None else float(threshold))

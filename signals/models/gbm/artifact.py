@@ -148,11 +148,14 @@ class GbmPredictor:
 
     @property
     def horizon(self) -> int:
-        return int(self.stored.metadata["horizon"])
+        horizon = self.stored.card.horizon
+        if horizon is None:
+            raise ModelIntegrityError(f"model {self.tag}: metadata field 'horizon' is missing; re-train it")
+        return horizon
 
     @property
     def stop_atr(self) -> float:
-        return float(self.stored.metadata.get("stop_atr", 1.5))
+        return self.stored.card.stop_atr
 
     def predict_proba(self, features_batch: np.ndarray) -> np.ndarray:
         """Calibrated (n, 3) float32 probabilities in CLASS_NAMES order for (n, n_features) rows

@@ -74,21 +74,16 @@ class Edge:
         if kind == "websocket":
             await self.app(scope, receive, send)
             return
-        send = shaping_send(scope, send)
-        if scope["method"] in BODY_METHODS:
-            checked = await checked_body(scope, receive, self.rules.max_body_bytes)
-            if isinstance(checked, SignalsError):
-                await send_error(send, checked)
-                return
-            receive = checked
-        await self._within_budget(scope, receive, send)
+        await self._within_budget(scope, receive, shaping_send(scope, send))
 
     async def _within_budget(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the route; if it has not started answering within the budget, it is cancelled and answered 503 (408
-        while its body is still arriving). Once it answers (a stream, a slow body), the budget no longer applies."""
+        """Check the body and run the route; if it has not started answering within the budget, it is cancelled
+        and answered 503 (408 while its body is still arriving, a chunked one read here included). Once it answers
+        (a stream, a slow body), the budget no longer applies."""
         budget = self.budget
         ticket = budget.issue()
-        body_read = scope["method"] not in BODY_METHODS
+        has_body = scope["method"] in BODY_METHODS
+        body_read = not has_body
 
         async def timed_receive() -> Message:
             nonlocal body_read
@@ -103,7 +98,14 @@ class Edge:
             await send(message)
 
         try:
-            await self.app(scope, receive if body_read else timed_receive, timed_send)
+            route_receive = receive
+            if has_body:
+                checked = await checked_body(scope, timed_receive, self.rules.max_body_bytes)
+                if isinstance(checked, SignalsError):
+                    await send_error(send, checked)
+                    return
+                route_receive = checked
+            await self.app(scope, route_receive, timed_send)
         except asyncio.CancelledError:
             if not ticket.expired or ticket.answered or ticket.task.uncancel() > 0:
                 raise  # not the budget's cancellation (a disconnect, BentoML's timeout), or too late to answer

@@ -49,16 +49,19 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 async def checked_body(scope: Scope, receive: Receive, max_body_bytes: int) -> Receive | SignalsError:
-    """JSON only, and at most `max_body_bytes`: 415 for a POST that does not say `Content-Type: application/json`
-    (a missing type included: a page may send one from any site without a preflight, and a multipart body without
-    a boundary made BentoML's form parser fail with a 500); 413 at once when Content-Length says more, or as soon as
-    a chunked body passes the limit, before anything parses it (such a body is read here, at most the limit, and
-    handed on). Returns the `receive` to go on with, or the refusal."""
+    """JSON only, and at most `max_body_bytes`. 415 for a POST with a body that does not say `Content-Type:
+    application/json`: a page may send one from any site without a preflight (text/plain, or no type for a Blob),
+    and a multipart body without a boundary made BentoML's form parser fail with a 500. An empty POST without a
+    type is read as `{}`; no route takes a body by another method (the router answers those 405). 413 at once when
+    Content-Length says more, or as soon as a chunked body passes the limit, before anything parses it (such a
+    body is read here, at most the limit, and handed on). Returns the `receive` to go on with, or the refusal."""
     content_type = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
-    if content_type not in JSON_TYPES and not content_type.endswith("+json"):
+    length = header(scope, b"content-length")
+    empty = not content_type and (length == "0" or (length is None and header(scope, b"transfer-encoding") is None))
+    json_body = content_type in JSON_TYPES or content_type.endswith("+json")
+    if scope["method"] == "POST" and not empty and not json_body:
         said = f"got {content_type[:60]!r}" if content_type else "it had no Content-Type"
         return UnsupportedMediaType(f"send the body as JSON with `Content-Type: application/json`; {said}")
-    length = header(scope, b"content-length")
     if length is not None and length.isdigit():
         if int(length) > max_body_bytes:
             return PayloadTooLarge(_too_large(int(length), max_body_bytes))

@@ -187,7 +187,7 @@ def create_web_app(
 
     add_track_record_routes(app, ops)
 
-    @app.get("/api/stream", response_class=EventStreamResponse, responses={200: EVENT_STREAM_DOC})
+    @app.get("/api/stream", status_code=200, response_class=EventStreamResponse, responses={200: EVENT_STREAM_DOC})
     async def stream(
         request: Request,
         timeframes: TimeframeList = None,

@@ -19,18 +19,18 @@ from typing import Any
 
 import bentoml
 
-from signals.api.access import AccessControl
 from signals.api.compat import create_compat_app
 from signals.api.deadline import BodyDeadline
+from signals.api.edge import Edge, EdgeRules
 from signals.api.errors import answer_errors, cors_config, quiet_client_errors
-from signals.api.middleware import ErrorEnvelope, RequestLimits
+from signals.api.exposure import warn_if_exposed
 from signals.api.openapi import openapi_document, package_version
 from signals.api.slots import Slot
 from signals.api.web import create_web_app
 from signals.contract import schemas
 from signals.core.errors import InvalidInput
 from signals.core.logs import configure_logging
-from signals.core.settings import get_settings
+from signals.core.settings import TRAFFIC_TIMEOUT_S, get_settings
 from signals.live.operations import Operations
 from signals.live.push import PushHub
 from signals.models.device import resolve_device
@@ -61,7 +61,10 @@ web_app = create_web_app(
 
 
 @bentoml.service(
-    name="signal_service", traffic={"timeout": 10}, workers=settings.api_workers, http=cors_config(settings)
+    name="signal_service",
+    traffic={"timeout": TRAFFIC_TIMEOUT_S},
+    workers=settings.api_workers,
+    http=cors_config(settings),
 )
 @bentoml.asgi_app(compat_app, path="/api")
 @bentoml.asgi_app(web_app, path="/")
@@ -88,7 +91,10 @@ class SignalService:
     @bentoml.on_startup
     async def start_background(self) -> None:
         # the push stream's tail, alerts, the candle-close loop, and the Telegram bot in the first worker only
-        self.ops.start_background(first_worker=bentoml.server_context.worker_index in (None, 1))
+        first_worker = bentoml.server_context.worker_index in (None, 1)
+        self.ops.start_background(first_worker=first_worker)
+        if first_worker:
+            warn_if_exposed(get_settings())
 
     def __is_ready__(self) -> bool:
         return self.ops.catalog.ready
@@ -217,10 +223,8 @@ class SignalService:
 
 # The decorators made SignalService a bentoml.Service (its stubs still say the class).
 service: bentoml.Service[Any] = SignalService
-service.add_asgi_middleware(AccessControl, keys=settings.api_keys)  # outermost: no key, no work
 service.add_asgi_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)  # a trickled body: 408, not 504
-service.add_asgi_middleware(RequestLimits, max_body_bytes=settings.max_body_bytes)
-service.add_asgi_middleware(ErrorEnvelope)
+service.add_asgi_middleware(Edge, rules=EdgeRules.from_settings(settings))  # host, key, body, budget, error shape
 web_app.state.openapi = functools.cache(
     lambda: openapi_document(
         service,

@@ -8,7 +8,8 @@ FastAPI, an unknown route), has one body:
 
 `success` and `detail` are what the older clients read (`legacy.py`); `error` is the message. 503 and 429 carry
 `Retry-After`. API methods answer domain errors themselves (`answer_errors`), so BentoML never logs a caller's
-mistake as a traceback; the `ErrorEnvelope` middleware (`middleware.py`) rewrites what reaches the wire otherwise.
+mistake as a traceback; the edge middleware (`edge.py`, `middleware.shaping_send`) rewrites what reaches the wire
+otherwise.
 """
 
 from __future__ import annotations

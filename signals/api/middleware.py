@@ -1,8 +1,7 @@
-"""ASGI middleware of the API service: request limits, and one error shape on the wire.
+"""The edge's ASGI pieces: refusing before a route runs, the request body's limits, one error shape on the wire.
 
-Plain ASGI classes, not Starlette's BaseHTTPMiddleware: they must not buffer streaming answers (the event stream)
-and must answer an oversized body before it is read. Added with `SignalService.add_asgi_middleware`, they wrap
-every route of the API service, the mounted apps included, and none of the runners'.
+Plain ASGI, not Starlette's BaseHTTPMiddleware: nothing here may buffer a streaming answer (the event stream),
+and an oversized body is answered before it is read. `edge.py` puts them together into the one middleware.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON_TYPES = ("application/json",)
-UNSHAPED_PATHS = ("/livez", "/readyz", "/metrics", "/healthz", "/ui/")  # probes and static files keep their own
+HEAD_KEY = "signals.headers"  # the request's headers as a table (`header`), kept in the ASGI scope
 
 
 async def send_json(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
@@ -40,114 +39,102 @@ async def send_error(send: Send, error: SignalsError, headers: dict[str, str] | 
 
 
 def header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return bytes(value).decode("latin-1")
-    return None
+    """The first value of header `name` (lower case), from a table built once per request and kept in the scope:
+    the edge asks for several headers, and each scan of the list is work on every request's path."""
+    head = scope.get(HEAD_KEY)
+    if head is None:  # ASGI servers give lower-case names; reversed, so that the first of repeated ones wins
+        head = scope[HEAD_KEY] = dict(reversed(scope.get("headers", ())))
+    value = head.get(name)
+    return None if value is None else bytes(value).decode("latin-1")
 
 
-class RequestLimits:
-    """Bodies of at most `max_body_bytes` (413 at once when Content-Length says more, or as soon as a chunked body
-    passes it, before anything parses it: a chunked body is read here, at most the limit, and handed on), and JSON
-    only on POST (415: a multipart body without a boundary made BentoML's form parser fail with a 500)."""
+async def checked_body(scope: Scope, receive: Receive, max_body_bytes: int) -> Receive | SignalsError:
+    """JSON only, and at most `max_body_bytes`. 415 for a POST with a body that does not say `Content-Type:
+    application/json`: a page may send one from any site without a preflight (text/plain, or no type for a Blob),
+    and a multipart body without a boundary made BentoML's form parser fail with a 500. An empty POST without a
+    type is read as `{}`; no route takes a body by another method (the router answers those 405). 413 at once when
+    Content-Length says more, or as soon as a chunked body passes the limit, before anything parses it (such a
+    body is read here, at most the limit, and handed on). Returns the `receive` to go on with, or the refusal."""
+    content_type = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    length = header(scope, b"content-length")
+    empty = not content_type and (length == "0" or (length is None and header(scope, b"transfer-encoding") is None))
+    json_body = content_type in JSON_TYPES or content_type.endswith("+json")
+    if scope["method"] == "POST" and not empty and not json_body:
+        said = f"got {content_type[:60]!r}" if content_type else "it had no Content-Type"
+        return UnsupportedMediaType(f"send the body as JSON with `Content-Type: application/json`; {said}")
+    if length is not None and length.isdigit():
+        if int(length) > max_body_bytes:
+            return PayloadTooLarge(_too_large(int(length), max_body_bytes))
+        return receive  # the server holds the body to its announced length
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return _replay([], message, receive)  # a disconnect: let the app see it
+        chunks.append(message.get("body", b""))
+        received += len(chunks[-1])
+        if received > max_body_bytes:
+            return PayloadTooLarge(_too_large(received, max_body_bytes))
+        if not message.get("more_body", False):
+            return _replay(chunks, None, receive)
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        content_type = (header(scope, b"content-type") or "application/json").split(";")[0].strip().lower()
-        if content_type not in JSON_TYPES and not content_type.endswith("+json"):
-            refusal = f"send the body as JSON (Content-Type: application/json); got {content_type[:60]!r}"
-            await send_error(send, UnsupportedMediaType(refusal))
-            return
-        length = header(scope, b"content-length")
-        if length is not None and length.isdigit():
-            if int(length) > self.max_body_bytes:
-                await send_error(send, PayloadTooLarge(self._too_large(int(length))))
+def _replay(chunks: list[bytes], last: Message | None, receive: Receive) -> Receive:
+    """A `receive` that hands on what was read (one body message, or the disconnect), then reads on."""
+    pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}] if chunks else []
+    if last is not None:
+        pending.append(last)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"request body of {size:,} bytes is over the limit of {limit:,} (SIGNALS_MAX_BODY_BYTES); "
+        "ask for fewer symbols per request"
+    )
+
+
+def shaping_send(scope: Scope, send: Send) -> Send:
+    """`send` that rewrites every error answer (status >= 400, a JSON or text body) into the one shape of
+    `errors.py`: BentoML's `[{"error": ...}]` and validation `{"error", "detail": [...]}`, FastAPI's
+    `{"detail": ...}`, a plain-text 404 (a probe's path with more after it included). Answers already in the
+    shape, successes and streams pass untouched."""
+    held: Message | None = None
+    chunks: list[bytes] = []
+
+    async def rewriting_send(message: Message) -> None:
+        nonlocal held
+        if message["type"] == "http.response.start":
+            if message["status"] >= 400:
+                held = message
                 return
-            await self.app(scope, receive, send)  # the server holds the body to its announced length
+            await send(message)
             return
-        # No Content-Length (chunked): read it here, up to the limit, then hand it on as one message.
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, receive, send)  # a disconnect: let the app see it
-                return
-            chunks.append(message.get("body", b""))
-            received += len(chunks[-1])
-            if received > self.max_body_bytes:
-                await send_error(send, PayloadTooLarge(self._too_large(received)))
-                return
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        handed = False
-
-        async def replay() -> Message:
-            nonlocal handed
-            if not handed:
-                handed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    def _too_large(self, size: int) -> str:
-        return (
-            f"request body of {size:,} bytes is over the limit of {self.max_body_bytes:,} "
-            "(SIGNALS_MAX_BODY_BYTES); ask for fewer symbols per request"
-        )
-
-
-class ErrorEnvelope:
-    """Rewrite every error answer (status >= 400, a JSON or text body) into the one shape of `http.py`: BentoML's
-    `[{"error": ...}]` and validation `{"error", "detail": [...]}`, FastAPI's `{"detail": ...}`, a plain-text 404.
-    Answers already in the shape, successes and streams pass untouched."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = str(scope.get("path", ""))
-        if scope["type"] != "http" or path.startswith(UNSHAPED_PATHS):
-            await self.app(scope, receive, send)
+        if held is None:
+            await send(message)
             return
-        held: Message | None = None
-        chunks: list[bytes] = []
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            await _send_shaped(scope, held, b"".join(chunks), send)
 
-        async def rewriting_send(message: Message) -> None:
-            nonlocal held
-            if message["type"] == "http.response.start":
-                if message["status"] >= 400:
-                    held = message
-                    return
-                await send(message)
-                return
-            if held is None:
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                await self._send_shaped(scope, held, b"".join(chunks), send)
+    return rewriting_send
 
-        await self.app(scope, receive, rewriting_send)
 
-    async def _send_shaped(self, scope: Scope, start: Message, body: bytes, send: Send) -> None:
-        status = int(start["status"])
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start.get("headers", [])}
-        shaped = shape(status, body, headers.get("content-type", ""), scope)
-        if shaped is None:  # already in the shape, or not ours to touch
-            await send(start)
-            await send({"type": "http.response.body", "body": body})
-            return
-        status, payload = shaped
-        await send_json(send, status, payload, {k: v for k, v in headers.items() if _kept(k)})
+async def _send_shaped(scope: Scope, start: Message, body: bytes, send: Send) -> None:
+    status = int(start["status"])
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in start.get("headers", [])}
+    shaped = shape(status, body, headers.get("content-type", ""), scope)
+    if shaped is None:  # already in the shape, or not ours to touch
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+        return
+    status, payload = shaped
+    await send_json(send, status, payload, {k: v for k, v in headers.items() if _kept(k)})
 
 
 def _kept(name: str) -> bool:

@@ -39,17 +39,20 @@ def package_version() -> str:
 
 TEXT = {"type": "string"}
 ERROR_STATUSES: dict[int, str] = {
-    400: "Malformed request: the message says what to fix (field errors in `errors`).",
+    400: "Malformed request: the message says what to fix (field errors in `errors`), or a Host this server does "
+    "not answer to (SIGNALS_ALLOWED_HOSTS).",
+    403: "A page of another origin (SIGNALS_ALLOWED_ORIGINS); an admin route called from another machine while no "
+    "API keys are set; with keys, a key without the admin scope.",
     404: "No such model, symbol, record or route.",
+    408: "The body did not arrive within SIGNALS_REQUEST_BUDGET_S.",
     413: "Body over SIGNALS_MAX_BODY_BYTES.",
-    415: "The body is not JSON.",
+    415: "The body is not sent as JSON (`Content-Type: application/json`).",
     422: "The candles cannot make a window (too few, NaN): found vs needed.",
-    503: "Ours, for now (exchange, runner, ledger, a model file): retry after Retry-After.",
+    503: "Ours, for now (exchange, runner, ledger, a model file, SIGNALS_REQUEST_BUDGET_S): retry after Retry-After.",
 }
 ACCESS_STATUSES: dict[int, str] = {
     401: "An API key is needed.",
-    403: "The key lacks the scope (admin routes).",
-    429: "The key is over its rate limit: retry after Retry-After.",
+    429: "The key is over its rate limit, or the address sent too many wrong keys: retry after Retry-After.",
 }
 RETRY_HEADER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}}
 INFRA_PATHS = {

@@ -85,6 +85,13 @@ class SocketClosed(Exception):
     """The client left, or we closed the socket (with the code and reason already sent)."""
 
 
+EVENT_STREAM_DOC: dict[str, Any] = {
+    "description": "Server-sent events: `event: signal` (data: a Signal) and `event: action` (data: an Action), "
+    "`id: <model version>|<symbol>|<candle time>`, keep-alive comments; `event: reset` when Last-Event-ID is unknown.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
 def openapi_page() -> Path:
     """The OpenAPI page: Swagger UI from the assets BentoML ships and serves under `/static_content` (its own
     page loads Google Tag Manager, FastAPI's loads Swagger UI from a CDN: neither works offline)."""
@@ -180,20 +187,20 @@ def create_web_app(
 
     add_track_record_routes(app, ops)
 
-    @app.get("/api/stream")
+    @app.get("/api/stream", status_code=200, response_class=EventStreamResponse, responses={200: EVENT_STREAM_DOC})
     async def stream(
         request: Request,
         timeframes: TimeframeList = None,
         symbols: SymbolList = None,
         kinds: Annotated[str | None, Query(description="signal, action; default: both")] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-    ) -> StreamingResponse:
+    ) -> EventStreamResponse:
         """Server-sent events: each newly recorded signal (and flat-position action) as it is recorded."""
         push = hub()
         interest = push.interest(split_csv(symbols), split_csv(timeframes), split_csv(kinds))
         subscription = push.subscribe(interest, key=_api_key(request.scope))  # before the replay: nothing between
         try:
-            backlog = await (push.replay(last_event_id, interest) if last_event_id else push.snapshot(interest))
+            backlog = await _backlog(push, last_event_id, interest)
         except BaseException:
             push.unsubscribe(subscription)
             raise
@@ -201,7 +208,6 @@ def create_web_app(
             push,
             subscription,
             _event_stream(push, subscription, backlog, heartbeat_s, resumed=last_event_id),
-            media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
@@ -216,13 +222,25 @@ def create_web_app(
     return app
 
 
+async def _backlog(push: PushHub, last_event_id: str | None, interest: Interest) -> list[Event] | None:
+    """What to send first: the current state for a new subscriber, what was published after `last_event_id` for
+    a reconnecting one; None (a reset) for an id the ledger does not have. Any text is a valid Last-Event-ID: one
+    the stream never sent resets, as an unknown one does."""
+    if not last_event_id:
+        return await push.snapshot(interest)
+    try:
+        return await push.replay(last_event_id, interest)
+    except InvalidInput:
+        return None
+
+
 async def _event_stream(
     push: PushHub, subscription: Subscription, backlog: list[Event] | None, heartbeat_s: float, *, resumed: str | None
 ) -> AsyncIterator[str]:
     try:
         yield f"retry: {RETRY_MS}\n: connected\n\n"
         if resumed and backlog is None:
-            notice = {"reason": f"event {resumed} is not in the ledger; streaming from now"}
+            notice = {"reason": f"event {resumed[:80]!r} is not in the ledger; streaming from now"}
             yield f"event: reset\ndata: {json.dumps(notice)}\n\n"
         replayed = {e.id for e in backlog or ()}
         if backlog:
@@ -277,7 +295,10 @@ async def _websocket(
 
 class EventStreamResponse(StreamingResponse):
     """A stream whose subscriber is given back however the response ends: a client that leaves before the first
-    byte never starts the body's generator, so its `finally` alone would keep the subscriber forever."""
+    byte never starts the body's generator, so its `finally` alone would keep the subscriber forever. The media
+    type is what the OpenAPI document publishes for the route."""
+
+    media_type = "text/event-stream"
 
     def __init__(self, push: PushHub, subscription: Subscription, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -291,7 +312,7 @@ class EventStreamResponse(StreamingResponse):
 
 
 def _api_key(scope: Any) -> str | None:
-    """The API key's name `AccessControl` put on the request (None without keys)."""
+    """The API key's name the edge (`access.py`) put on the request (None without keys)."""
     state = scope.get("state") or {}
     key = state.get("api_key") if isinstance(state, dict) else getattr(state, "api_key", None)
     return None if key is None else str(key)

@@ -458,7 +458,10 @@ class StatusResponse(Open):
 
     cnn_lstm: dict[str, Any]
     ppo: dict[str, Any]
-    ledger: dict[str, Any] = Field(description="url (redacted), status (ok, degraded, unavailable), error, records.")
+    ledger: dict[str, Any] = Field(
+        description="backend (sqlite, postgresql: never its file or host), status (ok, degraded, unavailable), "
+        "error (its kind), records, writer."
+    )
     scheduler: dict[str, Any] | None = Field(description="null when the candle-close loop is off.")
     push: dict[str, Any] | None = Field(description="null without a ledger.")
     alerts: dict[str, Any] | None = Field(description="null when alerts are off or without a ledger.")

@@ -123,3 +123,15 @@ class Conflict(SignalsError):
     """The request is well-formed but the state does not allow it (nothing to roll back to): 409."""
 
     error_code = HTTPStatus.CONFLICT
+
+
+class RequestTimeout(InvalidInput):
+    """A request body that did not arrive within the request budget (a trickled body): 408."""
+
+    error_code = HTTPStatus.REQUEST_TIMEOUT
+
+
+class OverBudget(SignalsError):
+    """A request that could not be answered within the request budget: 503 with Retry-After."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE

@@ -25,6 +25,8 @@ DEFAULT_UNIVERSE: tuple[str, ...] = tuple(
 
 
 Scope = Literal["read", "admin"]
+TRAFFIC_TIMEOUT_S = 10  # BentoML's `traffic.timeout` of the API service (service.py): its 504 is outside our shape
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 
 
 class ApiKey(BaseModel):
@@ -154,6 +156,26 @@ class Settings(BaseSettings):
         "request_id).",
     )
     max_body_bytes: int = Field(262_144, ge=1024, description="Largest request body accepted (413 above it).")
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: list(LOOPBACK_HOSTS),
+        description='Host names (any port) the server answers to (400 otherwise: DNS rebinding); ".example.com": '
+        'that domain and its subdomains; ["*"]: any. The probes and /metrics answer any host.',
+    )
+    allowed_origins: list[str] | None = Field(
+        None,
+        description="Origins whose pages may send requests and open the WebSocket besides the server's own (403 "
+        "otherwise); unset: the CORS origins.",
+    )
+    request_budget_s: float = Field(
+        8.0,
+        gt=0,
+        lt=TRAFFIC_TIMEOUT_S,
+        description="A request that has not started answering by then gets 503 + Retry-After (408 while its body "
+        "is still arriving), before BentoML's 10 s timeout.",
+    )
+    auth_failures_per_minute: int = Field(
+        10, ge=1, description="Wrong API keys one client address may send a minute (per worker) before 429."
+    )
     stream_poll_s: float = Field(
         1.0, gt=0, description="How often each worker looks for signals other workers recorded."
     )

@@ -71,6 +71,14 @@ def database_url(settings: Settings) -> str:
     return f"sqlite:///{Path(settings.data_dir).resolve() / 'signals.db'}"
 
 
+def backend_name(url: str) -> str:
+    """The kind of database (`sqlite`, `postgresql`) of a SQLAlchemy URL, nothing of where it is."""
+    try:
+        return str(sa.engine.make_url(url).get_backend_name())
+    except Exception:  # an unparsable URL must not break health
+        return "unknown"
+
+
 def redact(url: str) -> str:
     """The URL without its password, for logs and health."""
     try:

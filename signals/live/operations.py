@@ -37,7 +37,7 @@ from signals.ledger.outbox import sync_webhooks
 from signals.ledger.records import ms
 from signals.ledger.rows import ModeSummary, StreamRow
 from signals.ledger.rules import Filters
-from signals.ledger.store import Ledger, redact
+from signals.ledger.store import Ledger, backend_name, database_url, redact
 from signals.ledger.writer import LedgerWriter
 from signals.live.push import PushHub
 from signals.live.scheduler import RefreshReport, Scheduler
@@ -75,6 +75,7 @@ class Operations:
         self.ledger = ledger
         self.writer = writer
         self.ledger_error = ledger_error
+        self.ledger_backend = backend_name(database_url(settings))
         self.scheduler: Scheduler | None = None
         self.hub: PushHub | None = None
         self.alerts: AlertDispatcher | None = None
@@ -261,7 +262,8 @@ class Operations:
 
     def require_ledger(self) -> Ledger:
         if self.ledger is None:
-            raise LedgerUnavailable(f"the ledger is unavailable ({self.ledger_error}); signals are not recorded")
+            reason = without_details(self.ledger_error)
+            raise LedgerUnavailable(f"the ledger is unavailable ({reason}); signals are not recorded")
         return self.ledger
 
     def reload(self) -> schemas.ReloadResponse:
@@ -371,7 +373,8 @@ class Operations:
     def status(self) -> dict[str, Any]:
         """The health of the track record: ledger, writer, scheduler, and the served and shadow versions."""
         engine = self.engine
-        ledger: dict[str, Any] = {"url": redact(self.ledger.url) if self.ledger else None, "error": self.ledger_error}
+        # the database's kind, never its file or host: `/status` is read by anyone allowed to call the server
+        ledger: dict[str, Any] = {"backend": self.ledger_backend, "error": without_details(self.ledger_error)}
         if self.ledger is not None:
             try:
                 ledger["records"] = self.ledger.counts()
@@ -443,3 +446,11 @@ def scorecard_of(ledger: Ledger, settings: Settings, request: schemas.ScorecardR
         since_ms=None if request.since is None else ms(request.since),
     )
     return scorecard(rows, cost=round_trip_cost(settings.fee, settings.slippage), filters=filters)
+
+
+def without_details(error: str | None) -> str | None:
+    """An error for callers: its kind, not its text (which may name the database's file, host and port); the
+    server's log has the whole of it."""
+    if error is None:
+        return None
+    return f"{error.split(':', 1)[0]} (details in the server log)"

@@ -227,7 +227,7 @@ def test_the_topology_runs_as_separate_processes_and_serves_through_every_api_re
     batching = httpx.post(f"{apis[0].url}/status", json={}, timeout=60, headers=AUTH).json()["cnn_lstm"]["batching"]
     assert batching["calls"] >= 1  # the status came from the remote runner
     ledger = httpx.post(f"{apis[1].url}/status", json={}, timeout=60, headers=AUTH).json()["ledger"]
-    assert ledger["status"] == "ok"
+    assert ledger["status"] == "ok" and ledger["backend"] == "postgresql"
     history = httpx.post(
         f"{apis[1].url}/history", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=60, headers=AUTH
     ).json()

@@ -26,6 +26,7 @@ from signals.features.ppo import PPO_OBS_SHAPE
 from signals.models.registry import list_models, load_model
 from signals.serving.catalog import ModelCatalog
 from tests.support.fakes import separate_metrics
+from tests.support.servers import local_client
 from tests.support.world import World, copy_world, environment
 
 BTC, ETH = "BTC/USDT", "ETH/USDT"
@@ -45,7 +46,7 @@ def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def client(world: World) -> Iterator[TestClient]:
-    with separate_metrics(), TestClient(app=SignalService.to_asgi()) as test_client:
+    with separate_metrics(), local_client(SignalService.to_asgi()) as test_client:
         yield test_client
 
 
@@ -257,7 +258,7 @@ def test_model_health_says_unavailable_without_a_policy(world: World) -> None:
     with (
         environment({"SIGNALS_PPO_TIMEFRAME": without}),
         separate_metrics(),
-        TestClient(app=SignalService.to_asgi()) as other,
+        local_client(SignalService.to_asgi()) as other,
     ):
         response = other.get("/api/v1/prediction/model/health")
         assert response.status_code == 200  # as the older API: the body says it

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from service import SignalService
 from signals.contract import schemas
@@ -50,6 +50,7 @@ from signals.serving.engine import SignalEngine
 from signals.testing.local_exchange import LocalExchange
 from tests.support.factories import next_bar
 from tests.support.fakes import FakeCnnLstm, FakePpo, separate_metrics
+from tests.support.servers import local_client
 from tests.support.world import EXCHANGE, World, copy_world, environment
 
 BTC, ETH, SOL = "BTC/USDT", "ETH/USDT", "SOL/USDT"
@@ -70,7 +71,7 @@ def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="module")
 def client(world: World) -> Iterator[TestClient]:
-    with separate_metrics(), TestClient(app=SignalService.to_asgi()) as test_client:
+    with separate_metrics(), local_client(SignalService.to_asgi()) as test_client:
         yield test_client
 
 
@@ -81,7 +82,7 @@ def another_server() -> Iterator[TestClient]:
     Its engine is bound to the compat routes while it runs and released when it stops (`EngineSlot`), so the
     module's server answers them again afterwards.
     """
-    with separate_metrics(), TestClient(app=SignalService.to_asgi()) as test_client:
+    with separate_metrics(), local_client(SignalService.to_asgi()) as test_client:
         yield test_client
 
 
@@ -860,7 +861,7 @@ def test_with_a_signing_key_an_edited_verdict_makes_that_model_503_and_the_other
 def test_served_signals_are_recorded_and_can_be_listed_scored_and_replayed(client: TestClient, world: World) -> None:
     signal = predict(client, ETH, "1h").json()
     status = client.post("/status", json={}).json()
-    assert status["ledger"]["status"] == "ok" and status["ledger"]["url"].startswith("sqlite:///")
+    assert status["ledger"]["status"] == "ok" and status["ledger"]["backend"] == "sqlite"
     assert status["versions"]["served"][model_name(ETH, "1h")] == signal["model_version"]
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # the writer records in the background
@@ -992,3 +993,56 @@ def test_the_docs_page_loads_nothing_remote_and_the_document_says_what_and_which
     info = client.get("/docs.json").json()["info"]
     assert info["version"] == version("trading-signals")
     assert info["description"].endswith(".") and "Times are ISO-8601 UTC with `Z`" in info["description"]
+
+
+# --- the edge: closed by default, one shape ---------------------------------------------------------------------
+def test_without_keys_admin_routes_refuse_other_machines_and_reads_stay_open(client: TestClient) -> None:
+    remote = TestClient(client.app, base_url="http://127.0.0.1:3000", client=("203.0.113.9", 40000))
+    for route, body in (("/admin/reload", {}), ("/admin/promote", {"model": "x", "force": True})):
+        refused = remote.post(route, json=body)
+        assert refused.status_code == 403 and "SIGNALS_API_KEYS" in bento_error(refused), route
+    assert remote.post("/predict", json={"symbol": BTC, "timeframe": "1h"}).status_code == 200
+    assert client.post("/admin/reload", json={}).status_code == 200  # this machine
+
+
+def test_the_no_cors_post_a_page_can_send_is_refused_before_any_route_runs(client: TestClient) -> None:
+    """`fetch("http://127.0.0.1:3000/admin/refresh", {method: "POST", mode: "no-cors", body})`: text/plain, or
+    no type at all for a Blob; refused whatever the Origin, so the refresh never runs."""
+    body = b'{"timeframe": "1h"}'
+    before = client.post("/status", json={}).json()["ledger"]["records"]
+    for headers in ({"content-type": "text/plain;charset=UTF-8"}, {}, {"origin": "https://evil.example"}):
+        refused = client.post("/admin/refresh", content=body, headers=headers)
+        assert refused.status_code in (403, 415), refused.text
+        bento_error(refused)
+    assert client.post("/status", json={}).json()["ledger"]["records"] == before
+
+
+def test_other_hosts_and_origins_are_refused_the_websocket_before_its_handshake(client: TestClient) -> None:
+    rebound = client.post("/predict", json={"symbol": BTC, "timeframe": "1h"}, headers={"host": "evil.example"})
+    assert rebound.status_code == 400 and "SIGNALS_ALLOWED_HOSTS" in bento_error(rebound)
+    assert client.get("/livez", headers={"host": "10.0.0.7:3000"}).status_code == 200  # a kubelet's probe
+    with pytest.raises(WebSocketDenialResponse) as denied:
+        with client.websocket_connect("ws://127.0.0.1:3000/ws/evil", headers={"origin": "https://evil.example"}):
+            pass
+    assert denied.value.status_code == 403 and "SIGNALS_ALLOWED_ORIGINS" in bento_error(denied.value)
+
+
+@pytest.mark.parametrize("path", ["/livez/x", "/metrics/x", "/readyz/../x", "/healthz/x"])
+def test_the_frameworks_404s_are_in_the_one_shape(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 404 and bento_error(response).startswith("no route GET")
+
+
+def test_status_names_no_file_and_no_host(client: TestClient, world: World) -> None:
+    status = client.post("/status", json={})
+    assert status.status_code == 200
+    text = status.text
+    assert status.json()["ledger"]["backend"] == "sqlite" and "url" not in status.json()["ledger"]
+    assert str(world.data_dir) not in text and str(Path.home()) not in text and "sqlite:" not in text
+    assert not re.search(r'"/[A-Za-z]', text), "an absolute path in /status"
+    assert not re.search(r"(localhost|127\.0\.0\.1|\d+\.\d+\.\d+\.\d+):\d{2,5}", text), "a host:port in /status"
+
+
+def test_the_stream_is_documented_as_server_sent_events(client: TestClient) -> None:
+    stream = client.get("/docs.json").json()["paths"]["/api/stream"]["get"]
+    assert list(stream["responses"]["200"]["content"]) == ["text/event-stream"]

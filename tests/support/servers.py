@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
 from tests.support.paths import REPO_ROOT
 
@@ -115,3 +117,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+LOCAL_BASE_URL = "http://127.0.0.1:3000"
+LOCAL_CLIENT = ("127.0.0.1", 50000)
+
+
+def local_client(app: Any, **options: Any) -> TestClient:
+    """An in-process client that calls as a program on the server's machine does (Host 127.0.0.1:3000, from
+    127.0.0.1): what the edge lets through without API keys, admin routes included."""
+    return TestClient(app, base_url=LOCAL_BASE_URL, client=LOCAL_CLIENT, **options)

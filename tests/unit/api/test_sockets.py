@@ -24,8 +24,9 @@ import uvicorn
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from signals.api.access import AccessControl, key_hash
+from signals.api.access import key_hash
 from signals.api.deadline import BodyDeadline
+from signals.api.edge import Edge, EdgeRules
 from signals.api.web import create_web_app
 from signals.core.errors import InvalidInput
 from signals.core.settings import ApiKey, Settings
@@ -82,7 +83,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
     settings = SimpleNamespace(settings=Settings(universe=list(UNIVERSE), timeframes=list(TIMEFRAMES)))
     web = create_web_app(lambda: settings, lambda: hub, heartbeat_s=60, max_message_bytes=LIMIT)  # type: ignore[arg-type,return-value]
-    keyed = AccessControl(web, [ApiKey(name="desk", sha256=key_hash(KEY), rate_per_minute=None)])
+    keyed = Edge(web, EdgeRules(keys=[ApiKey(name="desk", sha256=key_hash(KEY), rate_per_minute=None)]))
     with serving(keyed) as url:
         yield Served(url, hub)
     ledger.close()

@@ -22,6 +22,7 @@ from signals.api.budget import Budget
 from signals.api.middleware import ASGIApp, Message, Receive, Scope, Send, checked_body, send_error, shaping_send
 from signals.api.origins import HostGuard
 from signals.core.errors import OverBudget, RequestTimeout, SignalsError, Unauthorized
+from signals.core.logs import request_id
 from signals.core.settings import LOOPBACK_HOSTS, ApiKey, Settings
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -67,6 +68,8 @@ class Edge:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
+        if kind == "http":
+            send = with_request_id(send)
         refusal = self.guard.refusal(scope) or self.access.refusal(scope)
         if refusal is not None:
             await refuse(scope, receive, send, refusal)
@@ -123,6 +126,22 @@ class Edge:
             "warming up: retry after Retry-After",
             retry_after_s=5,
         )
+
+
+def with_request_id(send: Send) -> Send:
+    """`send` that names the request in `X-Request-ID`: its trace id, the same in the runners' log lines and in the
+    ledger record it wrote (`signals.core.logs`)."""
+    rid = request_id()
+    if rid is None:
+        return send
+    header = (b"x-request-id", rid.encode())
+
+    async def tagged(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), header]}
+        await send(message)
+
+    return tagged
 
 
 async def refuse(scope: Scope, receive: Receive, send: Send, error: SignalsError) -> None:

@@ -40,6 +40,7 @@ def signal_row(
     mode: str,
     recorded: pd.Timestamp,
     paper: bool = False,
+    request_id: str | None = None,
 ) -> SignalRow:
     """The ledger row of a signal as it was served (its fresh form: `stale` is the reader's business); `paper`: a
     call probation withheld (it would have been actionable)."""
@@ -69,11 +70,18 @@ def signal_row(
         "data_source": signal.data_source,
         "recorded_ms": ms(recorded),
         "payload": signal.model_dump(mode="json"),
+        "request_id": request_id,
     }
 
 
 def action_row(
-    action: schemas.Action, *, model_name: str, position: str, mode: str, recorded: pd.Timestamp
+    action: schemas.Action,
+    *,
+    model_name: str,
+    position: str,
+    mode: str,
+    recorded: pd.Timestamp,
+    request_id: str | None = None,
 ) -> ActionRow:
     p = action.probabilities
     return {
@@ -94,6 +102,7 @@ def action_row(
         "data_source": action.data_source,
         "recorded_ms": ms(recorded),
         "payload": action.model_dump(mode="json", exclude={"explanation"}),
+        "request_id": request_id,
     }
 
 

@@ -40,6 +40,7 @@ class SignalRow(TypedDict):
     data_source: str
     recorded_ms: int
     payload: JsonObject  # the Signal as served
+    request_id: str | None  # the trace id of the request that computed it; None: the candle-close loop
 
 
 class SignalRecord(SignalRow):
@@ -99,6 +100,7 @@ class ActionRow(TypedDict):
     data_source: str
     recorded_ms: int
     payload: JsonObject  # the Action as served, less its explanation
+    request_id: str | None  # the trace id of the request that computed it
 
 
 class RecordedSignal(TypedDict):

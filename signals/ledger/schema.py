@@ -60,6 +60,7 @@ signal_records = Table(
     Column("data_source", String(48), nullable=False),
     Column("recorded_ms", BigInteger, nullable=False),
     Column("payload", JSON, nullable=False),  # the Signal as served
+    Column("request_id", String(32)),  # the trace id of the request that computed it (X-Request-ID); null: the loop
     # What happened (filled by the resolver once the horizon ended)
     Column("resolved_ms", BigInteger),
     Column("outcome_label", SmallInteger),
@@ -98,6 +99,7 @@ action_records = Table(
     Column("data_source", String(48), nullable=False),
     Column("recorded_ms", BigInteger, nullable=False),
     Column("payload", JSON, nullable=False),
+    Column("request_id", String(32)),  # the trace id of the request that computed it (X-Request-ID)
     UniqueConstraint(
         "model_name", "model_version", "symbol", "timeframe", "candle_ms", "position", "mode", name="uq_action_once"
     ),

@@ -32,6 +32,7 @@ from signals.core.errors import (
     RunnerUnavailable,
     SignalsError,
 )
+from signals.core.logs import request_id
 from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
 from signals.core.symbols import normalize_symbol
@@ -329,6 +330,7 @@ class SignalEngine:
             mode=mode,
             recorded=self.clock() if recorded is None else recorded,
             paper=paper,
+            request_id=request_id(),  # None in the candle-close loop
         )
 
     @property
@@ -510,7 +512,12 @@ class SignalEngine:
         self.metrics.produced.labels(timeframe, "live", "request").inc()
         if self.writer is not None:
             record = action_row(
-                action, model_name=entry.name, position=request.position.side, mode="live", recorded=self.clock()
+                action,
+                model_name=entry.name,
+                position=request.position.side,
+                mode="live",
+                recorded=self.clock(),
+                request_id=request_id(),
             )
             self.writer.submit("action", record)
         return action

@@ -176,6 +176,7 @@ def topology(world: World, postgres: Postgres, tmp_path_factory: pytest.TempPath
         **world.env(),  # candles from the test world's store instead of the exchange, and its universe
         "SIGNALS_DATABASE_URL": database,
         "SIGNALS_MODEL_SIGNING_KEY": "",
+        "SIGNALS_LOG_FORMAT": "json",  # what a platform parses: one object per line, with the request's id
         "SIGNALS_API_KEYS": json.dumps([{"name": "desk", "sha256": key_hash(DESK_KEY), "scopes": ["read", "admin"]}]),
         "BENTOML_HOME": os.environ["BENTOML_HOME"],  # the session's model store (the image's is the bento's)
     }
@@ -224,6 +225,9 @@ def test_the_topology_runs_as_separate_processes_and_serves_through_every_api_re
         workers = subprocess.run(["pgrep", "-P", str(api.process.pid), "-a"], capture_output=True, text=True).stdout
         assert "cnn_lstm_runner" not in workers and "ppo_runner" not in workers  # reached by URL, not spawned
     assert answers[0]["probabilities"] == answers[1]["probabilities"]
+    request_id = signal.headers["x-request-id"]  # the last replica's /predict: its runner call carried the same id
+    runner_lines = [json.loads(line) for line in cnn.log.read_text().splitlines() if line.startswith("{")]
+    assert any(line.get("request_id") == request_id for line in runner_lines), runner_lines[-5:]
     batching = httpx.post(f"{apis[0].url}/status", json={}, timeout=60, headers=AUTH).json()["cnn_lstm"]["batching"]
     assert batching["calls"] >= 1  # the status came from the remote runner
     ledger = httpx.post(f"{apis[1].url}/status", json={}, timeout=60, headers=AUTH).json()["ledger"]

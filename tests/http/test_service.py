@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import math
 import re
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -859,7 +860,9 @@ def test_with_a_signing_key_an_edited_verdict_makes_that_model_503_and_the_other
 
 # --- the track record over HTTP --------------------------------------------------------------------------------
 def test_served_signals_are_recorded_and_can_be_listed_scored_and_replayed(client: TestClient, world: World) -> None:
-    signal = predict(client, ETH, "1h").json()
+    answer = predict(client, ETH, "1h")
+    signal, request_id = answer.json(), answer.headers["x-request-id"]
+    assert len(request_id) == 32 and int(request_id, 16)  # the request's trace id, the one its runner call carried
     status = client.post("/status", json={}).json()
     assert status["ledger"]["status"] == "ok" and status["ledger"]["backend"] == "sqlite"
     assert status["versions"]["served"][model_name(ETH, "1h")] == signal["model_version"]
@@ -873,6 +876,11 @@ def test_served_signals_are_recorded_and_can_be_listed_scored_and_replayed(clien
         pytest.fail(f"the served signal was not recorded within 10 s: {history}")
     item = history["items"][0]
     assert history["symbol"] == ETH and item["mode"] == "live" and item["signal"] == signal | {"stale": False}
+    with sqlite3.connect(world.data_dir / "signals.db") as db:  # the record names the request that computed it
+        (recorded_by,) = db.execute(
+            "SELECT request_id FROM signal_records WHERE symbol = ? AND timeframe = '1h'", (ETH,)
+        ).fetchone()
+    assert recorded_by == request_id
     assert item["outcome"] is None  # its horizon has not ended in the store yet
 
     replay = post(client, "/replay", {"symbol": ETH, "timeframe": "1h", "candle_time": signal["candle_time"]})

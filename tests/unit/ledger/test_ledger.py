@@ -162,11 +162,14 @@ def test_migration_0004_adds_the_mode_to_the_keys_on_a_ledger_with_records(datab
     try:
         _migrate(ledger, "0003")
         # A row as revision 0003 stored it: no `paper` column yet.
-        before = sa.table("signal_records", *(sa.column(c.name, c.type) for c in signal_records.c if c.name != "paper"))
+        later = {"paper", "request_id"}  # `request_id` comes with 0005
+        before = sa.table(
+            "signal_records", *(sa.column(c.name, c.type) for c in signal_records.c if c.name not in later)
+        )
         with ledger.engine.begin() as connection:
-            connection.execute(sa.insert(before), [{k: v for k, v in record().items() if k != "paper"}])
+            connection.execute(sa.insert(before), [{k: v for k, v in record().items() if k not in later}])
         _migrate(ledger, "head")
-        assert ledger.revision() == "0004"
+        assert ledger.revision() == "0005"
         assert ledger.record_signals([record(mode="backfill")]) == 1  # same candle, another mode: kept
         assert ledger.record_signals([record(mode="live")]) == 0  # the old live record still holds its key
         rows = ledger.history("BTC/USDT", "1h")
@@ -175,6 +178,27 @@ def test_migration_0004_adds_the_mode_to_the_keys_on_a_ledger_with_records(datab
         with ledger.engine.connect() as connection:
             modes = connection.execute(sa.text("SELECT mode FROM signal_records")).scalars().all()
         assert modes == ["live"]
+    finally:
+        ledger.close()
+
+
+def test_records_name_the_request_that_computed_them_and_0005_adds_the_column_to_old_records(
+    database_url: str,
+) -> None:
+    ledger = Ledger(database_url)
+    try:
+        _migrate(ledger, "0004")
+        before = sa.table(
+            "signal_records", *(sa.column(c.name, c.type) for c in signal_records.c if c.name != "request_id")
+        )
+        with ledger.engine.begin() as connection:
+            connection.execute(sa.insert(before), [{k: v for k, v in record().items() if k != "request_id"}])
+        _migrate(ledger, "head")
+        assert ledger.record_signals([record(mode="backfill", request_id="ab" * 16)]) == 1
+        by_mode = {r["mode"]: r["request_id"] for r in ledger.history("BTC/USDT", "1h")}
+        assert by_mode == {"live": None, "backfill": "ab" * 16}
+        _migrate(ledger, "0004", down=True)
+        assert ledger.revision() == "0004"
     finally:
         ledger.close()
 

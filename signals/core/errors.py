@@ -123,3 +123,9 @@ class Conflict(SignalsError):
     """The request is well-formed but the state does not allow it (nothing to roll back to): 409."""
 
     error_code = HTTPStatus.CONFLICT
+
+
+class StillComputing(SignalsError):
+    """A signal not cached yet whose computation outlasts the request budget: 503 with Retry-After (it goes on)."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE

@@ -83,6 +83,16 @@ class Settings(BaseSettings):
     runner_timeout_s: float = Field(
         5.0, gt=0, description="A runner call that takes longer is a 503 (below the 10 s request timeout)."
     )
+    warm_up: bool = Field(
+        True, description="Compute every served pair once at start, before /readyz is ready (requests meet the cache)."
+    )
+    request_budget_s: float = Field(
+        8.0,
+        ge=0.1,
+        lt=10,
+        description="A request whose signals are not cached and take longer is a 503 with Retry-After while they are "
+        "computed on (below the 10 s request timeout).",
+    )
     api_workers: int = Field(1, ge=1, description="Processes of the API service (each with its own signal cache).")
     database_url: str | None = Field(
         None, description="The ledger database (SQLAlchemy URL); default: SQLite at <data_dir>/signals.db."

@@ -21,8 +21,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
+from signals.contract import schemas
 from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
 from signals.core.settings import Settings
 from signals.core.symbols import current_symbol
@@ -75,11 +77,17 @@ class ModelEntry:
         """The majority class's share of the same walk-forward test samples (the evaluation period's own)."""
         return _number(self.metadata.get("metrics", {}).get("majority_share"))
 
-    @property
+    @cached_property
     def edge(self) -> dict[str, Any]:
         """The stored edge verdict as the gate may read it (`evidence.edge_at_load`): a model stored before the skill
-        gate has no evidence, and one stored before the universe-wide rule is never positive."""
+        gate has no evidence, and one stored before the universe-wide rule is never positive. Derived once per
+        catalog load (an entry's metadata does not change), not once per signal."""
         return edge_at_load(self.metadata.get("edge"))
+
+    @cached_property
+    def edge_model(self) -> schemas.Edge:
+        """`edge` validated once as the answers' Edge (shared by every signal of this entry: read-only)."""
+        return schemas.Edge.model_validate(self.edge)
 
     @property
     def threshold(self) -> float | None:

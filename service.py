@@ -91,7 +91,7 @@ class SignalService:
         self.ops.start_background(first_worker=bentoml.server_context.worker_index in (None, 1))
 
     def __is_ready__(self) -> bool:
-        return self.ops.catalog.ready
+        return self.ops.ready  # a verified model, and every served pair computed once (a request meets the cache)
 
     @bentoml.on_shutdown
     async def close(self) -> None:

@@ -239,8 +239,17 @@ def engine_answering(
 
 
 # --- health --------------------------------------------------------------------------------------------
+def wait_ready(client: TestClient, timeout_s: float = 60) -> None:
+    """Until /readyz answers 200: the warm-up at start runs beside this client's requests."""
+    deadline = time.monotonic() + timeout_s
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the server never turned ready"
+        time.sleep(0.05)
+
+
 def test_livez_and_readyz_answer_200_once_started(client: TestClient) -> None:
     assert client.get("/livez").status_code == 200
+    wait_ready(client)
     assert client.get("/readyz").status_code == 200
 
 
@@ -248,10 +257,7 @@ def test_a_freshly_started_server_answers_every_served_pair_from_its_cache(world
     """Every served (symbol, timeframe) is computed once before /readyz turns ready: no request after start meets a
     cold pair (a cold timeframe on a loaded box once outlasted the framework's 10 s timeout)."""
     with another_server() as server:
-        deadline = time.monotonic() + 60
-        while server.get("/readyz").status_code != 200:  # the warm-up runs beside the requests of this client
-            assert time.monotonic() < deadline, "the server never turned ready"
-            time.sleep(0.05)
+        wait_ready(server)
         before = server.post("/status", json={}).json()["cache"]
         for symbol, timeframe in WORLD_MODELS:
             assert predict(server, symbol, timeframe).status_code == 200

@@ -270,19 +270,24 @@ class SignalEngine:
         work goes on in the background (its signals are cached and recorded when they come), so that no request
         meets the framework's own timeout (a bare 504 after 10 s)."""
         task = asyncio.ensure_future(work)
+        self._background.add(task)  # held until done: a request that gave up (or was cancelled) leaves it running
+        task.add_done_callback(self._background.discard)
         budget = self.settings.request_budget_s
-        if self._budget_sleep is None:
-            await asyncio.wait({task}, timeout=budget)
-        else:
-            timer = asyncio.ensure_future(self._budget_sleep(budget))
-            try:
-                await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                timer.cancel()
+        try:
+            if self._budget_sleep is None:
+                await asyncio.wait({task}, timeout=budget)
+            else:
+                timer = asyncio.ensure_future(self._budget_sleep(budget))
+                try:
+                    await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    timer.cancel()
+        except asyncio.CancelledError:  # the caller left: the work goes on, its signals are cached
+            task.add_done_callback(_log_late_failure)
+            raise
         if task.done():
             return task.result()
-        self._background.add(task)
-        task.add_done_callback(self._finished_late)
+        task.add_done_callback(_log_late_failure)
         self.metrics.over_budget.inc()
         raise StillComputing(
             f"the signal is still being computed (not within the request budget of {budget:g} s); it is served "
@@ -290,10 +295,6 @@ class SignalEngine:
             retry_after_s=BUDGET_RETRY_AFTER_S,
         )
 
-    def _finished_late(self, task: asyncio.Future[Any]) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.warning("an answer that outlived its request's budget failed: %s", task.exception())
 
     async def shadow(self, timeframe: str) -> list[schemas.Signal]:
         """Signals of the candidate (shadow) versions of a timeframe: recorded with mode `shadow`, never served."""
@@ -608,6 +609,12 @@ class SignalEngine:
         ]
         lost = [_model_info(entry) for entry in self.catalog.shadows if entry.lost_to is not None]
         return [_model_info(entry) for entry in self.catalog.entries] + lost + unreadable + skipped
+
+
+def _log_late_failure(task: asyncio.Future[Any]) -> None:
+    """An answer no request waits for any more failed: say so (its error is nobody else's to read)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("an answer that outlived its request failed: %s", task.exception())
 
 
 def probabilities_of(row: Sequence[float | None]) -> np.ndarray | None:

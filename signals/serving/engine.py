@@ -159,13 +159,14 @@ class SignalEngine:
 
     # --- CNN-LSTM signals -------------------------------------------------------------------------------
     async def predict(self, symbol: str, timeframe: str) -> schemas.Signal:
-        """The signal of one pair: from the cache, else computed within the request budget (`within_budget`)."""
-        return await self.within_budget(self._predict(symbol, timeframe))
-
-    async def _predict(self, symbol: str, timeframe: str) -> schemas.Signal:
+        """The signal of one pair: from the cache (no task, no timer: the warm path), else computed within the
+        request budget (`within_budget`; the candles and features of a live source have their own budget)."""
         prepared = await self._prepare(symbol, timeframe)  # one pair: no gather, errors raise directly
         if isinstance(prepared, schemas.Signal):
             return prepared
+        return await self.within_budget(self._computed(prepared))
+
+    async def _computed(self, prepared: Pending) -> schemas.Signal:
         withheld = self.withheld(prepared.entry)
         (computed,) = await self.compute([prepared], withheld=[withheld])
         result = self._served(prepared, computed, withheld=withheld)

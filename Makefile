@@ -89,3 +89,4 @@ bench: install
 	$(BIN)/python -m bench.live_loop
 	$(BIN)/python -m bench.fanout
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.summary

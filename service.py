@@ -97,7 +97,7 @@ class SignalService:
             warn_if_exposed(get_settings())
 
     def __is_ready__(self) -> bool:
-        return self.ops.catalog.ready
+        return self.ops.ready  # a verified model, and every served pair computed once (a request meets the cache)
 
     @bentoml.on_shutdown
     async def close(self) -> None:

@@ -79,6 +79,7 @@ class Options:
     smoke: bool
     work_dir: Path
     idle_s: float = 0.5
+    servers: set[str] | None = None  # only these plans (by server name); None: every plan
     min_idle_pct: float = 80.0  # below this CPU idle before a run, the run is flagged as contended
     idle_wait_s: float = 5.0  # how long to wait for that idle before each run (0: do not wait)
     raw_seconds: float = 0.25
@@ -418,6 +419,8 @@ def run(opts: Options) -> dict[str, Any]:
     servers: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         for plan in plans_for(world, opts.smoke):
+            if opts.servers is not None and plan.server.name not in opts.servers:
+                continue
             chosen = tuple(s for s in plan.scenarios if wanted is None or s.name in wanted)
             if chosen:
                 servers[plan.server.name] = run_plan(
@@ -469,6 +472,8 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per run (default 0.5)")
     parser.add_argument("--clients", default=None, help="comma-separated client counts (default 1,16,64)")
     parser.add_argument("--scenarios", default=None, help="comma-separated scenario names (default: all)")
+    parser.add_argument("--servers", default=None, help="comma-separated server names (default: all), e.g. the "
+                        "batching comparison: ours_cold,ours_unbatched,floor_bentoml_hop")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None, help="write JSON + Markdown here, not the repo")
     parser.add_argument("--work-dir", type=Path, default=None, help=f"world + logs (default {DEFAULT_WORK_DIR})")
     parser.add_argument(
@@ -487,6 +492,7 @@ def parse_args(argv: list[str] | None) -> Options:
         warmup_s=args.warmup if args.warmup is not None else 0.5,  # servers are warm already: this primes connections
         clients=tuple(int(c) for c in clients.split(",") if c.strip()),
         scenarios=set(args.scenarios.split(",")) if args.scenarios else None,
+        servers=set(args.servers.split(",")) if args.servers else None,
         out=out,
         smoke=smoke,
         work_dir=work_dir.resolve(),

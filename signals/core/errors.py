@@ -135,3 +135,9 @@ class OverBudget(SignalsError):
     """A request that could not be answered within the request budget: 503 with Retry-After."""
 
     error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+class StillComputing(SignalsError):
+    """A signal not cached yet whose computation outlasts the request budget: 503 with Retry-After (it goes on)."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE

@@ -37,6 +37,9 @@ class ServerMetrics:
             multiprocess_mode="livesum",
         )
         self.cache = Counter("signals_cache_requests", "Signal lookups by result.", ["result"])
+        self.over_budget = Counter(
+            "signals_over_budget", "Requests answered 503 because their signals outlasted the request budget."
+        )
         self.cache_hit_ratio = Gauge(
             "signals_cache_hit_ratio",
             "Share of signal lookups answered from the cache (per worker).",

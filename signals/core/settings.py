@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     runner_timeout_s: float = Field(
         5.0, gt=0, description="A runner call that takes longer is a 503 (below the 10 s request timeout)."
     )
+    warm_up: bool = Field(
+        True, description="Compute every served pair once at start, before /readyz is ready (requests meet the cache)."
+    )
     api_workers: int = Field(1, ge=1, description="Processes of the API service (each with its own signal cache).")
     database_url: str | None = Field(
         None, description="The ledger database (SQLAlchemy URL); default: SQLite at <data_dir>/signals.db."
@@ -168,10 +171,11 @@ class Settings(BaseSettings):
     )
     request_budget_s: float = Field(
         8.0,
-        gt=0,
+        ge=0.1,
         lt=TRAFFIC_TIMEOUT_S,
         description="A request that has not started answering by then gets 503 + Retry-After (408 while its body "
-        "is still arriving), before BentoML's 10 s timeout.",
+        "is still arriving), before BentoML's 10 s timeout; signals still being computed then are computed on and "
+        "cached.",
     )
     auth_failures_per_minute: int = Field(
         10, ge=1, description="Wrong API keys one client address may send a minute (per worker) before 429."

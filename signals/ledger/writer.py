@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 
 BATCH = 500
 Row = tuple[str, Mapping[str, Any]]
-_TICK: Row = ("", {})  # what the thread reads when no row came within `retry_s`: time to retry what waits
+RowSource = Mapping[str, Any] | Callable[[], Mapping[str, Any]]  # a row, or what makes it in the writer's thread
+_TICK: tuple[str, RowSource] = ("", {})  # what the thread reads when no row came within `retry_s`: retry what waits
 
 
 @dataclass
@@ -78,7 +79,7 @@ class LedgerWriter:
         self.retry_capacity = retry_capacity
         self.retry_s = retry_s
         self.clock = clock
-        self._queue: queue.Queue[Row | None] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[tuple[str, RowSource] | None] = queue.Queue(maxsize=capacity)
         self._pending: deque[Row] = deque()
         self._pending_lock = threading.Lock()
         self._retry_lock = threading.Lock()  # one retry at a time (the thread's, or a caller's `retry_pending`)
@@ -93,8 +94,9 @@ class LedgerWriter:
         """Call `listener(kind, rows)` after rows were written (the push stream listens here)."""
         self._listeners.append(listener)
 
-    def submit(self, kind: str, row: Mapping[str, Any]) -> bool:
-        """Queue a row ("signal" or "action"); False (and counted) when the queue is full."""
+    def submit(self, kind: str, row: RowSource) -> bool:
+        """Queue a row ("signal" or "action"), or a function that makes it: then the row is built in the writer's
+        thread, off the request's path. False (and counted) when the queue is full."""
         try:
             self._idle.clear()
             self._queue.put_nowait((kind, row))
@@ -172,7 +174,7 @@ class LedgerWriter:
                 item = _TICK
             if item is None:
                 return
-            batch: dict[str, list[Mapping[str, Any]]] = {} if item is _TICK else {item[0]: [item[1]]}
+            batch: dict[str, list[RowSource]] = {} if item is _TICK else {item[0]: [item[1]]}
             # What queued up while the last batch was written goes in this one; nothing waits for more.
             while batch and sum(map(len, batch.values())) < BATCH:
                 try:
@@ -183,7 +185,13 @@ class LedgerWriter:
                     self._queue.put(None)
                     break
                 batch.setdefault(nxt[0], []).append(nxt[1])
-            for kind, rows in batch.items():
+            for kind, queued in batch.items():
+                try:
+                    rows = [row() if callable(row) else row for row in queued]
+                except Exception:  # a row that cannot be made is a bug: counted as dropped, the others go on
+                    logger.exception("ledger: %d %s record(s) could not be made", len(queued), kind)
+                    self._drop(kind, len(queued))
+                    continue
                 try:
                     self._write(kind, rows)
                 except Exception as error:  # a bad database must not kill the writer: keep the rows, go on

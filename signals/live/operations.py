@@ -10,6 +10,7 @@ health says so with the reason, and the routes that need the ledger answer 503.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,7 +24,7 @@ from signals.alerts.dispatcher import AlertDispatcher
 from signals.alerts.targets import TargetPolicy, redact_url
 from signals.contract import schemas
 from signals.contract.wire import CnnLstmPort, FamiliesPort, PpoPort
-from signals.core.background import STOP_TIMEOUT_S, within
+from signals.core.background import STOP_TIMEOUT_S, stop_task, within
 from signals.core.clock import SYSTEM_CLOCK, Clock, SystemClock
 from signals.core.errors import InvalidInput, LedgerUnavailable, RunnerUnavailable
 from signals.core.metrics import server_metrics
@@ -53,6 +54,10 @@ from signals.track_record.versions import current_catalog, reload_catalog
 
 logger = logging.getLogger(__name__)
 
+WARM_UP_BACKOFF_S = 0.5  # first pause when the runner does not answer the warm-up yet; doubled up to the next
+WARM_UP_BACKOFF_MAX_S = 5.0
+WARM_UP_MAX_S = 120.0  # then the server turns ready anyway: requests answer 503 until the runner answers
+
 RunnerProbe = tuple[str, Callable[[], Awaitable[Any]]]  # (family shown in errors, the runner's status call)
 
 
@@ -77,6 +82,8 @@ class Operations:
         self.ledger_error = ledger_error
         self.ledger_backend = backend_name(database_url(settings))
         self.scheduler: Scheduler | None = None
+        self.warmed = False  # every served pair computed once since start (`warm_up`): /readyz waits for it
+        self._warming: asyncio.Task[None] | None = None
         self.hub: PushHub | None = None
         self.alerts: AlertDispatcher | None = None
         self.bot: Any = None
@@ -171,7 +178,7 @@ class Operations:
         if self.alerts is not None and self.ledger is not None:
             sync_webhooks(self.ledger.engine, self._allowed_webhooks())
             self.alerts.start()
-        self.start_scheduler()
+        self._warming = asyncio.get_running_loop().create_task(self._warm_then_schedule(), name="signals-warm-up")
         token = self.settings.telegram_token
         if token is not None and first_worker and self.ledger is not None:
             from signals.alerts.telegram import EngineSource, SignalsBot
@@ -191,6 +198,50 @@ class Operations:
         except Exception as error:  # a bad token or an unreachable Bot API must not stop the server
             logger.error("the Telegram bot did not start: %s", error)
             self.bot = None
+
+    @property
+    def ready(self) -> bool:
+        """Ready for traffic: a verified model to serve, and every served pair computed once (`warm_up`)."""
+        return self.catalog.ready and self.warmed
+
+    async def _warm_then_schedule(self) -> None:
+        try:
+            await self.warm_up()
+        except Exception:  # a failed warm-up leaves the pairs to the requests; the server must still turn ready
+            logger.exception("warm-up failed")
+        self.warmed = True
+        self.start_scheduler()  # its catch-up at start finds this worker's cache warm
+
+    async def warm_up(self) -> dict[str, int]:
+        """Compute every served (symbol, timeframe) once, cached and recorded, so that a request after start is a
+        cache hit (no request meets a cold timeframe: on a loaded box a cold 4h /batch took longer than the 10 s
+        request timeout). A timeframe whose runner does not answer yet (it may still be starting) is asked again,
+        with backoff, for up to `WARM_UP_MAX_S`; pairs that fail otherwise (no candles, exchange down) are left to
+        the requests, which answer their error. Returns the pairs cached per timeframe."""
+        engine, clock = self.engine, self.clock
+        waited = 0.0
+        cached: dict[str, int] = {}
+        if not self.settings.warm_up:
+            return cached
+        for timeframe in sorted({e.timeframe for e in self.catalog.entries if e.timeframe is not None}):
+            pairs = [(symbol, timeframe) for symbol in self.catalog.cnn_symbols(timeframe)]
+            if not pairs:
+                continue
+            for attempt in itertools.count():
+                try:
+                    answers = await engine.predict_many(pairs, trigger="start")
+                except RunnerUnavailable as error:
+                    pause = min(WARM_UP_BACKOFF_S * 2**attempt, WARM_UP_BACKOFF_MAX_S)
+                    if waited + pause > WARM_UP_MAX_S:
+                        logger.warning("warm-up of %s given up: %s", timeframe, error)
+                        break
+                    await clock.sleep(pause)
+                    waited += pause
+                    continue
+                cached[timeframe] = sum(isinstance(a, schemas.Signal) for a in answers)
+                break
+        logger.info("warm-up: %s signals cached", cached or "no")
+        return cached
 
     def _read_standings(self) -> None:
         """The probation standings as the ledger has them at start (no events: the scheduler's refreshes write
@@ -228,6 +279,12 @@ class Operations:
         close the ledger and the engine's market data."""
         writer = self.writer
         parts: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        warming = self._warming
+
+        async def stop_warming() -> None:
+            await stop_task(warming)
+
+        parts.append(("the warm-up", stop_warming))
         if self.bot is not None:
             parts.append(("the Telegram bot", self.bot.stop))
         if self.alerts is not None:

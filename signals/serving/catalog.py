@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
+from signals.contract import schemas
 from signals.core.errors import ModelIntegrityError, ModelNotFound, SignalsError
 from signals.core.settings import Settings
 from signals.core.symbols import current_symbol
@@ -75,10 +76,16 @@ class ModelEntry:
         """The majority class's share of the same walk-forward test samples (the evaluation period's own)."""
         return self.card.baseline_accuracy
 
-    @property
+    @cached_property
     def edge(self) -> dict[str, Any]:
-        """The stored edge verdict as the gate may read it (`ModelCard.edge`): never positive without the rule."""
+        """The stored edge verdict as the gate may read it (`ModelCard.edge`): never positive without the rule.
+        Derived once per catalog load (an entry's metadata does not change), not once per signal."""
         return self.card.edge
+
+    @cached_property
+    def edge_model(self) -> schemas.Edge:
+        """`edge` validated once as the answers' Edge (shared by every signal of this entry: read-only)."""
+        return schemas.Edge.model_validate(self.edge)
 
     @property
     def threshold(self) -> float | None:

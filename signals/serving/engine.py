@@ -9,10 +9,11 @@ a writer that never blocks or fails the request.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from signals.core.errors import (
     ModelNotFound,
     RunnerUnavailable,
     SignalsError,
+    StillComputing,
 )
 from signals.core.logs import request_id
 from signals.core.metrics import server_metrics
@@ -135,7 +137,10 @@ class SignalEngine:
         clock: Callable[[], pd.Timestamp] = utc_now,
         writer: LedgerWriter | None = None,
         families: FamiliesPort | None = None,
+        budget_sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
+        """`budget_sleep`: how a request's budget elapses (default: the event loop's timer; a test passes a wait it
+        ends itself)."""
         self.settings = settings
         self.catalog = catalog
         self.market = market
@@ -150,12 +155,20 @@ class SignalEngine:
         # (model name, version) -> its probation standing; the live loop refreshes it at each candle close
         # (`track_record.probation`): this floor only reads it.
         self.standings: dict[tuple[str, str], Standing] = {}
+        self._budget_sleep = budget_sleep
+        self._runner_calls = 0  # CNN-LSTM runner calls in flight from this engine (the batching path's choice)
+        self._background: set[asyncio.Future[Any]] = set()  # answers that outlived their request's budget
 
     # --- CNN-LSTM signals -------------------------------------------------------------------------------
     async def predict(self, symbol: str, timeframe: str) -> schemas.Signal:
+        """The signal of one pair: from the cache (no task, no timer: the warm path), else computed within the
+        request budget (`within_budget`; the candles and features of a live source have their own budget)."""
         prepared = await self._prepare(symbol, timeframe)  # one pair: no gather, errors raise directly
         if isinstance(prepared, schemas.Signal):
             return prepared
+        return await self.within_budget(self._computed(prepared))
+
+    async def _computed(self, prepared: Pending) -> schemas.Signal:
         withheld = self.withheld(prepared.entry)
         (computed,) = await self.compute([prepared], withheld=[withheld])
         result = self._served(prepared, computed, withheld=withheld)
@@ -219,8 +232,8 @@ class SignalEngine:
         return signals
 
     async def _forward(self, items: Sequence[Pending]) -> list[list[float]]:
-        """One runner call per runner for the windows (the CNN-LSTM's, the installed families'); a batch goes
-        straight to the model, a few join the batching queue. A family without a runner answers NaN rows."""
+        """One runner call per runner for the windows (the CNN-LSTM's, the installed families'), down the path
+        `batching_path` picks. A family without a runner answers NaN rows."""
         cnn = CNN_LSTM.name
         others = [i for i, item in enumerate(items) if item.entry.family != cnn]
         if not others:  # the common case: one call, as before the families existed
@@ -235,8 +248,56 @@ class SignalEngine:
         return rows
 
     async def _call(self, name: str, port: CnnLstmPort, requests: list[WindowRequest]) -> list[list[float]]:
-        call = port.predict_many if len(requests) >= DIRECT_CALL_MIN_WINDOWS else port.predict
-        return await runner_call(name, lambda: call(requests), self.settings.runner_timeout_s)
+        call = port.predict if self.batching_path(len(requests)) == "queue" else port.predict_many
+        self._runner_calls += 1
+        try:
+            return await runner_call(name, lambda: call(requests), self.settings.runner_timeout_s)
+        finally:
+            self._runner_calls -= 1
+
+    def batching_path(self, windows: int) -> str:
+        """`queue` (the runner's adaptive batching) or `direct` (its method without a queue) for a call of `windows`.
+
+        A call that is a batch already goes direct. So does a lone call (no other of this engine's calls at the
+        runner): alone in the queue it would only wait for the dispatcher's tick and learned wait, which on a fast
+        hop costs more than batching saves (BENCHMARKS.md, "Batching that pays"). With batching off
+        (`SIGNALS_MAX_BATCH_SIZE=1`) every call takes the runner's one-at-a-time method, as before."""
+        if windows >= DIRECT_CALL_MIN_WINDOWS:
+            return "direct"
+        if self.settings.max_batch_size <= 1:
+            return "queue"  # the runner's `predict` is then not batchable: one call per request, as before
+        return "direct" if self._runner_calls == 0 else "queue"
+
+    async def within_budget(self, work: Coroutine[Any, Any, T]) -> T:
+        """`work`'s answer if it comes within `SIGNALS_REQUEST_BUDGET_S`; else a 503 with Retry-After while the
+        work goes on in the background (its signals are cached and recorded when they come), so that no request
+        meets the framework's own timeout (a bare 504 after 10 s)."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)  # held until done: a request that gave up (or was cancelled) leaves it running
+        task.add_done_callback(self._background.discard)
+        budget = self.settings.request_budget_s
+        try:
+            if self._budget_sleep is None:
+                await asyncio.wait({task}, timeout=budget)
+            else:
+                timer = asyncio.ensure_future(self._budget_sleep(budget))
+                try:
+                    await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    timer.cancel()
+        except asyncio.CancelledError:  # the caller left: the work goes on, its signals are cached
+            task.add_done_callback(_log_late_failure)
+            raise
+        if task.done():
+            return task.result()
+        task.add_done_callback(_log_late_failure)
+        self.metrics.over_budget.inc()
+        raise StillComputing(
+            f"the signal is still being computed (not within the request budget of {budget:g} s); it is served "
+            f"from the cache once done: retry in {BUDGET_RETRY_AFTER_S} s",
+            retry_after_s=BUDGET_RETRY_AFTER_S,
+        )
+
 
     async def shadow(self, timeframe: str) -> list[schemas.Signal]:
         """Signals of the candidate (shadow) versions of a timeframe: recorded with mode `shadow`, never served."""
@@ -310,7 +371,9 @@ class SignalEngine:
         self.metrics.produced.labels(signal.timeframe, mode, trigger).inc()
         if self.writer is None:
             return
-        self.writer.submit("signal", self.ledger_row(item, signal, mode, paper=paper))
+        # The row (a JSON dump of the signal, the window's hash) is made in the writer's thread: a cold request
+        # only queues it. The time of recording is now, not when the thread gets to it.
+        self.writer.submit("signal", functools.partial(self.ledger_row, item, signal, mode, self.clock(), paper=paper))
 
     def ledger_row(
         self,
@@ -357,7 +420,7 @@ class SignalEngine:
         symbol, timeframe = entry.symbol or "", entry.timeframe or ""
         direction = CLASS_NAMES[int(np.argmax(probabilities))]
         confidence = float(probabilities.max())
-        edge = schemas.Edge.model_validate(entry.edge)
+        edge = entry.edge_model
         actionable, reason = signal_gate(
             edge,
             direction,
@@ -451,7 +514,7 @@ class SignalEngine:
             )
         wanted = list(dict.fromkeys(symbols)) if symbols is not None else self.catalog.cnn_symbols(timeframe)
         pairs = [(s, timeframe) for s in wanted]
-        answered, errors = _split_answers(pairs, await self.predict_many(pairs))
+        answered, errors = _split_answers(pairs, await self.within_budget(self.predict_many(pairs)))
         raise_if_nothing_answered(answered, errors)
         signals = [signal for _, signal in answered]
         return schemas.BatchResponse(timeframe=timeframe, signals=signals, errors=errors)
@@ -460,7 +523,7 @@ class SignalEngine:
         symbol = self.served_symbol(symbol)
         wanted = list(dict.fromkeys(parse_timeframe(tf) for tf in (timeframes or MODEL_TIMEFRAMES)))
         pairs = [(symbol, tf) for tf in wanted]
-        answered, errors = _split_answers(pairs, await self.predict_many(pairs))
+        answered, errors = _split_answers(pairs, await self.within_budget(self.predict_many(pairs)))
         raise_if_nothing_answered(answered, errors)
         signals = {tf: signal for (_, tf), signal in answered}
         return schemas.SummaryResponse(
@@ -486,7 +549,7 @@ class SignalEngine:
         explanation = None
         if request.include_explanation:
             explanation = explain(observation, names, ACTION_NAMES[action_id], request.position, close, value)
-        edge = schemas.Edge.model_validate(entry.edge)
+        edge = entry.edge_model
         actionable, reason = action_gate(edge, ACTION_NAMES[action_id], request.position.side)
         stale = self.is_stale(candle_time, timeframe)
         if actionable and stale:
@@ -557,6 +620,12 @@ class SignalEngine:
         return [_model_info(entry) for entry in self.catalog.entries] + lost + unreadable + skipped
 
 
+def _log_late_failure(task: asyncio.Future[Any]) -> None:
+    """An answer no request waits for any more failed: say so (its error is nobody else's to read)."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("an answer that outlived its request failed: %s", task.exception())
+
+
 def probabilities_of(row: Sequence[float | None]) -> np.ndarray | None:
     """A runner row as probabilities; None for a NaN row (the runner did not load that model; JSON may say null)."""
     probabilities = np.asarray([np.nan if p is None else p for p in row], dtype=np.float64)
@@ -604,7 +673,7 @@ def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
         version=entry.version,
         status="ok" if entry.error is None else "unavailable",
         error=entry.error,
-        edge=None if entry.error is not None else schemas.Edge.model_validate(entry.edge),
+        edge=None if entry.error is not None else entry.edge_model,
         metrics=metrics,
         data_range=data_range,
         rule=card.rule,
@@ -615,6 +684,7 @@ def _model_info(entry: ModelEntry) -> schemas.ModelInfo:
 
 
 RUNNER_RETRY_AFTER_S = 5
+BUDGET_RETRY_AFTER_S = 2  # a cold timeframe's computation usually ends within a few seconds of the budget
 
 
 async def runner_call(family: str, call: Callable[[], Awaitable[T]], timeout_s: float) -> T:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import math
 import re
 import sqlite3
@@ -34,8 +35,10 @@ import yaml
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from service import SignalService
+from signals.api.errors import error_body, error_response
 from signals.contract import schemas
 from signals.contract.wire import WindowRequest
+from signals.core.errors import StillComputing
 from signals.core.settings import get_settings
 from signals.core.timeframes import TIMEFRAME_SECONDS, timeframe_delta, timeframe_seconds
 from signals.data.candles import empty_candles
@@ -47,7 +50,7 @@ from signals.models.cnn_lstm.artifact import WEIGHTS_FILE, model_name
 from signals.models.ppo.artifact import load_ppo
 from signals.models.registry import StoredModel, load_model
 from signals.serving.catalog import ModelCatalog
-from signals.serving.engine import SignalEngine
+from signals.serving.engine import BUDGET_RETRY_AFTER_S, SignalEngine
 from signals.testing.local_exchange import LocalExchange
 from tests.support.factories import next_bar
 from tests.support.fakes import FakeCnnLstm, FakePpo, separate_metrics
@@ -238,9 +241,39 @@ def engine_answering(
 
 
 # --- health --------------------------------------------------------------------------------------------
+def wait_ready(client: TestClient, timeout_s: float = 60) -> None:
+    """Until /readyz answers 200: the warm-up at start runs beside this client's requests."""
+    deadline = time.monotonic() + timeout_s
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "the server never turned ready"
+        time.sleep(0.05)
+
+
 def test_livez_and_readyz_answer_200_once_started(client: TestClient) -> None:
     assert client.get("/livez").status_code == 200
+    wait_ready(client)
     assert client.get("/readyz").status_code == 200
+
+
+def test_a_freshly_started_server_answers_every_served_pair_from_its_cache(world: World) -> None:
+    """Every served (symbol, timeframe) is computed once before /readyz turns ready: no request after start meets a
+    cold pair (a cold timeframe on a loaded box once outlasted the framework's 10 s timeout)."""
+    with another_server() as server:
+        wait_ready(server)
+        before = server.post("/status", json={}).json()["cache"]
+        for symbol, timeframe in WORLD_MODELS:
+            assert predict(server, symbol, timeframe).status_code == 200
+        assert server.post("/batch", json={"timeframe": "1h"}).status_code == 200
+        after = server.post("/status", json={}).json()["cache"]
+    asked = len(WORLD_MODELS) + len([s for s, tf in WORLD_MODELS if tf == "1h"])
+    assert after["cache_lookups"] - before["cache_lookups"] == asked
+    assert after["cache_hits"] - before["cache_hits"] == asked  # every one a hit
+
+
+def test_a_signal_past_the_request_budget_answers_503_with_retry_after_in_the_one_shape() -> None:
+    response = error_response(StillComputing("still computing", retry_after_s=BUDGET_RETRY_AFTER_S))
+    assert response.status_code == 503 and response.headers["Retry-After"] == str(BUDGET_RETRY_AFTER_S)
+    assert json.loads(response.body) == error_body(503, "still computing")
 
 
 # --- /predict ------------------------------------------------------------------------------------------
@@ -745,6 +778,7 @@ def test_exchange_down_is_503_with_retry_after_while_the_rest_serves(world: Worl
             "SIGNALS_EXCHANGE_RETRIES": "1",
             "SIGNALS_EXCHANGE_BACKOFF_S": "0.01",
             "SIGNALS_EXCHANGE_TIMEOUT_MS": "500",
+            "SIGNALS_WARM_UP": "false",  # a pair not cached yet meets the exchange (at start every pair is cached)
         }
         with environment(live), another_server() as server:
             healthy = predict(server, "BTCUSDT", "1h")

@@ -1,17 +1,21 @@
-"""SignalEngine routing: single windows go through the runner's batching queue, whole batches call it directly; a
-positive model's plans wait for its probation."""
+"""SignalEngine routing: a lone window or a whole batch calls the runner directly, windows beside a call in flight join
+its batching queue; a miss past the request budget is a 503 while it computes on; a positive model's plans wait for
+its probation."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pandas as pd
 import pytest
 
-from signals.core.errors import RunnerUnavailable
+from signals.contract.wire import WindowRequest
+from signals.core.errors import RunnerUnavailable, StillComputing
 from signals.core.metrics import server_metrics
 from signals.core.settings import Settings
 from signals.data.store import CandleStore
@@ -19,6 +23,7 @@ from signals.ledger.store import Ledger
 from signals.ledger.writer import LedgerWriter
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.engine import DIRECT_CALL_MIN_WINDOWS, SignalEngine, runner_call
+from signals.serving.market import MarketData
 from signals.track_record.probation import standing
 from tests.support.factories import positive_edge, random_walk_candles
 from tests.support.fakes import FakeCnnLstm, FakePpo
@@ -50,11 +55,86 @@ def test_a_batch_of_many_pairs_calls_the_runner_directly_once(engine_and_calls) 
     assert calls == [("predict_many", len(SYMBOLS))]
 
 
-def test_single_and_small_requests_go_through_the_batching_queue(engine_and_calls) -> None:  # type: ignore[no-untyped-def]
+def test_a_lone_call_goes_direct_and_calls_beside_another_join_the_batching_queue(engine_and_calls) -> None:  # type: ignore[no-untyped-def]
+    """Alone, a call would only wait in the dispatcher's queue; beside a call in flight it can share a batch."""
     engine, calls = engine_and_calls
     asyncio.run(engine.predict(SYMBOLS[0], "1h"))
     asyncio.run(engine.batch(SYMBOLS[:3], "1h"))
-    assert calls == [("predict", 1), ("predict", 3)]
+    assert calls == [("predict_many", 1), ("predict_many", 3)]
+    held = HeldCnnLstm()
+    engine.cnn_lstm = held
+
+    async def together() -> None:
+        first = asyncio.ensure_future(engine.predict(SYMBOLS[0], "1h"))
+        while not engine._runner_calls:  # the first call reaches the runner and stays there
+            await asyncio.sleep(0)
+        await asyncio.gather(*(engine.predict(symbol, "1h") for symbol in SYMBOLS[1:3]))
+        held.release.set()
+        await first
+
+    asyncio.run(together())
+    assert held.calls == [("predict", 1), ("predict", 1), ("predict_many", 1)]  # the others queued beside the first
+
+
+def test_with_batching_off_single_calls_take_the_one_at_a_time_method(tmp_path: Path) -> None:
+    engine, calls = _engine(tmp_path, max_batch_size=1)
+    asyncio.run(engine.predict(SYMBOLS[0], "1h"))
+    assert calls == [("predict", 1)] and engine.batching_path(DIRECT_CALL_MIN_WINDOWS) == "direct"
+
+
+class HeldCnnLstm(FakeCnnLstm):
+    """A runner that answers only once the test lets it (`release`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def predict_many(self, requests: list[WindowRequest]) -> list[list[float]]:
+        await self.release.wait()
+        return await super().predict_many(requests)
+
+
+def _engine(
+    tmp_path: Path, *, runner: FakeCnnLstm | None = None, budget: asyncio.Event | None = None, **settings: Any
+) -> tuple[SignalEngine, list[tuple[str, int]]]:
+    store = CandleStore(tmp_path)
+    store.write("synthetic", SYMBOLS[0], "1h", random_walk_candles(200, timeframe="1h", seed=0))
+    entry = ModelEntry("cnn-lstm", "m0", "m0:v1", "v1", SYMBOLS[0], "1h", {"metrics": {}})
+    values = Settings(data_dir=tmp_path, exchange="synthetic", universe=SYMBOLS[:1], timeframes=["1h"], **settings)
+    runner = runner or FakeCnnLstm()
+
+    async def budget_sleep(_seconds: float) -> None:  # the budget ends when the test says so
+        if budget is not None:
+            await budget.wait()
+        else:
+            await asyncio.Event().wait()
+
+    engine = SignalEngine(
+        values, ModelCatalog([entry]), MarketData(values), runner, FakePpo(), budget_sleep=budget_sleep
+    )
+    return engine, runner.calls
+
+
+def test_a_miss_past_the_request_budget_is_a_503_and_its_signal_is_cached_when_done(tmp_path: Path) -> None:
+    runner, budget = HeldCnnLstm(), asyncio.Event()
+    engine, calls = _engine(tmp_path, runner=runner, budget=budget)
+
+    async def scenario() -> None:
+        request = asyncio.ensure_future(engine.predict(SYMBOLS[0], "1h"))
+        await asyncio.sleep(0)
+        budget.set()  # the budget ends with the runner still computing
+        with pytest.raises(StillComputing) as refused:
+            await request
+        assert refused.value.error_code == HTTPStatus.SERVICE_UNAVAILABLE and refused.value.retry_after_s
+        assert "request budget" in str(refused.value) and calls == []
+        runner.release.set()  # the work went on: it finishes in the background and caches its signal
+        while engine._background:
+            await asyncio.sleep(0)
+        assert calls == [("predict_many", 1)]
+        served = await engine.predict(SYMBOLS[0], "1h")
+        assert served.symbol == SYMBOLS[0] and calls == [("predict_many", 1)]  # a cache hit: no second call
+
+    asyncio.run(scenario())
 
 
 def test_a_runner_call_on_a_closed_kept_alive_connection_is_made_once_more() -> None:

@@ -1,8 +1,9 @@
 """`signals serve`: what `make serve` runs. It owns the serving defaults, so the server and the CLI agree.
 
 One place decides the mode (the demo unless `SIGNALS_SOURCE` says otherwise), checks the port before any slow
-setup, runs the demo bootstrap only for the demo, writes what it served with to `<data_dir>/serve.env` (the
-CLI's defaults from then on) and replaces itself with `bentoml serve`.
+setup, runs the demo bootstrap only for the demo, refuses a live or store server a ledger that holds the demo's
+synthetic records (it would show them as its track record), writes what it served with to `<data_dir>/serve.env`
+(the CLI's defaults from then on) and replaces itself with `bentoml serve`.
 """
 
 from __future__ import annotations
@@ -70,6 +71,52 @@ def check_port(host: str, port: int) -> None:
             raise ServeError(f"cannot listen on {host}:{port}: {error.strerror}") from error
 
 
+def synthetic_records(url: str) -> int:
+    """How many records of the ledger at `url` came from the synthetic demo market; 0 for a ledger not made yet
+    (never created here) or one that cannot be read (the server's start reports that)."""
+    import sqlalchemy as sa
+
+    from signals.ledger.schema import action_records, signal_records
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not (parsed.database and Path(parsed.database).is_file()):
+        return 0
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            tables = [t for t in (signal_records, action_records) if sa.inspect(connection).has_table(t.name)]
+            return sum(
+                connection.execute(
+                    sa.select(sa.func.count()).select_from(t).where(t.c.data_source.like(f"%{SYNTHETIC_EXCHANGE}"))
+                ).scalar_one()
+                for t in tables
+            )
+    except sa.exc.SQLAlchemyError:
+        return 0
+    finally:
+        engine.dispose()
+
+
+def check_ledger(settings: Settings, mode: str) -> None:
+    """A live or store server must not serve the demo's track record (`synthetic`, or `ccxt:synthetic` from before
+    `signals serve` refused that exchange) as its own: refuse in one line, saying how to keep both."""
+    import sqlalchemy as sa
+
+    from signals.ledger.store import database_url
+
+    url = database_url(settings)
+    found = synthetic_records(url)
+    if found:
+        parsed = sa.engine.make_url(url)
+        sqlite = parsed.get_backend_name() == "sqlite"
+        where = parsed.database if sqlite else parsed.render_as_string(hide_password=True)
+        raise ServeError(
+            f"the ledger {where} holds {found} records of the synthetic demo, which a {mode} server would show as its "
+            f"track record: serve {mode} from another data directory (e.g. SIGNALS_DATA_DIR=data-{mode}), point "
+            "SIGNALS_DATABASE_URL at another database, or move that ledger aside"
+        )
+
+
 def write_defaults(data_dir: Path, env: dict[str, str]) -> Path:
     """`<data_dir>/serve.env`: the CLI's defaults (see `signals.core.settings.get_settings`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +146,8 @@ def serve(
             raise ServeError(f"--source {source}: use simulated, live or store")
         env = serving_env(settings, source)  # type: ignore[arg-type]  # checked on the line above
         check_port(host, port)
+        if env["SIGNALS_SOURCE"] != "simulated":
+            check_ledger(settings, env["SIGNALS_SOURCE"])
     except ServeError as error:
         raise fail(error) from error
     if dry_run:

@@ -1,13 +1,12 @@
 """End to end: a real `bentoml serve` on 127.0.0.1 with models trained into the test store.
 
-One server for the module (start-up costs seconds), stopped by PID at the end. The signal cache is off so
-that every request is cold and reaches the runner: that is what the batching proof needs.
+One server for the session (`e2e_server` in tests/e2e/conftest.py, shared with test_readme.py). The signal cache
+is off so that every request is cold and reaches the runner: that is what the batching proof needs.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import bentoml
 import httpx
@@ -17,23 +16,21 @@ import pytest
 from signals.data.store import CandleStore
 from signals.features.cnn import training_windows
 from signals.models.cnn_lstm.artifact import load_cnn_lstm, model_name
-from tests.support.servers import bentoml_server
-from tests.support.world import EXCHANGE, World, copy_world
+from tests.support.servers import Server
+from tests.support.world import EXCHANGE, World
 
 pytestmark = pytest.mark.slow
 CONCURRENT = 32
 
 
 @pytest.fixture(scope="module")
-def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
-    return copy_world(trained_world, tmp_path_factory.mktemp("e2e-data"))
+def world(e2e_world: World) -> World:
+    return e2e_world
 
 
 @pytest.fixture(scope="module")
-def server(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = {**world.env(), "SIGNALS_SIGNAL_CACHE_SIZE": "0"}
-    with bentoml_server(env, tmp_path_factory.mktemp("e2e-log")) as running:
-        yield running.url
+def server(e2e_server: Server) -> str:
+    return e2e_server.url
 
 
 def test_generated_client_serves_every_api(server: str) -> None:

@@ -54,6 +54,11 @@ class TargetPolicy:
                 raise InvalidInput(f"{redact_url(url)!r} has a bad port") from error
             try:
                 addresses = list(self.resolver(parts.hostname, port))
+            except UnicodeError as error:  # the resolver's IDNA encoding: control characters, empty labels
+                raise InvalidInput(
+                    f"the webhook's host {parts.hostname!r} is not a valid host name ({error}): write it in letters, "
+                    "digits, hyphens and dots (an international name as its xn-- form)"
+                ) from error
             except OSError as error:
                 raise InvalidInput(f"the webhook's host {parts.hostname!r} does not resolve ({error})") from error
             for address in addresses:

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from signals.api import legacy
 from signals.api.errors import error_body, ledger_outage, retry_headers, validation_errors, validation_message
@@ -131,6 +132,16 @@ async def model_health(engine: EngineDep) -> dict[str, Any]:
     return legacy.ppo_model_health(engine.models(), engine.settings.ppo_timeframe, SERVICE_NAME)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers on the request's path: Starlette's 405 names only the first
+    route whose path matched (`GET` for `/admin/alerts`, whose `POST` is another route)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def add_error_envelopes(app: FastAPI) -> None:
     """Every error of `app` in the older envelope (domain errors, HTTP errors, request validation -> 400, the
     ledger's database down -> 503)."""
@@ -141,9 +152,12 @@ def add_error_envelopes(app: FastAPI) -> None:
         return JSONResponse(error_body(status, str(error)), status_code=status, headers=retry_headers(error))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        headers = error.headers
+        if error.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return JSONResponse(
-            error_body(error.status_code, str(error.detail)), status_code=error.status_code, headers=error.headers
+            error_body(error.status_code, str(error.detail)), status_code=error.status_code, headers=headers
         )
 
     @app.exception_handler(sa.exc.SQLAlchemyError)

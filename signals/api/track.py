@@ -7,21 +7,39 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 
 from signals.api import export
 from signals.api.openapi import published
 from signals.contract import schemas
 from signals.core.errors import LedgerUnavailable
+from signals.core.symbols import SYMBOL_PATTERN
 from signals.live.operations import Operations
 
-SymbolParam = Annotated[str | None, Query(max_length=32, description="BTC/USDT, BTCUSDT or BTC-USDT")]
+M = TypeVar("M", bound=BaseModel)
+# The symbol publishes the request schemas' pattern (as `compat.SymbolPath` does) and is checked by the same
+# function (`schemas.checked_symbol`), so what the document calls valid is what the route accepts.
+SymbolQuery = Annotated[
+    str,
+    Query(description="BTC/USDT, BTCUSDT or BTC-USDT", json_schema_extra={"pattern": SYMBOL_PATTERN, "maxLength": 32}),
+]
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV with a header row"}
 }
+
+
+def query_model(model: type[M], **values: Any) -> M:
+    """`model` of a route's query parameters; what it refuses is the caller's 400 with the field and what to fix
+    (FastAPI's request validation, in the one error shape), not a 500 from inside the route."""
+    try:
+        return model(**values)
+    except ValidationError as error:
+        raise RequestValidationError(error.errors(include_url=False)) from error
 
 
 def csv_response(text: str, filename: str) -> Response:
@@ -43,7 +61,7 @@ def add_track_record_routes(app: FastAPI, ops: Callable[[], Operations] | None) 
     @app.get("/equity", **published(schemas.EquityResponse))
     async def equity(
         timeframe: schemas.TimeframeName | None = None,
-        symbol: SymbolParam = None,
+        symbol: SymbolQuery | None = None,
         calls: Annotated[
             Literal["served", "paper"], Query(description="served: trade plans; paper: probation's")
         ] = "served",
@@ -57,23 +75,25 @@ def add_track_record_routes(app: FastAPI, ops: Callable[[], Operations] | None) 
 
     @app.get("/export/history.csv", response_class=Response, responses=CSV_RESPONSE)
     async def history_csv(
-        symbol: Annotated[str, Query(max_length=32, description="BTC/USDT, BTCUSDT or BTC-USDT")],
+        symbol: SymbolQuery,
         timeframe: schemas.TimeframeName | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
         mode: schemas.Mode | None = None,
     ) -> Response:
         """A pair's recorded signals and their outcomes (as `/history` answers), one CSV row each."""
-        request = schemas.HistoryRequest(symbol=symbol, timeframe=timeframe, limit=limit, mode=mode)
+        request = query_model(schemas.HistoryRequest, symbol=symbol, timeframe=timeframe, limit=limit, mode=mode)
         answer = await asyncio.to_thread(operations().history, request)
         name = f"history-{answer.symbol.replace('/', '')}-{timeframe or 'all'}.csv"
         return csv_response(export.history_csv(answer), name)
 
     @app.get("/export/scorecard.csv", response_class=Response, responses=CSV_RESPONSE)
     async def scorecard_csv(
-        timeframe: schemas.TimeframeName | None = None, symbol: SymbolParam = None, mode: schemas.Mode | None = None
+        timeframe: schemas.TimeframeName | None = None,
+        symbol: SymbolQuery | None = None,
+        mode: schemas.Mode | None = None,
     ) -> Response:
         """The scorecard (as `/scorecard` answers), one `metric,value` row per figure."""
-        request = schemas.ScorecardRequest(timeframe=timeframe, symbol=symbol, mode=mode)
+        request = query_model(schemas.ScorecardRequest, timeframe=timeframe, symbol=symbol, mode=mode)
         card = await asyncio.to_thread(operations().scorecard, request)
         return csv_response(export.scorecard_csv(card.model_dump(mode="json")), f"scorecard-{timeframe or 'all'}.csv")
 

@@ -430,6 +430,11 @@ def test_the_dashboard_reads_at_a_glance_with_equity_exports_and_alerts(server: 
     scorecard_csv = httpx.get(f"{server.url}/export/scorecard.csv", params={"timeframe": "1h"}, timeout=30)
     assert scorecard_csv.headers["content-type"].startswith("text/csv")
     assert scorecard_csv.text.splitlines()[0] == "metric,value" and "\ncalls.n," in scorecard_csv.text
+    for route, params in (("/export/history.csv", {"symbol": "BTC USDT"}), ("/export/scorecard.csv", {"symbol": ""})):
+        bad = httpx.get(f"{server.url}{route}", params=params, timeout=30)  # refused by the model, not a 500
+        assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "symbol", bad.text
+    wrong_method = httpx.request("PUT", f"{server.url}/admin/alerts", timeout=30)
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "GET, POST"  # both routes of the path
 
     with chromium() as driver:
         driver.get(f"{server.url}/ui/?timeframe=1h&symbol=BTC%2FUSDT")

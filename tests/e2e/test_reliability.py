@@ -95,6 +95,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_schema(ser
 
 def test_killing_a_runner_worker_gives_503_with_retry_after_and_cached_signals_keep_serving(server: Server) -> None:
     assert httpx.post(f"{server.url}/predict", json=BTC, timeout=30).status_code == 200  # cached from now on
+    log_before = len(server.log.read_bytes())
 
     async def load() -> tuple[Counter[tuple[str, int]], int, float, float | None]:
         statuses: Counter[tuple[str, int]] = Counter()
@@ -137,6 +138,11 @@ def test_killing_a_runner_worker_gives_503_with_retry_after_and_cached_signals_k
     cached = statuses[("/predict", 200)]
     assert cached >= statuses[("/action", 200)]  # BTC 1h from the cache throughout
     assert slowest < 9, "a request waited for the dead runner until the server's own timeout"
+    # The restarted workers fail every call the API had already abandoned (issue 20: 32 tracebacks): one counted
+    # line per runner, no traceback.
+    after = server.log.read_bytes()[log_before:].decode(errors="replace")
+    assert "Traceback" not in after, after[after.find("Traceback") - 500 :][:3000]
+    assert after.count("the caller left before the answer (ClientDisconnect)") <= 2, after[-3000:]
 
 
 def test_a_malformed_model_yaml_is_skipped_and_named_and_the_rest_serves(

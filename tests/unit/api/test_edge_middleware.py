@@ -20,6 +20,7 @@ from signals.api.access import TokenBucket, key_hash, new_key
 from signals.api.edge import Edge, EdgeRules
 from signals.api.errors import ClientErrorsInOneLine, error_body
 from signals.core.settings import ApiKey
+from tests.support.clock import FakeClock
 from tests.support.servers import LOCAL_CLIENT, local_client
 
 LIMIT = 2048
@@ -414,3 +415,30 @@ def test_one_warning_when_listening_beyond_loopback_without_keys(caplog: Any) ->
     (warning,) = caplog.records
     assert warning.levelno == logging.WARNING and "0.0.0.0" in warning.getMessage()
     assert "SIGNALS_API_KEYS" in warning.getMessage()
+
+
+def test_calls_whose_caller_left_are_one_counted_line_a_window(caplog: Any) -> None:
+    """After a runner worker restarts, every call the API had given up on fails at once (issue 20: 32 tracebacks)."""
+    from starlette.requests import ClientDisconnect
+
+    clock = FakeClock("2026-12-05 12:00Z")
+    logger = logging.getLogger("test.bentoml.http_app.abandoned")
+    logger.addFilter(ClientErrorsInOneLine(window_s=60, now=lambda: clock.ms() / 1000))
+
+    def abandoned(calls: int) -> None:
+        for _ in range(calls):
+            try:
+                raise ClientDisconnect()
+            except ClientDisconnect:
+                logger.error("Exception on %s [%s]", "/act", "POST", exc_info=True)
+
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        abandoned(32)
+        clock.advance(59)
+        abandoned(3)
+        clock.advance(1)
+        abandoned(1)
+    lines = [(r.levelno, r.exc_info, r.getMessage()) for r in caplog.records]
+    assert [(level, info) for level, info, _ in lines] == [(logging.INFO, None)] * 2
+    assert "Exception on /act [POST]: the caller left before the answer" in lines[0][2]
+    assert "1 call(s) abandoned" in lines[0][2] and "35 call(s) abandoned" in lines[1][2]  # 31 + 3 + this one

@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# The image's base: a minimal Debian 12 (bookworm) with Python 3.11, made with debootstrap from Debian's mirror
-# (no Docker Hub here), imported into podman as localhost/trading-signals-base:bookworm. It also carries:
-# - this machine's CA bundle (a TLS-intercepting proxy's CA included), so that pip and uv inside the build reach PyPI;
-# - the CPU torch wheel in /wheels, and uv told to take it (UV_FIND_LINKS, UV_CONSTRAINT): an unpinned torch from
-#   PyPI is the CUDA build, gigabytes.
+# The image's two bases, made with debootstrap from Debian's mirror (no Docker Hub here) and imported into podman:
+# - localhost/trading-signals-base:bookworm, what ships: a minimal Debian 12 (bookworm) with Python 3.11, Debian's
+#   own CA bundle, without pip, apt's lists, locales, docs or man pages;
+# - localhost/trading-signals-builder:bookworm, the first stage of deploy/image/Containerfile.j2 only, never shipped:
+#   the same tree plus pip, this machine's CA bundle (a TLS-intercepting proxy's CA included, so that pip and uv reach
+#   PyPI) and the CPU torch wheel in /wheels with uv told to take it (an unpinned torch from PyPI is the CUDA build).
 # The debootstrapped tree is cached as a tarball under ~/.cache/trading-signals, so a rebuild takes seconds.
 set -euo pipefail
 IMAGE=${BASE_IMAGE:-localhost/trading-signals-base:bookworm}
+BUILDER=${BUILDER_IMAGE:-localhost/trading-signals-builder:bookworm}
+FLAVOUR=2 # bumped when what the bases hold changes: an older base is rebuilt
 CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/trading-signals
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$HERE/containers.conf}
 
-if podman image exists "$IMAGE" && [ "${REBUILD_BASE:-0}" != 1 ]; then
-  echo "base image $IMAGE exists (REBUILD_BASE=1 rebuilds it)"; exit 0
+flavour() { podman image inspect --format '{{index .Config.Labels "trading-signals.base"}}' "$1" 2>/dev/null || true; }
+if [ "$(flavour "$IMAGE")" = "$FLAVOUR" ] && [ "$(flavour "$BUILDER")" = "$FLAVOUR" ] && [ "${REBUILD_BASE:-0}" != 1 ]; then
+  echo "base images $IMAGE and $BUILDER exist (REBUILD_BASE=1 rebuilds them)"; exit 0
 fi
 mkdir -p "$CACHE"
 TARBALL="$CACHE/bookworm-python3.11-rootfs.tar"
@@ -30,6 +34,21 @@ if [ ! -s "$TARBALL" ]; then
 fi
 mkdir -p "$WORK/rootfs"
 tar -C "$WORK/rootfs" -xf "$TARBALL"
+PATHS="ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# The runtime base first, from the tree as Debian made it (its CA bundle is Debian's).
+chroot "$WORK/rootfs" dpkg --purge python3-pip python3-setuptools python3-wheel python3-pip-whl \
+  python3-setuptools-whl python3-venv python3.11-venv >/dev/null 2>&1 || true
+rm -rf "$WORK/rootfs"/var/lib/apt/lists/* "$WORK/rootfs"/var/cache/apt/* "$WORK/rootfs"/var/log/* \
+  "$WORK/rootfs"/usr/share/doc/* "$WORK/rootfs"/usr/share/man/* "$WORK/rootfs"/usr/share/locale/* \
+  "$WORK/rootfs"/usr/share/info/*
+find "$WORK/rootfs/usr/lib/python3.11" -name __pycache__ -prune -exec rm -rf {} +
+tar -C "$WORK/rootfs" -c . | podman import -q --change "$PATHS" --change "LABEL trading-signals.base=$FLAVOUR" \
+  - "$IMAGE" >/dev/null
+
+# The builder: Debian's tree again, with pip, this machine's CA bundle and the torch wheel.
+rm -rf "$WORK/rootfs" && mkdir -p "$WORK/rootfs"
+tar -C "$WORK/rootfs" -xf "$TARBALL"
 cp /etc/ssl/certs/ca-certificates.crt "$WORK/rootfs/etc/ssl/certs/ca-certificates.crt"
 mkdir -p "$WORK/rootfs/wheels"
 "$ROOT/.venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps -c "$ROOT/constraints.txt" \
@@ -38,13 +57,13 @@ WHEEL=$(basename "$(ls "$WORK"/rootfs/wheels/torch-*.whl)")
 VERSION=$(echo "$WHEEL" | cut -d- -f2)
 case "$VERSION" in *+cpu) ;; *) echo "torch wheel $WHEEL is not a CPU build"; exit 1 ;; esac
 echo "torch==$VERSION" >"$WORK/rootfs/wheels/constraints.txt"
-tar -C "$WORK/rootfs" -c . | podman import \
+tar -C "$WORK/rootfs" -c . | podman import -q \
   --change "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" \
   --change "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt" \
   --change "ENV UV_NATIVE_TLS=true" \
   --change "ENV PIP_BREAK_SYSTEM_PACKAGES=1" \
   --change "ENV UV_FIND_LINKS=/wheels" \
   --change "ENV UV_CONSTRAINT=/wheels/constraints.txt" \
-  --change "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
-  - "$IMAGE" >/dev/null
-echo "base image $IMAGE: bookworm, python 3.11, torch $VERSION wheel"
+  --change "$PATHS" --change "LABEL trading-signals.base=$FLAVOUR" \
+  - "$BUILDER" >/dev/null
+echo "base images: $IMAGE (bookworm, python 3.11) and $BUILDER (+ pip, this machine's CA bundle, torch $VERSION)"

@@ -1,6 +1,6 @@
 """Slim the image's virtualenv in the builder stage (deploy/image/Containerfile): `slim.py VENV SRC`.
 
-1. Remove what serving never reads: test suites, C/C++ headers and Cython sources, torch's test and tool binaries,
+1. Remove what serving never reads: test suites, C/C++ headers and Cython sources, torch's C++ test binaries,
    every `__pycache__` uv or pip left.
 2. Compile to bytecode only the modules a start imports (the service with its runners, BentoML's server and worker,
    uvicorn, the CLI's ledger migration) and the project's own package, as unchecked-hash .pyc files: valid whatever
@@ -19,7 +19,7 @@ from pathlib import Path
 
 PRUNED_DIRS = {"tests", "__pycache__"}
 PRUNED_SUFFIXES = {".pyx", ".pxd", ".pxi", ".h", ".hpp", ".c", ".cc", ".cpp", ".cu", ".cuh", ".a"}
-PRUNED_PATHS = ["torch/test", "torch/bin", "torch/include", "torch/share", "pyarrow/include", "pyarrow/src",
+PRUNED_PATHS = ["torch/test", "torch/include", "torch/share", "pyarrow/include", "pyarrow/src",
                 "torch/lib/libtorchbind_test.so", "numpy/_core/include", "numpy/f2py/src"]  # fmt: skip
 STARTED = [
     "service",

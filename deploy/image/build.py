@@ -8,6 +8,7 @@
    exactly them (`runners.common.declare_models`);
 3. BentoML's build context (the bento and its models), deploy/image/Containerfile and slim.py beside them, and
    `podman build`; its log goes to a file, named on failure. Prints the image's tag and size.
+The context is made readable by all first: the image runs as BentoML's user, the copies belong to root.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def build_image(bento_tag: str, image_tag: str, log: Path) -> None:
     with construct_containerfile(bentoml.get(bento_tag)) as (context, _):
         shutil.copy(HERE / "Containerfile", Path(context) / "Containerfile")
         shutil.copy(HERE / "slim.py", Path(context) / "slim.py")
+        readable(Path(context))
         command = ["podman", "build", "--network=host", "-f", "Containerfile", "-t", image_tag, "."]
         with log.open("w") as out:
             done = subprocess.run(command, cwd=context, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -80,6 +82,14 @@ def build_image(bento_tag: str, image_tag: str, log: Path) -> None:
     size = subprocess.run(["podman", "image", "inspect", "--format", "{{.Size}}", image_tag], env=env,
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     print(f"image: {image_tag} from bento {bento_tag}, {int(size) / 1e9:.2f} GB")
+
+
+def readable(context: Path) -> None:
+    """Let every user read the build context: BentoML's store makes each model version's folder 0700 (mkdtemp),
+    COPY keeps modes, and the image runs as `bentoml`, not as the root that owns the copies."""
+    for path in [context, *context.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | (0o555 if path.is_dir() else 0o444))
 
 
 def main() -> None:

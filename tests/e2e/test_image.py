@@ -128,7 +128,7 @@ def test_the_image_holds_no_build_tools_wheels_or_this_machines_certificates(
     user = run(["podman", "image", "inspect", "--format", "{{.Config.User}}", image_tag], timeout=60).stdout.strip()
     assert user == "bentoml"
     probe = run(["podman", "run", "--rm", "--entrypoint", "sh", image_tag, "-c",
-                 "id -u; for tool in gcc cc g++ make git gpg pip pip3 uv; do command -v $tool; done; "
+                 "id -u; for tool in gcc cc g++ make git gpg pip pip3 uv strip ld; do command -v $tool; done; "
                  "ls /wheels 2>/dev/null; "
                  "find /app /home -xdev \\( -name '*.whl' -o -type d -name tests \\) -print 2>/dev/null"],
                 timeout=120).stdout.split()  # fmt: skip

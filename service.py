@@ -60,11 +60,30 @@ web_app = create_web_app(
 )
 
 
+RUNNER_PROBE_TIMEOUT_S = 5  # BentoML's own probe waited as long; /readyz answers within TRAFFIC_TIMEOUT_S
+
+
+async def runner_ready(runner: object, timeout_s: int) -> bool:
+    """A runner in its own process (BentoML's remote proxy) answers its /readyz within `timeout_s`; any failure, a
+    timeout included, is "not ready". A runner in this process (no proxy) is ready."""
+    probe = getattr(runner, "is_ready", None)
+    if probe is None:
+        return True
+    try:
+        return bool(await probe(timeout_s))
+    except Exception:  # aiohttp's TimeoutError, a refused connection: not ready yet, never a 500
+        return False
+
+
+# runner_probe off: `__is_ready__` asks the runners itself. BentoML 1.4.39's probe raised aiohttp's TimeoutError
+# (uncaught) while a runner was still loading, so /readyz answered nothing until the traffic timeout, then a bare 500
+# and "ASGI callable returned without starting response" in the log, at every start.
 @bentoml.service(
     name="signal_service",
     traffic={"timeout": TRAFFIC_TIMEOUT_S},
     workers=settings.api_workers,
     http=cors_config(settings),
+    runner_probe={"enabled": False},
 )
 @bentoml.asgi_app(compat_app, path="/api")
 @bentoml.asgi_app(web_app, path="/")
@@ -96,8 +115,13 @@ class SignalService:
         if first_worker:
             warn_if_exposed(get_settings())
 
-    def __is_ready__(self) -> bool:
-        return self.ops.ready  # a verified model, and every served pair computed once (a request meets the cache)
+    async def __is_ready__(self) -> bool:
+        """Ready once a model is verified and every served pair computed once (a request meets the cache), and every
+        runner answers its own /readyz in time."""
+        if not self.ops.ready:
+            return False
+        runners = (self.cnn_lstm, self.ppo, self.families)
+        return all(await asyncio.gather(*(runner_ready(r, RUNNER_PROBE_TIMEOUT_S) for r in runners)))
 
     @bentoml.on_shutdown
     async def close(self) -> None:

@@ -4,7 +4,8 @@
    every `__pycache__` uv or pip left, and pyarrow's optional parts nothing here loads (Flight, the S3, GCS, HDFS
    and Azure filesystems: `pyarrow.fs` imports each inside `try/except ImportError`; the candle store is local).
 2. Strip the symbol tables of the large shared libraries (libtorch_cpu.so alone carries ~90 MB of them): the
-   dynamic symbols the loader needs stay. A library that loaded before and does not after is put back as it was.
+   dynamic symbols the loader needs stay. Only libraries a fresh interpreter loads are stripped, and one that does
+   not load stripped (auditwheel's patchelf-edited numpy/scipy libraries) is put back as it was.
 3. Hard-link shared libraries that are byte for byte the same (pyarrow ships libarrow_python.so three times under
    three names; numpy and scipy vendor the same libgfortran): one copy in the layer.
 4. Compile to bytecode only the modules a start imports (the service with its runners, BentoML's server and worker,
@@ -124,6 +125,7 @@ def strip(site: Path) -> int:
         return 0
     large = [p for p in libraries(site) if p.stat().st_size >= STRIPPED_MIN_BYTES]
     before = loadable(large)
+    large = [p for p in large if str(p) in before]  # what cannot be checked here is left as it is
     sizes = {p: p.stat().st_size for p in large}
     backups = site.parent / "stripped-originals"
     backups.mkdir()

@@ -25,6 +25,7 @@ from signals.api.edge import Edge, EdgeRules
 from signals.api.errors import answer_errors, cors_config, quiet_client_errors
 from signals.api.exposure import warn_if_exposed
 from signals.api.openapi import openapi_document, package_version
+from signals.api.readiness import runner_ready
 from signals.api.slots import Slot
 from signals.api.web import create_web_app
 from signals.contract import schemas
@@ -61,18 +62,6 @@ web_app = create_web_app(
 
 
 RUNNER_PROBE_TIMEOUT_S = 5  # BentoML's own probe waited as long; /readyz answers within TRAFFIC_TIMEOUT_S
-
-
-async def runner_ready(runner: object, timeout_s: int) -> bool:
-    """A runner in its own process (BentoML's remote proxy) answers its /readyz within `timeout_s`; any failure, a
-    timeout included, is "not ready". A runner in this process (no proxy) is ready."""
-    probe = getattr(runner, "is_ready", None)
-    if probe is None:
-        return True
-    try:
-        return bool(await probe(timeout_s))
-    except Exception:  # aiohttp's TimeoutError, a refused connection: not ready yet, never a 500
-        return False
 
 
 # runner_probe off: `__is_ready__` asks the runners itself. BentoML 1.4.39's probe raised aiohttp's TimeoutError

@@ -60,17 +60,23 @@ PORT ?= $(SERVE_PORT)
 serve: install
 	@$(BIN)/signals serve $(if $(PORT),--port $(PORT))
 
-# `make image`: an OCI image of the bento, built here with podman (no Docker engine, no Docker Hub): a debootstrapped
-# Debian base (deploy/image/base.sh, cached), the demo models in the store, `bentoml build`, `bentoml containerize`.
-# Run it: podman run --rm --network=host -e SIGNALS_SOURCE=simulated -e SIGNALS_EXCHANGE=synthetic trading-signals:latest
+# `make image`: an OCI image of the bento, built here with podman (no Docker engine, no Docker Hub): the two
+# debootstrapped Debian bases (deploy/image/base.sh, cached), the demo models in the store, then
+# deploy/image/build.py: the bento of the versions the ledger serves (it prints them) and a two-stage build
+# (deploy/image/Containerfile) whose image holds no compiler, pip, wheel cache or build machine's CA bundle.
+# `make run-image` runs it on 127.0.0.1:$(SERVE_PORT) (the README says the same with podman).
 IMAGE_TAG ?= trading-signals:latest
-image: export CONTAINERS_CONF := $(CURDIR)/deploy/image/containers.conf
-.PHONY: image
+image run-image: export CONTAINERS_CONF := $(CURDIR)/deploy/image/containers.conf
+.PHONY: image run-image
 image: install system-deps
 	deploy/image/base.sh
 	SIGNALS_EXCHANGE=synthetic $(BIN)/signals bootstrap --backfill-days 0
-	$(BIN)/bentoml build
-	$(BIN)/bentoml containerize trading-signals:latest --backend podman -t $(IMAGE_TAG) --opt network=host
+	SIGNALS_EXCHANGE=synthetic $(BIN)/python deploy/image/build.py --tag $(IMAGE_TAG)
+
+run-image:
+	podman run --rm --network=host --read-only --tmpfs /tmp -v trading-signals-data:/var/lib/signals \
+	  -e SIGNALS_SOURCE=simulated -e SIGNALS_EXCHANGE=synthetic \
+	  -e 'SIGNALS_UNIVERSE=["BTC/USDT","ETH/USDT","SOL/USDT"]' $(IMAGE_TAG) --host $(SERVE_HOST) --port $(SERVE_PORT)
 
 # The reliability battery (issues 12 and 20): limits, fuzzing, exchange outage, runner kill, soak, full disk, the
 # WebSocket and stream attacks, the idle-stream flood, a trickled body, the ledger's database stopped or locked.

@@ -25,6 +25,7 @@ from signals.api.edge import Edge, EdgeRules
 from signals.api.errors import answer_errors, cors_config, quiet_client_errors
 from signals.api.exposure import warn_if_exposed
 from signals.api.openapi import openapi_document, package_version
+from signals.api.readiness import runner_ready
 from signals.api.slots import Slot
 from signals.api.web import create_web_app
 from signals.contract import schemas
@@ -60,11 +61,18 @@ web_app = create_web_app(
 )
 
 
+RUNNER_PROBE_TIMEOUT_S = 5  # BentoML's own probe waited as long; /readyz answers within TRAFFIC_TIMEOUT_S
+
+
+# runner_probe off: `__is_ready__` asks the runners itself. BentoML 1.4.39's probe raised aiohttp's TimeoutError
+# (uncaught) while a runner was still loading, so /readyz answered nothing until the traffic timeout, then a bare 500
+# and "ASGI callable returned without starting response" in the log, at every start.
 @bentoml.service(
     name="signal_service",
     traffic={"timeout": TRAFFIC_TIMEOUT_S},
     workers=settings.api_workers,
     http=cors_config(settings),
+    runner_probe={"enabled": False},
 )
 @bentoml.asgi_app(compat_app, path="/api")
 @bentoml.asgi_app(web_app, path="/")
@@ -96,8 +104,13 @@ class SignalService:
         if first_worker:
             warn_if_exposed(get_settings())
 
-    def __is_ready__(self) -> bool:
-        return self.ops.ready  # a verified model, and every served pair computed once (a request meets the cache)
+    async def __is_ready__(self) -> bool:
+        """Ready once a model is verified and every served pair computed once (a request meets the cache), and every
+        runner answers its own /readyz in time."""
+        if not self.ops.ready:
+            return False
+        runners = (self.cnn_lstm, self.ppo, self.families)
+        return all(await asyncio.gather(*(runner_ready(r, RUNNER_PROBE_TIMEOUT_S) for r in runners)))
 
     @bentoml.on_shutdown
     async def close(self) -> None:

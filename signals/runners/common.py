@@ -11,7 +11,7 @@ import logging
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import bentoml
@@ -32,15 +32,17 @@ def model_attr(name: str) -> str:
     return "model_" + _ATTR_UNSAFE.sub("_", name.lower()).strip("_")
 
 
-def declare_models(cls: type, names: Iterable[str]) -> None:
-    """Add a `BentoModel("<name>:latest")` class attribute per name, before `bentoml.service` wraps `cls`.
+def declare_models(cls: type, names: Iterable[str], pinned: Mapping[str, str]) -> None:
+    """Add a `BentoModel("<name>:<pinned version, else latest>")` class attribute per name, before
+    `bentoml.service` wraps `cls`.
 
     BentoML collects only class attributes as the service's models; `bentoml build` then copies exactly
     those into the bento and pins their versions. The set is dynamic (whatever the store holds for the
-    configured universe), hence `setattr` at import time.
+    configured universe), hence `setattr` at import time. A pin (`SIGNALS_PINNED_VERSIONS`) names the version:
+    `make image` pins the versions the ledger serves, so a candidate in shadow never becomes the image's.
     """
     for name in names:
-        setattr(cls, model_attr(name), bentoml.models.BentoModel(f"{name}:latest"))
+        setattr(cls, model_attr(name), bentoml.models.BentoModel(f"{name}:{pinned.get(name, 'latest')}"))
 
 
 def declared_tag(instance: object, name: str) -> str:
@@ -75,7 +77,7 @@ def declare_stored(family: ModelFamily, settings: Settings) -> Callable[[type], 
 
     def declare(cls: type) -> type:
         names = stored_names(family, settings)
-        declare_models(cls, names)
+        declare_models(cls, names, settings.pinned_versions)
         cls._declared = tuple(names)  # type: ignore[attr-defined]
         return cls
 

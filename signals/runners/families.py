@@ -54,7 +54,7 @@ class _FamiliesRunner(ModelRunner):
 def _declare(cls: type) -> type:
     """Declare every stored model of every installed family the settings serve (`bentoml build` copies them)."""
     names = [name for family in plugin_families() for name in stored_names(family, get_settings())]
-    declare_models(cls, names)
+    declare_models(cls, names, get_settings().pinned_versions)
     cls._declared = tuple(names)  # type: ignore[attr-defined]
     return cls
 

@@ -35,7 +35,7 @@ from signals.models.ppo.artifact import import_ppo, load_ppo
 from signals.models.ppo.training import PpoHyperParameters, train_ppo
 from signals.models.registry import StoredModel
 from signals.runners.cnn_lstm import CnnLstmRunner
-from signals.runners.common import batching_options, model_attr
+from signals.runners.common import batching_options, declare_models, model_attr
 from signals.runners.ppo import PpoRunner
 from tests.support.factories import random_walk_candles
 from tests.support.models import tiny_cnn_lstm
@@ -353,3 +353,14 @@ def test_runners_behind_a_real_bentoml_serve_hop(
         assert math.isclose(value, float(values[row]), rel_tol=1e-5, abs_tol=1e-6)
     assert body["acts"][1] == [NO_ACTION, [None, None, None], None, True]
     assert body["ppo_status"]["loaded"] == {"ppo-1h": str(ppo_model.tag)}
+
+
+def test_a_pinned_version_is_declared_and_the_rest_are_the_latest() -> None:
+    """`make image` pins the served versions: the bento copies those, never a newer candidate held in shadow."""
+
+    class Declared:
+        pass
+
+    declare_models(Declared, ["cnn-lstm-btc-usdt-1h", "ppo-1h"], {"cnn-lstm-btc-usdt-1h": "served1"})
+    assert getattr(Declared, model_attr("cnn-lstm-btc-usdt-1h")).tag.version == "served1"
+    assert hasattr(Declared, model_attr("ppo-1h"))  # unpinned: BentoML's `latest` of the store, as before

@@ -373,7 +373,8 @@ class SignalEngine:
             return
         # The row (a JSON dump of the signal, the window's hash) is made in the writer's thread: a cold request
         # only queues it. The time of recording is now, not when the thread gets to it.
-        self.writer.submit("signal", functools.partial(self.ledger_row, item, signal, mode, self.clock(), paper=paper))
+        row = functools.partial(self.ledger_row, item, signal, mode, self.clock(), paper=paper, request=request_id())
+        self.writer.submit("signal", row)  # request_id(): None in the candle-close loop
 
     def ledger_row(
         self,
@@ -383,7 +384,10 @@ class SignalEngine:
         recorded: pd.Timestamp | None = None,
         *,
         paper: bool = False,
+        request: str | None = None,
     ) -> SignalRow:
+        """The signal's ledger row; `request`: the id of the request that computed it (taken where the request
+        runs: this may be called in the writer's thread)."""
         return signal_row(
             signal,
             model_name=item.entry.name,
@@ -393,7 +397,7 @@ class SignalEngine:
             mode=mode,
             recorded=self.clock() if recorded is None else recorded,
             paper=paper,
-            request_id=request_id(),  # None in the candle-close loop
+            request_id=request,
         )
 
     @property

@@ -75,11 +75,12 @@ def test_bentoml_build_references_the_runner_models(bentoml_home: Path) -> None:
     assert {dep["service"] for dep in services[info["entry_service"]]["dependencies"]} == {
         "cnn_lstm_runner",
         "ppo_runner",
+        "families_runner",  # every family installed through the `signals.families` entry point (models/plugin.py)
     }
     assert sorted(m["tag"] for m in services["cnn_lstm_runner"]["models"]) == sorted(str(s.tag) for s in cnn.values())
     assert [m["tag"] for m in services["ppo_runner"]["models"]] == [str(ppo.tag)]
     # The dependency-connection fix of upstream issue #5540 travels with the bento.
-    for runner in ("cnn_lstm_runner", "ppo_runner"):
+    for runner in ("cnn_lstm_runner", "ppo_runner", "families_runner"):
         assert services[runner]["config"]["runner_connection"]["max_requests"] == 10**9
     src = bento / "src"
     assert (src / "service.py").is_file() and (src / "signals" / "runners" / "cnn_lstm.py").is_file()

@@ -115,10 +115,11 @@ class ModelInputs:
         """A pair's stored candles (live: brought up to date first); empty when it has none (NaN context)."""
         market = self.market
         try:
-            if not history:
-                await market.snapshot(symbol, timeframe)
             if history:
                 return await asyncio.to_thread(self._stored_frame, symbol, timeframe)
+            snapshot = await market.snapshot(symbol, timeframe)
+            if len(snapshot.candles) >= rows:  # the market layer's tail is long enough (a higher timeframe)
+                return snapshot.candles
             return await asyncio.to_thread(market.store.read_tail, market.exchange_id, symbol, timeframe, rows)
         except SignalsError as error:
             logger.warning("market context without %s %s: %s", symbol, timeframe, error)

@@ -249,7 +249,10 @@ def context_window(
     `context_matrix` as training, so equal bit for bit to the training rows). `cross_section`:
     `cross_section_of(window_universe(...))`, when the caller serves many pairs at one candle."""
     last = universe[symbol]["timestamp"].iloc[-1]
-    tails = window_universe(universe, last, timeframe, rows)
+    if cross_section is None:
+        tails = window_universe(universe, last, timeframe, rows)
+    else:  # the cross-section is given: only the pair's own candles are read (cutting every pair cost half the call)
+        tails = window_universe({symbol: universe[symbol]}, last, timeframe, rows)
     close = last + pd.Timedelta(seconds=timeframe_seconds(timeframe))
     higher_tails = {
         tf: frame[frame["timestamp"] + pd.Timedelta(seconds=timeframe_seconds(tf)) <= close].iloc[-(HTF_TAIL + rows) :]

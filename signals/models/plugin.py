@@ -234,7 +234,7 @@ class FamilyModel:
     @property
     def universe(self) -> list[str]:
         """The pairs it was pooled over: the cross-section its context columns are computed in."""
-        return list(self.stored.metadata.get("training", {}).get("pooled_symbols") or [])
+        return self.stored.card.pooled_symbols
 
     def rows(self, windows: np.ndarray) -> np.ndarray:
         return select(windows, list(self.plugin.features), self.plugin.lookback)

@@ -32,6 +32,7 @@ from signals.features.context import (
     window_tail,
     window_universe,
 )
+from signals.models.card import ModelCard
 from signals.models.plugin import discover, reads_context
 from signals.serving.market import MarketData, MarketSnapshot
 
@@ -70,9 +71,7 @@ class ModelInputs:
         window = snapshot.cnn_window  # raises NotEnoughCandles first, as for every model
         if not self.reads_context(family):
             return window
-        training = metadata.get("training")
-        pooled = training.get("pooled_symbols") if isinstance(training, Mapping) else None
-        universe = tuple(sorted({*(pooled or []), symbol}))
+        universe = tuple(sorted({*ModelCard.from_metadata(metadata).pooled_symbols, symbol}))
         last = snapshot.candle_time
         tails, cross = await self._universe(universe, timeframe, last, history=history)
         higher = await self._higher(symbol, timeframe, last, history=history)

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from signals.cli import app
 from signals.models import plugin
 from signals.models.registry import list_models
 from tests.support.fakes import separate_metrics
+from tests.support.servers import local_client
 from tests.support.world import World, copy_world, environment
 
 PACKAGE = Path(__file__).parents[1] / "plugins" / "signals_family_demo"
@@ -138,7 +138,7 @@ def test_train_and_evaluate_the_installed_family(world: World, trained: list[dic
 def test_served_gated_recorded_and_replayed_and_chosen_by_evidence(world: World, trained: list[dict[str, Any]]) -> None:
     from service import SignalService
 
-    with separate_metrics(), TestClient(app=SignalService.to_asgi()) as client:
+    with separate_metrics(), local_client(SignalService.to_asgi()) as client:
         signal = client.post("/predict", json={"symbol": SOL, "timeframe": "1h"}).json()  # only the family has SOL 1h
         assert signal["family"] == FAMILY, signal
         stored = next(m for m in list_models(FAMILY) if m.info.labels["symbol"] == SOL)
@@ -195,7 +195,7 @@ def test_an_artifact_that_fails_verification_is_refused_and_the_rest_serve(
     original = artifact.read_bytes()
     artifact.write_bytes(original.replace(b"[", b"[ ", 1))  # same JSON, other bytes: its SHA-256 fails
     try:
-        with separate_metrics(), TestClient(app=SignalService.to_asgi()) as client:
+        with separate_metrics(), local_client(SignalService.to_asgi()) as client:
             refused = client.post("/predict", json={"symbol": SOL, "timeframe": "1h"})
             assert refused.status_code == 503 and "logreg.json" in refused.text
             infos = {i["name"]: i for i in client.post("/models", json={}).json() if i["role"] != "skipped"}

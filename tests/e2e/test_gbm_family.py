@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from signals.cli import app
@@ -19,6 +18,7 @@ from signals.features.registry import CONTEXT_WIDTH
 from signals.models import plugin
 from signals.models.registry import list_models
 from tests.support.fakes import separate_metrics
+from tests.support.servers import local_client
 from tests.support.world import World, copy_world, environment
 
 FAMILY = "gbm"
@@ -71,8 +71,10 @@ def test_served_recorded_replayed_bit_for_bit_and_chosen_by_the_rule(
 ) -> None:
     from service import SignalService
 
-    with separate_metrics(), TestClient(app=SignalService.to_asgi()) as client:
-        signal = client.post("/predict", json={"symbol": SOL, "timeframe": "1h"}).json()  # only the GBM has SOL 1h
+    with separate_metrics(), local_client(SignalService.to_asgi()) as client:
+        answer = client.post("/predict", json={"symbol": SOL, "timeframe": "1h"})  # only the GBM has SOL 1h
+        assert answer.status_code == 200, answer.text
+        signal = answer.json()
         assert signal["family"] == FAMILY, signal
         infos = [i for i in client.post("/models", json={}).json() if (i["symbol"], i["timeframe"]) == (ETH, "1h")]
         assert sorted(i["role"] for i in infos) == ["served", "shadow"]

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import bentoml
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -28,8 +29,12 @@ BTC, ETH, SOL = "BTC/USDT", "ETH/USDT", "SOL/USDT"
 @pytest.fixture(scope="module")
 def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     built = copy_world(trained_world, tmp_path_factory.mktemp("gbm-world"))
-    with environment(built.env()):
-        yield built
+    try:
+        with environment(built.env()):
+            yield built
+    finally:  # the session's model store is shared: other modules count the families of a pair
+        for model in list(list_models(FAMILY)):
+            bentoml.models.delete(model.tag)
 
 
 def cli(*args: str) -> Any:

@@ -1,12 +1,16 @@
 """`python -m bench.live_loop` (part of `make bench`): the candle-close loop and the ledger, measured in one run.
 
-- Universe refresh: 34 pairs x 4 timeframes, one pooled network per timeframe (default size). A new candle is
+- Universe refresh: 34 pairs x 4 timeframes, one pooled network per timeframe (default size) and, with
+  `--families gbm` (the default), one pooled GBM per timeframe beside it (the rule serves one per pair, the other
+  runs in shadow: every refresh computes both, the GBM's windows with the market context). A new candle is
   written to every store file, then the timer runs from "candles available" to "every signal of the timeframe
   recorded and cached" (`Scheduler.refresh`: lease, features, one batched forward, gate, ledger write, cache),
   for one timeframe (34 models) and for all four (136). The runner is in-process here: a deployment adds one
   HTTP hop per timeframe (~1-2 ms, BENCHMARKS.md "floors").
 - Ledger write throughput: rows per second through `LedgerWriter.write_now`, SQLite (WAL) and, where PostgreSQL
   is installed, a throwaway server.
+- The GBM's forward cost: the families runner's code (`LocalFamilies.forward`, what `families_runner` runs per
+  adaptive batch) on 1, 34 and 136 context windows, and the context windows' cost (`serving.inputs`).
 - The ledger's cost on `/predict`: the engine's warm path (cache hit) with and without a ledger writer, and the
   cold path (a signal computed and queued for recording) with and without it, in-process, interleaved.
 Ratios come from one run; absolute numbers move with the machine's load (see BENCHMARKS.md).
@@ -33,8 +37,9 @@ END = "2026-11-20"
 TIMEFRAMES = ("15m", "1h", "4h", "1d")
 
 
-def build_world(work: Path, symbols: tuple[str, ...], days: int) -> dict[str, float]:
-    """Candles for every pair and timeframe, one pooled network per timeframe (one epoch: cost, not skill)."""
+def build_world(work: Path, symbols: tuple[str, ...], days: int, families: tuple[str, ...] = ()) -> dict[str, float]:
+    """Candles for every pair and timeframe, one pooled network per timeframe (one epoch: cost, not skill), and one
+    pooled model per timeframe of each installed family named (no walk-forward folds: cost, not skill)."""
     import pandas as pd
     import torch
 
@@ -53,6 +58,14 @@ def build_world(work: Path, symbols: tuple[str, ...], days: int) -> dict[str, fl
     for timeframe in TIMEFRAMES:
         train_cnn_lstm_models(store, EXCHANGE, symbols, timeframe, config)
     timings["train_s"] = time.perf_counter() - started
+    if families:
+        from signals.models.plugin import discover
+        from signals.pipelines import train_family_models
+
+        for name in families:
+            started = time.perf_counter()
+            train_family_models(discover().plugins[name], store, EXCHANGE, symbols, TIMEFRAMES, config)
+            timings[f"train_{name}_s"] = time.perf_counter() - started
     return timings
 
 
@@ -127,6 +140,52 @@ async def _refresh_all(scheduler: Any) -> list[Any]:
 def _summary(seconds: list[float]) -> dict[str, float]:
     ms = sorted(1000 * s for s in seconds)
     return {"min": round(ms[0], 1), "median": round(statistics.median(ms), 1), "max": round(ms[-1], 1), "n": len(ms)}
+
+
+def family_forward(work: Path, symbols: tuple[str, ...], repeats: int) -> dict[str, Any]:
+    """The families runner's forward (`LocalFamilies.forward`) on 1, len(symbols) and 4 x len(symbols) of the
+    served GBMs' context windows, and the windows' own cost (cold: every tail read; warm: the universe cached)."""
+    import pandas as pd
+
+    from signals.contract.wire import WindowRequest
+    from signals.core.settings import Settings
+    from signals.models.local import LocalFamilies
+    from signals.models.plugin import model_name
+    from signals.serving.inputs import ModelInputs
+    from signals.serving.market import MarketData
+
+    settings = Settings(
+        data_dir=work / "data", exchange=EXCHANGE, universe=list(symbols), timeframes=list(TIMEFRAMES), device="cpu"
+    )
+    families = LocalFamilies(settings)
+    requests: list[WindowRequest] = []
+    window_ms: dict[str, list[float]] = {"cold": [], "warm": []}
+    for timeframe in TIMEFRAMES:
+        market = MarketData(settings, clock=lambda: pd.Timestamp(END, tz="UTC"))
+        inputs = ModelInputs(market)
+        for index, symbol in enumerate(symbols):
+            name = model_name("gbm", symbol, timeframe)
+            model = families.sets["gbm"].models.get(name)
+            if model is None:
+                continue
+            snapshot = asyncio.run(market.snapshot(symbol, timeframe))
+            started = time.perf_counter()
+            window = asyncio.run(inputs.window("gbm", model.stored.metadata, symbol, timeframe, snapshot))
+            window_ms["cold" if index == 0 else "warm"].append(1000 * (time.perf_counter() - started))
+            requests.append(WindowRequest(model=name, window=window))
+    out: dict[str, Any] = {
+        "models": len(requests),
+        "context_window_ms": {k: _summary([v / 1000 for v in vs]) for k, vs in window_ms.items() if vs},
+    }
+    for size in (1, len(symbols), len(requests)):
+        batch = requests[:size]
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            families.forward(batch)
+            times.append(time.perf_counter() - started)
+        out[f"forward_{size}_ms"] = _summary(times)
+    return out
 
 
 def ledger_throughput(url: str, rows: int) -> dict[str, Any]:
@@ -232,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results")
+    parser.add_argument("--families", default="gbm", help="installed families trained beside the CNN-LSTM ('' none)")
+    parser.add_argument("--parts", default="refresh,forward,ledger,predict", help="which measurements to run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     work = Path(tempfile.mkdtemp(prefix="bench-live-loop-"))
@@ -242,19 +303,27 @@ def main(argv: list[str] | None = None) -> int:
 
     symbols = tuple(DEFAULT_UNIVERSE[: args.pairs])
     results: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    results["world"] = build_world(work, symbols, args.days)
+    families = tuple(name for name in args.families.split(",") if name)
+    parts = set(args.parts.split(","))
+    results["families"] = ["cnn-lstm", *families]
+    results["world"] = build_world(work, symbols, args.days, families)
     configure_torch()
-    results["refresh"] = refresh_timings(work, symbols, args.rounds)
-    results["ledger_sqlite"] = ledger_throughput(f"sqlite:///{work / 'throughput.db'}", args.rows)
-    try:
-        from tests.support.postgres import binaries, postgres_server
+    if "refresh" in parts:
+        results["refresh"] = refresh_timings(work, symbols, args.rounds)
+    if "forward" in parts and "gbm" in families:
+        results["gbm_forward"] = family_forward(work, symbols, args.rounds * 4)
+    if "ledger" in parts:
+        results["ledger_sqlite"] = ledger_throughput(f"sqlite:///{work / 'throughput.db'}", args.rows)
+        try:
+            from tests.support.postgres import binaries, postgres_server
 
-        if binaries() is not None:
-            with postgres_server() as server:
-                results["ledger_postgresql"] = ledger_throughput(server.create_database("bench"), args.rows)
-    except Exception as error:  # PostgreSQL is optional here
-        results["ledger_postgresql"] = {"error": str(error)}
-    results["predict_cost"] = predict_cost(work, symbols, args.calls)
+            if binaries() is not None:
+                with postgres_server() as server:
+                    results["ledger_postgresql"] = ledger_throughput(server.create_database("bench"), args.rows)
+        except Exception as error:  # PostgreSQL is optional here
+            results["ledger_postgresql"] = {"error": str(error)}
+    if "predict" in parts:
+        results["predict_cost"] = predict_cost(work, symbols, args.calls)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"live-loop-{dt.date.today().isoformat()}.json"
     path.write_text(json.dumps(results, indent=2))

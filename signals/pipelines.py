@@ -95,6 +95,15 @@ def read_candles(store: CandleStore, exchange: str, symbols: Iterable[str], time
     return {s: store.read(exchange, s, timeframe) for s in dict.fromkeys(normalize_symbol(x) for x in symbols)}
 
 
+def read_higher(
+    store: CandleStore, exchange: str, candles: Mapping[str, pd.DataFrame], timeframe: str
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """The pairs' stored candles of the higher timeframes the market context reads for `timeframe`."""
+    from signals.features.context import higher_candles
+
+    return higher_candles(lambda symbol, tf: store.read_or_empty(exchange, symbol, tf), candles, timeframe)
+
+
 def universe_size(settings: Settings | None = None) -> int:
     """Pair-models the server may serve per family: symbols x timeframes of the settings (the rule's least m)."""
     settings = settings or get_settings()
@@ -202,6 +211,7 @@ def train_family_models(
     """An installed family (`models.plugin`) trained pooled per timeframe by the project's recipe
     (`models.recipe.train_family`), the universe-wide rule applied across the whole run, then imported."""
     from signals.models.evidence import apply_rule
+    from signals.models.plugin import reads_context
     from signals.models.recipe import save_family_models, train_family
 
     timeframe_list = [timeframes] if isinstance(timeframes, str) else list(timeframes)
@@ -210,7 +220,8 @@ def train_family_models(
     for timeframe in dict.fromkeys(parse_timeframe(tf) for tf in timeframe_list):
         try:
             candles = read_candles(store, exchange, symbol_list, timeframe)
-            results.append(train_family(plugin, candles, timeframe, config, on_stage=on_stage))
+            higher = read_higher(store, exchange, candles, timeframe) if reads_context(plugin) else None
+            results.append(train_family(plugin, candles, timeframe, config, higher=higher, on_stage=on_stage))
         except (SignalsError, ValueError) as error:
             if on_failure is None:
                 raise

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.entry_points import ensure_project_entry_points
 from tests.support.postgres import Postgres, postgres_server
 
 if TYPE_CHECKING:  # the world imports bentoml: not before BENTOML_HOME is set below
@@ -24,6 +25,9 @@ for _name in [n for n in os.environ if n.startswith("SIGNALS_") and n != "SIGNAL
 _SESSION_HOME = tempfile.mkdtemp(prefix="signals-bentoml-home-")
 os.environ["BENTOML_HOME"] = _SESSION_HOME
 os.environ["BENTOML_DO_NOT_TRACK"] = "true"
+# The checkout's entry points (the GBM family's among them) even where the environment was installed from an older
+# checkout: discovery reads installed metadata.
+ensure_project_entry_points(Path(tempfile.mkdtemp(prefix="signals-entry-points-")))
 
 
 @pytest.fixture(scope="session")

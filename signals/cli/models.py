@@ -221,7 +221,9 @@ def evaluate_models(
             progress.update(task, description=f"evaluating {symbol} {timeframe}")
             try:
                 predictor = loaders.get(tag.split(":")[0], load_cnn_lstm)(tag)
-                evaluation = evaluate_model(predictor, store.read(exchange_id, symbol, timeframe))
+                evaluation = evaluate_model(
+                    predictor, store.read(exchange_id, symbol, timeframe), store=store, exchange=exchange_id
+                )
             except (SignalsError, ValueError) as error:
                 stderr.print(f"[yellow]skipped[/yellow] {tag}: {error}", highlight=False)
                 progress.advance(task)

@@ -17,19 +17,23 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from signals.core.vocab import ACTION_NAMES, CLASS_NAMES
 from signals.features.cnn import LOOKBACK, N_FEATURES
 from signals.features.ppo import PPO_OBS_SHAPE
+from signals.features.registry import CONTEXT_WIDTH
 
 WINDOW_SHAPE: Final = (LOOKBACK, N_FEATURES)
+CONTEXT_WINDOW_SHAPE: Final = (LOOKBACK, CONTEXT_WIDTH)  # a family that reads the market context
 N_CLASSES: Final = len(CLASS_NAMES)
 NO_ACTION: Final = -1
 
 
-def exact_float32(shape: tuple[int, ...], what: str) -> BeforeValidator:
-    """Pydantic validator: nested lists or an array, coerced to float32, of exactly `shape` (never reshaped)."""
+def exact_float32(shape: tuple[int, ...], what: str, *others: tuple[int, ...]) -> BeforeValidator:
+    """Pydantic validator: nested lists or an array, coerced to float32, of exactly `shape` (or one of `others`;
+    never reshaped)."""
 
     def coerce(value: Any) -> np.ndarray:
         array = np.asarray(value, dtype=np.float32)
-        if array.shape != shape:
-            raise ValueError(f"{what} must have shape {shape}, got {array.shape}")
+        if array.shape != shape and array.shape not in others:
+            allowed = " or ".join(str(s) for s in (shape, *others))
+            raise ValueError(f"{what} must have shape {allowed}, got {array.shape}")
         return array
 
     return BeforeValidator(coerce)
@@ -37,8 +41,8 @@ def exact_float32(shape: tuple[int, ...], what: str) -> BeforeValidator:
 
 Window = Annotated[
     np.ndarray,
-    TensorSchema("numpy-array", "float32", WINDOW_SHAPE),
-    exact_float32(WINDOW_SHAPE, "window (lookback x features)"),
+    TensorSchema("numpy-array", "float32"),
+    exact_float32(WINDOW_SHAPE, "window (lookback x features)", CONTEXT_WINDOW_SHAPE),
 ]
 Observation = Annotated[
     np.ndarray,

@@ -17,7 +17,7 @@ Every column has finite memory (no recursion), so the serving path (`context_row
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 import numpy as np
@@ -61,6 +61,18 @@ CONTEXT_HASH: Final[str] = hashlib.sha256("\n".join(CONTEXT_NAMES).encode()).hex
 N_CONTEXT: Final = len(CONTEXT_NAMES)
 _HTF_COLUMNS: Final = [CNN_FEATURE_NAMES.index(name) for name in HTF_STATE]
 _NS: Final = 1_000_000_000
+
+
+def higher_candles(
+    read: Callable[[str, str], pd.DataFrame], symbols: Iterable[str], timeframe: str
+) -> dict[str, dict[str, pd.DataFrame]]:
+    """The pairs' candles of the higher timeframes the context reads for `timeframe` (timeframe -> symbol ->
+    candles, from `read(symbol, timeframe)`; a pair without them is left out: NaN in those columns)."""
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for higher in HIGHER_TIMEFRAMES.get(parse_timeframe(timeframe), ()):
+        frames = {symbol: read(symbol, higher) for symbol in symbols}
+        out[higher] = {symbol: frame for symbol, frame in frames.items() if len(frame)}
+    return out
 
 
 def regime_window(timeframe: str) -> int:
@@ -207,3 +219,46 @@ def context_row(
         for tf, frame in (higher or {}).items()
     }
     return context_matrix(symbol, timeframe, tails, higher_tails)[-1]
+
+
+def window_tail(timeframe: str, rows: int) -> int:
+    """Candles of each pair a serving call needs for `rows` bit-identical rows (the oldest row's own history)."""
+    return context_tail(timeframe) + rows
+
+
+def window_universe(
+    universe: Mapping[str, pd.DataFrame], last: pd.Timestamp, timeframe: str, rows: int
+) -> dict[str, pd.DataFrame]:
+    """Each pair's last `window_tail` candles up to the bar opened at `last` (a pair synced later is cut there):
+    what a window's context is computed from, the same for every pair whose last closed candle is `last`."""
+    tail = window_tail(timeframe, rows)
+    return {s: frame[frame["timestamp"] <= last].iloc[-tail:] for s, frame in universe.items()}
+
+
+def context_window(
+    symbol: str,
+    timeframe: str,
+    universe: Mapping[str, pd.DataFrame],
+    higher: Mapping[str, pd.DataFrame] | None = None,
+    *,
+    rows: int,
+    cross_section: Mapping[str, pd.DataFrame] | None = None,
+) -> np.ndarray:
+    """The serving path of a window: the (rows, N_CONTEXT) context of `symbol`'s last `rows` closed candles, from
+    each pair's last `window_tail` candles up to it and the higher timeframes' candles closed by then (the same
+    `context_matrix` as training, so equal bit for bit to the training rows). `cross_section`:
+    `cross_section_of(window_universe(...))`, when the caller serves many pairs at one candle."""
+    last = universe[symbol]["timestamp"].iloc[-1]
+    if cross_section is None:
+        tails = window_universe(universe, last, timeframe, rows)
+    else:  # the cross-section is given: only the pair's own candles are read (cutting every pair cost half the call)
+        tails = window_universe({symbol: universe[symbol]}, last, timeframe, rows)
+    close = last + pd.Timedelta(seconds=timeframe_seconds(timeframe))
+    higher_tails = {
+        tf: frame[frame["timestamp"] + pd.Timedelta(seconds=timeframe_seconds(tf)) <= close].iloc[-(HTF_TAIL + rows) :]
+        for tf, frame in (higher or {}).items()
+    }
+    out = context_matrix(symbol, timeframe, tails, higher_tails, cross_section=cross_section)[-rows:]
+    if len(out) < rows:  # a short history: NaN in front, as in a longer one before the columns are known
+        out = np.vstack([np.full((rows - len(out), N_CONTEXT), np.nan), out])
+    return out

@@ -41,6 +41,7 @@ class ModelCard:
     evaluation: Mapping[str, Any]  # held-out results per symbol (PPO)
     held_out_summary: Mapping[str, Any]  # (PPO)
     health: list[Any]  # training health warnings (CNN-LSTM)
+    pooled_symbols: list[str]  # the pairs it was trained on together: a context-reading family's cross-section
     stored_edge: Any  # the edge as stored (None for a model stored before the skill gate)
     sha256: Mapping[str, str]  # file name -> SHA-256
     # The input contract, as stored (not coerced: the load-time check compares exactly what was written)
@@ -74,6 +75,7 @@ class ModelCard:
             evaluation=_mapping(metadata.get("evaluation")),
             held_out_summary=_mapping(metadata.get("held_out_summary")),
             health=list(metadata.get("health") or []),
+            pooled_symbols=[str(s) for s in _mapping(metadata.get("training")).get("pooled_symbols") or []],
             stored_edge=metadata.get("edge"),
             sha256={str(k): str(v) for k, v in _mapping(metadata.get("sha256")).items()},
             feature_names=metadata.get("feature_names"),

@@ -36,7 +36,8 @@ from signals.core.errors import ModelIntegrityError
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe
 from signals.core.vocab import CLASS_NAMES
-from signals.features.registry import UnknownFeature, check_inputs, inputs_hash, select
+from signals.features.cnn import LOOKBACK
+from signals.features.registry import UnknownFeature, check_inputs, inputs_hash, needs_context, select, window_width
 from signals.models.registry import StoredModel, load_model
 
 logger = logging.getLogger(__name__)
@@ -51,8 +52,9 @@ _EPS: Final = 1e-12
 # --- the interface ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainingData:
-    """What `fit` learns from: one row per sample, `lookback * len(features)` columns (the newest `lookback` bars of
-    each declared feature, oldest bar first), float64; labels 0 SHORT, 1 NO_TRADE, 2 LONG (the trade plan)."""
+    """What `fit` learns from: one row per sample, float64: the newest `lookback` bars of each declared per-bar
+    feature (oldest bar first), then each declared window summary (`features.registry.select`); context columns
+    may be NaN (unknown: too few pairs, no higher timeframe); labels 0 SHORT, 1 NO_TRADE, 2 LONG (the trade plan)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -75,8 +77,8 @@ class FamilyPlugin(Protocol):
     threshold itself; `fit` may use `val` for early stopping, never the test blocks (it never sees them)."""
 
     name: str  # the store label and the `signals train <name>` argument: lower-case words joined by "-"
-    features: Sequence[str]  # names from `signals.features.registry.KNOWN_FEATURES`
-    lookback: int  # bars of each feature a row holds (1: the last closed candle only)
+    features: Sequence[str]  # names from `signals.features.registry.KNOWN_FEATURES` (context ones included)
+    lookback: int  # bars of each per-bar feature a row holds (1: the last closed candle only)
 
     def fit(self, train: TrainingData, val: TrainingData, *, seed: int) -> Learner:
         """Fit on `train` (pooled over the timeframe's pairs), deterministically for `seed`."""
@@ -229,6 +231,11 @@ class FamilyModel:
     def stop_atr(self) -> float:
         return self.stored.card.stop_atr
 
+    @property
+    def universe(self) -> list[str]:
+        """The pairs it was pooled over: the cross-section its context columns are computed in."""
+        return self.stored.card.pooled_symbols
+
     def rows(self, windows: np.ndarray) -> np.ndarray:
         return select(windows, list(self.plugin.features), self.plugin.lookback)
 
@@ -257,7 +264,9 @@ def load_family_model(plugin: FamilyPlugin, tag: str) -> FamilyModel:
         files = {n: Path(stored.file(n)).read_bytes() for n in names}
         learner = plugin.load(files)
         model = FamilyModel(stored, plugin, learner, temperature, None if threshold is None else float(threshold))
-        model.predict_proba(np.zeros((1, *_window_shape()), np.float32))  # fails here, not on a request
+        model.predict_proba(
+            np.zeros((1, LOOKBACK, window_width(list(plugin.features))), np.float32)
+        )  # not on a request
     except ModelIntegrityError:
         raise
     except Exception as error:  # whatever the family's loader raises: the model is refused, named, the rest serve
@@ -269,7 +278,6 @@ def load_family_model(plugin: FamilyPlugin, tag: str) -> FamilyModel:
     return model
 
 
-def _window_shape() -> tuple[int, int]:
-    from signals.features.cnn import LOOKBACK, N_FEATURES
-
-    return LOOKBACK, N_FEATURES
+def reads_context(plugin: FamilyPlugin) -> bool:
+    """Whether the family's windows carry the market context (built over the universe it was trained on)."""
+    return needs_context(list(plugin.features))

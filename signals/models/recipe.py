@@ -42,7 +42,15 @@ from signals.models.cnn_lstm.training import (
     fit_temperature,
 )
 from signals.models.evidence import Confirmation
-from signals.models.plugin import CALIBRATION_FILE, FamilyPlugin, Learner, TrainingData, calibrated, input_contract
+from signals.models.plugin import (
+    CALIBRATION_FILE,
+    FamilyPlugin,
+    Learner,
+    TrainingData,
+    calibrated,
+    input_contract,
+    reads_context,
+)
 from signals.models.plugin import model_name as family_model_name
 from signals.models.registry import StoredModel, library_versions, save_model
 from signals.models.skill import calls_of, choose_threshold, score
@@ -143,9 +151,12 @@ def train_family(
     timeframe: str,
     config: TrainConfig | None = None,
     *,
+    higher: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> FamilyTrainingResult:
-    """Walk-forward evaluation, then the served fit, of `plugin` for one timeframe over the given pairs (pooled)."""
+    """Walk-forward evaluation, then the served fit, of `plugin` for one timeframe over the given pairs (pooled).
+    A family that reads the market context gets it over these pairs and `higher` (timeframe -> symbol -> candles:
+    `features.context.HIGHER_TIMEFRAMES`)."""
     config = config or TrainConfig()
     timeframe = parse_timeframe(timeframe)
     started = time.perf_counter()
@@ -153,9 +164,13 @@ def train_family(
     if config.max_bars is not None:
         candles = {s: c.iloc[-config.max_bars :].reset_index(drop=True) for s, c in candles.items()}
     horizon = config.horizon_for(timeframe)
-    samples = build_samples(candles, timeframe, horizon, config.stop_atr, stride=config.stride_for(timeframe))
+    context = reads_context(plugin)
+    stride = config.stride_for(timeframe)
+    samples = build_samples(candles, timeframe, horizon, config.stop_atr, stride=stride, context=context, higher=higher)
     evaluation = (
-        build_samples(candles, timeframe, horizon, config.stop_atr) if config.stride_for(timeframe) > 1 else samples
+        build_samples(candles, timeframe, horizon, config.stop_atr, context=context, higher=higher)
+        if config.stride_for(timeframe) > 1
+        else samples
     )
     embargo_ns = LOOKBACK * timeframe_seconds(timeframe) * NS  # the CNN-LSTM's: a window's length
     confirm_start = confirmation_start(evaluation, config.confirm_share)

@@ -50,6 +50,7 @@ from signals.models.families import CNN_LSTM, PPO, family_of_store_name, plugin_
 from signals.serving.catalog import ModelCatalog, ModelEntry
 from signals.serving.explain import explain
 from signals.serving.gate import STALE_REASON, Standing, action_gate, consensus, plan_requires, signal_gate
+from signals.serving.inputs import ModelInputs
 from signals.serving.market import MarketData, MarketSnapshot
 from signals.serving.risk import risk_levels
 
@@ -147,6 +148,7 @@ class SignalEngine:
         self.cnn_lstm = cnn_lstm
         self.ppo = ppo
         self.families = families  # the installed families' runner; None: no such family is served
+        self.inputs = ModelInputs(market)  # each model's window (with the market context where it reads it)
         self.clock = clock
         self.writer = writer
         self.metrics = server_metrics()
@@ -305,7 +307,7 @@ class SignalEngine:
         for entry in self.catalog.shadow_cnn(timeframe):
             try:
                 snapshot = await self.market.snapshot(entry.symbol or "", timeframe)
-                items.append(Pending(entry, snapshot, snapshot.cnn_window))
+                items.append(Pending(entry, snapshot, await self.window(entry, snapshot)))
             except SignalsError as error:
                 logger.warning("shadow %s skipped: %s", entry.tag, error)
         signals = []
@@ -339,7 +341,12 @@ class SignalEngine:
         if cached is not None:
             self._cache.move_to_end(key)
             return self._as_of_now(cached)
-        return Pending(entry, snapshot, snapshot.cnn_window)
+        return Pending(entry, snapshot, await self.window(entry, snapshot))
+
+    async def window(self, entry: ModelEntry, snapshot: MarketSnapshot, *, history: bool = False) -> np.ndarray:
+        """The entry's model's window at the snapshot's candle (`serving.inputs`; `history`: replay, backfill)."""
+        symbol, timeframe = entry.symbol or "", entry.timeframe or ""
+        return await self.inputs.window(entry.family, entry.metadata, symbol, timeframe, snapshot, history=history)
 
     def _served(
         self, item: Pending, fresh: schemas.Signal | None, *, withheld: str | None, trigger: str = "request"

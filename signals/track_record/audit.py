@@ -104,7 +104,7 @@ async def replay(engine: SignalEngine, ledger: Ledger, request: schemas.ReplayRe
     if upto.empty or upto["timestamp"].iloc[-1] != candle_time:
         raise ModelNotFound(f"the store holds no {timeframe} candle for {symbol} at {candle_time.isoformat()}")
     snapshot = MarketSnapshot(upto, recorded.data_source, None)
-    item = Pending(entry, snapshot, snapshot.cnn_window)
+    item = Pending(entry, snapshot, await engine.window(entry, snapshot, history=True))
     # Probation is the live record's verdict at that time, not the candles': a paper call is rebuilt as withheld.
     withheld = recorded.abstain_reason if row.get("paper") else None
     at = pd.Timestamp(recorded.prediction_time)

@@ -77,7 +77,8 @@ async def backfill(
                 if since <= times.iloc[at] <= until:
                     tail = candles.iloc[max(0, at - SERVING_TAIL + 1) : at + 1].reset_index(drop=True)
                     snapshot = MarketSnapshot(tail, engine.market.data_source, None)
-                    items.append((Pending(entry, snapshot, snapshot.cnn_window), times.iloc[at]))
+                    window = await engine.window(entry, snapshot, history=True)
+                    items.append((Pending(entry, snapshot, window), times.iloc[at]))
         now = engine.clock()
         for start in range(0, len(items), CHUNK):
             chunk = items[start : start + CHUNK]

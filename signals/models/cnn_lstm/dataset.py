@@ -17,7 +17,8 @@ import pandas as pd
 
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import timeframe_seconds
-from signals.features.cnn import LOOKBACK, feature_matrix
+from signals.features.cnn import LOOKBACK, N_FEATURES, feature_matrix
+from signals.features.context import context_matrix, cross_section_of
 from signals.features.labels import PlanOutcomes, persistence_calls, reversal_calls, trade_plan_outcomes
 from signals.models.skill import Scored
 
@@ -31,19 +32,23 @@ class PairSeries:
 
     symbol: str
     timestamps_ns: np.ndarray  # (n,) int64 bar open times
-    features: np.ndarray  # (n, N_FEATURES) float32, NaN in the warm-up
+    features: np.ndarray  # (n, N_FEATURES) float32, NaN in the warm-up; then the context's columns, if asked
     outcomes: PlanOutcomes
     reversal: np.ndarray  # (n,) int: opposite of the last `horizon`-bar move (LONG after a fall)
     persistence: np.ndarray  # (n,) int: the label of bar t - horizon, the newest one resolved at t
 
 
-def pair_series(symbol: str, candles: pd.DataFrame, horizon: int, stop_atr: float) -> PairSeries:
-    """Features, outcomes and baselines of one pair's candles (pure; the same code serves and evaluates)."""
+def pair_series(
+    symbol: str, candles: pd.DataFrame, horizon: int, stop_atr: float, context: np.ndarray | None = None
+) -> PairSeries:
+    """Features, outcomes and baselines of one pair's candles (pure; the same code serves and evaluates);
+    `context`: the pair's (n, N_CONTEXT) market context (`features.context.context_matrix`), appended."""
     outcomes = trade_plan_outcomes(candles, horizon, stop_atr)
+    features = feature_matrix(candles) if context is None else np.hstack([feature_matrix(candles), context])
     return PairSeries(
         symbol=normalize_symbol(symbol),
         timestamps_ns=candles["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
-        features=feature_matrix(candles).astype(np.float32),
+        features=features.astype(np.float32),
         outcomes=outcomes,
         reversal=reversal_calls(candles["close"].to_numpy(dtype=np.float64), horizon),
         persistence=persistence_calls(outcomes.label, horizon),
@@ -134,14 +139,27 @@ def build_samples(
     stop_atr: float,
     *,
     stride: int = 1,
+    context: bool = False,
+    universe: Mapping[str, pd.DataFrame] | None = None,
+    higher: Mapping[str, Mapping[str, pd.DataFrame]] | None = None,
 ) -> Samples:
     """Every usable sample of every pair, in time order; `stride` keeps every k-th bar (training on 15m candles,
-    whose neighbouring labels overlap almost entirely, loses little and gains 4x in speed at stride 4)."""
+    whose neighbouring labels overlap almost entirely, loses little and gains 4x in speed at stride 4).
+
+    With `context`, each window also carries the market context's columns (`features.registry.CONTEXT_WIDTH`
+    wide), computed over `universe` (default: `candles`; the pairs a family is trained on) and `higher`
+    (timeframe -> symbol -> candles); the same samples are kept (their usability reads the CNN columns only)."""
     step_ns = timeframe_seconds(timeframe) * NS
     pairs: list[PairSeries] = []
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    universe = candles if universe is None else universe
+    cross = cross_section_of(universe) if context else None
     for symbol, frame in candles.items():
-        series = pair_series(symbol, frame, horizon, stop_atr)
+        extra = None
+        if context:
+            mine = {tf: frames[symbol] for tf, frames in (higher or {}).items() if symbol in frames}
+            extra = context_matrix(symbol, timeframe, {**universe, symbol: frame}, mine, cross_section=cross)
+        series = pair_series(symbol, frame, horizon, stop_atr, extra)
         rows = usable_rows(series, step_ns, horizon)
         if stride > 1:
             rows = rows[rows % stride == 0]
@@ -171,7 +189,7 @@ def usable_rows(series: PairSeries, step_ns: int, horizon: int) -> np.ndarray:
         return np.empty(0, dtype=np.int64)
     steady = np.zeros(n, dtype=np.int64)  # steady[i] = 1 when bar i follows bar i - 1 without a gap
     steady[1:] = np.diff(series.timestamps_ns) == step_ns
-    finite = np.isfinite(series.features).all(axis=1)
+    finite = np.isfinite(series.features[:, :N_FEATURES]).all(axis=1)  # the context may be NaN (unknown)
     broken = np.concatenate([[0], np.cumsum(1 - steady[1:])])  # gaps seen up to each bar
     bad = np.concatenate([[0], np.cumsum(~finite)])  # non-finite rows before each bar
     rows = np.arange(LOOKBACK - 1, n - horizon)

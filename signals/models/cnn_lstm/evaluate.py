@@ -16,12 +16,14 @@ import numpy as np
 import pandas as pd
 
 from signals.core.timeframes import timeframe_seconds
+from signals.data.store import CandleStore
 from signals.features.cnn import LOOKBACK
+from signals.features.context import higher_candles
 from signals.features.labels import round_trip_cost
 from signals.models.card import ModelCard
 from signals.models.cnn_lstm.artifact import CnnLstmPredictor
 from signals.models.cnn_lstm.dataset import NS, Samples, build_samples
-from signals.models.plugin import FamilyModel
+from signals.models.plugin import FamilyModel, reads_context
 from signals.models.skill import Scored, calls_of, score
 
 
@@ -70,12 +72,27 @@ def outside_fitted(samples: Samples, card: ModelCard) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
-def evaluate_model(predictor: CnnLstmPredictor | FamilyModel, candles: pd.DataFrame) -> Evaluation:
+def evaluate_model(
+    predictor: CnnLstmPredictor | FamilyModel,
+    candles: pd.DataFrame,
+    *,
+    store: CandleStore | None = None,
+    exchange: str | None = None,
+) -> Evaluation:
     """Score one stored model (a CNN-LSTM, or an installed family's: both answer windows) on `candles` of its own
-    (symbol, timeframe), outside the bars it was fitted on."""
+    (symbol, timeframe), outside the bars it was fitted on. A family that reads the market context gets it over its
+    training universe and its higher timeframes, read from `store` (the windows training and serving build)."""
     card = predictor.stored.card
     symbol, timeframe = str(card.symbol), str(card.timeframe)
-    every = build_samples({symbol: candles}, timeframe, predictor.horizon, predictor.stop_atr)
+    context: dict[str, Any] = {}
+    if isinstance(predictor, FamilyModel) and reads_context(predictor.plugin):
+        if store is None or exchange is None:
+            raise ValueError(f"model {predictor.tag} reads the market context: give the candle store")
+        universe = {s: store.read_or_empty(exchange, s, timeframe) for s in predictor.universe}
+        universe = {s: frame for s, frame in universe.items() if len(frame)} | {symbol: candles}
+        higher = higher_candles(lambda s, tf: store.read_or_empty(exchange, s, tf), universe, timeframe)
+        context = {"context": True, "universe": universe, "higher": higher}
+    every = build_samples({symbol: candles}, timeframe, predictor.horizon, predictor.stop_atr, **context)
     samples = every.subset(outside_fitted(every, card))
     probabilities = predictor.predict_proba(samples.windows()) if len(samples) else np.empty((0, 3), np.float32)
     scored = samples.scored(probabilities.astype(np.float64))

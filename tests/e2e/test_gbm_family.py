@@ -1,0 +1,134 @@
+"""The GBM as the family seam's first real user: found by its entry point (pyproject.toml), trained by `signals
+train gbm` with the market context, evaluated, served by the families runner, recorded and replayed bit for bit,
+and served or shadowed against the CNN-LSTM by the one rule (`serving.catalog.FAMILY_RULE`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import bentoml
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from signals.cli import app
+from signals.features.registry import CONTEXT_WIDTH
+from signals.models import plugin
+from signals.models.registry import list_models
+from tests.support.fakes import separate_metrics
+from tests.support.servers import local_client
+from tests.support.world import World, copy_world, environment
+
+FAMILY = "gbm"
+BTC, ETH, SOL = "BTC/USDT", "ETH/USDT", "SOL/USDT"
+
+
+@pytest.fixture(scope="module")
+def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    built = copy_world(trained_world, tmp_path_factory.mktemp("gbm-world"))
+    try:
+        with environment(built.env()):
+            yield built
+    finally:  # the session's model store is shared: other modules count the families of a pair
+        for model in list(list_models(FAMILY)):
+            bentoml.models.delete(model.tag)
+
+
+def cli(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def trained(world: World) -> list[dict[str, Any]]:
+    result = cli(
+        "train", FAMILY, "--symbols", f"{BTC},{ETH},{SOL}", "--timeframes", "1h", "--max-bars", "900",
+        "--data-dir", str(world.data_dir), "--exchange", "synthetic", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def test_the_gbm_is_found_by_its_entry_point() -> None:
+    found = plugin.discover()
+    assert FAMILY in found.names and plugin.reads_context(found.plugins[FAMILY])
+
+
+def test_trained_with_the_context_and_evaluated(world: World, trained: list[dict[str, Any]]) -> None:
+    models = list(list_models(FAMILY))
+    assert {m.info.labels["symbol"] for m in models} == {BTC, ETH, SOL}
+    meta = models[0].info.metadata
+    assert set(meta["sha256"]) == {"model.txt", "gbm.json", "calibration.json"}
+    assert "rank_return_16" in meta["feature_names"] and meta["training"]["pooled_symbols"] == [BTC, ETH, SOL]
+    assert meta["walk_forward"]["folds"] and meta["edge"]["rule"]["text"]
+    result = cli(
+        "evaluate", "--timeframes", "1h", "--data-dir", str(world.data_dir), "--exchange", "synthetic", "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert {str(m.tag) for m in models} <= {row["model"] for row in json.loads(result.stdout)}
+
+
+def test_served_recorded_replayed_bit_for_bit_and_chosen_by_the_rule(
+    world: World, trained: list[dict[str, Any]]
+) -> None:
+    from service import SignalService
+
+    with separate_metrics(), local_client(SignalService.to_asgi()) as client:
+        answer = client.post("/predict", json={"symbol": SOL, "timeframe": "1h"})  # only the GBM has SOL 1h
+        assert answer.status_code == 200, answer.text
+        signal = answer.json()
+        assert signal["family"] == FAMILY, signal
+        infos = [i for i in client.post("/models", json={}).json() if (i["symbol"], i["timeframe"]) == (ETH, "1h")]
+        assert sorted(i["role"] for i in infos) == ["served", "shadow"]
+        assert {i["family"] for i in infos} == {"cnn-lstm", FAMILY}
+        skills = {i["family"]: i["metrics"]["walk_forward"]["log_loss_skill"]["value"] for i in infos}
+        served = next(i for i in infos if i["role"] == "served")
+        assert skills[served["family"]] == max(skills.values()) and "log-loss skill" in served["note"]
+        summary = client.post("/summary", json={"symbol": ETH, "timeframes": ["1h"]}).json()
+        assert summary["signals"]["1h"]["family"] == served["family"]
+
+        history: dict[str, Any] = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the writer records in the background
+            history = client.post("/history", json={"symbol": SOL, "timeframe": "1h"}).json()
+            if history["items"]:
+                break
+            time.sleep(0.05)
+        assert history["items"] and history["items"][0]["signal"]["family"] == FAMILY
+        replay = client.post("/replay", json={"symbol": SOL, "timeframe": "1h", "candle_time": signal["candle_time"]})
+        assert replay.status_code == 200, replay.text
+        body = replay.json()
+        assert body["match"] is True and body["features_match"] is True and body["differences"] == [], body
+        assert body["rebuilt"]["probabilities"] == signal["probabilities"]
+
+
+def test_the_served_context_is_the_training_context(world: World, trained: list[dict[str, Any]]) -> None:
+    """The window the server builds at the last candle equals, bit for bit, the one training built for that bar."""
+    import asyncio
+
+    from signals.core.settings import get_settings
+    from signals.data.store import CandleStore
+    from signals.features.cnn import SERVING_TAIL
+    from signals.features.context import higher_candles
+    from signals.models.cnn_lstm.dataset import build_samples
+    from signals.serving.inputs import ModelInputs
+    from signals.serving.market import MarketData, MarketSnapshot
+
+    store = CandleStore(world.data_dir)
+    candles = {s: store.read("synthetic", s, "1h") for s in (BTC, ETH, SOL)}
+    higher = higher_candles(lambda s, tf: store.read_or_empty("synthetic", s, tf), candles, "1h")
+    samples = build_samples(candles, "1h", 4, 1.5, context=True, higher=higher)
+    last = int(np.flatnonzero(samples.pair == samples.symbols.index(ETH))[-1])  # the newest labelled bar
+    eth = candles[ETH]
+    upto = eth[eth["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64) <= samples.time_ns[last]]
+    snapshot = MarketSnapshot(upto.iloc[-SERVING_TAIL:].reset_index(drop=True), "synthetic", None)
+    meta = next(m for m in list_models(FAMILY) if m.info.labels["symbol"] == ETH).info.metadata
+    served = asyncio.run(
+        ModelInputs(MarketData(get_settings())).window(FAMILY, meta, ETH, "1h", snapshot, history=True)
+    )
+    assert served.shape == (60, CONTEXT_WIDTH)
+    trained_window = samples.windows(np.array([last]))[0]
+    np.testing.assert_array_equal(served[:, 15:], trained_window[:, 15:])  # the context, NaN where unknown

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from signals.api.access import key_hash, new_key
@@ -214,7 +215,7 @@ def test_the_topology_runs_as_separate_processes_and_serves_through_every_api_re
     assert len(apis) == 2
     for server in (cnn, ppo):  # the runners are services of their own, not children of an API
         assert all(server.process.pid != api.process.pid for api in apis)
-    answers = []
+    answers, first_ids = [], []
     for api in apis:
         assert httpx.post(f"{api.url}/predict", json={"symbol": "BTC/USDT", "timeframe": "1h"}).status_code == 401
         signal = httpx.post(
@@ -223,10 +224,15 @@ def test_the_topology_runs_as_separate_processes_and_serves_through_every_api_re
         action = httpx.post(f"{api.url}/action", json={"symbol": "BTC/USDT"}, timeout=60, headers=AUTH)
         assert signal.status_code == 200 and action.status_code == 200, (signal.text, action.text)
         answers.append(signal.json())
+        first_ids.append(signal.headers["x-request-id"])
         workers = subprocess.run(["pgrep", "-P", str(api.process.pid), "-a"], capture_output=True, text=True).stdout
         assert "cnn_lstm_runner" not in workers and "ppo_runner" not in workers  # reached by URL, not spawned
     assert answers[0]["probabilities"] == answers[1]["probabilities"]
     request_id = signal.headers["x-request-id"]  # the last replica's first /predict: a cache miss, a runner call
+    first = first_ids[0]  # the first replica's /predict computed and recorded BTC/USDT 1h: its record names it
+    with sa.create_engine(postgres.url("deploy_topology")).connect() as db:
+        recorded_by = db.execute(sa.text("SELECT request_id FROM signal_records WHERE mode = 'live'")).scalars().all()
+    assert recorded_by == [first]
     runner_lines = [json.loads(line) for line in cnn.log.read_text().splitlines() if line.startswith("{")]
     assert any(line.get("request_id") == request_id for line in runner_lines), (
         request_id,

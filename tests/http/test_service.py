@@ -910,11 +910,11 @@ def test_served_signals_are_recorded_and_can_be_listed_scored_and_replayed(clien
         pytest.fail(f"the served signal was not recorded within 10 s: {history}")
     item = history["items"][0]
     assert history["symbol"] == ETH and item["mode"] == "live" and item["signal"] == signal | {"stale": False}
-    with sqlite3.connect(world.data_dir / "signals.db") as db:  # the record names the request that computed it
+    with sqlite3.connect(world.data_dir / "signals.db") as db:  # the request that computed it, or the start's warm-up
         (recorded_by,) = db.execute(
             "SELECT request_id FROM signal_records WHERE symbol = ? AND timeframe = '1h'", (ETH,)
         ).fetchone()
-    assert recorded_by == request_id
+    assert recorded_by in (None, request_id)  # which came first varies; tests/e2e/test_deploy.py pins the request
     assert item["outcome"] is None  # its horizon has not ended in the store yet
 
     replay = post(client, "/replay", {"symbol": ETH, "timeframe": "1h", "candle_time": signal["candle_time"]})

@@ -121,8 +121,9 @@ FIGURES: tuple[Figure, ...] = (
 
 
 def newest(results_dir: Path, pattern: str) -> dict[str, Any]:
-    """The newest results file matching `pattern` (by name: they carry their date), parsed; {} when none."""
-    found = sorted(results_dir.glob(pattern))
+    """The newest results file matching `pattern`, parsed; {} when none. Newest by the time it was written: names
+    carry only the day, and a variant of the same day (`live-loop-gbm-<day>`) must not win by sorting later."""
+    found = sorted(results_dir.glob(pattern), key=lambda path: path.stat().st_mtime)
     if not found:
         return {}
     try:

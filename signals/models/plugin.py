@@ -38,7 +38,7 @@ from signals.core.timeframes import parse_timeframe
 from signals.core.vocab import CLASS_NAMES
 from signals.features.cnn import LOOKBACK
 from signals.features.registry import UnknownFeature, check_inputs, inputs_hash, needs_context, select, window_width
-from signals.models.registry import StoredModel, load_model
+from signals.models.registry import StoredModel, StoredPredictor, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def calibrated(probabilities: np.ndarray, temperature: float) -> np.ndarray:
 
 
 @dataclass
-class FamilyModel:
+class FamilyModel(StoredPredictor):
     """A loaded, verified model of a plugin family: window -> the family's rows -> learner -> temperature.
 
     Answers like a CNN-LSTM predictor (`predict_proba` of unscaled (n, LOOKBACK, N_FEATURES) windows, `tag`,
@@ -215,21 +215,6 @@ class FamilyModel:
     learner: Learner
     temperature: float
     threshold: float | None
-
-    @property
-    def tag(self) -> str:
-        return self.stored.tag
-
-    @property
-    def horizon(self) -> int:
-        horizon = self.stored.card.horizon
-        if horizon is None:
-            raise ModelIntegrityError(f"model {self.tag}: metadata field 'horizon' is missing; re-train it")
-        return horizon
-
-    @property
-    def stop_atr(self) -> float:
-        return self.stored.card.stop_atr
 
     @property
     def universe(self) -> list[str]:

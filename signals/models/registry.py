@@ -64,6 +64,27 @@ class StoredModel:
         return self.path / name
 
 
+class StoredPredictor:
+    """What every loaded predictor (CNN-LSTM, a plugin family's, the GBM) answers from its stored model, one way."""
+
+    stored: StoredModel
+
+    @property
+    def tag(self) -> str:
+        return self.stored.tag
+
+    @property
+    def horizon(self) -> int:
+        horizon = self.stored.card.horizon
+        if horizon is None:
+            raise ModelIntegrityError(f"model {self.tag}: metadata field 'horizon' is missing; re-train it")
+        return horizon
+
+    @property
+    def stop_atr(self) -> float:
+        return self.stored.card.stop_atr
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

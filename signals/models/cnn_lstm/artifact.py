@@ -30,7 +30,7 @@ from signals.core.timeframes import parse_timeframe
 from signals.core.vocab import CLASS_NAMES
 from signals.models.cnn_lstm.network import CnnLstm, CnnLstmConfig
 from signals.models.device import resolve_device
-from signals.models.registry import StoredModel, list_models, load_model, save_model
+from signals.models.registry import StoredModel, StoredPredictor, list_models, load_model, save_model
 from signals.models.scaler import Scaler
 
 if TYPE_CHECKING:  # training is not on the serving path: only its result type is named here
@@ -140,7 +140,7 @@ def _compact(scores: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class CnnLstmPredictor:
+class CnnLstmPredictor(StoredPredictor):
     """A loaded, verified CNN-LSTM: scaler -> network -> temperature, on one device."""
 
     stored: StoredModel
@@ -158,21 +158,6 @@ class CnnLstmPredictor:
         """The same id for every entry that holds the same network and scaler (the pairs of a pooled timeframe)."""
         hashes = self.stored.card.sha256
         return f"{hashes.get(WEIGHTS_FILE, self.tag)}:{hashes.get(SCALER_FILE, '')}"
-
-    @property
-    def tag(self) -> str:
-        return self.stored.tag
-
-    @property
-    def horizon(self) -> int:
-        horizon = self.stored.card.horizon
-        if horizon is None:
-            raise ModelIntegrityError(f"model {self.tag}: metadata field 'horizon' is missing; re-train it")
-        return horizon
-
-    @property
-    def stop_atr(self) -> float:
-        return self.stored.card.stop_atr
 
     def logits(self, windows: np.ndarray) -> np.ndarray:
         """Raw network logits (temperature 1, float64) for unscaled (n, lookback, n_features) windows."""

@@ -26,7 +26,7 @@ from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe
 from signals.core.vocab import CLASS_NAMES
 from signals.features.tabular import names_hash, tabular_names
-from signals.models.registry import StoredModel, list_models, load_model, save_model
+from signals.models.registry import StoredModel, StoredPredictor, list_models, load_model, save_model
 
 if TYPE_CHECKING:  # training is not on the serving path: only its result type is named here
     from signals.models.gbm.training import GbmTrainingResult
@@ -132,7 +132,7 @@ def save_gbm_models(
 
 
 @dataclass
-class GbmPredictor:
+class GbmPredictor(StoredPredictor):
     """A loaded, verified booster: raw scores -> temperature -> (n, 3) probabilities."""
 
     stored: StoredModel
@@ -141,21 +141,6 @@ class GbmPredictor:
     threshold: float | None
     feature_names: tuple[str, ...]
     context: bool
-
-    @property
-    def tag(self) -> str:
-        return self.stored.tag
-
-    @property
-    def horizon(self) -> int:
-        horizon = self.stored.card.horizon
-        if horizon is None:
-            raise ModelIntegrityError(f"model {self.tag}: metadata field 'horizon' is missing; re-train it")
-        return horizon
-
-    @property
-    def stop_atr(self) -> float:
-        return self.stored.card.stop_atr
 
     def predict_proba(self, features_batch: np.ndarray) -> np.ndarray:
         """Calibrated (n, 3) float32 probabilities in CLASS_NAMES order for (n, n_features) rows

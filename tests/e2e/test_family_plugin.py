@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import bentoml
 import pytest
 from typer.testing import CliRunner
 
@@ -80,8 +81,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory, installed: Path) -> Iterator[World]:
     built = copy_world(trained_world, tmp_path_factory.mktemp("plugin-world"))
-    with environment(built.env()):
-        yield built
+    try:
+        with environment(built.env()):
+            yield built
+    finally:  # the session's model store is shared: a later module would meet models of a family it cannot load
+        for model in list(list_models(FAMILY)):
+            bentoml.models.delete(model.tag)
 
 
 def cli(*args: str) -> Any:

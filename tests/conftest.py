@@ -53,6 +53,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"trained worlds built: {len(builds)} ({seconds} s)")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def models_stay_in_their_module() -> Iterator[None]:
+    """The model store is the session's (one per worker) and a served pair reads its newest version, so a model a
+    module stores would be served to every later module in that worker: each module's own models go at its end.
+    (CI once ran the runner tests, which store an ETH 1h model with no walk-forward figures, between the world's
+    build and the family tests in one worker: those then served it.)"""
+    from tests.support.models import models_made_here
+
+    with models_made_here():
+        yield
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """One real PostgreSQL server for the session (tests/support/postgres.py); each test makes its own database."""

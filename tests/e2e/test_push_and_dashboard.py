@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
 from tests.support.browser import chromium, console_errors, screenshot, static_origin
 from tests.support.servers import Server, bentoml_server
@@ -267,9 +268,13 @@ def cards(driver: Any) -> dict[str, dict[str, str]]:
 
 
 def wait_until(predicate: Any, timeout: float = 20, what: str = "") -> Any:
+    """Poll until `predicate` is truthy; an element not drawn yet (or redrawn under us) is "not yet", not a failure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
+        try:
+            value = predicate()
+        except (NoSuchElementException, StaleElementReferenceException):
+            value = None
         if value:
             return value
         time.sleep(0.1)

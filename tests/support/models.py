@@ -26,12 +26,16 @@ def tiny_cnn_lstm(symbol: str, timeframe: str = "1h", *, seed: int = 0, bars: in
 
 @contextmanager
 def models_made_here() -> Iterator[None]:
-    """Delete, on the way out, every model version stored inside the block: the session's store is shared, and a
-    module's extra version of a pair would be served by the modules that run after it."""
+    """Delete, on the way out, every model version stored inside the block, except the session world's (built
+    inside it when the block is the first to ask for it): the session's store is shared, and a module's extra
+    version of a pair would be served by the modules that run after it."""
+    from tests.support import world
+
     before = {str(model.tag) for model in bentoml.models.list()}
     try:
         yield
     finally:
+        kept = before | world.WORLD_MODELS
         for model in bentoml.models.list():
-            if str(model.tag) not in before:
+            if str(model.tag) not in kept:
                 bentoml.models.delete(model.tag)

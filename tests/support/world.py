@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import bentoml
 import pandas as pd
 
 from signals.core.settings import get_settings
@@ -28,6 +29,7 @@ from tests.support.factories import next_bar
 EXCHANGE = "synthetic"
 END = pd.Timestamp("2026-11-20", tz="UTC")
 BUILDS: list[float] = []  # seconds of each `build_world` in this session (tests/conftest.py reports them)
+WORLD_MODELS: set[str] = set()  # the tags the session's worlds stored: kept when a module's own models are removed
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def build_world(
         pooled = [symbol for symbol, tf in models if tf == timeframe]
         train_cnn_lstm_models(store, EXCHANGE, pooled, timeframe, config, tiny)
     train_ppo_policy(store, EXCHANGE, symbols[:2], ppo_timeframe, timesteps=128, seed=1, max_bars=900)
+    WORLD_MODELS.update(str(m.tag) for m in bentoml.models.list())
     BUILDS.append(time.perf_counter() - started)
     return World(data_dir, symbols, timeframes, models, ppo_timeframe)
 

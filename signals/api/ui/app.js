@@ -7,6 +7,8 @@
 const TIMEFRAMES = ["15m", "1h", "4h", "1d"];
 const COLORS = { LONG: "#1fa971", SHORT: "#e0525b", NO_TRADE: "#5c6878", accent: "#4c9aff", warn: "#e6a23c" };
 // Past calls on the chart: the colour says the direction (as the legend above), the shape says what happened.
+// A direction in words for people (NO_TRADE reads "no trade"); data attributes keep the API's value.
+const directionWords = (direction) => (direction === "NO_TRADE" ? "no trade" : direction);
 const OUTCOME_SHAPES = { target: "circle", stop: "square" }; // expired and open: an arrow in the call's direction
 const OUTCOME_WORDS = { target: "hit", stop: "stop", expired: "exp", pending: "" };
 const VERDICT_WORDS = {
@@ -200,7 +202,7 @@ function card(signal) {
   },
   el("div", { class: "row" }, el("span", { class: "symbol" }, signal.symbol), el("span", { class: "dir" }, signal.actionable ? signal.direction : "no plan")),
   el("div", { class: "conf", title: `confidence ${pct(signal.confidence, 1)}` }, el("i", { style: `width:${(100 * signal.confidence).toFixed(1)}%` })),
-  el("div", { class: "row muted" }, el("span", { class: "nowrap" }, `model ${signal.direction} ${pct(signal.confidence)}`), el("span", {}, num(signal.current_price))),
+  el("div", { class: "row muted" }, el("span", { class: "nowrap" }, `model ${directionWords(signal.direction)} ${pct(signal.confidence)}`), el("span", {}, num(signal.current_price))),
   el("div", { class: "why", title: why }, short),
   el("div", { class: "muted" }, hit));
   if (signal.stale) node.append(el("div", { class: "stale" }, "stale: the next candle is late"));
@@ -322,7 +324,7 @@ function renderFacts(signal) {
   if (!signal) { facts.replaceChildren(); return; }
   const edge = signal.edge;
   const rows = [
-    ["model says", `${signal.direction} ${pct(signal.confidence, 1)}`],
+    ["model says", `${directionWords(signal.direction)} ${pct(signal.confidence, 1)}`],
     ["family", signal.family || "–"],
     ["served as", signal.actionable ? `${signal.direction} (actionable)` : "no trade plan"],
     ["edge", `${verdictWords(edge.verdict)}${edge.value !== null && edge.value !== undefined ? ` ${(100 * edge.value).toFixed(2)}${NBSP}%/call` : ""}`],
@@ -349,13 +351,13 @@ function renderSummary(summary, reason) {
     const s = summary.signals[tf];
     const error = summary.errors.find((e) => e.timeframe === tf);
     if (!s) return el("tr", {}, el("td", {}, tf), el("td", { colspan: "5", class: "muted" }, error ? error.message : "–"));
-    return el("tr", { dataset: { timeframe: tf } }, el("td", {}, tf), el("td", {}, s.direction), el("td", {}, pct(s.confidence)),
+    return el("tr", { dataset: { timeframe: tf } }, el("td", {}, tf), el("td", {}, directionWords(s.direction)), el("td", {}, pct(s.confidence)),
       el("td", {}, s.actionable ? s.direction : "no plan"), el("td", {}, verdictWords(s.edge.verdict)), el("td", {}, s.stale ? "yes" : "no"));
   });
   table.replaceChildren(head, ...rows);
   const c = summary.consensus;
   $("consensus").textContent = c
-    ? `Consensus ${c.direction} (score ${c.score.toFixed(2)}, ${c.actionable} actionable of ${c.answered}). ${c.rule}`
+    ? `Consensus ${directionWords(c.direction)} (score ${c.score.toFixed(2)}, ${c.actionable} actionable of ${c.answered}). ${c.rule}`
     : "No consensus: no timeframe answered.";
 }
 

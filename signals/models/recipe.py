@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import numpy as np
 import pandas as pd
@@ -97,19 +97,30 @@ class FamilyTrainingResult:
         return TrainingResult.pair_confirmation(cast(TrainingResult, self), symbol)
 
 
+ROWS_CHUNK: Final = 20_000  # samples whose windows are cut at once: a pooled timeframe's windows would not fit memory
+
+
+def rows_of(plugin: FamilyPlugin, samples: Samples, index: np.ndarray) -> np.ndarray:
+    """The family's rows of the samples at `index` (`features.registry.select`), cut from their windows a chunk at
+    a time (each row is computed from its own window alone: the same bits as one batch)."""
+    names = list(plugin.features)
+    parts = [
+        select(samples.windows(index[at : at + ROWS_CHUNK]), names, plugin.lookback)
+        for at in range(0, len(index), ROWS_CHUNK)
+    ]
+    return np.concatenate(parts) if parts else select(samples.windows(index), names, plugin.lookback)
+
+
 def _data(plugin: FamilyPlugin, samples: Samples, index: np.ndarray) -> TrainingData:
     names = tuple(plugin.features)
-    return TrainingData(
-        select(samples.windows(index), names, plugin.lookback), samples.labels[index], names, plugin.lookback
-    )
+    return TrainingData(rows_of(plugin, samples, index), samples.labels[index], names, plugin.lookback)
 
 
 def predict(fitted: FamilyFit, plugin: FamilyPlugin, samples: Samples, index: np.ndarray) -> np.ndarray:
     """Calibrated probabilities of the samples at `index` (float32 rounding, as served)."""
     if len(index) == 0:
         return np.empty((0, len(CLASS_NAMES)), np.float32)
-    rows = select(samples.windows(index), list(plugin.features), plugin.lookback)
-    return calibrated(fitted.learner.predict_proba(rows), fitted.temperature)
+    return calibrated(fitted.learner.predict_proba(rows_of(plugin, samples, index)), fitted.temperature)
 
 
 def fit_family(
@@ -118,8 +129,9 @@ def fit_family(
     """`plugin.fit` on `train`, then a temperature and an abstention threshold on `val` only."""
     if len(train) == 0 or len(val) == 0:
         raise ValueError(f"{len(train)} training and {len(val)} validation samples: too few; give more bars")
-    learner = plugin.fit(_data(plugin, samples, train), _data(plugin, samples, val), seed=config.seed)
-    raw = np.asarray(learner.predict_proba(_data(plugin, samples, val).x), dtype=np.float64)
+    val_data = _data(plugin, samples, val)
+    learner = plugin.fit(_data(plugin, samples, train), val_data, seed=config.seed)
+    raw = np.asarray(learner.predict_proba(val_data.x), dtype=np.float64)
     labels = samples.labels[val]
     temperature = fit_temperature(np.log(np.clip(raw, 1e-12, 1.0)), labels)
     probabilities = calibrated(raw, temperature).astype(np.float64)

@@ -5,7 +5,8 @@ LightGBM on one row per sample (`features.registry`): the CNN-LSTM's 15 features
 15 columns at the bar (NaN where unknown: LightGBM's missing-value branches), and the 15 features' means over the
 60-bar window. Trained, calibrated, stored, served and replayed by the server's recipe and runner like any
 installed family; the artifact is LightGBM's own text format plus a JSON note (no pickle). `lightgbm` is imported
-only to fit or load, so discovery costs nothing.
+only to fit or load, so discovery costs nothing. `GbmPlugin(context=False)` reads no context (the comparison's
+"GBM alone", `bench.family_compare`): the same learner and recipe on the other 30 columns.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from signals.features.cnn import FEATURE_NAMES
 from signals.features.context import CONTEXT_NAMES
@@ -28,6 +30,41 @@ if TYPE_CHECKING:
 
 MODEL_FILE: Final = "model.txt"
 NOTE_FILE: Final = "gbm.json"
+
+
+class GbmParams(BaseModel):
+    """The learner's hyper-parameters: fixed, conservative, never chosen on a test fold or the confirmation block."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_leaves: int = Field(default=15, ge=2)
+    learning_rate: float = Field(default=0.05, gt=0)
+    max_rounds: int = Field(default=400, ge=1)
+    early_stopping: int = Field(default=30, ge=1, description="Rounds without a better validation log-loss.")
+    min_child_samples: int = Field(default=200, ge=1)
+    feature_fraction: float = Field(default=0.8, gt=0, le=1)
+    bagging_fraction: float = Field(default=0.8, gt=0, le=1)
+    lambda_l2: float = Field(default=1.0, ge=0)
+    num_threads: int = Field(default=1, ge=1)
+
+    def lightgbm(self, seed: int) -> dict[str, Any]:
+        return {
+            "objective": "multiclass",
+            "num_class": 3,
+            "metric": "multi_logloss",
+            "num_leaves": self.num_leaves,
+            "learning_rate": self.learning_rate,
+            "min_child_samples": self.min_child_samples,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction,
+            "bagging_freq": 1,
+            "lambda_l2": self.lambda_l2,
+            "num_threads": self.num_threads,
+            "seed": seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
+        }
 
 
 @dataclass(frozen=True)
@@ -48,15 +85,18 @@ class GbmPlugin:
     """LightGBM, multi-class log-loss, early stopping on the validation stretch the server hands `fit`."""
 
     name = "gbm"
-    features: tuple[str, ...] = (*FEATURE_NAMES, *CONTEXT_NAMES, *SUMMARY_FEATURES)  # the row's column order
     lookback = 1
+
+    def __init__(self, *, context: bool = True, params: GbmParams | None = None) -> None:
+        """The entry point's instance reads the context with `GbmParams()` (the server instantiates it bare)."""
+        self.params = params or GbmParams()
+        context_names = CONTEXT_NAMES if context else ()
+        self.features: tuple[str, ...] = (*FEATURE_NAMES, *context_names, *SUMMARY_FEATURES)  # the row's columns
 
     def fit(self, train: TrainingData, val: TrainingData, *, seed: int) -> Booster:
         import lightgbm as lgb
 
-        from signals.models.gbm.training import GbmParams
-
-        params = GbmParams()
+        params = self.params
         train_set = lgb.Dataset(train.x, train.y, free_raw_data=True)
         val_set = lgb.Dataset(val.x, val.y, reference=train_set)
         booster = lgb.train(
@@ -87,10 +127,8 @@ class GbmPlugin:
     def card(self) -> Mapping[str, Any]:
         from importlib.metadata import version
 
-        from signals.models.gbm.training import GbmParams
-
         return {
             "description": "LightGBM on the CNN-LSTM's features at the bar, their 60-bar means and the market context",
-            "hyperparameters": GbmParams().model_dump(mode="json"),
+            "hyperparameters": self.params.model_dump(mode="json"),
             "library": {"lightgbm": version("lightgbm")},
         }

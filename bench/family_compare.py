@@ -3,12 +3,14 @@
 (`--report a.json b.json`: the tables of earlier runs together, without training).
 
 Each timeframe's pairs are pooled as the CNN-LSTM's training pools them: `ohlcv/` (34 pairs, 2024-01 -> 2024-09) with
-`ohlcv_2020/` in front for BTC, ETH, SOL and XRP (2020-09 -> 2023-12), one series per pair. The GBM is trained by
-the CNN-LSTM's recipe (`TrainConfig()` defaults: the same samples, walk-forward blocks, purge and embargo, and the
-same confirmation block, the newest fifth of the samples), with and without the market context; the universe rule
-(`models.evidence`) is applied over each variant's pair-models with m = 136. The CNN-LSTM's row is read from
-MODELS.md's walk-forward table (the same candles and recipe; not retrained here). Nothing is tuned: the learner's
-hyper-parameters are `GbmParams()` defaults.
+`ohlcv_2020/` in front for BTC, ETH, SOL and XRP (2020-09 -> 2023-12), one series per pair. The GBM is the served
+family's code path: `GbmPlugin` trained by `models.recipe.train_family` (what `signals train gbm` runs) with
+`TrainConfig()` defaults (the CNN-LSTM's samples, walk-forward blocks, purge and embargo, and confirmation block,
+the newest fifth of the samples), with the market context (the served `gbm`) and without it
+(`GbmPlugin(context=False)`); the universe rule (`models.evidence`) is applied over each variant's pair-models with
+m = 136, as `pipelines.train_family_models` applies it. The CNN-LSTM's row is read from MODELS.md's walk-forward
+table (the same candles and recipe; not retrained here). Nothing is tuned: the learner's hyper-parameters are
+`GbmParams()` defaults.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -27,7 +29,10 @@ from bench.models_report import ci
 from signals.core.timeframes import MODEL_TIMEFRAMES
 from signals.data.importer import read_candle_file
 from signals.features.context import HIGHER_TIMEFRAMES
-from signals.models.evidence import Candidate, apply_rule
+from signals.models.evidence import apply_rule
+
+if TYPE_CHECKING:
+    from signals.models.plugin import FamilyPlugin
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout (SIGNALS_SHARED_DATA overrides, as for the tests).
@@ -55,19 +60,22 @@ def load_universe(data: Path, timeframe: str) -> dict[str, pd.DataFrame]:
 def run_variant(
     universe: dict[str, pd.DataFrame], higher: dict[str, dict[str, pd.DataFrame]], timeframe: str, context: bool
 ) -> dict[str, Any]:
-    from signals.models.gbm.family import GbmFamily
+    from signals.models.gbm.plugin import Booster, GbmPlugin
+    from signals.models.recipe import train_family
+    from signals.pipelines import cnn_lstm_candidates
 
-    family = GbmFamily(context=context)
+    plugin = GbmPlugin(context=context)
     started = time.perf_counter()
-    result = family.train(universe, timeframe, higher if context else None)
+    result = train_family(cast("FamilyPlugin", plugin), universe, timeframe, higher=higher if context else None)
     seconds = time.perf_counter() - started
-    candidates = {
-        s: Candidate(result.pair_edge(s), result.pooled_verdict, result.pair_confirmation(s)) for s in result.symbols
-    }
-    edges = apply_rule(candidates, UNIVERSE)
+    edges = apply_rule(cnn_lstm_candidates([result]), UNIVERSE)
     verdicts = Counter(edge["verdict"] for edge in edges.values())
     wf_verdicts = Counter(edge.get("walk_forward_verdict") for edge in edges.values())
-    top = sorted(result.importance.items(), key=lambda kv: -kv[1])
+    booster = result.fit.learner
+    assert isinstance(booster, Booster)
+    gains = booster.booster.feature_importance("gain", iteration=booster.best_iteration)
+    total = float(gains.sum()) or 1.0
+    top = sorted(zip(plugin.features, (float(g) / total for g in gains), strict=True), key=lambda kv: -kv[1])
     pooled = {k: v for k, v in result.walk_forward["pooled"].items() if k not in ("reliability", "coverage")}
     confirm = {k: v for k, v in result.confirmation["pooled"].items() if k not in ("reliability", "coverage")}
     return {
@@ -78,11 +86,12 @@ def run_variant(
         "walk_forward": pooled,
         "confirmation": confirm,
         "confirmation_span": result.confirmation["span"],
-        "folds": result.folds,
+        "folds": result.walk_forward.get("folds", []),
         "rule_final": dict(verdicts),
         "rule_walk_forward": dict(wf_verdicts),
         "health": result.health,
-        "best_iteration": result.fit.best_iteration,
+        "best_iteration": booster.best_iteration,
+        "temperature": result.fit.temperature,
         "importance": dict(top),
     }
 

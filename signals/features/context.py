@@ -10,8 +10,8 @@ from features like these. Every column at bar t reads only candles that had clos
   candle opened at 08:00 closes at 12:00 and is seen by the 1h bars closing at or after 12:00 (opened >= 11:00).
   NaN where the timeframe has no higher one, or its newest closed candle is missing (a data gap).
 
-Every column has finite memory (no recursion), so the serving path (`context_row` over each pair's last
-`CONTEXT_TAIL` candles) gives the training value bit for bit. Pure: no I/O.
+Every column has finite memory (no recursion), so the serving path (`context_window` over each pair's last
+`window_tail` candles) gives the training value bit for bit. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -194,31 +194,6 @@ def context_matrix(
 def cross_section_of(universe: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     """The universe's cross-section frames, computed once for every pair of a training run."""
     return _cross_section(universe)
-
-
-def serving_universe(symbol: str, timeframe: str, universe: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Each pair's last `context_tail` candles up to `symbol`'s last closed candle (a pair ahead of it, synced
-    later, is cut there: the context is read at the same closed candle)."""
-    last = universe[symbol]["timestamp"].iloc[-1]
-    tail = context_tail(timeframe)
-    return {s: frame[frame["timestamp"] <= last].iloc[-tail:] for s, frame in universe.items()}
-
-
-def context_row(
-    symbol: str,
-    timeframe: str,
-    universe: Mapping[str, pd.DataFrame],
-    higher: Mapping[str, pd.DataFrame] | None = None,
-) -> np.ndarray:
-    """The serving path: the (N_CONTEXT,) context at `symbol`'s last closed candle, from the candles the server
-    holds (the same function as training, over tails; equal bit for bit to the training row)."""
-    tails = serving_universe(symbol, timeframe, universe)
-    close = tails[symbol]["timestamp"].iloc[-1] + pd.Timedelta(seconds=timeframe_seconds(timeframe))
-    higher_tails = {
-        tf: frame[frame["timestamp"] + pd.Timedelta(seconds=timeframe_seconds(tf)) <= close].iloc[-HTF_TAIL:]
-        for tf, frame in (higher or {}).items()
-    }
-    return context_matrix(symbol, timeframe, tails, higher_tails)[-1]
 
 
 def window_tail(timeframe: str, rows: int) -> int:

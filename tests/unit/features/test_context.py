@@ -1,5 +1,5 @@
-"""Market context (`features.context`) and the GBM's rows (`features.tabular`): higher-timeframe alignment to the
-bar, no look-ahead, and train/serve parity, on small seeded random-walk universes built here."""
+"""Market context (`features.context`): higher-timeframe alignment to the bar, no look-ahead, and train/serve
+parity (`context_window`, what the server computes), on small seeded random-walk universes built here."""
 
 from __future__ import annotations
 
@@ -7,18 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from signals.features.cnn import FEATURE_NAMES, SERVING_TAIL, feature_matrix
+from signals.features.cnn import FEATURE_NAMES, feature_matrix
 from signals.features.context import (
     CONTEXT_NAMES,
     HTF_STATE,
     N_CONTEXT,
     context_matrix,
-    context_row,
     context_tail,
+    context_window,
     higher_state,
     percentile_in_window,
 )
-from signals.features.tabular import BASE_NAMES, base_matrix, serving_row, tabular_names
 from tests.support.factories import random_walk_candles
 from tests.support.paths import SHARED_OHLCV, shared_candles
 
@@ -120,7 +119,7 @@ def test_the_serving_row_is_the_training_row_bit_for_bit(universe: dict[str, pd.
     for end in (context_tail("1h") + 10, 1000, BARS_1H - 1):
         # the server holds the universe up to now (other pairs may already have a newer candle) and closed HTFs
         held = {s: f.iloc[: end + 1 + (s == "BTC/USDT")] for s, f in universe.items()}
-        row = context_row("SOL/USDT", "1h", held, higher)
+        row = context_window("SOL/USDT", "1h", held, higher, rows=1)[-1]
         np.testing.assert_array_equal(row, full[end])
 
 
@@ -142,20 +141,6 @@ def test_percentile_in_window_counts_its_own_window_only() -> None:
     assert out[6] == 2 / 3  # window [3, 0.5, 5, nan, 4] -> last 4: [0.5, 5, nan, 4]: 2 of 3 known <= 4
 
 
-def test_the_gbm_row_serves_as_it_trained(universe: dict[str, pd.DataFrame], higher: dict) -> None:
-    names = tabular_names(context=True)
-    assert names[: len(BASE_NAMES)] == BASE_NAMES and len(names) == len(BASE_NAMES) + N_CONTEXT
-    base = base_matrix(universe["SOL/USDT"])
-    row = serving_row("SOL/USDT", "1h", universe, higher)
-    assert row.shape == (len(names),)
-    # the recursive CNN columns converge over SERVING_TAIL bars (as for the CNN-LSTM); the rest is bit-identical
-    np.testing.assert_allclose(row[: len(BASE_NAMES)], base[-1], rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(row[len(BASE_NAMES) :], context_matrix("SOL/USDT", "1h", universe, higher)[-1])
-    assert SERVING_TAIL < BARS_1H
-    alone = serving_row("SOL/USDT", "1h", universe, context=False)
-    assert alone.shape == (len(BASE_NAMES),)
-
-
 @pytest.mark.realdata
 def test_on_the_real_universe_the_serving_context_is_the_training_context() -> None:
     """34 real pairs on 1h with SOL's 4h and 1d candles: the context served at a bar (from tails of what a server
@@ -170,5 +155,5 @@ def test_on_the_real_universe_the_serving_context_is_the_training_context() -> N
     for end in np.linspace(context_tail("1h") + 30, n - 1, 4).round().astype(int):
         stamp = universe["SOL/USDT"]["timestamp"].iloc[end]
         held = {s: f[f["timestamp"] <= stamp] for s, f in universe.items()}
-        np.testing.assert_array_equal(context_row("SOL/USDT", "1h", held, higher), full[end])
+        np.testing.assert_array_equal(context_window("SOL/USDT", "1h", held, higher, rows=1)[-1], full[end])
     assert np.isfinite(full[n // 2]).all()  # BTC's file ends before SOL's: the newest rows' rel_btc are NaN, rightly

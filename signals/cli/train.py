@@ -7,7 +7,8 @@ families this installation knows (exit code 2).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -28,6 +29,9 @@ from signals.cli.app import (
     stderr,
     stdout,
 )
+
+if TYPE_CHECKING:
+    from signals.pipelines import TrainedFamilyTimeframe, TrainedTimeframe
 
 PLUGIN_COMMAND = "family"  # the hidden command every installed family's name resolves to
 
@@ -85,7 +89,6 @@ def train_cnn_lstm_command(
 ) -> None:
     """Train the CNN-LSTMs of each timeframe: walk-forward evaluation against baselines, then the served fit,
     calibrated per pair, with an abstention threshold and an edge verdict; one store entry per pair."""
-    from signals.cli.report import score_row
     from signals.core.errors import SignalsError
     from signals.core.settings import get_settings
     from signals.core.symbols import normalize_symbol
@@ -93,7 +96,6 @@ def train_cnn_lstm_command(
     from signals.data.store import CandleStore
     from signals.models.cnn_lstm.training import TrainConfig
     from signals.models.device import configure_torch
-    from signals.models.evidence import RULE_TEXT
     from signals.pipelines import train_cnn_lstm_models
 
     settings = get_settings()
@@ -115,7 +117,6 @@ def train_cnn_lstm_command(
     except (SignalsError, ValueError) as error:
         raise fail(error) from error
     store, exchange_id = CandleStore(data_dir_or_default(data_dir)), exchange_or_default(exchange)
-    rows: list[dict[str, object]] = []
     failures: list[str] = []
     with progress_bar() as progress:
         tasks = {tf: progress.add_task(f"cnn-lstm {tf}", total=epochs) for tf in dict.fromkeys(timeframe_list)}
@@ -150,37 +151,7 @@ def train_cnn_lstm_command(
             raise fail(error) from error
         for task in tasks.values():
             progress.update(task, completed=epochs)
-    for item in trained:
-        result = item.result
-        timeframe = result.timeframe
-        if len(result.symbols) > 1:
-            rows.append(
-                {
-                    "model": f"pooled {timeframe}",
-                    "verdict_of": "all pairs",
-                    **score_row(result.walk_forward["pooled"], as_json=machine(as_json)),
-                    "seconds": round(result.seconds, 1),
-                    "health": "; ".join(result.health) or "ok",
-                }
-            )
-        for stored in item.stored:
-            pair = str(stored.card.symbol)
-            edge = stored.card.stored_edge or {}
-            rows.append(
-                {
-                    "model": stored.tag,
-                    "verdict_of": pair,
-                    **score_row(result.walk_forward["pairs"].get(pair, {}), as_json=machine(as_json)),
-                    "walk_forward_edge": edge.get("walk_forward_verdict"),
-                    "edge": edge.get("verdict"),
-                    "rule": "passed" if edge.get("rule", {}).get("passed") else edge.get("rule", {}).get("reason"),
-                }
-            )
-    emit_table(rows, as_json=as_json, title="CNN-LSTM walk-forward (out-of-sample test blocks; 95 % intervals)")
-    if not machine(as_json):
-        stdout.print(f"{RULE_TEXT}.", highlight=False, soft_wrap=True)
-    if failures and not rows:
-        raise typer.Exit(code=2)
+    report_trained(trained, "CNN-LSTM", failures, as_json=as_json, pooled_prefix="")
 
 
 # `signals train ppo` options, as module-level singletons (ruff B008: no calls in argument defaults).
@@ -267,14 +238,12 @@ def train_family_command(
 ) -> None:
     """Train an installed model family pooled per timeframe with the project's recipe (walk-forward with purge and
     embargo, confirmation block, calibration, threshold, the universe-wide rule); one store entry per pair."""
-    from signals.cli.report import score_row
     from signals.core.errors import SignalsError
     from signals.core.settings import get_settings
     from signals.core.symbols import normalize_symbol
     from signals.core.timeframes import parse_timeframe
     from signals.data.store import CandleStore
     from signals.models.cnn_lstm.training import TrainConfig
-    from signals.models.evidence import RULE_TEXT
     from signals.models.plugin import discover
     from signals.pipelines import train_family_models
 
@@ -307,18 +276,36 @@ def train_family_command(
         )
     except (SignalsError, ValueError) as error:
         raise fail(error) from error
+    report_trained(trained, family, failures, as_json=as_json, pooled_prefix=f"{family} ")
+
+
+def report_trained(
+    trained: Sequence[TrainedTimeframe | TrainedFamilyTimeframe],
+    family: str,
+    failures: list[str],
+    *,
+    as_json: bool,
+    pooled_prefix: str,
+) -> None:
+    """The walk-forward table of a retrain, one for every family: a row per pooled model (`<pooled_prefix>pooled
+    <tf>`, when it pools more than one pair) and per stored pair-model with the universe rule's verdict, then the
+    rule's text; exit code 2 when every timeframe failed (each failure was named on stderr as it happened)."""
+    from signals.cli.report import score_row
+    from signals.models.evidence import RULE_TEXT
+
     rows: list[dict[str, Any]] = []
     for item in trained:
         result = item.result
-        rows.append(
-            {
-                "model": f"{family} pooled {result.timeframe}",
-                "verdict_of": "all pairs",
-                **score_row(result.walk_forward["pooled"], as_json=machine(as_json)),
-                "seconds": round(result.seconds, 1),
-                "health": "; ".join(result.health) or "ok",
-            }
-        )
+        if len(result.symbols) > 1:
+            rows.append(
+                {
+                    "model": f"{pooled_prefix}pooled {result.timeframe}",
+                    "verdict_of": "all pairs",
+                    **score_row(result.walk_forward["pooled"], as_json=machine(as_json)),
+                    "seconds": round(result.seconds, 1),
+                    "health": "; ".join(result.health) or "ok",
+                }
+            )
         for stored in item.stored:
             pair = str(stored.card.symbol)
             edge = stored.card.stored_edge or {}

@@ -89,7 +89,7 @@ class GbmPlugin:
 
     def __init__(self, *, context: bool = True, params: GbmParams | None = None) -> None:
         """The entry point's instance reads the context with `GbmParams()` (the server instantiates it bare)."""
-        self.params = params or GbmParams()
+        self.params, self.context = params or GbmParams(), context
         context_names = CONTEXT_NAMES if context else ()
         self.features: tuple[str, ...] = (*FEATURE_NAMES, *context_names, *SUMMARY_FEATURES)  # the row's columns
 
@@ -128,7 +128,8 @@ class GbmPlugin:
         from importlib.metadata import version
 
         return {
-            "description": "LightGBM on the CNN-LSTM's features at the bar, their 60-bar means and the market context",
+            "description": "LightGBM on the CNN-LSTM's features at the bar and their 60-bar means"
+            + (" and the market context" if self.context else ""),
             "hyperparameters": self.params.model_dump(mode="json"),
             "library": {"lightgbm": version("lightgbm")},
         }

@@ -30,6 +30,10 @@ from signals.ledger.store import Ledger
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+# How long the thread gathers rows after the first of a burst before writing them in one transaction. Waking the
+# thread and a transaction per row cost a cold request ~1 ms of the interpreter's lock (BENCHMARKS.md, "Recording
+# off the cold path"); a burst's rows cost one wake-up and one transaction. `flush` and `close` end it at once.
+LINGER_S = 0.05
 Row = tuple[str, Mapping[str, Any]]
 RowSource = Mapping[str, Any] | Callable[[], Mapping[str, Any]]  # a row, or what makes it in the writer's thread
 _TICK: tuple[str, RowSource] = ("", {})  # what the thread reads when no row came within `retry_s`: retry what waits
@@ -71,8 +75,10 @@ class LedgerWriter:
         capacity: int = 10_000,
         retry_capacity: int = 10_000,
         retry_s: float = 5.0,
+        linger_s: float = LINGER_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`linger_s`: how long the thread gathers a burst's rows before writing them (0: write what is queued)."""
         self.ledger = ledger
         self.metrics = metrics
         self.status = WriterStatus()
@@ -84,8 +90,10 @@ class LedgerWriter:
         self._pending_lock = threading.Lock()
         self._retry_lock = threading.Lock()  # one retry at a time (the thread's, or a caller's `retry_pending`)
         self._next_retry = 0.0
+        self.linger_s = linger_s
         self._idle = threading.Event()
         self._idle.set()
+        self._hurry = threading.Event()  # set by `flush` / `close`: write what is queued now, no lingering
         self._listeners: list[Callable[[str, Sequence[Mapping[str, Any]]], None]] = []
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
@@ -146,12 +154,14 @@ class LedgerWriter:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued row was written, given up on, or parked for the retry; False on timeout."""
+        self._hurry.set()
         return self._idle.wait(timeout)
 
     def flush_unless_failing(self, timeout: float = 10.0) -> bool:
         """Like `flush`, but gives up as soon as a write fails after the call (the rows wait for the retry; a
         caller answering a request need not wait for every attempt); True only when everything was written."""
         since = time.time()
+        self._hurry.set()
         deadline = time.monotonic() + timeout
         while not self._idle.wait(0.05):
             failed_since = (self.status.last_error_at or 0) >= since and self.status.failing
@@ -162,6 +172,7 @@ class LedgerWriter:
     def close(self, timeout: float = 10.0) -> None:
         self.flush(timeout)
         self._queue.put(None)
+        self._hurry.set()
         self._thread.join(timeout)
         if self._pending:
             logger.warning("ledger: %d record(s) still waiting for the database at shutdown", len(self._pending))
@@ -174,8 +185,13 @@ class LedgerWriter:
                 item = _TICK
             if item is None:
                 return
+            if item is not _TICK and self.linger_s > 0 and not self._hurry.is_set():
+                # A burst's rows in one transaction: the thread sleeps (off the interpreter's lock) while they
+                # queue, instead of waking and writing once per row. `flush` and `close` cut the wait short.
+                self._hurry.wait(self.linger_s)
+            self._hurry.clear()
             batch: dict[str, list[RowSource]] = {} if item is _TICK else {item[0]: [item[1]]}
-            # What queued up while the last batch was written goes in this one; nothing waits for more.
+            # What queued up while the thread lingered (or wrote the last batch) goes in this one.
             while batch and sum(map(len, batch.values())) < BATCH:
                 try:
                     nxt = self._queue.get_nowait()

@@ -12,7 +12,8 @@
 - The GBM's forward cost: the families runner's code (`LocalFamilies.forward`, what `families_runner` runs per
   adaptive batch) on 1, 34 and 136 context windows, and the context windows' cost (`serving.inputs`).
 - The ledger's cost on `/predict`: the engine's warm path (cache hit) with and without a ledger writer, and the
-  cold path (a signal computed and queued for recording) with and without it, in-process, interleaved.
+  cold path (a signal computed and queued for recording) with and without it, and with a writer that writes each
+  row as it comes (`linger_s=0`, the writer before issue 22), in-process, interleaved in rounds.
 Ratios come from one run; absolute numbers move with the machine's load (see BENCHMARKS.md).
 """
 
@@ -253,29 +254,38 @@ def predict_cost(work: Path, symbols: tuple[str, ...], calls: int) -> dict[str, 
     ledger = Ledger(f"sqlite:///{work / 'predict-cost.db'}")
     ledger.migrate()
     writer = LedgerWriter(ledger, server_metrics())
-    results: dict[str, list[float]] = {}
-    for label, cache, with_writer in (
-        ("warm_without_ledger", 4096, False),
-        ("warm_with_ledger", 4096, True),
-        ("cold_without_ledger", 0, False),
-        ("cold_with_ledger", 0, True),
+    # The writer as it was before it gathered bursts (a wake-up and a transaction per row): the same run's baseline.
+    per_row = LedgerWriter(ledger, server_metrics(), linger_s=0)
+    engines: dict[str, SignalEngine] = {}
+    for label, cache, engine_writer in (
+        ("warm_without_ledger", 4096, None),
+        ("warm_with_ledger", 4096, writer),
+        ("cold_without_ledger", 0, None),
+        ("cold_with_ledger", 0, writer),
+        ("cold_with_ledger_per_row_writes", 0, per_row),
     ):
         settings = base.model_copy(update={"signal_cache_size": cache})
-        engine = SignalEngine.offline(
-            settings, current_catalog(settings, None), cnn_lstm=cnn, ppo=ppo, writer=writer if with_writer else None
+        engines[label] = SignalEngine.offline(
+            settings, current_catalog(settings, None), cnn_lstm=cnn, ppo=ppo, writer=engine_writer
         )
-        asyncio.run(engine.predict(symbols[0], "1h"))  # warm the market tail (and the cache)
+        asyncio.run(engines[label].predict(symbols[0], "1h"))  # warm the market tail (and the cache)
 
-        async def loop(engine: SignalEngine = engine) -> list[float]:
-            out = []
-            for i in range(calls):
-                started = time.perf_counter()
-                await engine.predict(symbols[i % len(symbols)], "1h")
-                out.append(time.perf_counter() - started)
-            return out
+    async def loop(engine: SignalEngine, n: int) -> list[float]:
+        out = []
+        for i in range(n):
+            started = time.perf_counter()
+            await engine.predict(symbols[i % len(symbols)], "1h")
+            out.append(time.perf_counter() - started)
+        return out
 
-        results[label] = asyncio.run(loop())
+    # Interleaved in rounds, so that the box's load moves every variant alike.
+    results: dict[str, list[float]] = {label: [] for label in engines}
+    rounds = 10
+    for _ in range(rounds):
+        for label, engine in engines.items():
+            results[label] += asyncio.run(loop(engine, max(1, calls // rounds)))
     writer.close()
+    per_row.close()
     ledger.close()
     return {
         key: {"median_us": round(1e6 * statistics.median(v), 1), "p90_us": round(1e6 * sorted(v)[int(0.9 * len(v))], 1)}

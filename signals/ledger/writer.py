@@ -161,9 +161,10 @@ class LedgerWriter:
         """Like `flush`, but gives up as soon as a write fails after the call (the rows wait for the retry; a
         caller answering a request need not wait for every attempt); True only when everything was written."""
         since = time.time()
-        self._hurry.set()
         deadline = time.monotonic() + timeout
+        self._hurry.set()
         while not self._idle.wait(0.05):
+            self._hurry.set()  # rows that came since (requests go on) do not linger either
             failed_since = (self.status.last_error_at or 0) >= since and self.status.failing
             if failed_since or time.monotonic() > deadline:
                 return False

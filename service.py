@@ -24,6 +24,7 @@ from signals.api.deadline import BodyDeadline
 from signals.api.edge import Edge, EdgeRules
 from signals.api.errors import answer_errors, cors_config, quiet_client_errors
 from signals.api.exposure import warn_if_exposed
+from signals.api.fastlane import FastLane
 from signals.api.openapi import openapi_document, package_version
 from signals.api.readiness import runner_ready
 from signals.api.slots import Slot
@@ -237,7 +238,9 @@ class SignalService:
 # The decorators made SignalService a bentoml.Service (its stubs still say the class).
 service: bentoml.Service[Any] = SignalService
 service.add_asgi_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)  # a trickled body: 408, not 504
-service.add_asgi_middleware(Edge, rules=EdgeRules.from_settings(settings))  # host, key, body, budget, error shape
+service.add_asgi_middleware(  # host, key, body, budget, error shape; a cached /predict answered from its bytes
+    Edge, rules=EdgeRules.from_settings(settings), lane=FastLane(engine_slot.current, service.name)
+)
 web_app.state.openapi = functools.cache(
     lambda: openapi_document(
         service,

@@ -2,8 +2,9 @@
 
 In order: the Host and the Origin (`origins.py`), who calls (`access.py`: keys, scopes, rates, the admin routes
 closed to other machines without keys), the body (JSON only, at most `SIGNALS_MAX_BODY_BYTES`), the time it may
-take (`budget.py`), and one error shape on the wire (`middleware.py`). One class, not one layer per
-check: each layer of ASGI middleware is another coroutine frame and closure on every request's path.
+take (`budget.py`), and one error shape on the wire (`middleware.py`); then a cached `/predict` is answered from
+its JSON bytes without BentoML's route (`fastlane.py`), and everything else goes on to the route. One class, not
+one layer per check: each layer of ASGI middleware is another coroutine frame and closure on every request's path.
 
 Added with `SignalService.add_asgi_middleware`, it wraps every route of the API service, the mounted apps
 included, and none of the runners'. BentoML's own middleware sits outside it: its `traffic.timeout` answers 504
@@ -19,7 +20,18 @@ from dataclasses import dataclass, field
 
 from signals.api.access import Access
 from signals.api.budget import Budget
-from signals.api.middleware import ASGIApp, Message, Receive, Scope, Send, checked_body, send_error, shaping_send
+from signals.api.fastlane import FastLane
+from signals.api.middleware import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    checked_body,
+    read_body,
+    send_error,
+    shaping_send,
+)
 from signals.api.origins import HostGuard
 from signals.core.errors import OverBudget, RequestTimeout, SignalsError, Unauthorized
 from signals.core.logs import request_id
@@ -56,9 +68,10 @@ class EdgeRules:
 class Edge:
     """See the module doc."""
 
-    def __init__(self, app: ASGIApp, rules: EdgeRules) -> None:
+    def __init__(self, app: ASGIApp, rules: EdgeRules, lane: FastLane | None = None) -> None:
         self.app = app
         self.rules = rules
+        self.lane = lane
         self.guard = HostGuard(rules.hosts, rules.origins)
         self.access = Access(rules.keys, failures_per_minute=rules.auth_failures_per_minute, clock=rules.clock)
         self.budget = Budget(rules.budget_s)
@@ -108,6 +121,10 @@ class Edge:
                     await send_error(send, checked)
                     return
                 route_receive = checked
+                if self.lane is not None and self.lane.wants(scope):  # a cached /predict, answered here
+                    body, route_receive = await read_body(route_receive)
+                    if body is not None and await self.lane.answer(body, timed_send):
+                        return
             await self.app(scope, route_receive, timed_send)
         except asyncio.CancelledError:
             if not ticket.expired or ticket.answered or ticket.task.uncancel() > 0:

@@ -80,6 +80,18 @@ async def checked_body(scope: Scope, receive: Receive, max_body_bytes: int) -> R
             return _replay(chunks, None, receive)
 
 
+async def read_body(receive: Receive) -> tuple[bytes | None, Receive]:
+    """The whole body (None when the client left first) and the `receive` that hands it on to the route."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None, _replay(chunks, message, receive)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), _replay(chunks, None, receive)
+
+
 def _replay(chunks: list[bytes], last: Message | None, receive: Receive) -> Receive:
     """A `receive` that hands on what was read (one body message, or the disconnect), then reads on."""
     pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}] if chunks else []

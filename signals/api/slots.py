@@ -28,6 +28,10 @@ class Slot(Generic[T]):
         if item in self._items:
             self._items.remove(item)
 
+    def current(self) -> T | None:
+        """The current item, or None while the service is starting."""
+        return self._items[-1] if self._items else None
+
     def __call__(self) -> T:
         """The current item; 503 with Retry-After while the service is starting (or has none)."""
         if not self._items:

@@ -14,7 +14,7 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -71,6 +71,46 @@ class Pending:
 
     def request(self) -> WindowRequest:
         return WindowRequest(model=self.entry.tag, window=self.window)
+
+
+@dataclass(eq=False)
+class Cached:
+    """A cached signal, the time it turns stale (worked out once, not on every hit), its stale form and the JSON of
+    each form once asked for (`SignalEngine.cached_json`: a hit answered from bytes serialises nothing)."""
+
+    signal: schemas.Signal
+    stale_after_ns: int
+    _stale: schemas.Signal | None = None
+    _json: dict[bool, bytes] = field(default_factory=dict)
+
+    def now(self, now_ns: int) -> tuple[bool, schemas.Signal]:
+        """(stale, the signal as it reads at `now_ns`)."""
+        if now_ns <= self.stale_after_ns:
+            return False, self.signal
+        if self._stale is None:
+            self._stale = aged(self.signal)
+        return True, self._stale
+
+    def json(self, now_ns: int) -> bytes:
+        stale, signal = self.now(now_ns)
+        payload = self._json.get(stale)
+        if payload is None:
+            payload = self._json[stale] = wire_json(signal)
+        return payload
+
+
+def aged(signal: schemas.Signal) -> schemas.Signal:
+    """A signal once a newer candle should have closed: `stale`, and no trade plan (the gate's last rule)."""
+    if signal.actionable:
+        no_plan = {"actionable": False, "levels": None, "plan_requires": None}
+        return signal.model_copy(update={"stale": True, **no_plan, "abstain_reason": STALE_REASON})
+    return signal.model_copy(update={"stale": True})
+
+
+def wire_json(signal: schemas.Signal) -> bytes:
+    """The JSON of a signal exactly as BentoML's route writes it (`JSONSerde.serialize_model`: `model_dump_json`,
+    UTF-8); a test holds the fast lane's answer byte-identical to the route's."""
+    return signal.model_dump_json().encode("utf-8")
 
 
 class SignalEngine:
@@ -153,7 +193,7 @@ class SignalEngine:
         self.writer = writer
         self.metrics = server_metrics()
         self._universe = frozenset(normalize_symbol(s) for s in settings.universe)
-        self._cache: OrderedDict[tuple[str, str, str, pd.Timestamp], schemas.Signal] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, str, pd.Timestamp], Cached] = OrderedDict()
         # (model name, version) -> its probation standing; the live loop refreshes it at each candle close
         # (`track_record.probation`): this floor only reads it.
         self.standings: dict[tuple[str, str], Standing] = {}
@@ -300,7 +340,6 @@ class SignalEngine:
             retry_after_s=BUDGET_RETRY_AFTER_S,
         )
 
-
     async def shadow(self, timeframe: str) -> list[schemas.Signal]:
         """Signals of the candidate (shadow) versions of a timeframe: recorded with mode `shadow`, never served."""
         items = []
@@ -332,16 +371,31 @@ class SignalEngine:
         return symbol
 
     async def _prepare(self, raw_symbol: str, raw_timeframe: str) -> Pending | schemas.Signal:
+        entry, snapshot, cached = await self._lookup(raw_symbol, raw_timeframe)
+        self.metrics.lookup(cached is not None)
+        if cached is not None:
+            return cached.now(self.clock().value)[1]
+        return Pending(entry, snapshot, await self.window(entry, snapshot))
+
+    async def cached_json(self, raw_symbol: str, raw_timeframe: str) -> bytes | None:
+        """The JSON `/predict` answers for a pair whose signal is cached (made once per cached signal and form), or
+        None when it is not cached: the API's fast lane (`signals.api.fastlane`) answers a hit with these bytes.
+        A hit is counted here; a miss (or an error) is counted by the route the request goes on to."""
+        _, _, cached = await self._lookup(raw_symbol, raw_timeframe)
+        if cached is None:
+            return None
+        self.metrics.lookup(True)
+        return cached.json(self.clock().value)
+
+    async def _lookup(self, raw_symbol: str, raw_timeframe: str) -> tuple[ModelEntry, MarketSnapshot, Cached | None]:
         symbol, timeframe = self.served_symbol(raw_symbol), parse_timeframe(raw_timeframe)
         entry = self.catalog.cnn(symbol, timeframe)
         snapshot = await self.market.snapshot(symbol, timeframe)
         key = (entry.tag, symbol, timeframe, snapshot.candle_time)
         cached = self._cache.get(key)
-        self.metrics.lookup(cached is not None)
         if cached is not None:
             self._cache.move_to_end(key)
-            return self._as_of_now(cached)
-        return Pending(entry, snapshot, await self.window(entry, snapshot))
+        return entry, snapshot, cached
 
     async def window(self, entry: ModelEntry, snapshot: MarketSnapshot, *, history: bool = False) -> np.ndarray:
         """The entry's model's window at the snapshot's candle (`serving.inputs`; `history`: replay, backfill)."""
@@ -485,11 +539,7 @@ class SignalEngine:
         """The signal with `stale` as of now; a stale signal serves no trade plan (the gate's last rule)."""
         if not self.is_stale(pd.Timestamp(signal.candle_time), signal.timeframe):
             return signal
-        if signal.actionable:
-            no_plan = {"actionable": False, "levels": None, "plan_requires": None}
-            update = {"stale": True, **no_plan, "abstain_reason": STALE_REASON}
-            return signal.model_copy(update=update)
-        return signal.model_copy(update={"stale": True})
+        return aged(signal)
 
     def as_of_now(self, kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """A recorded signal or action (its fresh form, as the ledger keeps it) as it reads now: `stale`, and no
@@ -507,14 +557,16 @@ class SignalEngine:
     def _remember(self, key: tuple[str, str, str, pd.Timestamp], signal: schemas.Signal) -> None:
         if self.settings.signal_cache_size == 0:
             return
-        self._cache[key] = signal
+        self._cache[key] = Cached(signal, self._stale_after_ns(pd.Timestamp(signal.candle_time), signal.timeframe))
         while len(self._cache) > self.settings.signal_cache_size:
             self._cache.popitem(last=False)
 
     def is_stale(self, candle_time: pd.Timestamp, timeframe: str) -> bool:
         """Stale when a newer candle should have closed: now > close of the last candle + tf + grace."""
-        grace_ns = int(self.settings.stale_grace_s * 1e9)
-        return bool(self.clock().value > next_close(candle_time, timeframe).value + grace_ns)
+        return bool(self.clock().value > self._stale_after_ns(candle_time, timeframe))
+
+    def _stale_after_ns(self, candle_time: pd.Timestamp, timeframe: str) -> int:
+        return int(next_close(candle_time, timeframe).value) + int(self.settings.stale_grace_s * 1e9)
 
     async def batch(self, symbols: list[str] | None, timeframe: str) -> schemas.BatchResponse:
         timeframe = parse_timeframe(timeframe)

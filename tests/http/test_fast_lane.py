@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from service import SignalService, engine_slot
+from service import engine_slot, service
 from signals.api.fastlane import FastLane
 from tests.support.fakes import separate_metrics
 from tests.support.servers import local_client
@@ -31,7 +31,7 @@ PER_RESPONSE = ("date",)  # the server's clock, set by uvicorn for every answer 
 @pytest.fixture(scope="module")
 def client(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     built = copy_world(trained_world, tmp_path_factory.mktemp("world"))
-    with environment(built.env()), separate_metrics(), local_client(SignalService.to_asgi()) as test_client:
+    with environment(built.env()), separate_metrics(), local_client(service.to_asgi()) as test_client:
         deadline = time.monotonic() + 60
         while test_client.get("/readyz").status_code != 200:  # ready: every served pair computed once
             assert time.monotonic() < deadline, "the server never turned ready"

@@ -1,7 +1,7 @@
 """The fast lane: a `/predict` whose signal is cached, answered by the edge from the signal's JSON bytes.
 
 Why: the engine answers a cache hit in microseconds, but BentoML's route around it (its request context, router,
-request parsing and validation, response model, serialisation) was most of a warm request's CPU (BENCHMARKS.md,
+request parsing and validation, response model, serialisation) was most of a warm request's CPU (docs/architecture.md,
 "The warm path"). The edge has done by then what the contract asks of every request (Host and Origin, keys and rate
 limits, the body's type and size, the request budget, `X-Request-ID`); the lane answers only what it can answer
 exactly as the route would, byte for byte (body and headers), and hands everything else to the route untouched:

@@ -74,9 +74,10 @@ class ServerMetrics:
         )
         self._hits = 0
         self._lookups = 0
+        self._cache_outcomes = {True: self.cache.labels("hit"), False: self.cache.labels("miss")}  # on every request
 
     def lookup(self, hit: bool) -> None:
-        self.cache.labels("hit" if hit else "miss").inc()
+        self._cache_outcomes[hit].inc()
         self._hits += hit
         self._lookups += 1
         self.cache_hit_ratio.set(self._hits / self._lookups)

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from signals.api.access import TokenBucket, key_hash, new_key
 from signals.api.edge import Edge, EdgeRules
 from signals.api.errors import ClientErrorsInOneLine, error_body
+from signals.api.fastlane import FastLane
 from signals.core.settings import ApiKey
 from tests.support.clock import FakeClock
 from tests.support.servers import LOCAL_CLIENT, local_client
@@ -442,3 +443,56 @@ def test_calls_whose_caller_left_are_one_counted_line_a_window(caplog: Any) -> N
     assert [(level, info) for level, info, _ in lines] == [(logging.INFO, None)] * 2
     assert "Exception on /act [POST]: the caller left before the answer" in lines[0][2]
     assert "1 call(s) abandoned" in lines[0][2] and "35 call(s) abandoned" in lines[1][2]  # 31 + 3 + this one
+
+
+# --- the fast lane ---------------------------------------------------------------------------------------------
+class CachedOne:
+    """An engine with one cached pair (BTC/USDT 1h): the lane's side of `SignalEngine.cached_json`."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    async def cached_json(self, raw_symbol: str, raw_timeframe: str) -> bytes | None:
+        self.asked.append((raw_symbol, raw_timeframe))
+        return b'{"cached":true}' if (raw_symbol, raw_timeframe) == ("BTC/USDT", "1h") else None
+
+
+def predict_route() -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/predict")
+    async def predict(body: dict[str, Any]) -> dict[str, Any]:
+        return {"route": body}
+
+    return app
+
+
+def with_lane(engine: CachedOne, **rules: Any) -> Edge:
+    edge = wrapped(app=predict_route(), **rules)
+    edge.lane = FastLane(lambda: engine, "signal_service")
+    return edge
+
+
+def test_the_lane_answers_only_after_the_keys_and_their_rate() -> None:
+    engine, clock = CachedOne(), Clock()
+    body = {"symbol": "BTC/USDT", "timeframe": "1h"}
+    with local_client(with_lane(engine, keys=KEYS, clock=clock)) as client:
+        shaped(client.post("/predict", json=body), 401)
+        assert engine.asked == []
+        for _ in range(3):
+            answer = client.post("/predict", json=body, headers={"X-API-Key": READ_KEY})
+            assert answer.content == b'{"cached":true}' and answer.headers["server"] == "BentoML Service/signal_service"
+        shaped(client.post("/predict", json=body, headers={"X-API-Key": READ_KEY}), 429)
+        assert len(engine.asked) == 3
+
+
+def test_a_body_the_lane_declines_reaches_the_route_whole_a_chunked_one_included() -> None:
+    engine = CachedOne()
+    other = b'{"symbol": "ETH/USDT", "timeframe": "1h"}'
+    with local_client(with_lane(engine)) as client:
+        json_type = {"content-type": "application/json"}
+        chunked = client.post("/predict", content=iter([other[:10], other[10:]]), headers=json_type)
+        assert chunked.json() == {"route": {"symbol": "ETH/USDT", "timeframe": "1h"}}
+        assert client.post("/predict", content=other, headers=json_type).json()["route"]["symbol"] == "ETH/USDT"
+        assert client.post("/predict", json={"symbol": 1}).json() == {"route": {"symbol": 1}}  # not the model's
+    assert engine.asked == [("ETH/USDT", "1h"), ("ETH/USDT", "1h")]

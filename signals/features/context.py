@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -99,37 +100,60 @@ def own_columns(candles: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def percentile_in_window(values: np.ndarray, window: int, chunk: int = 4096) -> np.ndarray:
     """Share of the last `window` values (the current one included) at or below the current one; NaN until half
-    the window is known. Finite memory: a value depends on its own window only."""
-    out = np.full(len(values), np.nan)
+    the window is known. Finite memory: a value depends on its own window only. `values`: one series (n,) or
+    several side by side (n, k), each ranked within its own column (the same bits as one at a time)."""
+    out = np.full(values.shape, np.nan)
     if len(values) < window:
         return out
-    views = sliding_window_view(values, window)
+    views = sliding_window_view(values, window, axis=0)  # (n - window + 1, [k,] window)
     for start in range(0, len(views), chunk):
         block = views[start : start + chunk]
-        current = block[:, -1:]
-        known = np.isfinite(block).sum(axis=1)
-        share = (block <= current).sum(axis=1) / np.maximum(known, 1)
-        ok = (known >= window // 2) & np.isfinite(current[:, 0])
+        current = block[..., -1:]
+        known = np.isfinite(block).sum(axis=-1)
+        share = (block <= current).sum(axis=-1) / np.maximum(known, 1)
+        ok = (known >= window // 2) & np.isfinite(current[..., 0])
         out[window - 1 + start : window - 1 + start + len(block)] = np.where(ok, share, np.nan)
     return out
 
 
-def _cross_section(universe: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Per input column, a (bar open time x pair) frame over the union of every pair's bars, pairs sorted."""
+@dataclass(frozen=True)
+class CrossSection:
+    """The universe's cross-section at every bar, computed once for all its pairs (training: the whole history;
+    serving: the tails at one closed candle): per input column a (bar open time x pair) frame over the union of
+    every pair's bars (pairs sorted), and what every pair reads of it, the universe averages and the ranks. Each
+    value is computed row-wise by the same operations as one pair at a time would: the same bits."""
+
+    returns: dict[int, pd.DataFrame]  # lag -> log returns
+    volatility: pd.DataFrame
+    mean_returns: dict[int, pd.Series]  # lag -> the universe average at each bar
+    rank_return: pd.DataFrame  # RANK_LAG's return ranks in [0, 1]
+    rank_volatility: pd.DataFrame
+
+
+def cross_section_of(universe: Mapping[str, pd.DataFrame]) -> CrossSection:
+    """The cross-section of `universe` (symbol -> candles of one timeframe), computed once for every pair."""
     per_pair = {symbol: (own_columns(frame), _times_ns(frame)) for symbol, frame in sorted(universe.items())}
-    names = [f"return_{lag}" for lag in RETURN_LAGS] + ["volatility"]
-    return {
-        name: pd.DataFrame({symbol: pd.Series(cols[name], index=times) for symbol, (cols, times) in per_pair.items()})
-        for name in names
-    }
+
+    def frame(name: str) -> pd.DataFrame:
+        return pd.DataFrame({symbol: pd.Series(cols[name], index=times) for symbol, (cols, times) in per_pair.items()})
+
+    returns = {lag: frame(f"return_{lag}") for lag in RETURN_LAGS}
+    volatility = frame("volatility")
+    return CrossSection(
+        returns=returns,
+        volatility=volatility,
+        mean_returns={lag: returns[lag].mean(axis=1) for lag in RETURN_LAGS},
+        rank_return=_ranks(returns[RANK_LAG]),
+        rank_volatility=_ranks(volatility),
+    )
 
 
-def _rank(frame: pd.DataFrame, symbol: str) -> pd.Series:
-    """The pair's percentile rank in [0, 1] among the pairs with a value at each bar (NaN with fewer than
+def _ranks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each pair's percentile rank in [0, 1] among the pairs with a value at each bar (NaN with fewer than
     MIN_PAIRS)."""
     count = frame.notna().sum(axis=1)
-    rank = (frame.rank(axis=1)[symbol] - 1.0) / (count - 1.0)
-    return rank.where(count >= MIN_PAIRS)
+    ranks = (frame.rank(axis=1) - 1.0).div(count - 1.0, axis=0)
+    return ranks.where(count >= MIN_PAIRS, axis=0)
 
 
 def higher_state(candles: pd.DataFrame, timeframe: str, higher: pd.DataFrame, higher_timeframe: str) -> np.ndarray:
@@ -156,7 +180,7 @@ def context_matrix(
     universe: Mapping[str, pd.DataFrame],
     higher: Mapping[str, pd.DataFrame] | None = None,
     *,
-    cross_section: Mapping[str, pd.DataFrame] | None = None,
+    cross_section: CrossSection | None = None,
 ) -> np.ndarray:
     """The (n, N_CONTEXT) float64 context of every bar of `universe[symbol]`, columns in CONTEXT_NAMES order.
 
@@ -167,19 +191,19 @@ def context_matrix(
     timeframe = parse_timeframe(timeframe)
     candles = universe[symbol]
     times = _times_ns(candles)
-    frames = cross_section if cross_section is not None else cross_section_of(universe)
+    cross = cross_section if cross_section is not None else cross_section_of(universe)
     columns: list[np.ndarray] = []
     for lag in RETURN_LAGS:
-        frame = frames[f"return_{lag}"]
+        frame = cross.returns[lag]
         own = frame[symbol].reindex(times).to_numpy()
         benchmark = frame[BENCHMARK].reindex(times).to_numpy() if BENCHMARK in frame else np.full(len(times), np.nan)
         columns.append(own - benchmark)
     for lag in RETURN_LAGS:
-        frame = frames[f"return_{lag}"]
-        columns.append(frame[symbol].reindex(times).to_numpy() - frame.mean(axis=1).reindex(times).to_numpy())
-    columns.append(_rank(frames[f"return_{RANK_LAG}"], symbol).reindex(times).to_numpy())
-    columns.append(_rank(frames["volatility"], symbol).reindex(times).to_numpy())
-    volatility = frames["volatility"][symbol].reindex(times).to_numpy()
+        own = cross.returns[lag][symbol].reindex(times).to_numpy()
+        columns.append(own - cross.mean_returns[lag].reindex(times).to_numpy())
+    columns.append(cross.rank_return[symbol].reindex(times).to_numpy())
+    columns.append(cross.rank_volatility[symbol].reindex(times).to_numpy())
+    volatility = cross.volatility[symbol].reindex(times).to_numpy()
     columns.append(percentile_in_window(volatility, regime_window(timeframe)))
     levels = HIGHER_TIMEFRAMES.get(timeframe, ())
     for slot in range(HTF_SLOTS):
@@ -189,11 +213,6 @@ def context_matrix(
             state = np.full((len(candles), len(HTF_STATE)), np.nan)
         columns.extend(state.T)
     return np.column_stack(columns).astype(np.float64)
-
-
-def cross_section_of(universe: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """The universe's cross-section frames, computed once for every pair of a training run."""
-    return _cross_section(universe)
 
 
 def window_tail(timeframe: str, rows: int) -> int:
@@ -217,7 +236,7 @@ def context_window(
     higher: Mapping[str, pd.DataFrame] | None = None,
     *,
     rows: int,
-    cross_section: Mapping[str, pd.DataFrame] | None = None,
+    cross_section: CrossSection | None = None,
 ) -> np.ndarray:
     """The serving path of a window: the (rows, N_CONTEXT) context of `symbol`'s last `rows` closed candles, from
     each pair's last `window_tail` candles up to it and the higher timeframes' candles closed by then (the same
@@ -236,4 +255,90 @@ def context_window(
     out = context_matrix(symbol, timeframe, tails, higher_tails, cross_section=cross_section)[-rows:]
     if len(out) < rows:  # a short history: NaN in front, as in a longer one before the columns are known
         out = np.vstack([np.full((rows - len(out), N_CONTEXT), np.nan), out])
+    return out
+
+
+def context_windows(
+    timeframe: str,
+    universe: Mapping[str, pd.DataFrame],
+    higher: Mapping[str, Mapping[str, pd.DataFrame]],
+    *,
+    rows: int,
+    cross_section: CrossSection,
+) -> dict[str, np.ndarray]:
+    """`context_window` of every pair of `universe` at one closed candle, in one pass (the serving refresh: every
+    pair of a timeframe at its close), equal bit for bit to one pair at a time.
+
+    `universe`: every pair's tail up to the candle (`window_universe`), `cross_section` its `cross_section_of`;
+    `higher`: symbol -> that pair's higher timeframes' candles (timeframe -> frame). The pairs whose tails hold the
+    same bars (the common case) read the cross-section as one (bar x pair) block each column; a pair with a gap or a
+    short history is computed on its own (`context_window`)."""
+    timeframe = parse_timeframe(timeframe)
+    groups: dict[bytes, list[str]] = {}
+    for symbol, frame in universe.items():
+        groups.setdefault(_times_ns(frame).tobytes(), []).append(symbol)
+    out: dict[str, np.ndarray] = {}
+    for symbols in groups.values():
+        times = _times_ns(universe[symbols[0]])
+        if len(symbols) == 1 or len(times) < rows:
+            for symbol in symbols:
+                out[symbol] = context_window(
+                    symbol, timeframe, universe, higher.get(symbol), rows=rows, cross_section=cross_section
+                )
+            continue
+        blocks = _context_block(timeframe, universe, higher, symbols, times, rows, cross_section)
+        out.update(zip(symbols, blocks, strict=True))
+    return out
+
+
+def _context_block(
+    timeframe: str,
+    universe: Mapping[str, pd.DataFrame],
+    higher: Mapping[str, Mapping[str, pd.DataFrame]],
+    symbols: list[str],
+    times: np.ndarray,
+    rows: int,
+    cross: CrossSection,
+) -> np.ndarray:
+    """(pairs, rows, N_CONTEXT): the last `rows` context rows of `symbols`, whose tails all hold the bars `times`;
+    each column by `context_matrix`'s operations on the same values, a (rows x pairs) block at a time."""
+    recent = times[-rows:]
+
+    def block(frame: pd.DataFrame, at: np.ndarray = recent) -> np.ndarray:  # (len(at), pairs)
+        return frame.reindex(index=at, columns=symbols).to_numpy()
+
+    def column(series: pd.Series) -> np.ndarray:  # (rows, 1)
+        return series.reindex(recent).to_numpy()[:, None]
+
+    out = np.empty((len(symbols), rows, N_CONTEXT))
+    nothing = np.full((rows, 1), np.nan)
+    index = 0
+    for lag in RETURN_LAGS:
+        frame = cross.returns[lag]
+        out[:, :, index] = (block(frame) - (column(frame[BENCHMARK]) if BENCHMARK in frame else nothing)).T
+        index += 1
+    for lag in RETURN_LAGS:
+        out[:, :, index] = (block(cross.returns[lag]) - column(cross.mean_returns[lag])).T
+        index += 1
+    out[:, :, index] = block(cross.rank_return).T
+    out[:, :, index + 1] = block(cross.rank_volatility).T
+    window = regime_window(timeframe)
+    history = times[-(window + rows - 1) :]  # each of the last `rows` values ranks within its own window only
+    out[:, :, index + 2] = percentile_in_window(block(cross.volatility, history), window)[-rows:].T
+    index += 3
+    step = pd.Timedelta(seconds=timeframe_seconds(timeframe))
+    levels = HIGHER_TIMEFRAMES.get(timeframe, ())
+    for p, symbol in enumerate(symbols):
+        candles = universe[symbol].iloc[-rows:]
+        close = candles["timestamp"].iloc[-1] + step
+        mine = higher.get(symbol) or {}
+        for slot in range(HTF_SLOTS):
+            at = slice(index + slot * len(HTF_STATE), index + (slot + 1) * len(HTF_STATE))
+            if slot < len(levels) and levels[slot] in mine:
+                tf = levels[slot]
+                frame = mine[tf]
+                frame = frame[frame["timestamp"] + pd.Timedelta(seconds=timeframe_seconds(tf)) <= close]
+                out[p, :, at] = higher_state(candles, timeframe, frame.iloc[-(HTF_TAIL + rows) :], tf)
+            else:
+                out[p, :, at] = np.nan
     return out

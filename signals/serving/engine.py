@@ -400,7 +400,9 @@ class SignalEngine:
     async def window(self, entry: ModelEntry, snapshot: MarketSnapshot, *, history: bool = False) -> np.ndarray:
         """The entry's model's window at the snapshot's candle (`serving.inputs`; `history`: replay, backfill)."""
         symbol, timeframe = entry.symbol or "", entry.timeframe or ""
-        return await self.inputs.window(entry.family, entry.metadata, symbol, timeframe, snapshot, history=history)
+        return await self.inputs.window(
+            entry.family, entry.metadata, symbol, timeframe, snapshot, history=history, card=entry.card
+        )
 
     def _served(
         self, item: Pending, fresh: schemas.Signal | None, *, withheld: str | None, trigger: str = "request"

@@ -7,7 +7,9 @@ computed by `features.context.context_window` (the training function) over the u
 every pair cut at the same closed candle, and the pair's higher timeframes' candles closed by then. Live, each
 pair's candles are first brought up to date through the market layer (store, simulated or exchange), then read
 from the store; replay and backfill read the store as it is. The universe's tails and cross-section are computed
-once per (timeframe, candle, universe) and shared by every pair of that refresh.
+once per (timeframe, candle, universe); live, so is the context of every pair at that candle
+(`context_windows`: a refresh asks for all of them), and each pair's window slices it. Replay and backfill ask for
+one pair at many candles: theirs is computed one pair at a time (`context_window`, the same bits).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
@@ -27,7 +30,9 @@ from signals.features.cnn import LOOKBACK
 from signals.features.context import (
     HIGHER_TIMEFRAMES,
     HTF_TAIL,
+    CrossSection,
     context_window,
+    context_windows,
     cross_section_of,
     window_tail,
     window_universe,
@@ -42,13 +47,21 @@ _KEEP: Final = 16  # (timeframe, candle, universe) cross-sections kept: a refres
 _MARGIN: Final = 8  # candles read beyond the tail: a store a candle ahead of the snapshot still fills it
 
 
+@dataclass(frozen=True)
+class _Universe:
+    """The pooled universe at one closed candle: its tails, their cross-section and (live) every pair's context."""
+
+    tails: dict[str, pd.DataFrame]
+    cross: CrossSection
+    contexts: dict[str, np.ndarray]
+
+
 class ModelInputs:
     """Windows for model entries at their snapshot's candle (see the module docstring)."""
 
     def __init__(self, market: MarketData) -> None:
         self.market = market
-        self._universes: OrderedDict[tuple[object, ...], tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]]
-        self._universes = OrderedDict()
+        self._universes: OrderedDict[tuple[object, ...], _Universe] = OrderedDict()
         self._locks: dict[tuple[object, ...], asyncio.Lock] = {}
         self._stored: dict[tuple[str, str], tuple[tuple[int, int], pd.DataFrame]] = {}  # whole files (history)
 
@@ -66,23 +79,28 @@ class ModelInputs:
         snapshot: MarketSnapshot,
         *,
         history: bool = False,
+        card: ModelCard | None = None,
     ) -> np.ndarray:
-        """The model's float32 window at `snapshot`'s last candle; `history`: read the store as it is (replay)."""
+        """The model's float32 window at `snapshot`'s last candle; `history`: read the store as it is (replay);
+        `card`: the metadata already typed (a catalog entry's, read once: not once per window)."""
         window = snapshot.cnn_window  # raises NotEnoughCandles first, as for every model
         if not self.reads_context(family):
             return window
-        universe = tuple(sorted({*ModelCard.from_metadata(metadata).pooled_symbols, symbol}))
+        card = card or ModelCard.from_metadata(metadata)
+        universe = tuple(sorted({*card.pooled_symbols, symbol}))
         last = snapshot.candle_time
-        tails, cross = await self._universe(universe, timeframe, last, history=history)
-        higher = await self._higher(symbol, timeframe, last, history=history)
-        context = await asyncio.to_thread(
-            context_window, symbol, timeframe, tails, higher, rows=LOOKBACK, cross_section=cross
-        )
+        found = await self._universe(universe, timeframe, last, history=history)
+        context = found.contexts.get(symbol)
+        if context is None:  # replay, backfill, or a pair whose candle is not the universe's
+            higher = await self._higher(symbol, timeframe, last, history=history)
+            context = await asyncio.to_thread(
+                context_window, symbol, timeframe, found.tails, higher, rows=LOOKBACK, cross_section=found.cross
+            )
         return np.hstack([window, context.astype(np.float32)])
 
     async def _universe(
         self, universe: Sequence[str], timeframe: str, last: pd.Timestamp, *, history: bool
-    ) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    ) -> _Universe:
         key = (self.market.exchange_id, timeframe, last, tuple(universe), history)
         found = self._universes.get(key)
         if found is not None:
@@ -94,11 +112,25 @@ class ModelInputs:
                 rows = window_tail(timeframe, LOOKBACK) + _MARGIN
                 frames = {s: await self._candles(s, timeframe, rows, history=history) for s in universe}
                 tails = window_universe({s: f for s, f in frames.items() if len(f)}, last, timeframe, LOOKBACK)
-                found = (tails, await asyncio.to_thread(cross_section_of, tails))
+                found = await self._computed(tails, timeframe, last, history=history)
                 self._universes[key] = found
                 while len(self._universes) > _KEEP:
                     self._locks.pop(self._universes.popitem(last=False)[0], None)
         return found
+
+    async def _computed(
+        self, tails: dict[str, pd.DataFrame], timeframe: str, last: pd.Timestamp, *, history: bool
+    ) -> _Universe:
+        """The cross-section and, live, the context of every pair whose tail ends at the candle, in one pass."""
+        cross = await asyncio.to_thread(cross_section_of, tails)
+        if history:
+            return _Universe(tails, cross, {})
+        current = {s: f for s, f in tails.items() if f["timestamp"].iloc[-1] == last}
+        higher = {s: await self._higher(s, timeframe, last, history=False) for s in current}
+        contexts = await asyncio.to_thread(
+            context_windows, timeframe, current, higher, rows=LOOKBACK, cross_section=cross
+        )
+        return _Universe(tails, cross, contexts)
 
     async def _higher(
         self, symbol: str, timeframe: str, last: pd.Timestamp, *, history: bool

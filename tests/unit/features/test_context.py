@@ -15,8 +15,11 @@ from signals.features.context import (
     context_matrix,
     context_tail,
     context_window,
+    context_windows,
+    cross_section_of,
     higher_state,
     percentile_in_window,
+    window_universe,
 )
 from tests.support.factories import random_walk_candles
 from tests.support.paths import SHARED_OHLCV, shared_candles
@@ -139,6 +142,38 @@ def test_percentile_in_window_counts_its_own_window_only() -> None:
     np.testing.assert_array_equal(out[:3], [np.nan] * 3)
     assert out[3] == 0.25 and out[4] == 1.0 and np.isnan(out[5])
     assert out[6] == 2 / 3  # window [3, 0.5, 5, nan, 4] -> last 4: [0.5, 5, nan, 4]: 2 of 3 known <= 4
+
+
+def test_percentile_in_window_of_columns_side_by_side_is_each_column_alone() -> None:
+    values = np.random.default_rng(2).normal(size=(300, 3))
+    values[40:90, 1] = np.nan
+    together = percentile_in_window(values, 50)
+    for column in range(3):
+        np.testing.assert_array_equal(together[:, column], percentile_in_window(values[:, column], 50))
+
+
+def test_the_universe_context_in_one_pass_is_each_pair_alone_bit_for_bit(universe: dict[str, pd.DataFrame]) -> None:
+    """The refresh computes every pair's window context at one candle in one pass (`context_windows`); each equals
+    the pair's own `context_window` (the training function over its tails), with the pairs that do not share the
+    universe's bars among them: a gap, a short history, one a candle behind."""
+    held = {s: f.iloc[:-3] for s, f in universe.items()}
+    held["GAP/USDT"] = universe["XRP/USDT"].drop(index=range(1000, 1010)).iloc[:-3].reset_index(drop=True)
+    held["NEW/USDT"] = universe["ETH/USDT"].iloc[-200:-3].reset_index(drop=True)  # fewer bars than a full tail
+    held["LATE/USDT"] = universe["SOL/USDT"].iloc[:-4]  # its newest candle is not stored yet
+    tails = window_universe(held, held["BTC/USDT"]["timestamp"].iloc[-1], "1h", 60)
+    cross = cross_section_of(tails)
+    higher = {s: {"4h": resample(f, "4h"), "1d": resample(f, "1D")} for s, f in held.items() if s != "ETH/USDT"}
+    batched = context_windows("1h", tails, higher, rows=60, cross_section=cross)
+    assert sorted(batched) == sorted(tails)
+    for symbol in tails:
+        alone = context_window(symbol, "1h", tails, higher.get(symbol), rows=60, cross_section=cross)
+        assert alone.shape == (60, N_CONTEXT)
+        np.testing.assert_array_equal(batched[symbol], alone, err_msg=symbol)
+        assert batched[symbol].tobytes() == alone.tobytes()  # the same bits, NaN included
+    assert np.isfinite(batched["SOL/USDT"][-1]).all()  # the shared block is computed, not all NaN
+    # and the one-pass value is the training value: the whole history's context at the same bar
+    full = context_matrix("SOL/USDT", "1h", held, higher["SOL/USDT"])
+    np.testing.assert_array_equal(batched["SOL/USDT"], full[-60:])
 
 
 @pytest.mark.realdata

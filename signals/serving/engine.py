@@ -189,6 +189,11 @@ class SignalEngine:
         self.ppo = ppo
         self.families = families  # the installed families' runner; None: no such family is served
         self.inputs = ModelInputs(market)  # each model's window (with the market context where it reads it)
+        served: dict[str, list[str]] = {}
+        for entry in catalog.entries:
+            if entry.timeframe:
+                served.setdefault(entry.family, []).append(entry.timeframe)
+        self.inputs.expect(served)
         self.clock = clock
         self.writer = writer
         self.metrics = server_metrics()

@@ -56,6 +56,11 @@ class _Universe:
     contexts: dict[str, np.ndarray]
 
 
+def history_rows(timeframe: str) -> int:
+    """Stored candles of each pair a context window at one candle reads."""
+    return window_tail(timeframe, LOOKBACK) + _MARGIN
+
+
 class ModelInputs:
     """Windows for model entries at their snapshot's candle (see the module docstring)."""
 
@@ -64,6 +69,14 @@ class ModelInputs:
         self._universes: OrderedDict[tuple[object, ...], _Universe] = OrderedDict()
         self._locks: dict[tuple[object, ...], asyncio.Lock] = {}
         self._stored: dict[tuple[str, str], tuple[tuple[int, int], pd.DataFrame]] = {}  # whole files (history)
+
+    def expect(self, families: Mapping[str, Sequence[str]]) -> None:
+        """The served families' timeframes (family -> timeframes): the market layer reads the context's longer
+        tails with the snapshots of a timeframe where a family reads the context (one read of each file)."""
+        for family, timeframes in families.items():
+            if self.reads_context(family):
+                for timeframe in timeframes:
+                    self.market.keep_history(timeframe, history_rows(timeframe))
 
     @staticmethod
     def reads_context(family: str) -> bool:
@@ -109,7 +122,7 @@ class ModelInputs:
         async with self._locks.setdefault(key, asyncio.Lock()):
             found = self._universes.get(key)
             if found is None:
-                rows = window_tail(timeframe, LOOKBACK) + _MARGIN
+                rows = history_rows(timeframe)
                 frames = {s: await self._candles(s, timeframe, rows, history=history) for s in universe}
                 tails = window_universe({s: f for s, f in frames.items() if len(f)}, last, timeframe, LOOKBACK)
                 found = await self._computed(tails, timeframe, last, history=history)
@@ -151,6 +164,9 @@ class ModelInputs:
             snapshot = await market.snapshot(symbol, timeframe)
             if len(snapshot.candles) >= rows:  # the market layer's tail is long enough (a higher timeframe)
                 return snapshot.candles
+            if snapshot.history is not None and len(snapshot.history) >= rows:
+                return snapshot.history  # read with the snapshot (`keep_history`): one read of the file
+            market.keep_history(timeframe, rows)  # the next candle's snapshot reads it at once
             return await asyncio.to_thread(market.store.read_tail, market.exchange_id, symbol, timeframe, rows)
         except SignalsError as error:
             logger.warning("market context without %s %s: %s", symbol, timeframe, error)

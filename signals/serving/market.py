@@ -53,6 +53,9 @@ class MarketSnapshot:
     candles: pd.DataFrame
     data_source: str
     tick: float | None
+    # The longer stored tail `candles` was cut from, where a reader asked for more (`MarketData.keep_history`: the
+    # market context's universe): one file read serves both.
+    history: pd.DataFrame | None = None
 
     @cached_property
     def candle_time(self) -> pd.Timestamp:
@@ -100,6 +103,7 @@ class MarketData:
         self._cache: dict[tuple[str, str], tuple[Any, MarketSnapshot]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._paths: dict[tuple[str, str], str] = {}
+        self._history_rows: dict[str, int] = {}  # timeframe -> stored candles a store snapshot reads (>= the tail)
         self._source: ExchangeSource | None = None
         self._inflight: dict[tuple[str, str], asyncio.Task[MarketSnapshot]] = {}
         self._unsaved: dict[tuple[str, str], pd.DataFrame] = {}
@@ -159,6 +163,12 @@ class MarketData:
             )
             self._simulated_to[symbol] = target
 
+    def keep_history(self, timeframe: str, rows: int) -> None:
+        """Store snapshots of `timeframe` read the last `rows` candles from now on (kept as `history`), so a reader
+        of a longer tail (the market context) needs no second read of the file."""
+        if rows > max(SERVING_TAIL, self._history_rows.get(timeframe, 0)):
+            self._history_rows[timeframe] = rows
+
     def _file_version(self, key: tuple[str, str]) -> tuple[int, int] | None:
         """(mtime, size) of the store file: the writer replaces it atomically, so a change shows here."""
         path = self._paths.get(key)
@@ -176,14 +186,25 @@ class MarketData:
         cached = self._cache.get(key)
         if cached is not None and version is not None and cached[0] == version:
             return cached[1]
-        candles = await asyncio.to_thread(self.store.read_tail, self.exchange_id, symbol, timeframe, SERVING_TAIL)
-        snapshot = self._checked(
-            MarketSnapshot(candles, self.data_source, None),
-            symbol,
-            timeframe,
-        )
+        snapshot = self._checked(await asyncio.to_thread(self._read_snapshot, symbol, timeframe), symbol, timeframe)
         self._cache[key] = (version, snapshot)
         return snapshot
+
+    def _read_snapshot(self, symbol: str, timeframe: str) -> MarketSnapshot:
+        """The stored tail; with `keep_history`, the longer tail read once and the snapshot's cut from it (the same
+        candles as a tail read: a bad candle older than the tail fails only the longer read, then read alone)."""
+        rows = self._history_rows.get(timeframe, SERVING_TAIL)
+        if rows > SERVING_TAIL:
+            try:
+                history = self.store.read_tail(self.exchange_id, symbol, timeframe, rows)
+                candles = history.iloc[-SERVING_TAIL:].reset_index(drop=True)
+                return MarketSnapshot(candles, self.data_source, None, history)
+            except CandleDataError as error:
+                logger.warning(
+                    "%s %s: the longer tail is unusable (%s); the serving tail alone", symbol, timeframe, error
+                )
+        candles = self.store.read_tail(self.exchange_id, symbol, timeframe, SERVING_TAIL)
+        return MarketSnapshot(candles, self.data_source, None)
 
     def _checked(self, snapshot: MarketSnapshot, symbol: str, timeframe: str) -> MarketSnapshot:
         if snapshot.candles.empty and self.simulated and symbol not in DEMO_SYMBOLS:

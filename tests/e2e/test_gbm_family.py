@@ -132,3 +132,39 @@ def test_the_served_context_is_the_training_context(world: World, trained: list[
     assert served.shape == (60, CONTEXT_WIDTH)
     trained_window = samples.windows(np.array([last]))[0]
     np.testing.assert_array_equal(served[:, 15:], trained_window[:, 15:])  # the context, NaN where unknown
+
+
+def test_a_refresh_serves_every_pair_the_training_context(world: World, trained: list[dict[str, Any]]) -> None:
+    """Live, the context of a timeframe is computed once for every pooled pair at the candle (`context_windows`,
+    the snapshots reading the longer tails in the same file read); each pair's window equals the training
+    function's rows over the whole stored history, bit for bit."""
+    import asyncio
+
+    import pandas as pd
+
+    from signals.core.settings import get_settings
+    from signals.data.store import CandleStore
+    from signals.features.context import context_matrix, higher_candles
+    from signals.serving.inputs import ModelInputs
+    from signals.serving.market import MarketData
+
+    store = CandleStore(world.data_dir)
+    candles = {s: store.read("synthetic", s, "1h") for s in (BTC, ETH, SOL)}
+    higher = higher_candles(lambda s, tf: store.read_or_empty("synthetic", s, tf), candles, "1h")
+    end = min(frame["timestamp"].iloc[-1] for frame in candles.values()) + pd.Timedelta(hours=1, seconds=1)
+    market = MarketData(get_settings(), clock=lambda: end)
+    inputs = ModelInputs(market)
+    inputs.expect({FAMILY: ["1h"]})
+    metas = {m.info.labels["symbol"]: m.info.metadata for m in list_models(FAMILY)}
+
+    async def windows() -> dict[str, np.ndarray]:
+        snapshots = {s: await market.snapshot(s, "1h") for s in metas}
+        assert all(snapshot.history is not None for snapshot in snapshots.values())  # one read for both
+        return {s: await inputs.window(FAMILY, metas[s], s, "1h", snapshots[s]) for s in metas}
+
+    served = asyncio.run(windows())
+    assert sorted(served) == [BTC, ETH, SOL]
+    for symbol, window in served.items():
+        mine = {tf: frames[symbol] for tf, frames in higher.items() if symbol in frames}
+        full = context_matrix(symbol, "1h", candles, mine)[-60:]
+        assert window[:, 15:].tobytes() == full.astype(np.float32).tobytes(), symbol

@@ -25,8 +25,10 @@ from bentoml.exceptions import NotFound as BentoNotFound
 
 from signals.core.errors import ModelIntegrityError, ModelNotFound
 from signals.models.card import ModelCard
+from signals.models.store_yaml import use_libyaml
 
 logger = logging.getLogger(__name__)
+use_libyaml()  # every store read of this process (the server's start reads each model.yaml several times)
 
 FileWriter = Callable[[Path], None]
 SHA256_KEY = "sha256"
@@ -140,7 +142,7 @@ def load_model(tag: str, *, check_signature: bool = True) -> StoredModel:
     """Resolve `tag` (``name`` or ``name:version``, default latest) and verify every recorded file (and, when a
     signing key is configured and `check_signature`, the model's signature)."""
     try:
-        model = bentoml.models.get(tag)
+        model = _get(tag)
     except BentoNotFound as error:
         raise ModelNotFound(f"no model {tag!r} in the model store; run `signals models` to list them") from error
     metadata = dict(model.info.metadata)
@@ -361,12 +363,47 @@ def scan_store() -> tuple[list[bentoml.Model], list[Unreadable]]:
         for version_dir in sorted(p for p in name_dir.iterdir() if p.is_dir()):
             tag = f"{name_dir.name}:{version_dir.name}"
             try:
-                models.append(bentoml.models.get(tag))
+                models.append(_read_version(tag, version_dir))
             except Exception as error:  # a malformed model.yaml raises YAML, attrs or value errors
                 reason = public_text(f"{type(error).__name__}: {' '.join(str(error).split())}", root)[:300]
                 unreadable.append(Unreadable(tag, reason))
                 logger.warning("model %s is unreadable and skipped: %s", tag, reason)
     return sorted(models, key=lambda m: (m.tag.name, m.info.creation_time), reverse=True), unreadable
+
+
+_read: dict[Path, tuple[tuple[int, int, int], bentoml.Model]] = {}  # version dir -> (model.yaml's stat, model)
+
+
+def _read_version(tag: str, version_dir: Path) -> bentoml.Model:
+    """The stored version, parsed once per process while its `model.yaml` is unchanged: a server's start scans
+    the store from each runner declaration and each runner (every model.yaml parsed several times per process)."""
+    try:
+        stat = (version_dir / "model.yaml").stat()
+    except OSError:
+        return bentoml.models.get(tag)  # BentoML names what is missing
+    key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    cached = _read.get(version_dir)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    model = bentoml.models.get(tag)
+    _read[version_dir] = (key, model)
+    return model
+
+
+def _get(tag: str) -> bentoml.Model:
+    """`bentoml.models.get(tag)`, through the per-process cache of `_read_version` when the version's directory is
+    found (a version, or `latest` as BentoML's own `latest` file names it); BentoML's lookup otherwise."""
+    name, _, version = tag.partition(":")
+    root = store_root()
+    try:
+        if version in ("", "latest"):
+            version = (root / name / "latest").read_text(encoding="utf-8").strip()
+        version_dir = root / name / version
+        if name and version and version_dir.is_dir():
+            return _read_version(f"{name}:{version}", version_dir)
+    except (OSError, ValueError):
+        pass
+    return bentoml.models.get(tag)
 
 
 def public_text(text: str, root: Path | None = None) -> str:

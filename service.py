@@ -35,7 +35,6 @@ from signals.core.logs import configure_logging
 from signals.core.settings import TRAFFIC_TIMEOUT_S, get_settings
 from signals.live.operations import Operations
 from signals.live.push import PushHub
-from signals.models.device import resolve_device
 from signals.runners.cnn_lstm import CnnLstmRunner
 from signals.runners.families import FamiliesRunner
 from signals.runners.ppo import PpoRunner
@@ -46,10 +45,13 @@ engine_slot: Slot[SignalEngine] = Slot("the signal engine")
 hub_slot: Slot[PushHub] = Slot("the push stream (it needs the ledger)")
 ops_slot: Slot[Operations] = Slot("the track record")
 settings = get_settings()
-try:  # an impossible device fails the start once, in one line, instead of crash-looping every runner worker
-    resolve_device(settings.device)
-except InvalidInput as error:
-    raise SystemExit(f"signals: cannot start: {error}") from None
+if settings.device == "cuda":  # 'auto' and 'cpu' always resolve; only this one imports torch here
+    from signals.models.device import resolve_device
+
+    try:  # an impossible device fails the start once, in one line, instead of crash-looping every runner worker
+        resolve_device(settings.device)
+    except InvalidInput as error:
+        raise SystemExit(f"signals: cannot start: {error}") from None
 
 
 compat_app = create_compat_app(engine_slot)

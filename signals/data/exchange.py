@@ -14,21 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-import ccxt.async_support as ccxt_async
 import pandas as pd
-from ccxt.base.errors import (
-    BadResponse,
-    BadSymbol,
-    BaseError,
-    DDoSProtection,
-    ExchangeError,
-    NetworkError,
-    RateLimitExceeded,
-)
 
 from signals.data.candles import CANDLE_COLUMNS, empty_candles, validate_candles
 from signals.data.store import CandleStore, WriteResult, parse_exchange
@@ -36,6 +26,12 @@ from signals.core.symbols import current_symbol
 from signals.core.timeframes import parse_timeframe, timeframe_seconds, utc_now
 from signals.core.errors import ExchangeUnavailable, InvalidInput
 from signals.core.settings import Settings
+
+if TYPE_CHECKING:
+    import ccxt.async_support as ccxt_async
+
+# ccxt (about a second to import: every exchange's module) is imported where an exchange is built or its errors
+# are read: a demo or store server, and every process of the service graph at start, never needs it.
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +81,8 @@ def is_transient(error: BaseException) -> bool:
     """Worth retrying: network errors, timeouts, 429/418 and 5xx (all `NetworkError` in ccxt 4.5), a malformed or
     empty body (`BadResponse`), and a body cut short, which ccxt wraps as a plain `ExchangeError` raised from
     aiohttp's ``ClientPayloadError``."""
+    from ccxt.base.errors import BadResponse, DDoSProtection, ExchangeError, NetworkError, RateLimitExceeded
+
     if isinstance(error, NetworkError | RateLimitExceeded | DDoSProtection | BadResponse):
         return True
     return isinstance(error, ExchangeError) and isinstance(error.__cause__, aiohttp.ClientError)
@@ -121,6 +119,8 @@ class ExchangeSource:
         if not 1 <= self.config.limit <= 1000:
             raise InvalidInput(f"page limit {self.config.limit} is outside 1..1000")
         if exchange_class is None:
+            import ccxt.async_support as ccxt_async
+
             exchange_class = getattr(ccxt_async, exchange_id, None)
             if exchange_class is None:
                 raise InvalidInput(f"unknown ccxt exchange id {exchange_id!r}")
@@ -206,6 +206,8 @@ class ExchangeSource:
 
     async def _call(self, symbol: str, timeframe: str, request: Callable[[], Awaitable[T]]) -> T:
         """`request()` with retries on transient errors; ccxt errors become domain errors."""
+        from ccxt.base.errors import BadSymbol, BaseError
+
         attempts = self.config.retries + 1
         for attempt in range(attempts):
             try:

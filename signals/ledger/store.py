@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 
 from signals.core.errors import LedgerUnavailable
@@ -125,6 +123,10 @@ class Ledger:
     # --- schema -----------------------------------------------------------------------------------------------
     def migrate(self) -> None:
         """Bring the schema to the newest Alembic revision; safe when several processes start at once."""
+        # imported here: only a migration needs alembic, and every process of the service graph imports this module
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(files("signals.ledger") / "migrations"))
         with self._migration_lock(), self.engine.begin() as connection:

@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from signals.core.errors import SignalsError
 from signals.core.settings import Settings
 from signals.core.symbols import current_symbol, normalize_symbol
 from signals.core.timeframes import parse_timeframe
-from signals.models.registry import StoredModel
+from signals.models.registry import StoredModel, list_models
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +82,17 @@ class ModelFamily:
             return self.store_name(*stored) if key is not None and stored is not None and key in keys else None
 
         return name_if_served
+
+
+def stored_names(family: ModelFamily, settings: Settings) -> list[str]:
+    """Names of the stored models of `family` that the settings ask to serve.
+
+    Never raises: a runner module must import (and `bentoml build` must read it) with an empty or odd store.
+    """
+    wanted = family.wanted(settings)
+    try:
+        names = {wanted(model.info.labels) for model in list_models(family.name)}
+    except Exception as error:  # the store may be absent or half-written; loading reports details later
+        logger.warning("could not list %s models in the store: %s", family.name, error)
+        return []
+    return sorted(name for name in names if name)

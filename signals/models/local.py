@@ -22,24 +22,9 @@ from signals.core.settings import Settings
 from signals.models.cnn_lstm.stacked import StackedGroup, stack_predictors
 from signals.models.device import configure_torch, resolve_device
 from signals.models.families import CNN_LSTM, PPO
-from signals.models.family import ModelFamily
-from signals.models.registry import list_models
+from signals.models.family import ModelFamily, stored_names
 
 logger = logging.getLogger(__name__)
-
-
-def stored_names(family: ModelFamily, settings: Settings) -> list[str]:
-    """Names of the stored models of `family` that the settings ask to serve.
-
-    Never raises: a runner module must import (and `bentoml build` must read it) with an empty or odd store.
-    """
-    wanted = family.wanted(settings)
-    try:
-        names = {wanted(model.info.labels) for model in list_models(family.name)}
-    except Exception as error:  # the store may be absent or half-written; loading reports details later
-        logger.warning("could not list %s models in the store: %s", family.name, error)
-        return []
-    return sorted(name for name in names if name)
 
 
 def group_by_model(models: Iterable[str]) -> dict[str, np.ndarray]:

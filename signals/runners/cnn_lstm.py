@@ -7,12 +7,13 @@ rows for what is not loaded); this service adds BentoML's adaptive batching acro
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import bentoml
 
 from signals.contract.wire import WindowRequest
 from signals.core.settings import Settings, get_settings
 from signals.models.families import CNN_LSTM
-from signals.models.local import LocalCnnLstm
 from signals.runners.common import (
     RUNNER_SERVICE_CONFIG,
     ModelRunner,
@@ -22,6 +23,9 @@ from signals.runners.common import (
     declared_tag,
 )
 
+if TYPE_CHECKING:  # torch: imported when the runner starts, so that the API process and the arbiter never import it
+    from signals.models.local import LocalCnnLstm
+
 
 class _CnnLstmRunner(ModelRunner):
     """Loads the latest version of each configured CNN-LSTM present in the store, verified, once at start."""
@@ -29,6 +33,8 @@ class _CnnLstmRunner(ModelRunner):
     local: LocalCnnLstm
 
     def __init__(self, settings: Settings | None = None) -> None:
+        from signals.models.local import LocalCnnLstm
+
         declared = getattr(type(self), "_declared", ())
         local = LocalCnnLstm(settings or get_settings(), names=declared, tag_of=lambda name: declared_tag(self, name))
         self._start(local)

@@ -12,15 +12,17 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bentoml
 from pydantic import BaseModel, ConfigDict, Field
 
 from signals.core.logs import configure_logging
 from signals.core.settings import Settings, get_settings
-from signals.models.family import ModelFamily
-from signals.models.local import ModelSet, stored_names
+from signals.models.family import ModelFamily, stored_names
+
+if TYPE_CHECKING:  # torch: a runner imports it when it starts (`signals.models.local`), the API process never
+    from signals.models.local import ModelSet
 
 logger = logging.getLogger(__name__)
 

@@ -8,12 +8,14 @@ A family needs no change to the package: install it, train it, restart (or `/adm
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import bentoml
 
 from signals.contract.wire import WindowRequest
 from signals.core.settings import Settings, get_settings
 from signals.models.families import plugin_families
-from signals.models.local import LocalFamilies, stored_names
+from signals.models.family import stored_names
 from signals.runners.common import (
     RUNNER_SERVICE_CONFIG,
     ModelRunner,
@@ -23,6 +25,9 @@ from signals.runners.common import (
     declared_tag,
 )
 
+if TYPE_CHECKING:  # torch: imported when the runner starts, so that the API process and the arbiter never import it
+    from signals.models.local import LocalFamilies
+
 
 class _FamiliesRunner(ModelRunner):
     """Loads the latest version of each configured model of every installed family, verified, once at start."""
@@ -30,6 +35,8 @@ class _FamiliesRunner(ModelRunner):
     local: LocalFamilies  # type: ignore[assignment]
 
     def __init__(self, settings: Settings | None = None) -> None:
+        from signals.models.local import LocalFamilies
+
         declared = getattr(type(self), "_declared", ())
         local = LocalFamilies(settings or get_settings(), names=declared, tag_of=lambda name: declared_tag(self, name))
         self._start(local)  # type: ignore[arg-type]

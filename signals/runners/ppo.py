@@ -5,12 +5,13 @@ The model work is `signals.models.local.LocalPpo`; this service adds adaptive ba
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import bentoml
 
 from signals.contract.wire import ActionRow, ObservationRequest
 from signals.core.settings import Settings, get_settings
 from signals.models.families import PPO
-from signals.models.local import LocalPpo
 from signals.runners.common import (
     RUNNER_SERVICE_CONFIG,
     ModelRunner,
@@ -20,6 +21,9 @@ from signals.runners.common import (
     declared_tag,
 )
 
+if TYPE_CHECKING:  # torch: imported when the runner starts, so that the API process and the arbiter never import it
+    from signals.models.local import LocalPpo
+
 
 class _PpoRunner(ModelRunner):
     """Loads the latest version of each configured PPO policy present in the store, verified, once at start."""
@@ -27,6 +31,8 @@ class _PpoRunner(ModelRunner):
     local: LocalPpo
 
     def __init__(self, settings: Settings | None = None) -> None:
+        from signals.models.local import LocalPpo
+
         declared = getattr(type(self), "_declared", ())
         self._start(LocalPpo(settings or get_settings(), names=declared, tag_of=lambda name: declared_tag(self, name)))
 

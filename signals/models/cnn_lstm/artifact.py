@@ -20,21 +20,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
 
 import signals.features.cnn as cnn_features
 from signals.core.errors import InvalidInput, ModelIntegrityError
 from signals.core.symbols import normalize_symbol
 from signals.core.timeframes import parse_timeframe
 from signals.core.vocab import CLASS_NAMES
-from signals.models.cnn_lstm.network import CnnLstm, CnnLstmConfig
-from signals.models.device import resolve_device
 from signals.models.registry import StoredModel, StoredPredictor, list_models, load_model, save_model
 from signals.models.scaler import Scaler
 
 if TYPE_CHECKING:  # training is not on the serving path: only its result type is named here
+    import torch
+
+    from signals.models.cnn_lstm.network import CnnLstm
     from signals.models.cnn_lstm.training import TrainingResult
+
+# torch, safetensors and the network are imported where a model is saved or loaded: the API process and the
+# service graph's declarations read names and contracts from this module and never load torch (seconds at start).
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ def save_cnn_lstm_models(
     the whole retrain). Without it the walk-forward edge is stored as it is, with no `rule` block, which the
     catalog reads as "stored before the universe rule" (never positive).
     """
+    from safetensors.torch import save_file
+
     state = {key: value.detach().cpu().contiguous() for key, value in result.network.state_dict().items()}
 
     def write_weights(path: Path) -> None:
@@ -166,6 +170,8 @@ class CnnLstmPredictor(StoredPredictor):
             raise InvalidInput(
                 f"windows must have shape (n, {cfg.lookback}, {cfg.n_features}); got {tuple(windows.shape)}"
             )
+        import torch
+
         scaled = scale(self.scaler, windows)
         out = []
         with torch.inference_mode():
@@ -228,6 +234,11 @@ def _read_json(stored: StoredModel, filename: str) -> dict[str, Any]:
 
 def load_cnn_lstm(tag: str, device: str | torch.device = "cpu") -> CnnLstmPredictor:
     """Load `tag` (`name` = latest, or `name:version`): SHA-256, feature contract, safetensors weights."""
+    from safetensors.torch import load_file
+
+    from signals.models.cnn_lstm.network import CnnLstm, CnnLstmConfig
+    from signals.models.device import resolve_device
+
     stored = load_model(tag)
     if stored.labels.get("family") != FAMILY:
         raise ModelIntegrityError(f"model {stored.tag} is of family {stored.labels.get('family')!r}, not {FAMILY!r}")

@@ -19,11 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-import torch
-from gymnasium import spaces
-from stable_baselines3 import PPO
-from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.policies import ActorCriticPolicy
 
 from signals.core.errors import ModelIntegrityError
 from signals.core.vocab import ACTION_NAMES
@@ -32,7 +27,12 @@ from signals.models.card import ModelCard
 from signals.models.registry import StoredModel, load_model, save_model
 
 if TYPE_CHECKING:  # training is not on the serving path: only its result type is named here
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
     from signals.models.ppo.training import PpoTrainingResult
+
+# torch, gymnasium and stable-baselines3 are imported where a policy is loaded or run: the API process and the
+# service graph's declarations read names and contracts from this module and never load them (seconds at start).
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ class PpoPolicy:
 
     def act(self, observations: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, 50, 10) observations -> deterministic actions (N,), probabilities (N, 3), state values (N,)."""
+        import torch
+
         batch = _checked_batch(observations)
         with torch.inference_mode():
             obs_tensor, _ = self.policy.obs_to_tensor(batch)
@@ -121,6 +123,10 @@ def check_contract(stored: StoredModel) -> None:
 
 def _safe_objects(card: ModelCard) -> dict[str, Any]:
     """Replacements for the cloudpickled entries of an SB3 PPO zip: SB3 then unpickles none of them."""
+    from gymnasium import spaces
+    from stable_baselines3.common.buffers import RolloutBuffer
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
     clip_range = card.clip_range
     return {
         "policy_class": ActorCriticPolicy,
@@ -176,6 +182,8 @@ def load_ppo(tag: str = "ppo-1h:latest", device: str = "cpu") -> PpoPolicy:
     naming the file) and the metadata contract is checked, both before ``PPO.load`` reads the zip,
     because the zip contains pickled parts.
     """
+    from stable_baselines3 import PPO
+
     stored = load_model(tag)
     check_contract(stored)
     replacements = _safe_objects(stored.card)

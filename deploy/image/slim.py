@@ -47,6 +47,12 @@ print(json.dumps(loaded))
 """
 STARTED = [
     "service",
+    # what the runners and the live source import when they start, not with service.py (see signals.runners)
+    "signals.models.local",
+    "signals.models.cnn_lstm.network",
+    "safetensors.torch",
+    "stable_baselines3",
+    "ccxt.async_support",
     "signals.cli",
     "signals.cli.app",
     "bentoml_cli.cli",

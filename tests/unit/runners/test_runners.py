@@ -40,6 +40,7 @@ from signals.runners.ppo import PpoRunner
 from tests.support.factories import random_walk_candles
 from tests.support.models import tiny_cnn_lstm
 from tests.support.paths import REPO_ROOT
+from tests.support.servers import stop
 
 torch.set_num_threads(1)
 
@@ -329,8 +330,7 @@ def test_runners_behind_a_real_bentoml_serve_hop(
         assert response.status_code == 200, response.text
         body = response.json()
     finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        stop(server)  # SIGTERM, then SIGKILL if the graceful stop outlasts 30 s
         log.close()
     assert body["row_types"] == ["float"], body["row_types"]  # NaN crosses the hop as a float NaN
     assert [i for i, nan in enumerate(body["nan_rows"]) if nan] == [5]

@@ -4,7 +4,6 @@ imports in `make lint`; this also covers `service.py`, which is a module outside
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -20,6 +19,7 @@ from signals.pipelines import train_cnn_lstm_models, train_ppo_policy
 from tests.support.factories import random_walk_candles
 from tests.support.models import models_made_here
 from tests.support.paths import REPO_ROOT
+from tests.support.probe import fresh_python
 
 TRAINING_MODULES = (
     "signals.models.cnn_lstm.training",
@@ -70,17 +70,8 @@ def test_service_and_runners_import_and_load_models_with_training_modules_blocke
     (trained,) = train_cnn_lstm_models(store, "synthetic", ["BTC/USDT"], "1h", TrainConfig(epochs=1, folds=2), tiny)
     (cnn,) = trained.stored
     ppo, _ = train_ppo_policy(store, "synthetic", ["BTC/USDT"], "1h", timesteps=64)
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SIGNALS_")}
-    probe = subprocess.run(
-        [sys.executable, "-c", PROBE.format(blocked=TRAINING_MODULES, cnn_tag=cnn.tag, ppo_tag=ppo.tag)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    assert probe.stdout.split() == ["ok", cnn.tag, ppo.tag]
+    probe = PROBE.format(blocked=TRAINING_MODULES, cnn_tag=cnn.tag, ppo_tag=ppo.tag)
+    assert fresh_python(probe).split() == ["ok", cnn.tag, ppo.tag]
 
 
 def test_the_cli_imports_without_the_test_doubles_that_the_bento_leaves_out() -> None:

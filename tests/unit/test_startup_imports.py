@@ -4,12 +4,9 @@ libraries are the runners' own (imported when a runner starts); ccxt is the live
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
-from tests.support.paths import REPO_ROOT
+from tests.support.probe import fresh_python
 
 RUNNER_ONLY = ("torch", "safetensors", "stable_baselines3", "gymnasium")
 ON_DEMAND = ("ccxt", "alembic")
@@ -29,14 +26,4 @@ PROBE = textwrap.dedent(
 
 
 def test_the_service_graph_imports_without_torch_ccxt_or_alembic() -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("SIGNALS_")}
-    probe = subprocess.run(
-        [sys.executable, "-c", PROBE.format(modules=RUNNER_ONLY + ON_DEMAND)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    assert probe.stdout.split() == ["none"]
+    assert fresh_python(PROBE.format(modules=RUNNER_ONLY + ON_DEMAND)).split() == ["none"]

@@ -7,8 +7,8 @@ requests answered), which is steadier than throughput on a loaded box. The raw F
 rounds, so the ratio to it is taken within a round.
 
 `python -m bench.warm_stack --work-dir bench/.work --rounds 3 --duration 8` (the world of `bench.run`).
-A variant's environment is its whole difference: e.g. `BENTOML_CONFIG_OPTIONS=...` or a PYTHONPATH that holds
-httptools (uvicorn picks httptools over h11 whenever it imports).
+A variant's environment is its whole difference: `SIGNALS_ACCESS_LOG`, or a PYTHONPATH that hides httptools
+(uvicorn picks httptools over h11 whenever it imports).
 """
 
 from __future__ import annotations
@@ -64,22 +64,22 @@ def load(url: str, clients: int, duration_s: float, tmp: Path) -> dict[str, Any]
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def variants(httptools_path: str | None) -> list[ServerSpec]:
+def variants(work: Path) -> list[ServerSpec]:
+    """Before and after each change: the access log (SIGNALS_ACCESS_LOG), then HTTP parsing by httptools or h11 (a
+    stand-in `httptools` that fails to import makes uvicorn fall back to h11, as where it is not installed)."""
+    stub = work / "no-httptools" / "httptools"
+    stub.mkdir(parents=True, exist_ok=True)
+    (stub / "__init__.py").write_text('raise ImportError("hidden by bench.warm_stack: uvicorn uses h11")\n')
+    h11 = {"PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{stub.parent}"}
     ours = bentoml_serve("service:SignalService")
     floor = uvicorn_serve("bench.baselines.floor_fastapi:app", 1)
-    ht = {"PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{httptools_path}"} if httptools_path else None
-    access_on = {"SIGNALS_ACCESS_LOG": "true"}
-    specs = [
-        ServerSpec("ours_access_log_on", "ours", ours, access_on),
-        ServerSpec("ours_default", "ours", ours),
+    return [
+        ServerSpec("ours_h11_access_log_on", "ours", ours, {**h11, "SIGNALS_ACCESS_LOG": "true"}),
+        ServerSpec("ours_h11", "ours", ours, h11),
+        ServerSpec("ours", "ours", ours),
+        ServerSpec("floor_fastapi_h11", "floor", floor, h11),
         ServerSpec("floor_fastapi", "floor", floor),
     ]
-    if ht is not None:
-        specs += [
-            ServerSpec("ours_default_httptools", "ours", ours, ht),
-            ServerSpec("floor_fastapi_httptools", "floor", floor, ht),
-        ]
-    return specs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,11 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--httptools-path", default=None, help="a directory holding httptools (pip --target)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     world = use_work_dir(args.work_dir.resolve(), WorldSpec.full())
-    specs = variants(args.httptools_path)
+    specs = variants(args.work_dir.resolve())
     runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in specs}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         servers = [stack.enter_context(started(s, world.env(), args.work_dir / "logs")) for s in specs]

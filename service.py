@@ -76,6 +76,7 @@ RUNNER_PROBE_TIMEOUT_S = 5  # BentoML's own probe waited as long; /readyz answer
     workers=settings.api_workers,
     http=cors_config(settings),
     runner_probe={"enabled": False},
+    logging={"access": {"enabled": settings.access_log}},  # SIGNALS_ACCESS_LOG (off: a sixth of a warm request)
 )
 @bentoml.asgi_app(compat_app, path="/api")
 @bentoml.asgi_app(web_app, path="/")

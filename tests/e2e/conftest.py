@@ -20,7 +20,13 @@ def e2e_world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) ->
 def e2e_server(e2e_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The world served as `bentoml serve` runs it, for test_e2e.py (the batching proof: the signal cache is off, so
     every request is cold and reaches the runner) and test_readme.py (the README's blocks; a 1 s heartbeat on the
-    event stream). Its readers only add records; none changes what another reads."""
-    env = {**e2e_world.env(), "SIGNALS_SIGNAL_CACHE_SIZE": "0", "SIGNALS_STREAM_HEARTBEAT_S": "1"}
+    event stream), with BentoML's access log turned on (off by default) for test_e2e.py to read. Its readers only
+    add records; none changes what another reads."""
+    env = {
+        **e2e_world.env(),
+        "SIGNALS_SIGNAL_CACHE_SIZE": "0",
+        "SIGNALS_STREAM_HEARTBEAT_S": "1",
+        "SIGNALS_ACCESS_LOG": "true",
+    }
     with bentoml_server(env, tmp_path_factory.mktemp("e2e-log"), name="e2e") as running:
         yield running

@@ -7,6 +7,7 @@ is off so that every request is cold and reaches the runner: that is what the ba
 from __future__ import annotations
 
 import asyncio
+import time
 
 import bentoml
 import httpx
@@ -31,6 +32,19 @@ def world(e2e_world: World) -> World:
 @pytest.fixture(scope="module")
 def server(e2e_server: Server) -> str:
     return e2e_server.url
+
+
+def test_the_access_log_turned_on_names_each_request_by_its_x_request_id(e2e_server: Server) -> None:
+    """SIGNALS_ACCESS_LOG=true (the shared server's) brings back BentoML's line per request, with the trace id that
+    X-Request-ID carries."""
+    answer = httpx.post(f"{e2e_server.url}/predict", json={"symbol": "BTC/USDT", "timeframe": "1h"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    mark = f"trace={answer.headers['x-request-id']}"
+    deadline = time.monotonic() + 10  # written by the worker just after the answer, through the server's stdout
+    while not (lines := [line for line in e2e_server.log_tail(200_000).splitlines() if mark in line]):
+        assert time.monotonic() < deadline, f"no access line with {mark}: {e2e_server.log_tail()}"
+        time.sleep(0.05)
+    assert any("path=/predict" in line and "status=200" in line for line in lines), lines
 
 
 def test_generated_client_serves_every_api(server: str) -> None:

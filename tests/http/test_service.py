@@ -34,6 +34,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
+import service as service_module
 from service import SignalService
 from signals.api.errors import error_body, error_response
 from signals.contract import schemas
@@ -934,6 +935,28 @@ def test_served_signals_are_recorded_and_can_be_listed_scored_and_replayed(clien
 
     reloaded = client.post("/admin/reload", json={})
     assert reloaded.status_code == 200 and reloaded.json()["changed"] == {}
+
+
+def test_a_computed_signal_is_recorded_under_the_x_request_id_of_the_request_that_computed_it(
+    trained_world: World, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """X-Request-ID is the request's trace id (BentoML's OpenTelemetry span) and the ledger row names it; BentoML's
+    access log is off by default (SIGNALS_ACCESS_LOG) and that changes neither."""
+    built = copy_world(trained_world, tmp_path / "data")
+    with environment({**built.env(), "SIGNALS_WARM_UP": "false"}), another_server() as server:
+        with caplog.at_level("INFO", logger="bentoml.access"):
+            answer = predict(server, ETH, "1h")  # nothing computed at start: this request computes and records
+        assert answer.status_code == 200, answer.text
+        assert not [r for r in caplog.records if r.name == "bentoml.access"]
+        request_id = answer.headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", request_id) and request_id != "0" * 32
+        ops = service_module.ops_slot.current()  # this server's: the last one bound
+        assert ops is not None and ops.writer is not None and ops.writer.flush()
+        with sqlite3.connect(built.data_dir / "signals.db") as db:
+            rows = db.execute(
+                "SELECT request_id FROM signal_records WHERE symbol = ? AND timeframe = '1h'", (ETH,)
+            ).fetchall()
+    assert rows == [(request_id,)]
 
 
 def test_rollback_honours_the_version_and_force_it_is_given(client: TestClient) -> None:

@@ -56,6 +56,7 @@ def plugin_family(plugin: plugins.FamilyPlugin) -> ModelFamily:
         store_name=_plugin_name(plugin.name),
         load=lambda tag, _device: plugins.load_family_model(plugin, tag),
         check_contract=lambda stored: plugins.check_contract(plugin, stored),
+        on_torch=False,  # the seam hands a family no device: its runner imports torch only if the family does
     )
 
 

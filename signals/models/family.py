@@ -20,7 +20,11 @@ from signals.core.timeframes import parse_timeframe
 from signals.models.registry import StoredModel, list_models
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     import torch
+
+    Device: TypeAlias = torch.device | str  # a torch device; "cpu" for a family not on torch
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +38,9 @@ class ModelFamily:
     name: str  # the store label `family`, e.g. "cnn-lstm"
     per_symbol: bool  # one model per (symbol, timeframe), or one per timeframe for every symbol
     store_name: Callable[[str | None, str], str]  # (symbol or None, timeframe) -> store name
-    load: Callable[[str, torch.device], Any]  # tag -> a loaded, verified model on a device
+    load: Callable[[str, Device], Any]  # tag -> a loaded, verified model on a device
     check_contract: Callable[[StoredModel], None]  # raises ModelIntegrityError for a model of other inputs
+    on_torch: bool = True  # loads onto the torch device the settings resolve; False: computes where its library does
 
     def key(self, labels: Labels) -> tuple[str | None, str] | None:
         """(symbol or None, timeframe) a stored model of this family serves, from its labels; None if malformed.

@@ -21,8 +21,8 @@ from signals.core.logs import configure_logging
 from signals.core.settings import Settings, get_settings
 from signals.models.family import ModelFamily, stored_names
 
-if TYPE_CHECKING:  # torch: a runner imports it when it starts (`signals.models.local`), the API process never
-    from signals.models.local import ModelSet
+if TYPE_CHECKING:  # a runner imports its model set when it starts (torch: `signals.models.local`), the API never
+    from signals.models.model_set import ModelSet
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class RunnerStatus(BaseModel):
 
 
 class ModelRunner:
-    """What both runner services share: their local model set (`signals.models.local`), batch counters, status."""
+    """What both runner services share: their local model set (`signals.models.model_set`), batch counters, status."""
 
     local: ModelSet
 

@@ -25,8 +25,8 @@ from signals.runners.common import (
     declared_tag,
 )
 
-if TYPE_CHECKING:  # torch: imported when the runner starts, so that the API process and the arbiter never import it
-    from signals.models.local import LocalFamilies
+if TYPE_CHECKING:  # imported when the runner starts: the API process and the arbiter never load a family's libraries
+    from signals.models.model_set import LocalFamilies
 
 
 class _FamiliesRunner(ModelRunner):
@@ -35,7 +35,7 @@ class _FamiliesRunner(ModelRunner):
     local: LocalFamilies  # type: ignore[assignment]
 
     def __init__(self, settings: Settings | None = None) -> None:
-        from signals.models.local import LocalFamilies
+        from signals.models.model_set import LocalFamilies  # torch-free: a family imports its own libraries
 
         declared = getattr(type(self), "_declared", ())
         local = LocalFamilies(settings or get_settings(), names=declared, tag_of=lambda name: declared_tag(self, name))

@@ -160,7 +160,7 @@ class SignalEngine:
             cnn_lstm = LocalCnnLstm(settings) if cnn_lstm is None else cnn_lstm
             ppo = LocalPpo(settings) if ppo is None else ppo
         if families is None and plugin_families():  # installed families run in this process too
-            from signals.models.local import LocalFamilies
+            from signals.models.model_set import LocalFamilies
 
             families = LocalFamilies(settings)
         return cls.from_settings(

@@ -158,7 +158,7 @@ ZIP_ENTRIES: Final = frozenset(
 def check_zip(tag: str, path: Path, replaced: set[str]) -> None:
     """Refuse a policy zip that SB3 would unpickle anything from: an entry SB3's `save` does not write, or a
     cloudpickled (``:serialized:``) value in ``data`` that `_safe_objects` does not replace. Runs before
-    ``PPO.load`` opens the file; the `.pth` entries are read by torch with ``weights_only=True``."""
+    SB3 opens the file; the `.pth` entries are read by torch with ``weights_only=True``."""
     try:
         with zipfile.ZipFile(path) as archive:
             extra = sorted(set(archive.namelist()) - ZIP_ENTRIES)
@@ -175,26 +175,48 @@ def check_zip(tag: str, path: Path, replaced: set[str]) -> None:
         )
 
 
+class _NoOptimizer:
+    """Stands in for the policy's Adam: serving never steps the policy, and building a torch optimizer imports
+    torch._dynamo (and sympy), ~1.3 s of CPU at every start of the PPO runner."""
+
+    def __init__(self, params: Any, lr: float = 0.0, **kwargs: Any) -> None:
+        del params, lr, kwargs
+
+
 def load_ppo(tag: str = "ppo-1h:latest", device: str = "cpu") -> PpoPolicy:
     """Load a stored policy for inference.
 
     Order matters: `load_model` verifies the SHA-256 of ``policy.zip`` (raising `ModelIntegrityError`
-    naming the file) and the metadata contract is checked, both before ``PPO.load`` reads the zip,
-    because the zip contains pickled parts.
+    naming the file) and the metadata contract is checked, both before SB3 reads the zip, because the zip
+    contains pickled parts. Only the policy network is built (SB3's ``PPO.load`` builds the whole algorithm, the
+    rollout buffer and the optimizer, none of which inference uses), with the weights of ``policy.pth``.
     """
-    from stable_baselines3 import PPO
+    from stable_baselines3.common import save_util
+    from stable_baselines3.common.policies import ActorCriticPolicy
 
     stored = load_model(tag)
     check_contract(stored)
     replacements = _safe_objects(stored.card)
     check_zip(stored.tag, stored.file(POLICY_FILE), set(replacements))
-    model = PPO.load(stored.file(POLICY_FILE), device=device, custom_objects=replacements)
-    model.policy.set_training_mode(False)
+    data, params, _ = save_util.load_from_zip_file(stored.file(POLICY_FILE), device=device, custom_objects=replacements)
+    if data is None or params is None or "policy" not in params:
+        raise ModelIntegrityError(f"model {stored.tag}: {POLICY_FILE} holds no policy weights")
+    policy_kwargs = {k: v for k, v in (data.get("policy_kwargs") or {}).items() if k != "device"}
+    policy = ActorCriticPolicy(
+        replacements["observation_space"],
+        replacements["action_space"],
+        replacements["lr_schedule"],
+        use_sde=bool(data.get("use_sde", False)),
+        **{**policy_kwargs, "optimizer_class": _NoOptimizer},
+    )
+    policy.load_state_dict(params["policy"])  # type: ignore[arg-type]  # strict; SB3 types a state dict as a Tensor
+    policy = policy.to(device)
+    policy.set_training_mode(False)
     logger.info("loaded %s on %s", stored.tag, device)
     return PpoPolicy(
         tag=stored.tag,
         version=stored.version,
         timeframe=stored.labels.get("timeframe", str(stored.card.timeframe)),
         metadata=stored.metadata,
-        policy=model.policy,
+        policy=policy,
     )

@@ -221,6 +221,7 @@ def test_tampered_policy_zip_is_refused_before_unpickling(
 ) -> None:
     import cloudpickle
     from stable_baselines3 import PPO
+    from stable_baselines3.common import save_util
 
     stored = import_ppo(trained)
     path = Path(stored.file(POLICY_FILE))
@@ -231,6 +232,7 @@ def test_tampered_policy_zip_is_refused_before_unpickling(
         raise AssertionError("the zip was read before its SHA-256 was checked")
 
     monkeypatch.setattr(PPO, "load", must_not_run)
+    monkeypatch.setattr(save_util, "load_from_zip_file", must_not_run)
     monkeypatch.setattr(cloudpickle, "loads", must_not_run)
     with pytest.raises(ModelIntegrityError, match="policy.zip"):
         load_ppo(stored.tag)
@@ -303,6 +305,7 @@ def test_a_policy_zip_with_extra_pickled_parts_is_refused_even_with_a_matching_h
 ) -> None:
     import cloudpickle
     from stable_baselines3 import PPO
+    from stable_baselines3.common import save_util
 
     stored = import_ppo(trained)
     _rewrite_zip(Path(stored.file(POLICY_FILE)), change)
@@ -312,6 +315,7 @@ def test_a_policy_zip_with_extra_pickled_parts_is_refused_even_with_a_matching_h
         raise AssertionError("the zip was unpickled")
 
     monkeypatch.setattr(PPO, "load", must_not_run)
+    monkeypatch.setattr(save_util, "load_from_zip_file", must_not_run)
     monkeypatch.setattr(cloudpickle, "loads", must_not_run)
     with pytest.raises(ModelIntegrityError, match=re.escape(says)):
         load_ppo(stored.tag)

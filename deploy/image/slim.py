@@ -49,9 +49,13 @@ STARTED = [
     "service",
     # what the runners and the live source import when they start, not with service.py (see signals.runners)
     "signals.models.local",
+    "signals.models.model_set",
     "signals.models.cnn_lstm.network",
     "safetensors.torch",
     "stable_baselines3",
+    "stable_baselines3.common.save_util",
+    "stable_baselines3.common.policies",
+    "lightgbm",  # the families runner's, when it loads a GBM model (signals.models.gbm.plugin)
     "ccxt.async_support",
     "signals.cli",
     "signals.cli.app",

@@ -40,6 +40,7 @@ from signals.runners.ppo import PpoRunner
 from tests.support.factories import random_walk_candles
 from tests.support.models import tiny_cnn_lstm
 from tests.support.paths import REPO_ROOT
+from tests.support.probe import fresh_python
 from tests.support.servers import stop
 
 torch.set_num_threads(1)
@@ -225,6 +226,13 @@ def test_ppo_runner_matches_load_ppo_act_and_answers_nan_for_unknown(ppo_model: 
         assert math.isclose(rows[position].value, float(values[row]), rel_tol=1e-5, abs_tol=1e-6)
     assert rows[1].action == NO_ACTION and rows[1].missing and math.isnan(rows[1].value)
     assert runner.status().batching.items == 4
+
+
+def test_loading_a_policy_builds_no_torch_optimizer(ppo_model: StoredModel) -> None:
+    """Serving never steps the policy: a torch optimizer would import torch._dynamo (~1.3 s of the PPO runner's
+    start), so loading one in a fresh interpreter (the session's store) must leave it out."""
+    code = f"import sys\nfrom signals.models.ppo.artifact import load_ppo\nload_ppo({str(ppo_model.tag)!r})\n"
+    assert fresh_python(code + "print('torch._dynamo' in sys.modules)").split() == ["False"]
 
 
 FRONT = textwrap.dedent(

@@ -7,6 +7,11 @@
   recorded and cached" (`Scheduler.refresh`: lease, features, one batched forward, gate, ledger write, cache),
   for one timeframe (34 models) and for all four (136). The runner is in-process here: a deployment adds one
   HTTP hop per timeframe (~1-2 ms, BENCHMARKS.md "floors").
+- The steady state of the live loop (`refresh_warm`): one long-lived engine over a copy of the world's candles;
+  each round a day of new candles is appended to every file (the simulated market's continuation, outside the
+  timer), the clock moves to that midnight and all four timeframes are refreshed (136 signals). The first two
+  rounds warm up (cold reads, then the first close) and are not counted. The heap is frozen once the engine is
+  built, as the service does (`gc.freeze`: a gen-2 collection of the loaded heap is 0.2-0.7 s here).
 - Ledger write throughput: rows per second through `LedgerWriter.write_now`, SQLite (WAL) and, where PostgreSQL
   is installed, a throwaway server.
 - The GBM's forward cost: the families runner's code (`LocalFamilies.forward`, what `families_runner` runs per
@@ -22,9 +27,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import json
 import logging
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -131,6 +138,89 @@ def refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[s
         "one_timeframe_phases_ms_median": {
             name: round(1000 * statistics.median(p[name] for p in phases), 1) for name in phases[0]
         },
+    }
+
+
+class MovingClock(StandingClock):
+    """A standing clock that the bench moves on, round by round."""
+
+
+def warm_refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[str, Any]:
+    """The live loop's steady state (module docstring): the universe refresh after a close, with every file's tail
+    already in memory."""
+    import pandas as pd
+
+    from signals.core.metrics import server_metrics
+    from signals.core.settings import Settings
+    from signals.data.store import CandleStore
+    from signals.data.synthetic import extend_stored_market
+    from signals.ledger.store import Ledger
+    from signals.ledger.writer import LedgerWriter
+    from signals.live.scheduler import Scheduler
+    from signals.models.local import LocalCnnLstm, LocalPpo
+    from signals.serving.engine import SignalEngine
+    from signals.track_record.versions import current_catalog
+
+    warmup = 2
+    with tempfile.TemporaryDirectory(prefix="bench-warm-") as tmp:
+        data = Path(tmp) / "data"
+        shutil.copytree(work / "data", data)
+        store = CandleStore(data)
+        settings = Settings(
+            data_dir=data,
+            exchange=EXCHANGE,
+            universe=list(symbols),
+            timeframes=list(TIMEFRAMES),
+            device="cpu",
+            database_url=f"sqlite:///{Path(tmp) / 'warm.db'}",
+        )
+        ledger = Ledger.from_settings(settings)
+        ledger.migrate()
+        writer = LedgerWriter(ledger, server_metrics())
+        clock = MovingClock(pd.Timestamp(END, tz="UTC") + pd.Timedelta(seconds=1))
+        engine = SignalEngine.offline(
+            settings,
+            current_catalog(settings, ledger),
+            cnn_lstm=LocalCnnLstm(settings),
+            ppo=LocalPpo(settings),
+            writer=writer,
+            clock=clock.now,
+        )
+        scheduler = Scheduler(engine, ledger, writer, settings, clock=clock)
+        gc.collect()
+        gc.freeze()  # as the service does once started (service.py): the loaded heap out of gen-2 collections
+
+        def append_day() -> None:
+            for symbol in symbols:
+                extend_stored_market(store, EXCHANGE, symbol, TIMEFRAMES, clock.at, seed=11, planted={})
+
+        async def loop() -> tuple[list[float], list[dict[str, dict[str, float]]]]:
+            totals: list[float] = []
+            phases: list[dict[str, dict[str, float]]] = []
+            for round_ in range(rounds + warmup):
+                if round_:
+                    clock.at += pd.Timedelta(days=1)
+                    await asyncio.to_thread(append_day)
+                reports = [await scheduler.refresh(tf) for tf in TIMEFRAMES]
+                assert sum(r.signals for r in reports) == 4 * len(symbols), [r.as_dict() for r in reports]
+                if round_ >= warmup:
+                    totals.append(sum(r.seconds for r in reports))
+                    phases.append({r.timeframe: r.phases for r in reports})
+            return totals, phases
+
+        totals, phases = asyncio.run(loop())
+        gc.unfreeze()
+        reads = getattr(getattr(engine.market, "tails", None), "reads", None)
+        writer.close()
+        ledger.close()
+    return {
+        "pairs": len(symbols),
+        "universe_136_ms": _summary(totals),
+        "phases_ms_median": {
+            tf: {name: round(1000 * statistics.median(p[tf][name] for p in phases), 1) for name in phases[0][tf]}
+            for tf in TIMEFRAMES
+        },
+        "tail_reads": reads,
     }
 
 
@@ -320,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_torch()
     if "refresh" in parts:
         results["refresh"] = refresh_timings(work, symbols, args.rounds)
+        results["refresh_warm"] = warm_refresh_timings(work, symbols, args.rounds)
     if "forward" in parts and "gbm" in families:
         results["gbm_forward"] = family_forward(work, symbols, args.rounds * 4)
     if "ledger" in parts:

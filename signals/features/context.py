@@ -23,7 +23,6 @@ from typing import Final
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 from signals.core.timeframes import parse_timeframe, timeframe_seconds
 from signals.features.cnn import FEATURE_NAMES as CNN_FEATURE_NAMES
@@ -98,21 +97,40 @@ def own_columns(candles: pd.DataFrame) -> dict[str, np.ndarray]:
     return columns
 
 
-def percentile_in_window(values: np.ndarray, window: int, chunk: int = 4096) -> np.ndarray:
+def percentile_in_window(values: np.ndarray, window: int, chunk: int = 512) -> np.ndarray:
     """Share of the last `window` values (the current one included) at or below the current one; NaN until half
     the window is known. Finite memory: a value depends on its own window only. `values`: one series (n,) or
-    several side by side (n, k), each ranked within its own column (the same bits as one at a time)."""
+    several side by side (n, k), each ranked within its own column (the same bits as one at a time).
+
+    Counted, not compared value by value: for a run of `chunk` consecutive outputs, their windows' union is sorted
+    once per column; each output's count at or below it is a binary search in the union less the few values of
+    the union outside its own window. The same integers as comparing every window (NaN is never at or below a
+    value, -inf always is), so the same shares, bit for bit, at a fraction of the cost on a long window."""
     out = np.full(values.shape, np.nan)
-    if len(values) < window:
+    n = len(values)
+    if n < window:
         return out
-    views = sliding_window_view(values, window, axis=0)  # (n - window + 1, [k,] window)
-    for start in range(0, len(views), chunk):
-        block = views[start : start + chunk]
-        current = block[..., -1:]
-        known = np.isfinite(block).sum(axis=-1)
-        share = (block <= current).sum(axis=-1) / np.maximum(known, 1)
-        ok = (known >= window // 2) & np.isfinite(current[..., 0])
-        out[window - 1 + start : window - 1 + start + len(block)] = np.where(ok, share, np.nan)
+    columns = values.reshape(n, -1)
+    result = out.reshape(n, -1)
+    for start in range(window - 1, n, chunk):
+        stop = min(start + chunk, n)
+        size = stop - start
+        span = columns[start - window + 1 : stop]  # (window + size - 1, k): every window of this run
+        current = columns[start:stop]  # (size, k)
+        finite = np.concatenate([np.zeros((1, span.shape[1]), np.int64), np.cumsum(np.isfinite(span), axis=0)])
+        known = finite[window : window + size] - finite[:size]  # finite values in each output's window
+        at_or_below = np.empty((size, span.shape[1]), np.int64)
+        for column in range(span.shape[1]):
+            at_or_below[:, column] = np.searchsorted(np.sort(span[:, column]), current[:, column], side="right")
+        own = np.arange(size)
+        before = np.arange(size - 1)[None, :] < own[:, None]  # union rows before output i's window: span[: i]
+        after = np.arange(size - 1)[None, :] >= own[:, None]  # after it: span[window + j] for j >= i
+        head, tail = span[: size - 1], span[window : window + size - 1]
+        at_or_below -= ((head[None, :, :] <= current[:, None, :]) & before[:, :, None]).sum(axis=1)
+        at_or_below -= ((tail[None, :, :] <= current[:, None, :]) & after[:, :, None]).sum(axis=1)
+        share = at_or_below / np.maximum(known, 1)
+        ok = (known >= window // 2) & np.isfinite(current)
+        result[start:stop] = np.where(ok, share, np.nan)
     return out
 
 

@@ -152,6 +152,32 @@ def test_percentile_in_window_of_columns_side_by_side_is_each_column_alone() -> 
         np.testing.assert_array_equal(together[:, column], percentile_in_window(values[:, column], 50))
 
 
+def _every_window_compared(values: np.ndarray, window: int) -> np.ndarray:
+    """The definition, value by value: each output compares its whole window (what the counting must equal)."""
+    out = np.full(values.shape, np.nan)
+    for t in range(window - 1, len(values)):
+        block, current = values[t - window + 1 : t + 1], values[t]
+        known = np.isfinite(block).sum(axis=0)
+        share = (block <= current).sum(axis=0) / np.maximum(known, 1)
+        out[t] = np.where((known >= window // 2) & np.isfinite(current), share, np.nan)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_percentile_in_window_counts_the_same_integers_as_comparing_every_window(seed: int) -> None:
+    """Ties, NaN, +-inf, -0.0, runs shorter and longer than a chunk: the same bits as the definition."""
+    rng = np.random.default_rng(seed)
+    n, window, chunk = int(rng.integers(40, 400)), int(rng.integers(1, 60)), int(rng.integers(1, 90))
+    values = np.round(rng.normal(size=(n, 3)), seed % 3)
+    values[rng.random(values.shape) < 0.15] = np.nan
+    values[rng.random(values.shape) < 0.02] = np.inf
+    values[rng.random(values.shape) < 0.02] = -np.inf
+    values[rng.random(values.shape) < 0.02] = -0.0
+    got = percentile_in_window(values, window, chunk)
+    assert got.tobytes() == _every_window_compared(values, window).tobytes()
+    assert percentile_in_window(values[:, 0], window, chunk).tobytes() == got[:, 0].tobytes()
+
+
 def test_the_universe_context_in_one_pass_is_each_pair_alone_bit_for_bit(universe: dict[str, pd.DataFrame]) -> None:
     """The refresh computes every pair's window context at one candle in one pass (`context_windows`); each equals
     the pair's own `context_window` (the training function over its tails), with the pairs that do not share the

@@ -108,6 +108,8 @@ FIGURES: tuple[Figure, ...] = (
              _ratio("cold_over_hop_floor", c)) for c in CLIENTS),
     Figure("refresh_universe_ms", "universe refresh, 136 signals (ms, median)", "<= 300", False,
            _live("refresh", "universe_136_ms_median")),
+    Figure("refresh_steady_ms", "universe refresh in the live loop's steady state (ms, median)", "<= 300", False,
+           _live("refresh_warm", "universe_136_ms", "median")),
     Figure("refresh_one_tf_signals_ms", "one timeframe's signals phase (ms, median)", "-", False,
            _live("refresh", "one_timeframe_phases_ms_median", "signals")),
     Figure("cold_engine_with_ledger_us", "cold engine /predict with the ledger writer (µs, median)", "-", False,

@@ -90,6 +90,16 @@ def _fanout(field: str) -> Callable[[dict[str, Any]], float | None]:
     return read
 
 
+def _image(field: str) -> Callable[[dict[str, Any]], float | None]:
+    """From `bench.image` (by hand after `make image`): the size in MB or the median ready time on a seeded volume."""
+
+    def read(found: dict[str, Any]) -> float | None:
+        value = found.get("image", {}).get(field)
+        return float(value) if isinstance(value, int | float) else None
+
+    return read
+
+
 def _clients(count: str) -> str:
     return f"{count} client" + ("" if count == "1" else "s")
 
@@ -119,6 +129,9 @@ FIGURES: tuple[Figure, ...] = (
     Figure("fanout_1000_p99_ms", "fan-out to 1,000 subscribers, p99 delivery (ms)", "<= 1000", False,
            _fanout("p99")),
     Figure("fanout_1000_lost", "fan-out to 1,000 subscribers, signals lost", "0", False, _fanout("lost")),
+    Figure("image_mb", "image size (MB; `bench.image`)", "<= 1200", False, _image("size_mb")),
+    Figure("image_ready_s", "image `podman run` to `/readyz`, seeded volume (s, median; `bench.image`)", "<= 6", False,
+           _image("ready_median_s")),
 )  # fmt: skip
 
 
@@ -136,11 +149,12 @@ def newest(results_dir: Path, pattern: str) -> dict[str, Any]:
 
 
 def gather(results_dir: Path) -> dict[str, Any]:
-    """This run's results, one program each: `bench.run` (dated JSON), live loop, fan-out."""
+    """This run's results, one program each: `bench.run` (dated JSON), live loop, fan-out, and the image's (by hand)."""
     return {
         "run": newest(results_dir, "20[0-9][0-9]-[0-9][0-9]-[0-9][0-9].json"),
         "live_loop": newest(results_dir, "live-loop-*.json"),
         "fanout": newest(results_dir, "fanout-*.json"),
+        "image": newest(results_dir, "image-ready-*.json"),
     }
 
 

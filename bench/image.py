@@ -18,12 +18,11 @@ import os
 import statistics
 import subprocess
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.servers import free_port
+from bench.servers import answers_ready, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 CONTAINERS_CONF = REPO / "deploy" / "image" / "containers.conf"
@@ -37,11 +36,7 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
+    return answers_ready(f"http://127.0.0.1:{port}/readyz")
 
 
 def one_start(tag: str, volume: str) -> dict[str, Any]:

@@ -110,16 +110,21 @@ class ServerFailed(RuntimeError):
     """A server exited or never became ready; the message carries the tail of its log."""
 
 
+def answers_ready(url: str) -> bool:
+    """Whether `url` (a readiness route) answers 200 now; a refused or slow connection is "not yet"."""
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def _wait_ready(server: RunningServer, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise ServerFailed(f"{server.spec.name} exited with {server.process.returncode}:\n{_tail(server.log)}")
-        try:
-            if httpx.get(server.url + server.spec.ready_path, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if answers_ready(server.url + server.spec.ready_path):
+            return
         time.sleep(0.25)
     raise ServerFailed(f"{server.spec.name} not ready after {timeout_s:.0f} s:\n{_tail(server.log)}")
 

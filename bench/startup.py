@@ -15,13 +15,12 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from bench.servers import free_port, stop
+from bench.servers import answers_ready, free_port, stop
 
 READY_TIMEOUT_S = 300.0
 POLL_S = 0.05
@@ -29,11 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
+    return answers_ready(f"http://127.0.0.1:{port}/readyz")
 
 
 def role(process: psutil.Process) -> str:

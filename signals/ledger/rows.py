@@ -103,8 +103,8 @@ class ActionRow(TypedDict):
     request_id: str | None  # the trace id of the request that computed it
 
 
-class RecordedSignal(TypedDict):
-    """What a newly recorded signal's alert needs (`store._RETURNED_COLUMNS`: the INSERT returns them)."""
+class _NewRecord(TypedDict):
+    """The columns every new record's INSERT returns first (`store._RETURNED_COLUMNS`), signal or action."""
 
     id: int
     model_name: str
@@ -113,6 +113,11 @@ class RecordedSignal(TypedDict):
     timeframe: str
     candle_ms: int
     mode: str
+
+
+class RecordedSignal(_NewRecord):
+    """What a newly recorded signal's alert needs (`store._RETURNED_COLUMNS`: the INSERT returns them)."""
+
     direction: str
     actionable: bool
     confidence: float
@@ -120,16 +125,9 @@ class RecordedSignal(TypedDict):
     payload: JsonObject
 
 
-class RecordedAction(TypedDict):
+class RecordedAction(_NewRecord):
     """What a newly recorded action's alert needs (`store._RETURNED_COLUMNS`)."""
 
-    id: int
-    model_name: str
-    model_version: str
-    symbol: str
-    timeframe: str
-    candle_ms: int
-    mode: str
     position: str
     action_name: str
     actionable: bool

@@ -20,14 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import bentoml
 import pytest
-from typer.testing import CliRunner
 
-from signals.cli import app
 from signals.models import plugin
 from signals.models.registry import list_models
 from tests.support.fakes import separate_metrics
+from tests.support.families import cli, train_family
 from tests.support.servers import local_client
 from tests.support.world import World, copy_world, environment
 
@@ -81,27 +79,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory, installed: Path) -> Iterator[World]:
     built = copy_world(trained_world, tmp_path_factory.mktemp("plugin-world"))
-    try:
-        with environment(built.env()):
-            yield built
-    finally:  # the session's model store is shared: a later module would meet models of a family it cannot load
-        for model in list(list_models(FAMILY)):
-            bentoml.models.delete(model.tag)
-
-
-def cli(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args))
+    with environment(built.env()):  # its models leave the shared store at the module's end (tests/conftest.py)
+        yield built
 
 
 @pytest.fixture(scope="module")
 def trained(world: World) -> list[dict[str, Any]]:
-    result = cli(
-        "train", FAMILY, "--symbols", f"{BTC},{ETH},{SOL}", "--timeframes", "1h", "--max-bars", "900",
-        "--data-dir", str(world.data_dir), "--exchange", "synthetic", "--json",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    rows: list[dict[str, Any]] = json.loads(result.stdout)
-    return rows
+    return train_family(FAMILY, world)
 
 
 def test_discovery_takes_the_installed_family_and_names_the_broken_ones(installed: Path) -> None:

@@ -9,16 +9,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import bentoml
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from signals.cli import app
 from signals.features.registry import CONTEXT_WIDTH
 from signals.models import plugin
 from signals.models.registry import list_models
 from tests.support.fakes import separate_metrics
+from tests.support.families import cli, train_family
 from tests.support.servers import local_client
 from tests.support.world import World, copy_world, environment
 
@@ -29,27 +27,13 @@ BTC, ETH, SOL = "BTC/USDT", "ETH/USDT", "SOL/USDT"
 @pytest.fixture(scope="module")
 def world(trained_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     built = copy_world(trained_world, tmp_path_factory.mktemp("gbm-world"))
-    try:
-        with environment(built.env()):
-            yield built
-    finally:  # the session's model store is shared: other modules count the families of a pair
-        for model in list(list_models(FAMILY)):
-            bentoml.models.delete(model.tag)
-
-
-def cli(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args))
+    with environment(built.env()):  # its models leave the shared store at the module's end (tests/conftest.py)
+        yield built
 
 
 @pytest.fixture(scope="module")
 def trained(world: World) -> list[dict[str, Any]]:
-    result = cli(
-        "train", FAMILY, "--symbols", f"{BTC},{ETH},{SOL}", "--timeframes", "1h", "--max-bars", "900",
-        "--data-dir", str(world.data_dir), "--exchange", "synthetic", "--json",
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    rows: list[dict[str, Any]] = json.loads(result.stdout)
-    return rows
+    return train_family(FAMILY, world)
 
 
 def test_the_gbm_is_found_by_its_entry_point() -> None:

@@ -3,9 +3,11 @@
 - Universe refresh: 34 pairs x 4 timeframes, one pooled network per timeframe (default size) and, with
   `--families gbm` (the default), one pooled GBM per timeframe beside it (the rule serves one per pair, the other
   runs in shadow: every refresh computes both, the GBM's windows with the market context). A new candle is
-  written to every store file, then the timer runs from "candles available" to "every signal of the timeframe
-  recorded and cached" (`Scheduler.refresh`: lease, features, one batched forward, gate, ledger write, cache),
-  for one timeframe (34 models) and for all four (136). The runner is in-process here: a deployment adds one
+  written to every store file; each refresh reads every candle series its models read (phase `read`), then the
+  timer runs from "candles read" to "every served signal of the timeframe recorded, cached and pushed"
+  (`RefreshReport.seconds`: features, one batched forward, gate, ledger write, cache), for one timeframe (34
+  models) and for all four (136); the read before it and the shadows after it are reported beside it. The
+  runner is in-process here: a deployment adds one
   HTTP hop per timeframe (~1-2 ms, BENCHMARKS.md "floors").
 - The steady state of the live loop (`refresh_warm`): one long-lived engine over a copy of the world's candles;
   each round a day of new candles is appended to every file (the simulated market's continuation, outside the
@@ -111,6 +113,8 @@ def refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[s
     now = pd.Timestamp(END, tz="UTC") + pd.Timedelta(seconds=1)
     one: list[float] = []
     universe: list[float] = []
+    reads: list[float] = []
+    shadows: list[float] = []
     phases: list[dict[str, float]] = []
     for round_ in range(rounds):
         settings = base.model_copy(update={"database_url": f"sqlite:///{work / f'refresh-{round_}.db'}"})
@@ -127,6 +131,8 @@ def refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[s
         assert report.signals == len(symbols), report
         reports = asyncio.run(_refresh_all(scheduler))
         universe.append(sum(r.seconds for r in reports))
+        reads.append(report.read_seconds + sum(r.read_seconds for r in reports))
+        shadows.append(report.shadow_seconds + sum(r.shadow_seconds for r in reports))
         assert sum(r.signals for r in reports) == 3 * len(symbols), [r.as_dict() for r in reports]
         writer.close()
         ledger.close()
@@ -135,6 +141,8 @@ def refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[s
         "one_timeframe_ms": _summary(one),
         "other_three_timeframes_ms": _summary(universe),
         "universe_136_ms_median": round(1000 * (statistics.median(one) + statistics.median(universe)), 1),
+        "universe_read_ms": _summary(reads),
+        "universe_shadows_ms": _summary(shadows),
         "one_timeframe_phases_ms_median": {
             name: round(1000 * statistics.median(p[name] for p in phases), 1) for name in phases[0]
         },
@@ -145,9 +153,37 @@ class MovingClock(StandingClock):
     """A standing clock that the bench moves on, round by round."""
 
 
-def warm_refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> dict[str, Any]:
+def family_serves_half(catalog: Any, family: str) -> Any:
+    """`catalog` with `family` served for every other pair of each timeframe (its other family in shadow): the
+    refresh when both families serve (the bench's models have no walk-forward evidence, so the rule serves the
+    CNN-LSTM everywhere)."""
+    from dataclasses import replace
+
+    from signals.serving.catalog import ModelCatalog
+
+    served, shadows = [], []
+    pairs: dict[tuple[Any, Any], list[Any]] = {}
+    for entry in (*catalog.entries, *catalog.shadows):
+        if entry.family == "ppo":
+            served.append(entry)
+        else:
+            pairs.setdefault((entry.symbol, entry.timeframe), []).append(entry)
+    symbols = sorted({symbol for symbol, _ in pairs})
+    for (symbol, _), entries in sorted(pairs.items()):
+        wanted = family if symbols.index(symbol) % 2 else None
+        winner = next((e for e in entries if e.family == wanted), None) or next(
+            e for e in entries if e.role == "served"
+        )
+        served.append(replace(winner, role="served", lost_to=None))
+        shadows += [replace(e, role="shadow", lost_to=winner.family) for e in entries if e is not winner]
+    return ModelCatalog(served, shadows)
+
+
+def warm_refresh_timings(
+    work: Path, symbols: tuple[str, ...], rounds: int, *, half_served_by: str | None = None
+) -> dict[str, Any]:
     """The live loop's steady state (module docstring): the universe refresh after a close, with every file's tail
-    already in memory."""
+    already in memory; `half_served_by`: that family serves every other pair (`family_serves_half`)."""
     import pandas as pd
 
     from signals.core.metrics import server_metrics
@@ -178,9 +214,12 @@ def warm_refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> d
         ledger.migrate()
         writer = LedgerWriter(ledger, server_metrics())
         clock = MovingClock(pd.Timestamp(END, tz="UTC") + pd.Timedelta(seconds=1))
+        catalog = current_catalog(settings, ledger)
+        if half_served_by:
+            catalog = family_serves_half(catalog, half_served_by)
         engine = SignalEngine.offline(
             settings,
-            current_catalog(settings, ledger),
+            catalog,
             cnn_lstm=LocalCnnLstm(settings),
             ppo=LocalPpo(settings),
             writer=writer,
@@ -194,6 +233,9 @@ def warm_refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> d
             for symbol in symbols:
                 extend_stored_market(store, EXCHANGE, symbol, TIMEFRAMES, clock.at, seed=11, planted={})
 
+        read_s: list[float] = []
+        shadow_s: list[float] = []
+
         async def loop() -> tuple[list[float], list[dict[str, dict[str, float]]]]:
             totals: list[float] = []
             phases: list[dict[str, dict[str, float]]] = []
@@ -205,6 +247,8 @@ def warm_refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> d
                 assert sum(r.signals for r in reports) == 4 * len(symbols), [r.as_dict() for r in reports]
                 if round_ >= warmup:
                     totals.append(sum(r.seconds for r in reports))
+                    read_s.append(sum(r.read_seconds for r in reports))
+                    shadow_s.append(sum(r.shadow_seconds for r in reports))
                     phases.append({r.timeframe: r.phases for r in reports})
             return totals, phases
 
@@ -215,7 +259,13 @@ def warm_refresh_timings(work: Path, symbols: tuple[str, ...], rounds: int) -> d
         ledger.close()
     return {
         "pairs": len(symbols),
+        "served": {
+            family: sum(e.family == family for e in catalog.entries)
+            for family in sorted({e.family for e in catalog.entries})
+        },
         "universe_136_ms": _summary(totals),
+        "universe_read_ms": _summary(read_s),
+        "universe_shadows_ms": _summary(shadow_s),
         "phases_ms_median": {
             tf: {name: round(1000 * statistics.median(p[tf][name] for p in phases), 1) for name in phases[0][tf]}
             for tf in TIMEFRAMES
@@ -411,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     if "refresh" in parts:
         results["refresh"] = refresh_timings(work, symbols, args.rounds)
         results["refresh_warm"] = warm_refresh_timings(work, symbols, args.rounds)
+        for name in families:  # the same loop with that family serving half the pairs
+            results[f"refresh_warm_{name}_serves_half"] = warm_refresh_timings(
+                work, symbols, args.rounds, half_served_by=name
+            )
     if "forward" in parts and "gbm" in families:
         results["gbm_forward"] = family_forward(work, symbols, args.rounds * 4)
     if "ledger" in parts:

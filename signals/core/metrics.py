@@ -60,7 +60,7 @@ class ServerMetrics:
         )
         self.refresh_seconds = Histogram(
             "signals_refresh_duration_seconds",
-            "Time of one universe refresh of a timeframe (sync + features + forward + record + cache).",
+            "Time of one universe refresh of a timeframe, from its candles read to every served signal recorded.",
             ["timeframe"],
             buckets=(0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60),
         )

@@ -64,7 +64,9 @@ class RefreshReport:
     errors: dict[str, str] = field(default_factory=dict)  # symbol -> last error
     stale: list[str] = field(default_factory=list)  # pairs whose exchange failed every attempt
     resolved: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # from the candles read to every served signal (and action) recorded, cached and pushed
+    read_seconds: float = 0.0  # reading the candles (the store's files, or the exchange in live mode)
+    shadow_seconds: float = 0.0  # the shadow models after it (never served: off the served signals' path)
     lag_seconds: float = 0.0
     catch_up: bool = False  # the start-up refresh: its lag counts from the start, not from the candle's close
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step of a leader's refresh
@@ -87,6 +89,8 @@ class RefreshReport:
             "stale": self.stale,
             "resolved": self.resolved,
             "seconds": round(self.seconds, 4),
+            "read_seconds": round(self.read_seconds, 4),
+            "shadow_seconds": round(self.shadow_seconds, 4),
             "lag_seconds": round(self.lag_seconds, 3),
             "catch_up": self.catch_up,
             "phases": {name: round(seconds, 4) for name, seconds in self.phases.items()},
@@ -200,12 +204,11 @@ class Scheduler:
         try:
             await self._compute(report, started)
             status = "done"
+            self.engine.metrics.refresh_seconds.labels(timeframe).observe(report.seconds)
         except Exception as error:
             report.errors["*"] = f"{type(error).__name__}: {error}"
             raise
         finally:
-            report.seconds = time.perf_counter() - started  # candles read .. every signal recorded and cached
-            self.engine.metrics.refresh_seconds.labels(timeframe).observe(report.seconds)
             await asyncio.to_thread(
                 self.ledger.finish, timeframe, ms(candle_time), self.holder, ms(self.clock()), status, report.as_dict()
             )
@@ -228,23 +231,31 @@ class Scheduler:
                 f"{self.writer.pending} record(s) wait for its retry; try again in {RETRY_AFTER_S:g} s",
                 retry_after_s=RETRY_AFTER_S,
             )
-        report.seconds = time.perf_counter() - started
         report.resolved = await self.resolve()
         self.last[timeframe] = report
         return report
 
     async def _compute(self, report: RefreshReport, started: float) -> None:
-        """Signals (with retries), shadows and, on the policy's timeframe, actions for a flat position; recorded."""
+        """Read every candle the timeframe's models read; then the signals (with retries) and, on the policy's
+        timeframe, actions for a flat position, recorded (and so pushed); then the shadows, which no served signal
+        waits for.
+
+        `report.seconds` is the served path, from the candles read to the last served signal recorded and pushed
+        (what the refresh budget is about); the read before it and the shadows after it are timed apart."""
         timeframe = report.timeframe
         mark = started
 
-        def phase(name: str) -> None:
+        def phase(name: str) -> float:
             nonlocal mark
             now = time.perf_counter()
             report.phases[name] = now - mark
             mark = now
+            return now
 
         phase("lease")
+        await self.engine.read_candles(timeframe)
+        read = phase("read")
+        report.read_seconds = report.phases["read"]
         report.started_ms = ms(self.engine.clock())  # the clock that stamps the records
         symbols = self.engine.catalog.cnn_symbols(timeframe)
         signals, errors = await self._signals_with_retries(timeframe, symbols)
@@ -252,8 +263,6 @@ class Scheduler:
         report.signals = report.computed = len(signals)
         report.errors = {symbol: str(error) for symbol, error in errors.items()}
         report.stale = sorted(s for s, e in errors.items() if isinstance(e, ExchangeUnavailable))
-        report.shadows = len(await self.engine.shadow(timeframe))
-        phase("shadows")
         actions = await self._actions(timeframe, symbols or list(self.settings.universe))
         report.actions = len(actions)
         phase("actions")
@@ -270,11 +279,14 @@ class Scheduler:
                 kind == "signal" and (version, symbol, candle) in written_keys
                 for kind, version, symbol, candle in report.keys
             )
-        phase("record")
+        report.seconds = phase("record") - read
         if signals:
             newest = max(pd.Timestamp(s.candle_time) for s in signals)
             staleness = (self.clock() - close_time(newest, timeframe)).total_seconds()
             self.engine.metrics.staleness.labels(timeframe).set(staleness)
+        report.shadows = len(await self.engine.shadow(timeframe))  # recorded by the writer as they come
+        phase("shadows")
+        report.shadow_seconds = report.phases["shadows"]
 
     async def _actions(self, timeframe: str, symbols: list[str]) -> list[schemas.Action]:
         """The policy's action for a flat position on each symbol, on the policy's timeframe only (pushed as

@@ -189,11 +189,11 @@ class SignalEngine:
         self.ppo = ppo
         self.families = families  # the installed families' runner; None: no such family is served
         self.inputs = ModelInputs(market)  # each model's window (with the market context where it reads it)
-        served: dict[str, list[str]] = {}
-        for entry in catalog.entries:
+        computed: dict[str, list[str]] = {}  # served and shadow: the refresh computes both
+        for entry in (*catalog.entries, *catalog.shadows):
             if entry.timeframe:
-                served.setdefault(entry.family, []).append(entry.timeframe)
-        self.inputs.expect(served)
+                computed.setdefault(entry.family, []).append(entry.timeframe)
+        self.inputs.expect(computed)
         self.clock = clock
         self.writer = writer
         self.metrics = server_metrics()
@@ -344,6 +344,22 @@ class SignalEngine:
             f"from the cache once done: retry in {BUDGET_RETRY_AFTER_S} s",
             retry_after_s=BUDGET_RETRY_AFTER_S,
         )
+
+    async def read_candles(self, timeframe: str) -> int:
+        """Read every candle series the timeframe's models (served and shadow) read at its current candle, all at
+        once: the refresh's first step, so that what follows computes from memory. The snapshots are cached by the
+        market layer; a failure is left for the computing step to meet (and report per pair, or retry). Returns the
+        series read without error."""
+        wanted: set[tuple[str, str]] = set()
+        for entry in (*self.catalog.entries, *self.catalog.shadows):
+            if entry.timeframe == timeframe and entry.symbol and entry.family != PPO.name:
+                wanted |= self.inputs.files_read(entry.family, entry.card, entry.symbol, timeframe)
+        read = await asyncio.gather(*(self.market.snapshot(*pair) for pair in sorted(wanted)), return_exceptions=True)
+        failed = [error for error in read if isinstance(error, BaseException)]
+        for error in failed:
+            if not isinstance(error, SignalsError):
+                raise error  # a bug, not a market's failure
+        return len(read) - len(failed)
 
     async def shadow(self, timeframe: str) -> list[schemas.Signal]:
         """Signals of the candidate (shadow) versions of a timeframe: recorded with mode `shadow`, never served."""

@@ -78,6 +78,17 @@ class ModelInputs:
                 for timeframe in timeframes:
                     self.market.keep_history(timeframe, history_rows(timeframe))
 
+    def files_read(self, family: str, card: ModelCard, symbol: str, timeframe: str) -> set[tuple[str, str]]:
+        """The (symbol, timeframe) candle series a model's window at the current candle reads: its own, and where
+        its family reads the market context, its pooled universe's and their higher timeframes' (the refresh reads
+        them all first, concurrently: `SignalEngine.read_candles`)."""
+        pairs = {(symbol, timeframe)}
+        if self.reads_context(family):
+            universe = {*card.pooled_symbols, symbol}
+            for frame in (timeframe, *HIGHER_TIMEFRAMES.get(timeframe, ())):
+                pairs.update((member, frame) for member in universe)
+        return pairs
+
     @staticmethod
     def reads_context(family: str) -> bool:
         plugin = discover().plugins.get(family)
@@ -162,10 +173,9 @@ class ModelInputs:
             if history:
                 return await asyncio.to_thread(self._stored_frame, symbol, timeframe)
             snapshot = await market.snapshot(symbol, timeframe)
-            if len(snapshot.candles) >= rows:  # the market layer's tail is long enough (a higher timeframe)
-                return snapshot.candles
-            if snapshot.history is not None and len(snapshot.history) >= rows:
-                return snapshot.history  # read with the snapshot (`keep_history`): one read of the file
+            held = snapshot.stored_tail(rows)  # the tail, or the longer one read with it (`keep_history`), or
+            if held is not None:  # a shorter one that is all the store holds: no second read of the file
+                return held
             market.keep_history(timeframe, rows)  # the next candle's snapshot reads it at once
             return await asyncio.to_thread(market.store.read_tail, market.exchange_id, symbol, timeframe, rows)
         except SignalsError as error:

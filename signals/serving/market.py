@@ -56,6 +56,16 @@ class MarketSnapshot:
     # The longer stored tail `candles` was cut from, where a reader asked for more (`MarketData.keep_history`: the
     # market context's universe): one file read serves both.
     history: pd.DataFrame | None = None
+    # Candles the store read asked for (0: not a store read): a shorter `history` (or `candles`) is all it holds.
+    asked: int = 0
+
+    def stored_tail(self, rows: int) -> pd.DataFrame | None:
+        """The last `rows` stored candles if this snapshot's read holds them (or all the store had, when the read
+        asked for at least as many), else None."""
+        if len(self.candles) >= rows:
+            return self.candles
+        longest = self.history if self.history is not None else self.candles
+        return longest if len(longest) >= rows or self.asked >= rows else None
 
     @cached_property
     def candle_time(self) -> pd.Timestamp:
@@ -198,13 +208,13 @@ class MarketData:
             try:
                 history = self.store.read_tail(self.exchange_id, symbol, timeframe, rows)
                 candles = history.iloc[-SERVING_TAIL:].reset_index(drop=True)
-                return MarketSnapshot(candles, self.data_source, None, history)
+                return MarketSnapshot(candles, self.data_source, None, history, asked=rows)
             except CandleDataError as error:
                 logger.warning(
                     "%s %s: the longer tail is unusable (%s); the serving tail alone", symbol, timeframe, error
                 )
         candles = self.store.read_tail(self.exchange_id, symbol, timeframe, SERVING_TAIL)
-        return MarketSnapshot(candles, self.data_source, None)
+        return MarketSnapshot(candles, self.data_source, None, asked=SERVING_TAIL)
 
     def _checked(self, snapshot: MarketSnapshot, symbol: str, timeframe: str) -> MarketSnapshot:
         if snapshot.candles.empty and self.simulated and symbol not in DEMO_SYMBOLS:

@@ -86,7 +86,7 @@ def feature_matrix(candles: pd.DataFrame, rows: int | None = None) -> np.ndarray
     macd_line, macd_signal, macd_hist = macd(c)  # infinite memory: over the whole input, then cut
     rsi_column, atr_column = rsi(c), atr(h, lo, c)
     log_volume = np.log1p(v)
-    bb_mean, bb_std = rolling_mean_std(c, BOLLINGER_PERIOD, rows)  # finite memory: only the rows asked for
+    bb_percent_b, bb_width = bollinger(c, rows)  # finite memory: only the rows asked for
     vol_mean, vol_std = rolling_mean_std(log_volume, VOLUME_PERIOD, rows)
     if rows is not None:
         keep = slice(len(c) - rows, None)
@@ -109,12 +109,20 @@ def feature_matrix(candles: pd.DataFrame, rows: int | None = None) -> np.ndarray
         macd_line / c,  # macd
         macd_signal / c,  # macd_signal
         macd_hist / c,  # macd_hist
-        safe_ratio(c - (bb_mean - 2 * bb_std), 4 * bb_std, where_zero=0.5),  # bb_percent_b
-        4 * bb_std / bb_mean,  # bb_width
+        bb_percent_b,
+        bb_width,
         atr_column / c,  # natr_14
         safe_ratio(log_volume - vol_mean, vol_std),  # volume_z_20
     )
     return np.column_stack(columns)
+
+
+def bollinger(close: np.ndarray, rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`bb_percent_b` and `bb_width` over `close` (with `rows`: of its last `rows` bars only, the same bits); also
+    the market context's higher-timeframe state (`features.context`), which needs no other column."""
+    mean, std = rolling_mean_std(close, BOLLINGER_PERIOD, rows)
+    close = close if rows is None else close[len(close) - rows :]
+    return safe_ratio(close - (mean - 2 * std), 4 * std, where_zero=0.5), 4 * std / mean
 
 
 def training_windows(candles: pd.DataFrame) -> tuple[np.ndarray, pd.DatetimeIndex]:

@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 
 from signals.core.timeframes import parse_timeframe, timeframe_seconds
-from signals.features.cnn import FEATURE_NAMES as CNN_FEATURE_NAMES
-from signals.features.cnn import feature_matrix
+from signals.features.cnn import bollinger
 from signals.features.indicators import log_return, rolling_mean_std
 
 BENCHMARK: Final = "BTC/USDT"
@@ -46,7 +45,7 @@ HIGHER_TIMEFRAMES: Final[dict[str, tuple[str, ...]]] = {
 }
 HTF_SLOTS: Final = 2
 # Finite-memory columns of the CNN features, read on the higher timeframe's candles.
-HTF_STATE: Final[tuple[str, ...]] = ("log_return_1", "log_return_4", "bb_percent_b", "bb_width")
+HTF_STATE: Final[tuple[str, ...]] = ("log_return_1", "log_return_4", "bb_percent_b", "bb_width")  # `_htf_state`
 HTF_TAIL: Final = 64  # higher-timeframe candles a serving call needs (bb_width: 20; log_return_4: 5)
 
 CONTEXT_NAMES: Final[tuple[str, ...]] = (
@@ -59,8 +58,8 @@ CONTEXT_NAMES: Final[tuple[str, ...]] = (
 )
 CONTEXT_HASH: Final[str] = hashlib.sha256("\n".join(CONTEXT_NAMES).encode()).hexdigest()
 N_CONTEXT: Final = len(CONTEXT_NAMES)
-_HTF_COLUMNS: Final = [CNN_FEATURE_NAMES.index(name) for name in HTF_STATE]
 _NS: Final = 1_000_000_000
+_UTC_NS: Final = pd.DatetimeTZDtype("ns", "UTC")
 
 
 def higher_candles(
@@ -85,7 +84,17 @@ def context_tail(timeframe: str) -> int:
 
 
 def _times_ns(candles: pd.DataFrame) -> np.ndarray:
-    return candles["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    timestamps = candles["timestamp"]
+    if timestamps.dtype == _UTC_NS:  # the store's and the exchange's (validated): the int64 view, no conversion
+        return np.asarray(timestamps.array.asi8)
+    return timestamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+def _htf_state(higher: pd.DataFrame) -> np.ndarray:
+    """(n, len(HTF_STATE)): the CNN features `HTF_STATE` names, by the functions `features.cnn.feature_matrix` computes
+    them with (the same bits as its columns), without the columns the state does not read."""
+    close = higher["close"].to_numpy(dtype=np.float64)
+    return np.column_stack([log_return(close, 1), log_return(close, 4), *bollinger(close)])
 
 
 def own_columns(candles: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -148,11 +157,21 @@ class CrossSection:
     rank_volatility: pd.DataFrame
 
 
-def cross_section_of(universe: Mapping[str, pd.DataFrame]) -> CrossSection:
-    """The cross-section of `universe` (symbol -> candles of one timeframe), computed once for every pair."""
+def cross_section_of(universe: Mapping[str, pd.DataFrame], rows: int | None = None) -> CrossSection:
+    """The cross-section of `universe` (symbol -> candles of one timeframe), computed once for every pair; with
+    `rows`, the ranks at each pair's last `rows` bars only (all a serving window reads; NaN before: a rank is a
+    row's own, so the same bits where computed)."""
     per_pair = {symbol: (own_columns(frame), _times_ns(frame)) for symbol, frame in sorted(universe.items())}
+    since = None
+    if rows is not None:
+        firsts = [times[-min(rows, len(times))] for _, times in per_pair.values() if len(times)]
+        since = min(firsts) if firsts else None
+
+    shared = _shared_times([times for _, times in per_pair.values()])
 
     def frame(name: str) -> pd.DataFrame:
+        if shared is not None:  # every pair has the same bars (the common case): nothing to align
+            return pd.DataFrame({symbol: cols[name] for symbol, (cols, _) in per_pair.items()}, index=shared)
         return pd.DataFrame({symbol: pd.Series(cols[name], index=times) for symbol, (cols, times) in per_pair.items()})
 
     returns = {lag: frame(f"return_{lag}") for lag in RETURN_LAGS}
@@ -161,14 +180,23 @@ def cross_section_of(universe: Mapping[str, pd.DataFrame]) -> CrossSection:
         returns=returns,
         volatility=volatility,
         mean_returns={lag: returns[lag].mean(axis=1) for lag in RETURN_LAGS},
-        rank_return=_ranks(returns[RANK_LAG]),
-        rank_volatility=_ranks(volatility),
+        rank_return=_ranks(returns[RANK_LAG], since),
+        rank_volatility=_ranks(volatility, since),
     )
 
 
-def _ranks(frame: pd.DataFrame) -> pd.DataFrame:
+def _shared_times(times: list[np.ndarray]) -> pd.Index | None:
+    """The bars' index when every pair has exactly the same bars (the frame pandas would align them to), else None."""
+    if not times or any(not np.array_equal(other, times[0]) for other in times[1:]):
+        return None
+    return pd.Index(times[0])
+
+
+def _ranks(frame: pd.DataFrame, since: int | None = None) -> pd.DataFrame:
     """Each pair's percentile rank in [0, 1] among the pairs with a value at each bar (NaN with fewer than
-    MIN_PAIRS)."""
+    MIN_PAIRS); `since`: of the bars opened then or later only."""
+    if since is not None:
+        frame = frame[frame.index >= since]
     count = frame.notna().sum(axis=1)
     ranks = (frame.rank(axis=1) - 1.0).div(count - 1.0, axis=0)
     return ranks.where(count >= MIN_PAIRS, axis=0)
@@ -183,7 +211,7 @@ def higher_state(candles: pd.DataFrame, timeframe: str, higher: pd.DataFrame, hi
     step, big = timeframe_seconds(timeframe) * _NS, timeframe_seconds(higher_timeframe) * _NS
     closes = _times_ns(candles) + step
     higher_closes = _times_ns(higher) + big
-    state = feature_matrix(higher)[:, _HTF_COLUMNS]
+    state = _htf_state(higher)
     newest = np.searchsorted(higher_closes, closes, side="right") - 1
     seen = newest >= 0
     fresh = np.zeros(len(closes), dtype=bool)
@@ -344,19 +372,19 @@ def _context_block(
     history = times[-(window + rows - 1) :]  # each of the last `rows` values ranks within its own window only
     out[:, :, index + 2] = percentile_in_window(block(cross.volatility, history), window)[-rows:].T
     index += 3
-    step = pd.Timedelta(seconds=timeframe_seconds(timeframe))
+    close = int(recent[-1]) + timeframe_seconds(timeframe) * _NS
     levels = HIGHER_TIMEFRAMES.get(timeframe, ())
     for p, symbol in enumerate(symbols):
         candles = universe[symbol].iloc[-rows:]
-        close = candles["timestamp"].iloc[-1] + step
         mine = higher.get(symbol) or {}
         for slot in range(HTF_SLOTS):
             at = slice(index + slot * len(HTF_STATE), index + (slot + 1) * len(HTF_STATE))
             if slot < len(levels) and levels[slot] in mine:
                 tf = levels[slot]
-                frame = mine[tf]
-                frame = frame[frame["timestamp"] + pd.Timedelta(seconds=timeframe_seconds(tf)) <= close]
-                out[p, :, at] = higher_state(candles, timeframe, frame.iloc[-(HTF_TAIL + rows) :], tf)
+                frame = mine[tf]  # its candles closed by the window's last close (sorted: a prefix), the last ones
+                closed = int(np.searchsorted(_times_ns(frame) + timeframe_seconds(tf) * _NS, close, side="right"))
+                cut = frame.iloc[max(0, closed - (HTF_TAIL + rows)) : closed]
+                out[p, :, at] = higher_state(candles, timeframe, cut, tf)
             else:
                 out[p, :, at] = np.nan
     return out

@@ -146,7 +146,7 @@ class ModelInputs:
         self, tails: dict[str, pd.DataFrame], timeframe: str, last: pd.Timestamp, *, history: bool
     ) -> _Universe:
         """The cross-section and, live, the context of every pair whose tail ends at the candle, in one pass."""
-        cross = await asyncio.to_thread(cross_section_of, tails)
+        cross = await asyncio.to_thread(cross_section_of, tails, LOOKBACK)  # windows read their last LOOKBACK ranks
         if history:
             return _Universe(tails, cross, {})
         current = {s: f for s, f in tails.items() if f["timestamp"].iloc[-1] == last}

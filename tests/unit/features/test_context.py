@@ -218,3 +218,33 @@ def test_on_the_real_universe_the_serving_context_is_the_training_context() -> N
         held = {s: f[f["timestamp"] <= stamp] for s, f in universe.items()}
         np.testing.assert_array_equal(context_window("SOL/USDT", "1h", held, higher, rows=1)[-1], full[end])
     assert np.isfinite(full[n // 2]).all()  # BTC's file ends before SOL's: the newest rows' rel_btc are NaN, rightly
+
+
+@pytest.mark.parametrize("gaps", [False, True], ids=["every pair with the same bars", "a gap, a short and a late pair"])
+def test_the_serving_cross_section_holds_the_same_bits_where_the_windows_read_it(
+    universe: dict[str, pd.DataFrame], gaps: bool
+) -> None:
+    """The refresh computes the cross-section's ranks at each pair's last window rows only (`rows`), and builds its
+    frames without aligning pairs that share their bars: every value a window reads is the whole computation's."""
+    held = {s: f.iloc[:-3] for s, f in universe.items()}
+    if gaps:
+        held["GAP/USDT"] = universe["XRP/USDT"].drop(index=range(1000, 1010)).iloc[:-3].reset_index(drop=True)
+        held["NEW/USDT"] = universe["ETH/USDT"].iloc[-200:-3].reset_index(drop=True)
+        held["LATE/USDT"] = universe["SOL/USDT"].iloc[:-4]
+    tails = window_universe(held, held["BTC/USDT"]["timestamp"].iloc[-1], "1h", 60)
+    whole, served = cross_section_of(tails), cross_section_of(tails, 60)
+    for lag in whole.returns:
+        pd.testing.assert_frame_equal(served.returns[lag], whole.returns[lag], check_exact=True)
+        pd.testing.assert_series_equal(served.mean_returns[lag], whole.mean_returns[lag], check_exact=True)
+    pd.testing.assert_frame_equal(served.volatility, whole.volatility, check_exact=True)
+    for name in ("rank_return", "rank_volatility"):
+        mine, all_bars = getattr(served, name), getattr(whole, name)
+        assert len(mine) < len(all_bars) / 4  # only the bars the windows read
+        for symbol, frame in tails.items():
+            bars = frame["timestamp"].to_numpy(dtype="datetime64[ns]").astype(np.int64)[-60:]
+            np.testing.assert_array_equal(mine[symbol].reindex(bars), all_bars[symbol].reindex(bars), err_msg=symbol)
+    higher = {s: {"4h": resample(f, "4h"), "1d": resample(f, "1D")} for s, f in held.items()}
+    one_pass = context_windows("1h", tails, higher, rows=60, cross_section=served)
+    for symbol in tails:
+        alone = context_window(symbol, "1h", tails, higher[symbol], rows=60, cross_section=whole)
+        assert one_pass[symbol].tobytes() == alone.tobytes(), symbol

@@ -20,6 +20,7 @@ from typing import Any
 from _bentoml_sdk import Service
 
 from signals.api.middleware import ASGIApp
+from signals.core.settings import Settings
 
 TESTED_WITH = "1.4.39"
 _MARK = "__signals_outermost__"
@@ -46,6 +47,12 @@ def check_bentoml() -> None:
             f"signals: BentoML {bentoml.__version__} no longer serves `Service.to_asgi()` as its API worker's app; "
             f"signals.api.outermost was written for bentoml=={TESTED_WITH}: install that version, or port the module"
         )
+
+
+def edge_outermost(settings: Settings) -> bool:
+    """Whether the edge goes outside BentoML's middleware: `SIGNALS_EDGE_OUTERMOST`, unless BentoML's access log is
+    on (`SIGNALS_ACCESS_LOG`): whoever asks for its line per request gets one for every request."""
+    return settings.edge_outermost and not settings.access_log
 
 
 def add_outermost_middleware(service: Service[Any], middleware: type[Any], **options: Any) -> None:

@@ -166,7 +166,8 @@ class Settings(BaseSettings):
     edge_outermost: bool = Field(
         True,
         description="The edge (host, keys, body, budget, fast lane) outside BentoML's own middleware: a refusal or a "
-        "cached /predict skips BentoML's metrics, spans and access log; false: inside them, as BentoML places it.",
+        "cached /predict skips BentoML's metrics, spans and access log; false (or SIGNALS_ACCESS_LOG=true): inside "
+        "them, as BentoML places it.",
     )
     max_body_bytes: int = Field(262_144, ge=1024, description="Largest request body accepted (413 above it).")
     allowed_hosts: list[str] = Field(

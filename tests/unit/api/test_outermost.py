@@ -12,7 +12,8 @@ import pytest
 from starlette.applications import Starlette
 
 from signals.api import outermost
-from signals.api.outermost import UnsupportedBentoML, add_outermost_middleware, check_bentoml
+from signals.api.outermost import UnsupportedBentoML, add_outermost_middleware, check_bentoml, edge_outermost
+from signals.core.settings import Settings
 
 
 class Tagged:
@@ -60,3 +61,12 @@ def test_a_bentoml_that_no_longer_serves_to_asgi_fails_in_one_clear_error(monkey
     monkeypatch.setattr(outermost.inspect, "getsource", changed)
     with pytest.raises(UnsupportedBentoML, match=r"written for bentoml==1\.4\.39"):
         check_bentoml()
+
+
+@pytest.mark.parametrize(
+    ("outermost", "access_log", "outside"), [(True, False, True), (False, False, False), (True, True, False)]
+)
+def test_the_edge_goes_outside_unless_asked_not_to_or_the_access_log_is_on(
+    outermost: bool, access_log: bool, outside: bool
+) -> None:
+    assert edge_outermost(Settings(edge_outermost=outermost, access_log=access_log)) is outside

@@ -8,7 +8,9 @@ exactly as the route would, byte for byte (body and headers), and hands everythi
 another path or method, a query string, an `Origin` (the CORS headers are BentoML's), a body the request model
 would not take as it is, a pair whose signal is not cached, an engine not started yet, any error (the route
 answers it in the one shape). The cached signal's JSON is made once per signal and form (fresh, stale) by the
-engine (`SignalEngine.cached_json`), and a hit is counted in the same cache metrics as the route's.
+engine (`SignalEngine.cached_json`), and a hit is counted in the same cache metrics as the route's. With the edge
+outside BentoML's middleware (`outermost.py`, the default) a hit skips that too: BentoML's HTTP metrics, spans and
+access log do not see it, and its ids are the edge's own (`ids.py`).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from signals.api.errors import answer_errors, cors_config, quiet_client_errors
 from signals.api.exposure import warn_if_exposed
 from signals.api.fastlane import FastLane
 from signals.api.openapi import openapi_document, package_version
+from signals.api.outermost import add_outermost_middleware, edge_outermost
 from signals.api.readiness import runner_ready
 from signals.api.slots import Slot
 from signals.api.web import create_web_app
@@ -240,8 +241,12 @@ class SignalService:
 
 # The decorators made SignalService a bentoml.Service (its stubs still say the class).
 service: bentoml.Service[Any] = SignalService
-service.add_asgi_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)  # a trickled body: 408, not 504
-service.add_asgi_middleware(  # host, key, body, budget, error shape; a cached /predict answered from its bytes
+# Outside BentoML's own middleware by default (signals.api.outermost): a refusal or a cached /predict answered by the
+# edge skips BentoML's metrics, spans, access log and router; every other request passes the edge once, then all of it.
+outside = edge_outermost(settings)  # SIGNALS_EDGE_OUTERMOST, unless the access log is on
+add_middleware = functools.partial(add_outermost_middleware, service) if outside else service.add_asgi_middleware
+add_middleware(BodyDeadline, timeout_s=settings.body_timeout_s)  # a trickled body: 408, not 504
+add_middleware(  # host, key, body, budget, error shape; a cached /predict answered from its bytes
     Edge, rules=EdgeRules.from_settings(settings), lane=FastLane(engine_slot.current, service.name)
 )
 web_app.state.openapi = functools.cache(

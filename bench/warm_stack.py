@@ -7,8 +7,9 @@ requests answered), which is steadier than throughput on a loaded box. The raw F
 rounds, so the ratio to it is taken within a round.
 
 `python -m bench.warm_stack --work-dir bench/.work --rounds 3 --duration 8` (the world of `bench.run`).
-A variant's environment is its whole difference: `SIGNALS_ACCESS_LOG`, or a PYTHONPATH that hides httptools
-(uvicorn picks httptools over h11 whenever it imports).
+A variant's environment is its whole difference: `SIGNALS_ACCESS_LOG`, `SIGNALS_EDGE_OUTERMOST=false` (the edge
+inside BentoML's middleware, as before), or a PYTHONPATH that hides httptools (uvicorn picks httptools over h11
+whenever it imports). `--variants ours_edge_inside,ours,floor_fastapi` runs only those.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def variants(work: Path) -> list[ServerSpec]:
     return [
         ServerSpec("ours_h11_access_log_on", "ours", ours, {**h11, "SIGNALS_ACCESS_LOG": "true"}),
         ServerSpec("ours_h11", "ours", ours, h11),
+        ServerSpec("ours_edge_inside", "ours", ours, {"SIGNALS_EDGE_OUTERMOST": "false"}),
         ServerSpec("ours", "ours", ours),
         ServerSpec("floor_fastapi_h11", "floor", floor, h11),
         ServerSpec("floor_fastapi", "floor", floor),
@@ -88,10 +90,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--variants", default="", help="comma-separated names (default: every variant)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     world = use_work_dir(args.work_dir.resolve(), WorldSpec.full())
     specs = variants(args.work_dir.resolve())
+    if args.variants:
+        wanted = args.variants.split(",")
+        unknown = sorted(set(wanted) - {s.name for s in specs})
+        if unknown:
+            parser.error(f"unknown variants {unknown}; known: {[s.name for s in specs]}")
+        specs = [s for s in specs if s.name in wanted]
     runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in specs}
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         servers = [stack.enter_context(started(s, world.env(), args.work_dir / "logs")) for s in specs]
@@ -115,6 +124,12 @@ def main(argv: list[str] | None = None) -> None:
             "cpu_ms_per_request_median": statistics.median(r["cpu_ms_per_request"] for r in rs),
             "p99_ms_median": statistics.median(r["p99_ms"] or 0 for r in rs),
         }
+    floors = [r for name, rs in runs.items() if name == "floor_fastapi" for r in rs]
+    for name, rs in runs.items():  # the ratio to the FastAPI floor within each round, then the median
+        by_round = {r["round"]: r["rps"] for r in floors}
+        ratios = [r["rps"] / by_round[r["round"]] for r in rs if by_round.get(r["round"])]
+        if ratios:
+            summary[name]["over_fastapi_floor_median"] = round(statistics.median(ratios), 3)
     sys.stdout.write(json.dumps({"runs": runs, "summary": summary}, indent=1) + "\n")
 
 

@@ -6,9 +6,13 @@ take (`budget.py`), and one error shape on the wire (`middleware.py`); then a ca
 its JSON bytes without BentoML's route (`fastlane.py`), and everything else goes on to the route. One class, not
 one layer per check: each layer of ASGI middleware is another coroutine frame and closure on every request's path.
 
-Added with `SignalService.add_asgi_middleware`, it wraps every route of the API service, the mounted apps
-included, and none of the runners'. BentoML's own middleware sits outside it: its `traffic.timeout` answers 504
-in its own shape, which is why the budget here ends first (the settings hold it below the timeout).
+Added outside all of BentoML's own middleware (`outermost.py`), around the whole app of the API service, the
+mounted apps included, and none of the runners': a request the edge answers itself (a refusal, a fast-lane hit)
+costs uvicorn and this class only; every other request goes on to BentoML's full stack (metrics, OpenTelemetry,
+its timeout, CORS, the router) as before, passing the edge once. BentoML's `traffic.timeout` answers 504 in its
+own shape, which is why the budget here ends first (the settings hold it below the timeout).
+`SIGNALS_EDGE_OUTERMOST=false` puts it back inside BentoML's middleware, where BentoML's metrics, spans and access
+log see every request.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from signals.api.access import Access
 from signals.api.budget import Budget
 from signals.api.fastlane import FastLane
+from signals.api.ids import trace_id
 from signals.api.middleware import (
     ASGIApp,
     Message,
@@ -34,7 +39,7 @@ from signals.api.middleware import (
 )
 from signals.api.origins import HostGuard
 from signals.core.errors import OverBudget, RequestTimeout, SignalsError, Unauthorized
-from signals.core.logs import request_id
+from signals.core.metrics import server_metrics
 from signals.core.settings import LOOPBACK_HOSTS, ApiKey, Settings
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -82,7 +87,7 @@ class Edge:
             await self.app(scope, receive, send)
             return
         if kind == "http":
-            send = with_request_id(send)
+            send = with_request_id(scope, send)
         refusal = self.guard.refusal(scope) or self.access.refusal(scope)
         if refusal is not None:
             await refuse(scope, receive, send, refusal)
@@ -118,12 +123,13 @@ class Edge:
             if has_body:
                 checked = await checked_body(scope, timed_receive, self.rules.max_body_bytes)
                 if isinstance(checked, SignalsError):
+                    counted(checked)
                     await send_error(send, checked)
                     return
                 route_receive = checked
                 if self.lane is not None and self.lane.wants(scope):  # a cached /predict, answered here
                     body, route_receive = await read_body(route_receive)
-                    if body is not None and await self.lane.answer(body, timed_send):
+                    if body is not None and await self.lane.answer(scope, body, timed_send):
                         return
             await self.app(scope, route_receive, timed_send)
         except asyncio.CancelledError:
@@ -145,17 +151,15 @@ class Edge:
         )
 
 
-def with_request_id(send: Send) -> Send:
+def with_request_id(scope: Scope, send: Send) -> Send:
     """`send` that names the request in `X-Request-ID`: its trace id, the same in the runners' log lines and in the
-    ledger record it wrote (`signals.core.logs`)."""
-    rid = request_id()
-    if rid is None:
-        return send
-    header = (b"x-request-id", rid.encode())
+    ledger record it wrote (`signals.core.logs`); read when the answer starts, inside BentoML's span for a route's
+    answer, the edge's own ids for its own answers (`ids.py`)."""
 
     async def tagged(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", []), header]}
+            rid = (b"x-request-id", format(trace_id(scope), "032x").encode())
+            message = {**message, "headers": [*message.get("headers", []), rid]}
         await send(message)
 
     return tagged
@@ -164,6 +168,7 @@ def with_request_id(send: Send) -> Send:
 async def refuse(scope: Scope, receive: Receive, send: Send, error: SignalsError) -> None:
     """Answer a refusal before any route runs; a WebSocket's handshake is refused before it is accepted (an HTTP
     answer in the one shape where the server can send one, else a close, which servers answer with 403)."""
+    counted(error)
     if scope["type"] != "websocket":
         await send_error(send, error, {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None)
         return
@@ -172,6 +177,11 @@ async def refuse(scope: Scope, receive: Receive, send: Send, error: SignalsError
         await send_error(_as_denial(send), error)
         return
     await send({"type": "websocket.close", "code": 1008, "reason": str(error)[:120]})
+
+
+def counted(error: SignalsError) -> None:
+    """Count a refusal in `signals_edge_refusals` (made on first use: see `signals.core.metrics`)."""
+    server_metrics().edge_refusals.labels(str(int(error.error_code))).inc()
 
 
 def _as_denial(send: Send) -> Send:

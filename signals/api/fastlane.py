@@ -8,7 +8,9 @@ exactly as the route would, byte for byte (body and headers), and hands everythi
 another path or method, a query string, an `Origin` (the CORS headers are BentoML's), a body the request model
 would not take as it is, a pair whose signal is not cached, an engine not started yet, any error (the route
 answers it in the one shape). The cached signal's JSON is made once per signal and form (fresh, stale) by the
-engine (`SignalEngine.cached_json`), and a hit is counted in the same cache metrics as the route's.
+engine (`SignalEngine.cached_json`), and a hit is counted in the same cache metrics as the route's. With the edge
+outside BentoML's middleware (`outermost.py`, the default) a hit skips that too: BentoML's HTTP metrics, spans and
+access log do not see it, and its ids are the edge's own (`ids.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from signals.api.ids import span_id, trace_id
 from signals.api.middleware import Scope, Send, header
 from signals.contract.schemas import PredictRequest
 
@@ -49,7 +52,7 @@ class FastLane:
             and (header(scope, b"content-type") or "").split(";")[0].strip().lower() == "application/json"
         )
 
-    async def answer(self, body: bytes, send: Send) -> bool:
+    async def answer(self, scope: Scope, body: bytes, send: Send) -> bool:
         """Answer from the cache and say True, or send nothing and say False (the route answers)."""
         engine = self.engine()
         if engine is None:
@@ -66,21 +69,24 @@ class FastLane:
         if payload is None:
             return False
         headers = [(b"content-length", str(len(payload)).encode()), (b"content-type", b"application/json")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers + self._bentoml_headers()})
+        await send({"type": "http.response.start", "status": 200, "headers": headers + self._bentoml_headers(scope)})
         await send({"type": "http.response.body", "body": payload})
         return True
 
-    def _bentoml_headers(self) -> list[tuple[bytes, bytes]]:
+    def _bentoml_headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
         """What BentoML's route adds to every answer (`ServiceAppFactory._add_response_headers`): `Server`, and the
-        request's ids as its access log formats them."""
+        request's ids as its access log formats them: the span's when the edge runs inside BentoML's middleware,
+        else the edge's own (`ids.py`)."""
         from bentoml._internal.context import trace_context
 
         out = [(b"server", self._server)]
         span_format, trace_format = self._id_formats
-        if trace_context.request_id is not None:
-            out.append((b"x-bentoml-request-id", format(trace_context.request_id, span_format).encode()))
-        if trace_format is not None and trace_context.trace_id is not None:
-            out.append((b"x-bentoml-trace-id", format(trace_context.trace_id, trace_format).encode()))
+        request_id = trace_context.request_id
+        out.append(
+            (b"x-bentoml-request-id", format(span_id() if request_id is None else request_id, span_format).encode())
+        )
+        if trace_format is not None:
+            out.append((b"x-bentoml-trace-id", format(trace_id(scope), trace_format).encode()))
         return out
 
     @functools.cached_property

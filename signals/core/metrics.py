@@ -40,6 +40,12 @@ class ServerMetrics:
         self.over_budget = Counter(
             "signals_over_budget", "Requests answered 503 because their signals outlasted the request budget."
         )
+        self.edge_refusals = Counter(
+            "signals_edge_refusals",
+            "Requests the edge refused before any route ran (host, origin, key, rate, body), by status: with the edge "
+            "outside BentoML's middleware (SIGNALS_EDGE_OUTERMOST) BentoML's request metrics do not see them.",
+            ["status"],
+        )
         self.cache_hit_ratio = Gauge(
             "signals_cache_hit_ratio",
             "Share of signal lookups answered from the cache (per worker).",

@@ -163,6 +163,12 @@ class Settings(BaseSettings):
         description="BentoML's access log line per request in the API service (method, path, status, latency, "
         "trace id); off by default: it was a sixth of a cached request's CPU.",
     )
+    edge_outermost: bool = Field(
+        True,
+        description="The edge (host, keys, body, budget, fast lane) outside BentoML's own middleware: a refusal or a "
+        "cached /predict skips BentoML's metrics, spans and access log; false (or SIGNALS_ACCESS_LOG=true): inside "
+        "them, as BentoML places it.",
+    )
     max_body_bytes: int = Field(262_144, ge=1024, description="Largest request body accepted (413 above it).")
     allowed_hosts: list[str] = Field(
         default_factory=lambda: list(LOOPBACK_HOSTS),

@@ -2,9 +2,10 @@
 its JSON bytes is byte-identical to the route's answer to the same request (body, status, header names and order;
 only the per-request ids differ), and every request the lane cannot answer exactly goes on to the route.
 
-One tiny world (tests/support/world.py) and one `TestClient(SignalService.to_asgi())`: the whole BentoML stack
-(OpenTelemetry, access log, metrics, the edge, the router). Which of the two answered is seen by a spy around
-`FastLane.answer` that calls the real method.
+One tiny world (tests/support/world.py) and one `TestClient(SignalService.to_asgi())`: the app BentoML's worker
+serves, the edge outside BentoML's whole stack (`signals.api.outermost`: OpenTelemetry, access log, metrics, timeout,
+CORS, the router). Which of the two answered is seen by a spy around `FastLane.answer` that calls the real method;
+whether BentoML's stack ran, by a spy around its OpenTelemetry middleware.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from prometheus_client import REGISTRY
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from service import engine_slot, service
+from signals.api.deadline import BodyDeadline
+from signals.api.edge import Edge
 from signals.api.fastlane import FastLane
 from tests.support.fakes import separate_metrics
 from tests.support.servers import local_client
@@ -45,12 +51,27 @@ def lane(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     said: list[bool] = []
     real = FastLane.answer
 
-    async def spy(self: FastLane, body: bytes, send: Any) -> bool:
-        said.append(await real(self, body, send))
+    async def spy(self: FastLane, scope: Any, body: bytes, send: Any) -> bool:
+        said.append(await real(self, scope, body, send))
         return said[-1]
 
     monkeypatch.setattr(FastLane, "answer", spy)
     return said
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the requests that went through BentoML's middleware (its OpenTelemetry one, which calls on)."""
+    passed: list[str] = []
+    real = OpenTelemetryMiddleware.__call__
+
+    async def spy(self: OpenTelemetryMiddleware, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            passed.append(scope["path"])
+        await real(self, scope, receive, send)
+
+    monkeypatch.setattr(OpenTelemetryMiddleware, "__call__", spy)
+    return passed
 
 
 def route_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,6 +102,7 @@ def test_a_cached_predict_answers_from_the_lane_byte_identical_to_the_route(
     assert lane == [True] and slow.status_code == 200  # the lane was not asked: the route answered
     assert fast.content == slow.content
     assert head(fast) == head(slow)
+    assert fast.headers["x-request-id"] != slow.headers["x-request-id"]  # each its own, the lane's made by the edge
     assert [k for k, _ in head(fast)][-2:] == ["x-bentoml-request-id", "x-request-id"]
     after = client.post("/status", json={}).json()["cache"]
     assert after["cache_hits"] - before["cache_hits"] == 2  # the lane's hit is counted as the route's is
@@ -141,3 +163,51 @@ def test_the_edge_checks_before_the_lane(client: TestClient, lane: list[bool]) -
     other_host = client.post("/predict", json={"symbol": BTC, "timeframe": "1h"}, headers={"Host": "evil.test"})
     assert lane == []
     assert (plain.status_code, other_host.status_code) == (415, 400)
+
+
+def test_the_edge_wraps_bentomls_whole_app_once() -> None:
+    app = service.to_asgi()  # what BentoML's API worker hands uvicorn
+    assert isinstance(app, BodyDeadline) and isinstance(app.app, Edge) and isinstance(app.app.app, Starlette)
+    inside = [m.cls for m in app.app.app.user_middleware]
+    assert Edge not in inside and BodyDeadline not in inside  # not also inside BentoML's stack: one pass
+
+
+def test_a_hit_skips_bentomls_stack_and_everything_else_passes_it_once(
+    client: TestClient, lane: list[bool], stack: list[str]
+) -> None:
+    client.post("/predict", json={"symbol": BTC, "timeframe": "1h"})
+    client.post("/predict", json={"symbol": "SOL/USDT", "timeframe": "1h"})  # no model: the route's 404
+    client.post("/predict", json={"symbol": BTC, "timeframe": "1h"}, headers={"Origin": "http://127.0.0.1:3000"})
+    client.post("/status", json={})
+    assert lane == [True, False]
+    assert stack == ["/predict", "/predict", "/status"]
+
+
+def test_a_hit_continues_the_callers_trace_as_the_route_does(
+    client: TestClient, lane: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    fast = client.post("/predict", json={"symbol": BTC, "timeframe": "1h"}, headers=parent)
+    route_only(monkeypatch)
+    slow = client.post("/predict", json={"symbol": BTC, "timeframe": "1h"}, headers=parent)
+    assert lane == [True]
+    assert fast.headers["x-request-id"] == slow.headers["x-request-id"] == trace_id
+
+
+def test_metrics_count_the_lanes_hits_and_the_edges_refusals(client: TestClient, lane: list[bool]) -> None:
+    """What `/metrics` serves of this process (read from the registry: in process, BentoML's `/metrics` wants the
+    multiprocess directory its server sets up); BentoML's request metrics see neither."""
+
+    def counted() -> tuple[float, float]:
+        hit = REGISTRY.get_sample_value("signals_cache_requests_total", {"result": "hit"})
+        refused = REGISTRY.get_sample_value("signals_edge_refusals_total", {"status": "415"})
+        return hit or 0.0, refused or 0.0
+
+    before = counted()
+    client.post("/predict", json={"symbol": BTC, "timeframe": "1h"})
+    refusal = client.post("/predict", content=b"{}", headers={"Content-Type": "text/plain"})
+    after = counted()
+    assert lane == [True] and refusal.status_code == 415
+    assert IDS["x-request-id"].fullmatch(refusal.headers["x-request-id"])  # the edge's own answers name the request
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)

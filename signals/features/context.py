@@ -106,6 +106,57 @@ def own_columns(candles: pd.DataFrame) -> dict[str, np.ndarray]:
     return columns
 
 
+OWN_MEMORY: Final = max(*RETURN_LAGS, VOLATILITY_PERIOD)  # closes before a row that its `own_columns` read
+
+
+class OwnColumnsMemo:
+    """`own_columns` of each pair's tail, reusing the rows of the pair's previous tail (serving: the next refresh's
+    tail is the last one moved on by the new candles).
+
+    Why it is the same bits: each row reads its close and the OWN_MEMORY closes before it, by the same operations
+    on those numbers alone (finite memory, as the module docstring says of every column). So a row whose closes
+    are the previous tail's, at the same bar times, has the value it had there. The first OWN_MEMORY rows (which
+    read fewer closes in a tail that starts later) and the new rows are computed by `own_columns` itself; a tail
+    whose overlap differs in any bar time or close is computed whole. Safe across threads: a pair's entry is
+    replaced in one step, and a stale one only computes more."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = {}
+
+    def of(self, symbol: str, candles: pd.DataFrame) -> dict[str, np.ndarray]:
+        times, close = _times_ns(candles), candles["close"].to_numpy(dtype=np.float64)
+        previous = self._last.get(symbol)
+        columns = _moved_on(previous, times, close, candles) if previous is not None else None
+        if columns is None:
+            columns = own_columns(candles)
+        self._last[symbol] = (times, close, columns)
+        return columns
+
+
+def _moved_on(
+    previous: tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]],
+    times: np.ndarray,
+    close: np.ndarray,
+    candles: pd.DataFrame,
+) -> dict[str, np.ndarray] | None:
+    """`own_columns(candles)` from the previous tail's rows where it holds the same candles (`OwnColumnsMemo`), or
+    None when it does not hold enough of them."""
+    old_times, old_close, old = previous
+    start = int(np.searchsorted(old_times, times[0])) if len(times) else len(old_times)
+    overlap = min(len(old_times) - start, len(times))
+    if overlap <= 2 * OWN_MEMORY:
+        return None
+    held = slice(start, start + overlap)
+    if not (np.array_equal(old_times[held], times[:overlap]) and np.array_equal(old_close[held], close[:overlap])):
+        return None
+    head = own_columns(candles.iloc[:OWN_MEMORY])
+    new = own_columns(candles.iloc[overlap - OWN_MEMORY :])
+    return {
+        name: np.concatenate([head[name], old[name][start + OWN_MEMORY : start + overlap], new[name][OWN_MEMORY:]])
+        for name in old
+    }
+
+
 def percentile_in_window(values: np.ndarray, window: int, chunk: int = 512) -> np.ndarray:
     """Share of the last `window` values (the current one included) at or below the current one; NaN until half
     the window is known. Finite memory: a value depends on its own window only. `values`: one series (n,) or
@@ -157,11 +208,14 @@ class CrossSection:
     rank_volatility: pd.DataFrame
 
 
-def cross_section_of(universe: Mapping[str, pd.DataFrame], rows: int | None = None) -> CrossSection:
+def cross_section_of(
+    universe: Mapping[str, pd.DataFrame], rows: int | None = None, memo: OwnColumnsMemo | None = None
+) -> CrossSection:
     """The cross-section of `universe` (symbol -> candles of one timeframe), computed once for every pair; with
     `rows`, the ranks at each pair's last `rows` bars only (all a serving window reads; NaN before: a rank is a
-    row's own, so the same bits where computed)."""
-    per_pair = {symbol: (own_columns(frame), _times_ns(frame)) for symbol, frame in sorted(universe.items())}
+    row's own, so the same bits where computed); `memo`: the pairs' previous tails' rows, reused (serving)."""
+    own = memo.of if memo is not None else lambda _, frame: own_columns(frame)
+    per_pair = {symbol: (own(symbol, frame), _times_ns(frame)) for symbol, frame in sorted(universe.items())}
     since = None
     if rows is not None:
         firsts = [times[-min(rows, len(times))] for _, times in per_pair.values() if len(times)]

@@ -31,6 +31,7 @@ from signals.features.context import (
     HIGHER_TIMEFRAMES,
     HTF_TAIL,
     CrossSection,
+    OwnColumnsMemo,
     context_window,
     context_windows,
     cross_section_of,
@@ -69,6 +70,7 @@ class ModelInputs:
         self._universes: OrderedDict[tuple[object, ...], _Universe] = OrderedDict()
         self._locks: dict[tuple[object, ...], asyncio.Lock] = {}
         self._stored: dict[tuple[str, str], tuple[tuple[int, int], pd.DataFrame]] = {}  # whole files (history)
+        self._own: dict[str, OwnColumnsMemo] = {}  # timeframe -> each pair's last tail's cross-section inputs
 
     def expect(self, families: Mapping[str, Sequence[str]]) -> None:
         """The served families' timeframes (family -> timeframes): the market layer reads the context's longer
@@ -146,7 +148,8 @@ class ModelInputs:
         self, tails: dict[str, pd.DataFrame], timeframe: str, last: pd.Timestamp, *, history: bool
     ) -> _Universe:
         """The cross-section and, live, the context of every pair whose tail ends at the candle, in one pass."""
-        cross = await asyncio.to_thread(cross_section_of, tails, LOOKBACK)  # windows read their last LOOKBACK ranks
+        memo = None if history else self._own.setdefault(timeframe, OwnColumnsMemo())  # live: tails move on by a bar
+        cross = await asyncio.to_thread(cross_section_of, tails, LOOKBACK, memo)  # windows read LOOKBACK ranks
         if history:
             return _Universe(tails, cross, {})
         current = {s: f for s, f in tails.items() if f["timestamp"].iloc[-1] == last}

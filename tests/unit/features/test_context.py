@@ -12,12 +12,14 @@ from signals.features.context import (
     CONTEXT_NAMES,
     HTF_STATE,
     N_CONTEXT,
+    OwnColumnsMemo,
     context_matrix,
     context_tail,
     context_window,
     context_windows,
     cross_section_of,
     higher_state,
+    own_columns,
     percentile_in_window,
     window_universe,
 )
@@ -248,3 +250,30 @@ def test_the_serving_cross_section_holds_the_same_bits_where_the_windows_read_it
     for symbol in tails:
         alone = context_window(symbol, "1h", tails, higher[symbol], rows=60, cross_section=whole)
         assert one_pass[symbol].tobytes() == alone.tobytes(), symbol
+
+
+def test_a_pairs_next_tail_reuses_its_last_tails_rows_with_the_same_bits() -> None:
+    """The refresh's cross-section inputs (`OwnColumnsMemo`): the tail moved on by one or several candles, the
+    same tail again, one whose overlap has a corrected close, one with a gap, one from elsewhere: each equals
+    `own_columns` of that tail, NaN and all."""
+    candles = random_walk_candles(900, timeframe="1h", seed=7)
+    corrected = candles.copy()
+    corrected.loc[650, "close"] *= 1.001
+    gap = candles.drop(index=range(700, 705)).reset_index(drop=True)
+    tails = [
+        candles.iloc[100:600],
+        candles.iloc[101:601],  # moved on by one candle
+        candles.iloc[101:601],  # the same tail again
+        candles.iloc[110:610],  # by ten
+        candles.iloc[115:610],  # shorter, same end
+        corrected.iloc[200:700],  # a close in the overlap differs
+        gap.iloc[300:795],  # bars missing inside the overlap
+        candles.iloc[800:900],  # no overlap
+        candles.iloc[805:830],  # too little overlap
+    ]
+    memo = OwnColumnsMemo()
+    for tail in tails:
+        served, whole = memo.of("SOL/USDT", tail), own_columns(tail)
+        assert served.keys() == whole.keys()
+        for name in whole:
+            assert served[name].tobytes() == whole[name].tobytes(), (tail.index[0], name)

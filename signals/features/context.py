@@ -325,8 +325,12 @@ def window_universe(
 ) -> dict[str, pd.DataFrame]:
     """Each pair's last `window_tail` candles up to the bar opened at `last` (a pair synced later is cut there):
     what a window's context is computed from, the same for every pair whose last closed candle is `last`."""
-    tail = window_tail(timeframe, rows)
-    return {s: frame[frame["timestamp"] <= last].iloc[-tail:] for s, frame in universe.items()}
+    tail, last_ns = window_tail(timeframe, rows), pd.Timestamp(last).value
+    out = {}
+    for symbol, frame in universe.items():  # bars sorted (validated candles): those up to `last` are a prefix
+        end = int(np.searchsorted(_times_ns(frame), last_ns, side="right"))
+        out[symbol] = frame.iloc[max(0, end - tail) : end]
+    return out
 
 
 def context_window(

@@ -78,6 +78,10 @@ class ModelSet:
         self.versions: Mapping[str, Any] = {model.tag: model for model in self.models.values()}
         logger.info("%s on %s: %d loaded, %d failed", family.name, self.device, len(self.models), len(self.failed))
 
+    def settled(self, key: str) -> bool:
+        """Whether `resolve(key)` answers from memory: a name, a loaded tag or a refused one (no store read)."""
+        return ":" not in key or key in self.versions or key in self.failed
+
     def resolve(self, key: str) -> str | None:
         """The loaded tag for a request's `model`: a tag (loaded now if need be) or a name (its start version);
         None when that model cannot be served here (absent, or refused: see `failed`)."""

@@ -12,11 +12,13 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
+from bentoml.validators import ContentType
 from pydantic import BaseModel, ConfigDict, Field
 
+from signals.contract.wire import ActionRow
 from signals.core.logs import configure_logging
 from signals.core.settings import Settings, get_settings
 from signals.models.family import ModelFamily, stored_names
@@ -57,12 +59,20 @@ def declared_tag(instance: object, name: str) -> str:
 
 # Every runner service: a short request lifetime (DESIGN: RSS and GC pauses grow with traffic.timeout), the
 # dependency-connection fix for upstream issue #5540 (recycling a connection with requests in flight gave
-# 7-27 % HTTP 500s under load), and one worker (a model copy per worker would not fit the 2-core budget).
+# 7-27 % HTTP 500s under load), one worker (a model copy per worker would not fit the 2-core budget), and BentoML's
+# access log as the API service has it (`SIGNALS_ACCESS_LOG`, off: a line per runner call was ~5 % of its CPU).
 RUNNER_SERVICE_CONFIG: dict[str, Any] = {
     "traffic": {"timeout": 10},
     "runner_connection": {"max_requests": 10**9, "max_age": 1e9},
     "workers": 1,
+    "logging": {"access": {"enabled": get_settings().access_log}},
 }
+
+# The answers' media type, stated: BentoML 1.4.39 otherwise derives it for a list answer from a JSON schema that it
+# builds again on every response (`IORootModel.mime_type`: ~0.1 ms, a tenth of the runner's CPU on a cold request).
+# The same media type it derived, so the same response.
+ProbabilityRows = Annotated[list[list[float]], ContentType("application/json")]
+ActionRows = Annotated[list[ActionRow], ContentType("application/json")]
 
 
 def batching_options(settings: Settings) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from signals.models.family import stored_names
 from signals.runners.common import (
     RUNNER_SERVICE_CONFIG,
     ModelRunner,
+    ProbabilityRows,
     RunnerStatus,
     batching_options,
     declare_models,
@@ -42,13 +43,13 @@ class _FamiliesRunner(ModelRunner):
         self._start(local)  # type: ignore[arg-type]
 
     @bentoml.api(**batching_options(get_settings()))
-    def predict(self, requests: list[WindowRequest]) -> list[list[float]]:
+    def predict(self, requests: list[WindowRequest]) -> ProbabilityRows:
         """(SHORT, NO_TRADE, LONG) probabilities per request, in request order; NaN row = model not loaded."""
         self.counters.record(len(requests))
         return self.local.forward(requests)
 
     @bentoml.api
-    def predict_many(self, requests: list[WindowRequest]) -> list[list[float]]:
+    def predict_many(self, requests: list[WindowRequest]) -> ProbabilityRows:
         """The same answers without the batching queue, for a caller that already holds a batch (`/batch`)."""
         return self.local.forward(requests)
 

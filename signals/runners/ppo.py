@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 import bentoml
 
-from signals.contract.wire import ActionRow, ObservationRequest
+from signals.contract.wire import ObservationRequest
 from signals.core.settings import Settings, get_settings
 from signals.models.families import PPO
 from signals.runners.common import (
     RUNNER_SERVICE_CONFIG,
+    ActionRows,
     ModelRunner,
     RunnerStatus,
     batching_options,
@@ -37,7 +38,7 @@ class _PpoRunner(ModelRunner):
         self._start(LocalPpo(settings or get_settings(), names=declared, tag_of=lambda name: declared_tag(self, name)))
 
     @bentoml.api(**batching_options(get_settings()))
-    def act(self, requests: list[ObservationRequest]) -> list[ActionRow]:
+    def act(self, requests: list[ObservationRequest]) -> ActionRows:
         """Deterministic action, action probabilities and state value per request, in request order."""
         self.counters.record(len(requests))
         return self.local.rows(requests)

@@ -160,8 +160,8 @@ class Settings(BaseSettings):
     )
     access_log: bool = Field(
         False,
-        description="BentoML's access log line per request in the API service (method, path, status, latency, "
-        "trace id); off by default: it was a sixth of a cached request's CPU.",
+        description="BentoML's access log line per request in the API service and the runners (method, path, "
+        "status, latency, trace id); off by default: it was a sixth of a cached request's CPU.",
     )
     edge_outermost: bool = Field(
         True,

@@ -8,6 +8,8 @@ without a server. One slow test serves both runners behind a stand-in front serv
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -93,7 +95,8 @@ def test_cnn_runner_groups_by_model_keeps_order_and_matches_each_model_alone(
     # Interleaved models, plus one nobody trained, in one batch.
     order = [names[0], names[1], names[1], "cnn-lstm-doge-usdt-1h", names[0], names[1], names[0]]
     batch = windows(len(order))
-    rows = np.asarray(runner.predict([WindowRequest(model=m, window=w) for m, w in zip(order, batch, strict=True)]))
+    requests = [WindowRequest(model=m, window=w) for m, w in zip(order, batch, strict=True)]
+    rows = np.asarray(asyncio.run(runner.predict(requests)))
     assert rows.shape == (len(order), 3)
     for position, name in enumerate(order):
         if name not in cnn_models:
@@ -107,9 +110,52 @@ def test_cnn_runner_groups_by_model_keeps_order_and_matches_each_model_alone(
     assert status.failed == {} and status.device == "cpu"
     assert status.batching.calls == 1 and status.batching.items == len(order)
     assert status.batching.histogram == {len(order): 1} and status.batching.max_batch_size == len(order)
-    direct = runner.predict_many([WindowRequest(model=m, window=w) for m, w in zip(order, batch, strict=True)])
+    direct = asyncio.run(runner.predict_many(requests))
     np.testing.assert_array_equal(np.asarray(direct), rows)  # same answers without the queue
     assert runner.status().batching.calls == 1  # the counters count only what the dispatcher batched
+
+
+def test_a_version_read_from_the_store_is_loaded_off_the_event_loop(cnn_models: dict[str, StoredModel]) -> None:
+    """Models in memory answer on the runner's loop; a version named for the first time is loaded in a thread (the
+    loop keeps answering meanwhile), then answers on the loop like the others."""
+    runner = CnnLstmRunner.inner(settings=settings(SYMBOLS[0]))
+    other = cnn_models[model_name(SYMBOLS[1], TF)]  # stored, but not served: not loaded at start
+    tag = str(other.tag)
+    assert runner.local.settled(model_name(SYMBOLS[0], TF)) and not runner.local.settled(tag)
+    loaded_in: list[str] = []
+    family_load = runner.local.family.load
+
+    def load(key: str, device: torch.device) -> object:
+        loaded_in.append("loop" if _on_a_loop() else "thread")
+        return family_load(key, device)
+
+    runner.local.family = dataclasses.replace(runner.local.family, load=load)
+    batch = windows(2)
+    first = asyncio.run(runner.predict_many([WindowRequest(model=tag, window=w) for w in batch]))
+    assert loaded_in == ["thread"] and runner.local.settled(tag)
+    again = asyncio.run(runner.predict_many([WindowRequest(model=tag, window=w) for w in batch]))
+    assert loaded_in == ["thread"]  # in memory now: no second load
+    expected = load_cnn_lstm(tag).predict_proba(batch)
+    np.testing.assert_allclose(first, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(again, first)
+
+
+def _on_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_runner_answers_state_their_media_type() -> None:
+    """BentoML derives a list answer's media type from a JSON schema it builds per response unless it is stated; the
+    stated one is the one it derived, and the published schema is unchanged."""
+    for runner, method in ((CnnLstmRunner, "predict"), (CnnLstmRunner, "predict_many"), (PpoRunner, "act")):
+        spec = runner.apis[method].output_spec
+        assert spec.media_type == "application/json"
+        derived = spec.model_json_schema()
+        assert derived["type"] == "array" and "content_type" not in json.dumps(derived)
 
 
 def test_cnn_runner_loads_only_the_configured_universe(cnn_models: dict[str, StoredModel]) -> None:
@@ -147,9 +193,11 @@ def test_tampered_model_is_left_out_and_named_while_others_load(
     assert list(runner.status().failed) == [bad]
     message = runner.status().failed[bad]
     assert WEIGHTS_FILE in message and "SHA-256" in message and "ModelIntegrityError" in message
-    rows = runner.predict(
-        [WindowRequest(model=bad, window=w) for w in windows(2)]
-        + [WindowRequest(model=model_name(SYMBOLS[0], TF), window=windows(1)[0])]
+    rows = asyncio.run(
+        runner.predict(
+            [WindowRequest(model=bad, window=w) for w in windows(2)]
+            + [WindowRequest(model=model_name(SYMBOLS[0], TF), window=windows(1)[0])]
+        )
     )
     assert np.isnan(rows[0]).all() and np.isnan(rows[1]).all() and not np.isnan(rows[2]).any()
 

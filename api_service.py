@@ -23,7 +23,7 @@ import bentoml
 from signals.api.compat import create_compat_app
 from signals.api.deadline import BodyDeadline
 from signals.api.edge import Edge, EdgeRules
-from signals.api.errors import answer_errors, cors_config, quiet_client_errors
+from signals.api.errors import answer_errors, quiet_client_errors
 from signals.api.exposure import warn_if_exposed
 from signals.api.fastlane import FastLane
 from signals.api.openapi import openapi_document, package_version
@@ -34,12 +34,12 @@ from signals.api.web import create_web_app
 from signals.contract import schemas
 from signals.core.errors import InvalidInput
 from signals.core.logs import configure_logging
-from signals.core.settings import TRAFFIC_TIMEOUT_S, get_settings
+from signals.core.settings import get_settings
 from signals.live.operations import Operations
 from signals.live.push import PushHub
 from signals.runners.cnn_lstm import CnnLstmRunner
 from signals.runners.families import FamiliesRunner
-from signals.runners.graph import API_SERVICE_NAME
+from signals.runners.graph import api_service_config
 from signals.runners.ppo import PpoRunner
 from signals.serving.engine import SignalEngine
 
@@ -70,17 +70,7 @@ web_app = create_web_app(
 RUNNER_PROBE_TIMEOUT_S = 5  # BentoML's own probe waited as long; /readyz answers within TRAFFIC_TIMEOUT_S
 
 
-# runner_probe off: `__is_ready__` asks the runners itself. BentoML 1.4.39's probe raised aiohttp's TimeoutError
-# (uncaught) while a runner was still loading, so /readyz answered nothing until the traffic timeout, then a bare 500
-# and "ASGI callable returned without starting response" in the log, at every start.
-@bentoml.service(
-    name=API_SERVICE_NAME,
-    traffic={"timeout": TRAFFIC_TIMEOUT_S},
-    workers=settings.api_workers,
-    http=cors_config(settings),
-    runner_probe={"enabled": False},
-    logging={"access": {"enabled": settings.access_log}},  # SIGNALS_ACCESS_LOG (off: a sixth of a warm request)
-)
+@bentoml.service(**api_service_config(settings))  # name, traffic, workers, CORS, probe, access log: one place
 @bentoml.asgi_app(compat_app, path="/api")
 @bentoml.asgi_app(web_app, path="/")
 class SignalService:

@@ -26,7 +26,6 @@ from typing import Any, ParamSpec, TypeVar
 from starlette.responses import JSONResponse
 
 from signals.core.errors import SignalsError
-from signals.core.settings import Settings
 from signals.ledger.outage import describe, is_outage, unavailable
 
 P = ParamSpec("P")
@@ -194,20 +193,3 @@ def quiet_client_errors() -> None:
     target = logging.getLogger("bentoml._internal.server.http_app")
     if not any(isinstance(f, ClientErrorsInOneLine) for f in target.filters):
         target.addFilter(ClientErrorsInOneLine())
-
-
-def cors_config(settings: Settings) -> dict[str, Any]:
-    """BentoML's `http` service config: CORS for `SIGNALS_CORS_ORIGINS` on every route (the mounted apps too) and
-    their preflight `OPTIONS`; none when the list is empty (the default: same origin only)."""
-    if not settings.cors_origins:
-        return {}
-    return {
-        "cors": {
-            "enabled": True,
-            "access_control_allow_origins": list(settings.cors_origins),
-            "access_control_allow_methods": ["GET", "POST", "OPTIONS"],
-            "access_control_allow_headers": ["Content-Type", "Authorization", "Last-Event-ID", "X-API-Key"],
-            "access_control_expose_headers": ["Retry-After"],
-            "access_control_max_age": 600,
-        }
-    }

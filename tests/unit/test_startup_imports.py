@@ -7,6 +7,10 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from signals.runners.graph import SignalService as GraphService
+from signals.runners.graph import graph_only
 from tests.support.probe import fresh_python
 
 RUNNER_ONLY = ("torch", "safetensors", "stable_baselines3", "gymnasium")
@@ -50,3 +54,49 @@ FAMILIES_START = textwrap.dedent(
 def test_the_families_runner_starts_without_torch_when_no_family_needs_it(tmp_path: Path) -> None:
     """The installed families (GBM) compute on their own libraries: the runner that serves them loads no torch."""
     assert fresh_python(FAMILIES_START.format(home=str(tmp_path))).split() == ["cpu", "False"]
+
+
+RUNNER_WORKER = textwrap.dedent(
+    """
+    import sys
+
+    sys.argv = [{script!r}, "service:SignalService", "--service-name", "ppo_runner", "--fd", "3"]
+    import service
+
+    runner = service.SignalService.find_dependent_by_name("ppo_runner")
+    api = sorted(name for name in ("api_service", "signals.api.compat", "signals.live.operations") if name in sys.modules)
+    print(runner.name, " ".join(api) or "none")
+    """
+)
+
+
+def test_a_runner_worker_imports_the_graph_without_the_api() -> None:
+    """BentoML's runner worker finds its service among the root's dependencies; the API's code stays out."""
+    script = "/venv/lib/python3.11/site-packages/_bentoml_impl/worker/service.py"
+    assert fresh_python(RUNNER_WORKER.format(script=script)).split() == ["ppo_runner", "none"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "graph"),
+    [
+        (["/venv/bin/bentoml", "serve", "service:SignalService", "--port", "3000"], True),
+        (["/venv/lib/python3.11/site-packages/bentoml/__main__.py", "serve", "."], True),
+        (["/x/_bentoml_impl/worker/service.py", "service:SignalService", "--service-name", "cnn_lstm_runner"], True),
+        (["/x/_bentoml_impl/worker/service.py", "service:SignalService", "--service-name", "signal_service"], False),
+        (["/x/_bentoml_impl/worker/service.py", "service:SignalService"], False),
+        (["/venv/bin/bentoml", "build"], False),
+        (["/venv/bin/pytest", "-q"], False),
+        ([], False),
+    ],
+)
+def test_only_the_arbiter_and_runner_workers_take_the_graph_alone(argv: list[str], graph: bool) -> None:
+    assert graph_only(argv) is graph
+
+
+def test_the_graph_states_the_api_services_config_and_dependencies() -> None:
+    """The arbiter starts the API's workers from the graph's config: it must be the API service's own."""
+    import api_service
+
+    assert GraphService.name == api_service.SignalService.name
+    assert GraphService.config == api_service.SignalService.config
+    assert sorted(GraphService.all_services()) == sorted(api_service.SignalService.all_services())

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from signals.runners.graph import graph_only
+from signals.runners.graph import graph_only, service_graph
 
 if not graph_only(sys.argv):
     from api_service import *  # noqa: F403
 else:
-    from signals.runners.graph import SignalService as SignalService  # type: ignore[assignment]
+    SignalService = service_graph()  # type: ignore[misc]  # the star import made it the API class

@@ -57,13 +57,17 @@ def graph_only(argv: Sequence[str]) -> bool:
     return at < len(argv) and argv[at] != API_SERVICE_NAME
 
 
-settings = get_settings()
+def service_graph() -> bentoml.Service[Any]:
+    """The API service's name, config and dependencies as a service with no routes (built on call: an API worker
+    imports this module too, for `api_service_config`, and needs no second service)."""
+    settings = get_settings()
 
+    @bentoml.service(**api_service_config(settings))
+    class SignalService:
+        """The API service's dependencies only (`api_service.SignalService` declares the same three)."""
 
-@bentoml.service(**api_service_config(settings))
-class SignalService:
-    """The API service's dependencies only (`api_service.SignalService` declares the same three)."""
+        cnn_lstm = bentoml.depends(CnnLstmRunner, url=settings.cnn_lstm_url)
+        ppo = bentoml.depends(PpoRunner, url=settings.ppo_url)
+        families = bentoml.depends(FamiliesRunner, url=settings.families_url)
 
-    cnn_lstm = bentoml.depends(CnnLstmRunner, url=settings.cnn_lstm_url)
-    ppo = bentoml.depends(PpoRunner, url=settings.ppo_url)
-    families = bentoml.depends(FamiliesRunner, url=settings.families_url)
+    return SignalService

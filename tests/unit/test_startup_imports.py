@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from signals.runners.graph import SignalService as GraphService
-from signals.runners.graph import graph_only
+from signals.runners.graph import graph_only, service_graph
 from tests.support.probe import fresh_python
 
 RUNNER_ONLY = ("torch", "safetensors", "stable_baselines3", "gymnasium")
@@ -64,7 +63,7 @@ RUNNER_WORKER = textwrap.dedent(
     import service
 
     runner = service.SignalService.find_dependent_by_name("ppo_runner")
-    api = sorted(name for name in ("api_service", "signals.api.compat", "signals.live.operations") if name in sys.modules)
+    api = [name for name in ("api_service", "signals.api.compat", "signals.live.operations") if name in sys.modules]
     print(runner.name, " ".join(api) or "none")
     """
 )
@@ -97,6 +96,7 @@ def test_the_graph_states_the_api_services_config_and_dependencies() -> None:
     """The arbiter starts the API's workers from the graph's config: it must be the API service's own."""
     import api_service
 
-    assert GraphService.name == api_service.SignalService.name
-    assert GraphService.config == api_service.SignalService.config
-    assert sorted(GraphService.all_services()) == sorted(api_service.SignalService.all_services())
+    graph = service_graph()
+    assert graph.name == api_service.SignalService.name
+    assert graph.config == api_service.SignalService.config
+    assert sorted(graph.all_services()) == sorted(api_service.SignalService.all_services())

@@ -6,7 +6,7 @@ A table of contents: the runners it depends on and the routes; each route is one
 Compatibility GET routes are a FastAPI app mounted under /api; the dashboard (/ui), the OpenAPI page (/docs), the
 event stream (/api/stream) and the WebSocket (/ws/{client_id}) one mounted at the root.
 Run: `bentoml serve service:SignalService` (or `make serve`): `service.py` imports this module in every process
-but a runner's worker.
+but the arbiter and the runners' workers (`signals.runners.graph`).
 """
 
 from __future__ import annotations

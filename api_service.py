@@ -23,16 +23,16 @@ import bentoml
 from signals.api.compat import create_compat_app
 from signals.api.deadline import BodyDeadline
 from signals.api.edge import Edge, EdgeRules
-from signals.api.errors import answer_errors, quiet_client_errors
+from signals.api.errors import answer_errors
 from signals.api.exposure import warn_if_exposed
 from signals.api.fastlane import FastLane
 from signals.api.openapi import openapi_document, package_version
 from signals.api.outermost import add_outermost_middleware, edge_outermost
 from signals.api.readiness import runner_ready
+from signals.api.request_log import quiet_client_errors
 from signals.api.slots import Slot
 from signals.api.web import create_web_app
 from signals.contract import schemas
-from signals.core.errors import InvalidInput
 from signals.core.logs import configure_logging
 from signals.core.settings import get_settings
 from signals.live.operations import Operations
@@ -48,13 +48,6 @@ engine_slot: Slot[SignalEngine] = Slot("the signal engine")
 hub_slot: Slot[PushHub] = Slot("the push stream (it needs the ledger)")
 ops_slot: Slot[Operations] = Slot("the track record")
 settings = get_settings()
-if settings.device == "cuda":  # 'auto' and 'cpu' always resolve; only this one imports torch here
-    from signals.models.device import resolve_device
-
-    try:  # an impossible device fails the start once, in one line, instead of crash-looping every runner worker
-        resolve_device(settings.device)
-    except InvalidInput as error:
-        raise SystemExit(f"signals: cannot start: {error}") from None
 
 
 compat_app = create_compat_app(engine_slot)

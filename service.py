@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import sys
 
-from signals.runners.graph import graph_only, service_graph
+from signals.api.request_log import quiet_client_errors
+from signals.core.settings import get_settings
+from signals.runners.graph import graph_only, refuse_an_impossible_device, service_graph
 
+refuse_an_impossible_device(get_settings())
 if not graph_only(sys.argv):
     from api_service import *  # noqa: F403
 else:
     SignalService = service_graph()  # type: ignore[misc]  # the star import made it the API class
+    quiet_client_errors()  # a runner restarting meets the calls the API gave up on: one line, not tracebacks

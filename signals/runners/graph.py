@@ -16,6 +16,7 @@ from typing import Any
 import bentoml
 
 from signals.api.cors import cors_config
+from signals.core.errors import InvalidInput
 from signals.core.settings import TRAFFIC_TIMEOUT_S, Settings, get_settings
 from signals.runners.cnn_lstm import CnnLstmRunner
 from signals.runners.families import FamiliesRunner
@@ -41,6 +42,19 @@ def api_service_config(settings: Settings) -> dict[str, Any]:
         "runner_probe": {"enabled": False},
         "logging": {"access": {"enabled": settings.access_log}},  # SIGNALS_ACCESS_LOG (off: a sixth of a request)
     }
+
+
+def refuse_an_impossible_device(settings: Settings) -> None:
+    """Exit in one line when SIGNALS_DEVICE names a device this machine lacks: `service.py` asks in every process,
+    so the arbiter stops the start once instead of every runner worker crash-looping."""
+    if settings.device != "cuda":  # 'auto' and 'cpu' always resolve; only this one imports torch here
+        return
+    from signals.models.device import resolve_device
+
+    try:
+        resolve_device(settings.device)
+    except InvalidInput as error:
+        raise SystemExit(f"signals: cannot start: {error}") from None
 
 
 def graph_only(argv: Sequence[str]) -> bool:

@@ -57,6 +57,7 @@ def test_the_families_runner_starts_without_torch_when_no_family_needs_it(tmp_pa
 
 RUNNER_WORKER = textwrap.dedent(
     """
+    import logging
     import sys
 
     sys.argv = [{script!r}, "service:SignalService", "--service-name", "ppo_runner", "--fd", "3"]
@@ -64,15 +65,18 @@ RUNNER_WORKER = textwrap.dedent(
 
     runner = service.SignalService.find_dependent_by_name("ppo_runner")
     api = [name for name in ("api_service", "signals.api.compat", "signals.live.operations") if name in sys.modules]
-    print(runner.name, " ".join(api) or "none")
+    request_log = logging.getLogger("bentoml._internal.server.http_app").filters
+    quiet = any(type(f).__name__ == "ClientErrorsInOneLine" for f in request_log)
+    print(runner.name, " ".join(api) or "none", quiet)
     """
 )
 
 
 def test_a_runner_worker_imports_the_graph_without_the_api() -> None:
-    """BentoML's runner worker finds its service among the root's dependencies; the API's code stays out."""
+    """BentoML's runner worker finds its service among the root's dependencies; the API's code stays out, and its
+    request log still says a caller's mistake (or a caller that left) in one line, as the API's does."""
     script = "/venv/lib/python3.11/site-packages/_bentoml_impl/worker/service.py"
-    assert fresh_python(RUNNER_WORKER.format(script=script)).split() == ["ppo_runner", "none"]
+    assert fresh_python(RUNNER_WORKER.format(script=script)).split() == ["ppo_runner", "none", "True"]
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,9 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 
 from signals.api.access import TokenBucket, key_hash, new_key
 from signals.api.edge import Edge, EdgeRules
-from signals.api.errors import ClientErrorsInOneLine, error_body
+from signals.api.errors import error_body
 from signals.api.fastlane import FastLane
+from signals.api.request_log import ClientErrorsInOneLine
 from signals.core.settings import ApiKey
 from tests.support.clock import FakeClock
 from tests.support.servers import LOCAL_CLIENT, local_client

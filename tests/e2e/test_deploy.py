@@ -193,12 +193,13 @@ def topology(world: World, postgres: Postgres, tmp_path_factory: pytest.TempPath
         cwd=REPO_ROOT,
     )
     assert done.returncode == 0, done.stderr
+    runners = {**local, "SIGNALS_ACCESS_LOG": "true"}  # off by default: its lines carry the request's id
     with ExitStack() as stack:
         cnn = stack.enter_context(
-            bentoml_server(local, logs, name="cnn", target=runner_target(deployments["signals-cnn-lstm"]))
+            bentoml_server(runners, logs, name="cnn", target=runner_target(deployments["signals-cnn-lstm"]))
         )
         ppo = stack.enter_context(
-            bentoml_server(local, logs, name="ppo", target=runner_target(deployments["signals-ppo"]))
+            bentoml_server(runners, logs, name="ppo", target=runner_target(deployments["signals-ppo"]))
         )
         api_spec = container(deployments["signals-api"])
         named = {e["name"]: e["value"] for e in api_spec["env"] if "value" in e}  # SIGNALS_REQUIRE_API_KEYS

@@ -352,14 +352,19 @@ def context_window(
     else:  # the cross-section is given: only the pair's own candles are read (cutting every pair cost half the call)
         tails = window_universe({symbol: universe[symbol]}, last, timeframe, rows)
     close = last + pd.Timedelta(seconds=timeframe_seconds(timeframe))
-    higher_tails = {
-        tf: frame[frame["timestamp"] + pd.Timedelta(seconds=timeframe_seconds(tf)) <= close].iloc[-(HTF_TAIL + rows) :]
-        for tf, frame in (higher or {}).items()
-    }
+    close_ns = pd.Timestamp(close).value
+    higher_tails = {tf: _closed_tail(frame, tf, close_ns, rows) for tf, frame in (higher or {}).items()}
     out = context_matrix(symbol, timeframe, tails, higher_tails, cross_section=cross_section)[-rows:]
     if len(out) < rows:  # a short history: NaN in front, as in a longer one before the columns are known
         out = np.vstack([np.full((rows - len(out), N_CONTEXT), np.nan), out])
     return out
+
+
+def _closed_tail(frame: pd.DataFrame, timeframe: str, close_ns: int, rows: int) -> pd.DataFrame:
+    """The last `HTF_TAIL + rows` candles of `frame` (of `timeframe`) closed by `close_ns`: what a window's higher
+    timeframe state reads (bars sorted: the closed ones are a prefix)."""
+    closed = int(np.searchsorted(_times_ns(frame) + timeframe_seconds(timeframe) * _NS, close_ns, side="right"))
+    return frame.iloc[max(0, closed - (HTF_TAIL + rows)) : closed]
 
 
 def context_windows(
@@ -439,10 +444,7 @@ def _context_block(
             at = slice(index + slot * len(HTF_STATE), index + (slot + 1) * len(HTF_STATE))
             if slot < len(levels) and levels[slot] in mine:
                 tf = levels[slot]
-                frame = mine[tf]  # its candles closed by the window's last close (sorted: a prefix), the last ones
-                closed = int(np.searchsorted(_times_ns(frame) + timeframe_seconds(tf) * _NS, close, side="right"))
-                cut = frame.iloc[max(0, closed - (HTF_TAIL + rows)) : closed]
-                out[p, :, at] = higher_state(candles, timeframe, cut, tf)
+                out[p, :, at] = higher_state(candles, timeframe, _closed_tail(mine[tf], tf, close, rows), tf)
             else:
                 out[p, :, at] = np.nan
     return out

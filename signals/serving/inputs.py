@@ -73,8 +73,9 @@ class ModelInputs:
         self._own: dict[str, OwnColumnsMemo] = {}  # timeframe -> each pair's last tail's cross-section inputs
 
     def expect(self, families: Mapping[str, Sequence[str]]) -> None:
-        """The served families' timeframes (family -> timeframes): the market layer reads the context's longer
-        tails with the snapshots of a timeframe where a family reads the context (one read of each file)."""
+        """The computed (served and shadow) families' timeframes (family -> timeframes): the market layer reads the
+        context's longer tails with the snapshots of a timeframe where a family reads the context (one read of each
+        file)."""
         for family, timeframes in families.items():
             if self.reads_context(family):
                 for timeframe in timeframes:
